@@ -14,7 +14,7 @@ PREFIX     ?= /usr/local
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_ARGS ?=
 
-.PHONY: all build deps test unit integration demo bench install format \
+.PHONY: all build asan deps test unit integration demo bench install format \
         clean
 
 all: build

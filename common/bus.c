@@ -1,0 +1,747 @@
+#include "bus.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/rep.h>
+#include <nng/protocol/reqrep0/req.h>
+
+#include "log.h"
+#include "wire.h"
+
+MCOS_LOG_MODULE(bus);
+
+/* Requests the server keeps posted for receiving at once. */
+#define SERVER_RECV_SLOTS 4
+
+static void seterr(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!err || !errlen) {
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+int
+mcos_bus_err(int e)
+{
+    switch (e) {
+    case 0:
+        return 0;
+    case NNG_EINTR:
+        return -EINTR;
+    case NNG_ENOMEM:
+        return -ENOMEM;
+    case NNG_EINVAL:
+        return -EINVAL;
+    case NNG_EBUSY:
+        return -EBUSY;
+    case NNG_ETIMEDOUT:
+        return -ETIMEDOUT;
+    case NNG_ECONNREFUSED:
+        return -ECONNREFUSED;
+    case NNG_ECLOSED:
+        return -EBADF;
+    case NNG_EAGAIN:
+        return -EAGAIN;
+    case NNG_ENOTSUP:
+        return -ENOTSUP;
+    case NNG_EADDRINUSE:
+        return -EADDRINUSE;
+    case NNG_ESTATE:
+        return -EPROTO;
+    case NNG_ENOENT:
+        return -ENOENT;
+    case NNG_EPROTO:
+        return -EPROTO;
+    case NNG_EUNREACHABLE:
+        return -EHOSTUNREACH;
+    case NNG_EADDRINVAL:
+        return -EINVAL;
+    case NNG_EPERM:
+        return -EPERM;
+    case NNG_EMSGSIZE:
+        return -EMSGSIZE;
+    case NNG_ECONNABORTED:
+        return -ECONNABORTED;
+    case NNG_ECONNRESET:
+        return -ECONNRESET;
+    case NNG_ECANCELED:
+        return -ECANCELED;
+    case NNG_ENOFILES:
+        return -EMFILE;
+    case NNG_ENOSPC:
+        return -ENOSPC;
+    case NNG_EEXIST:
+        return -EEXIST;
+    case NNG_EREADONLY:
+    case NNG_EWRITEONLY:
+        return -EACCES;
+    case NNG_ECRYPTO:
+    case NNG_EPEERAUTH:
+        return -EACCES;
+    case NNG_ENOARG:
+    case NNG_EAMBIGUOUS:
+    case NNG_EBADTYPE:
+        return -EINVAL;
+    case NNG_ECONNSHUT:
+        return -ESHUTDOWN;
+    case NNG_EINTERNAL:
+    default:
+        if (e & NNG_ESYSERR) {
+            return -(e & ~NNG_ESYSERR);
+        }
+        return -EIO;
+    }
+}
+
+/* ------------------------------------------------------------------------
+ * A queue of completions handed from nng's threads to the loop. */
+
+struct handoff {
+    uv_async_t async;      /* wakes the loop */
+    pthread_mutex_t mutex; /* guards head/tail */
+    void *head;            /* first queued item */
+    void **tail;           /* where the next item is linked */
+};
+
+/* Items embed `void *next` as their first member. */
+static void
+handoff_push(struct handoff *h, void *item)
+{
+    *(void **)item = NULL;
+    pthread_mutex_lock(&h->mutex);
+    *h->tail = item;
+    h->tail = (void **)item;
+    pthread_mutex_unlock(&h->mutex);
+    uv_async_send(&h->async);
+}
+
+static void *
+handoff_take_all(struct handoff *h)
+{
+    void *list;
+
+    pthread_mutex_lock(&h->mutex);
+    list = h->head;
+    h->head = NULL;
+    h->tail = &h->head;
+    pthread_mutex_unlock(&h->mutex);
+    return list;
+}
+
+static int
+handoff_init(struct handoff *h, uv_loop_t *loop, uv_async_cb cb, void *data)
+{
+    int r;
+
+    pthread_mutex_init(&h->mutex, NULL);
+    h->head = NULL;
+    h->tail = &h->head;
+    r = uv_async_init(loop, &h->async, cb);
+    if (r) {
+        pthread_mutex_destroy(&h->mutex);
+        return r;
+    }
+    h->async.data = data;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Server. */
+
+enum slot_state {
+    SLOT_RECEIVING, /* posted for a request */
+    SLOT_HELD,      /* request handed to the user */
+    SLOT_SENDING,   /* reply on its way */
+};
+
+struct mcos_bus_request {
+    void *next;                         /* handoff link; must be first */
+    struct mcos_bus_server *srv;        /* owner */
+    nng_ctx ctx;                        /* this request's context */
+    nng_aio *aio;                       /* receive, then send */
+    nng_msg *msg;                       /* the request once received */
+    enum slot_state state;              /* where it is in its life */
+    int result;                         /* nng result of the last operation */
+    struct mcos_bus_request *all_next;  /* link in srv->all */
+    struct mcos_bus_request **all_prev; /* back link in srv->all */
+};
+
+struct mcos_bus_server {
+    struct handoff done;          /* completed receives and sends */
+    nng_socket sock;              /* REP socket */
+    mcos_bus_request_cb cb;       /* user callback */
+    void *arg;                    /* its argument */
+    bool closing;                 /* close started: post nothing new */
+    pthread_mutex_t all_mutex;    /* guards `all` */
+    struct mcos_bus_request *all; /* every slot, to stop them on close */
+    char url[256];                /* for log lines */
+};
+
+static void server_aio_cb(void *arg);
+
+static void
+slot_free(struct mcos_bus_request *s)
+{
+    struct mcos_bus_server *srv = s->srv;
+
+    pthread_mutex_lock(&srv->all_mutex);
+    *s->all_prev = s->all_next;
+    if (s->all_next) {
+        s->all_next->all_prev = s->all_prev;
+    }
+    pthread_mutex_unlock(&srv->all_mutex);
+    /* Safe: never called from this aio's own callback. */
+    nng_aio_free(s->aio);
+    nng_ctx_close(s->ctx);
+    if (s->msg) {
+        nng_msg_free(s->msg);
+    }
+    free(s);
+}
+
+static int
+slot_post(struct mcos_bus_server *srv)
+{
+    struct mcos_bus_request *s = calloc(1, sizeof *s);
+    int r;
+
+    if (!s) {
+        return -ENOMEM;
+    }
+    s->srv = srv;
+    r = nng_ctx_open(&s->ctx, srv->sock);
+    if (r) {
+        free(s);
+        return mcos_bus_err(r);
+    }
+    r = nng_aio_alloc(&s->aio, server_aio_cb, s);
+    if (r) {
+        nng_ctx_close(s->ctx);
+        free(s);
+        return mcos_bus_err(r);
+    }
+    pthread_mutex_lock(&srv->all_mutex);
+    s->all_next = srv->all;
+    if (srv->all) {
+        srv->all->all_prev = &s->all_next;
+    }
+    s->all_prev = &srv->all;
+    srv->all = s;
+    pthread_mutex_unlock(&srv->all_mutex);
+    s->state = SLOT_RECEIVING;
+    nng_ctx_recv(s->ctx, s->aio);
+    return 0;
+}
+
+/* nng thread: only record and hand off. */
+static void
+server_aio_cb(void *arg)
+{
+    struct mcos_bus_request *s = arg;
+
+    s->result = nng_aio_result(s->aio);
+    if (s->state == SLOT_RECEIVING && s->result == 0) {
+        s->msg = nng_aio_get_msg(s->aio);
+    } else if (s->state == SLOT_SENDING && s->result != 0) {
+        /* The reply was not sent; its message is still ours. */
+        nng_msg *m = nng_aio_get_msg(s->aio);
+
+        if (m) {
+            nng_msg_free(m);
+        }
+    }
+    handoff_push(&s->srv->done, s);
+}
+
+static void
+server_async_cb(uv_async_t *async)
+{
+    struct mcos_bus_server *srv = async->data;
+    struct mcos_bus_request *s = handoff_take_all(&srv->done);
+
+    while (s) {
+        struct mcos_bus_request *next = s->next;
+
+        if (s->state == SLOT_SENDING || srv->closing) {
+            if (s->state == SLOT_SENDING && s->result) {
+                LOG_DBG("%s: reply not sent: %s", srv->url,
+                        nng_strerror(s->result));
+            }
+            slot_free(s);
+        } else if (s->result) {
+            /* A failed receive (not a close): post a fresh slot. */
+            LOG_DBG("%s: receive failed: %s", srv->url,
+                    nng_strerror(s->result));
+            slot_free(s);
+            if (slot_post(srv)) {
+                LOG_ERR("%s: cannot post a receive", srv->url);
+            }
+        } else {
+            /* Keep the number of posted receives constant: the held one is
+             * replaced before the user sees it. */
+            s->state = SLOT_HELD;
+            if (slot_post(srv)) {
+                LOG_ERR("%s: cannot post a receive", srv->url);
+            }
+            srv->cb(s, srv->arg);
+        }
+        s = next;
+    }
+}
+
+int
+mcos_bus_server_create(uv_loop_t *loop, const char *url,
+                       mcos_bus_request_cb cb, void *arg,
+                       struct mcos_bus_server **out, char *err, size_t errlen)
+{
+    struct mcos_bus_server *srv = calloc(1, sizeof *srv);
+    int r;
+
+    if (!srv) {
+        return -ENOMEM;
+    }
+    srv->cb = cb;
+    srv->arg = arg;
+    snprintf(srv->url, sizeof srv->url, "%s", url);
+    pthread_mutex_init(&srv->all_mutex, NULL);
+
+    r = nng_rep0_open(&srv->sock);
+    if (r) {
+        seterr(err, errlen, "cannot open a reply socket: %s", nng_strerror(r));
+        goto fail_free;
+    }
+    nng_socket_set_size(srv->sock, NNG_OPT_RECVMAXSZ, MCOS_WIRE_MAX_MSG);
+    r = nng_listen(srv->sock, url, NULL, 0);
+    if (r) {
+        seterr(err, errlen, "cannot listen on %s: %s", url, nng_strerror(r));
+        goto fail_close;
+    }
+    r = handoff_init(&srv->done, loop, server_async_cb, srv);
+    if (r) {
+        seterr(err, errlen, "uv_async_init: %s", uv_strerror(r));
+        nng_close(srv->sock);
+        pthread_mutex_destroy(&srv->all_mutex);
+        free(srv);
+        return r;
+    }
+    for (int i = 0; i < SERVER_RECV_SLOTS; i++) {
+        r = slot_post(srv);
+        if (r) {
+            seterr(err, errlen, "cannot post receives: %s", strerror(-r));
+            mcos_bus_server_close(srv);
+            return r;
+        }
+    }
+    *out = srv;
+    return 0;
+
+fail_close:
+    nng_close(srv->sock);
+fail_free:
+    pthread_mutex_destroy(&srv->all_mutex);
+    free(srv);
+    return mcos_bus_err(r);
+}
+
+static void
+server_closed_cb(uv_handle_t *h)
+{
+    struct mcos_bus_server *srv = h->data;
+    struct mcos_bus_request *s = handoff_take_all(&srv->done);
+
+    /* Whatever completed after the last async run. */
+    (void)s;
+    pthread_mutex_destroy(&srv->all_mutex);
+    pthread_mutex_destroy(&srv->done.mutex);
+    free(srv);
+}
+
+void
+mcos_bus_server_close(struct mcos_bus_server *srv)
+{
+    if (!srv) {
+        return;
+    }
+    srv->closing = true;
+    nng_close(srv->sock);
+    /* Stop every slot: after nng_aio_stop no callback is running or will
+     * run, so freeing them all here is safe. */
+    for (;;) {
+        struct mcos_bus_request *s;
+
+        pthread_mutex_lock(&srv->all_mutex);
+        s = srv->all;
+        pthread_mutex_unlock(&srv->all_mutex);
+        if (!s) {
+            break;
+        }
+        nng_aio_stop(s->aio);
+        slot_free(s);
+    }
+    /* Completions queued before the stop point at freed slots: drop the
+     * list without touching them. */
+    handoff_take_all(&srv->done);
+    uv_close((uv_handle_t *)&srv->done.async, server_closed_cb);
+}
+
+const void *
+mcos_bus_request_data(const struct mcos_bus_request *req, size_t *len)
+{
+    *len = nng_msg_len(req->msg);
+    return nng_msg_body(req->msg);
+}
+
+int
+mcos_bus_reply(struct mcos_bus_request *req, const void *data, size_t len)
+{
+    nng_msg *m;
+    int r;
+
+    r = nng_msg_alloc(&m, 0);
+    if (r == 0) {
+        r = nng_msg_append(m, data, len);
+        if (r) {
+            nng_msg_free(m);
+        }
+    }
+    if (r) {
+        slot_free(req);
+        return mcos_bus_err(r);
+    }
+    nng_msg_free(req->msg);
+    req->msg = NULL;
+    req->state = SLOT_SENDING;
+    nng_aio_set_msg(req->aio, m);
+    nng_ctx_send(req->ctx, req->aio);
+    return 0;
+}
+
+void
+mcos_bus_request_drop(struct mcos_bus_request *req)
+{
+    if (req) {
+        slot_free(req);
+    }
+}
+
+/* ------------------------------------------------------------------------
+ * Client. */
+
+struct mcos_bus_call {
+    void *next;                      /* handoff link; must be first */
+    struct mcos_bus_client *cli;     /* owner */
+    nng_ctx ctx;                     /* this call's context */
+    nng_aio *aio;                    /* send, then receive */
+    bool sending;                    /* still in the send phase */
+    int result;                      /* nng result */
+    nng_msg *reply;                  /* the reply when result is 0 */
+    uint32_t timeout_ms;             /* per phase */
+    mcos_bus_reply_cb cb;            /* user callback */
+    void *arg;                       /* its argument */
+    struct mcos_bus_call *all_next;  /* link in cli->all */
+    struct mcos_bus_call **all_prev; /* back link */
+};
+
+struct mcos_bus_client {
+    struct handoff done;       /* completed calls */
+    nng_socket sock;           /* REQ socket */
+    pthread_mutex_t all_mutex; /* guards `all` */
+    struct mcos_bus_call *all; /* calls in flight */
+};
+
+static void
+call_unlink(struct mcos_bus_call *c)
+{
+    pthread_mutex_lock(&c->cli->all_mutex);
+    *c->all_prev = c->all_next;
+    if (c->all_next) {
+        c->all_next->all_prev = c->all_prev;
+    }
+    pthread_mutex_unlock(&c->cli->all_mutex);
+}
+
+static void
+call_free(struct mcos_bus_call *c)
+{
+    nng_aio_free(c->aio);
+    nng_ctx_close(c->ctx);
+    if (c->reply) {
+        nng_msg_free(c->reply);
+    }
+    free(c);
+}
+
+/* nng thread. */
+static void
+call_aio_cb(void *arg)
+{
+    struct mcos_bus_call *c = arg;
+    int r = nng_aio_result(c->aio);
+
+    if (c->sending) {
+        if (r) {
+            nng_msg *m = nng_aio_get_msg(c->aio);
+
+            if (m) {
+                nng_msg_free(m);
+            }
+            c->result = r;
+            handoff_push(&c->cli->done, c);
+            return;
+        }
+        c->sending = false;
+        nng_aio_set_timeout(c->aio, c->timeout_ms ? (nng_duration)c->timeout_ms
+                                                  : NNG_DURATION_INFINITE);
+        nng_ctx_recv(c->ctx, c->aio);
+        return;
+    }
+    c->result = r;
+    if (r == 0) {
+        c->reply = nng_aio_get_msg(c->aio);
+    }
+    handoff_push(&c->cli->done, c);
+}
+
+static void
+client_async_cb(uv_async_t *async)
+{
+    struct mcos_bus_client *cli = async->data;
+    struct mcos_bus_call *c = handoff_take_all(&cli->done);
+
+    while (c) {
+        struct mcos_bus_call *next = c->next;
+
+        call_unlink(c);
+        if (c->result) {
+            c->cb(mcos_bus_err(c->result), NULL, 0, c->arg);
+        } else {
+            c->cb(0, nng_msg_body(c->reply), nng_msg_len(c->reply), c->arg);
+        }
+        call_free(c);
+        c = next;
+    }
+}
+
+int
+mcos_bus_client_create(uv_loop_t *loop, const char *url,
+                       struct mcos_bus_client **out, char *err, size_t errlen)
+{
+    struct mcos_bus_client *cli = calloc(1, sizeof *cli);
+    int r;
+
+    if (!cli) {
+        return -ENOMEM;
+    }
+    pthread_mutex_init(&cli->all_mutex, NULL);
+    r = nng_req0_open(&cli->sock);
+    if (r) {
+        seterr(err, errlen, "cannot open a request socket: %s",
+               nng_strerror(r));
+        goto fail;
+    }
+    nng_socket_set_size(cli->sock, NNG_OPT_RECVMAXSZ, MCOS_WIRE_MAX_MSG);
+    nng_socket_set_ms(cli->sock, NNG_OPT_RECONNMINT, 100);
+    nng_socket_set_ms(cli->sock, NNG_OPT_RECONNMAXT, 2000);
+    /* We resend on our own schedule (the next report); nng's resend would
+     * only duplicate work the brain has to recognise. */
+    nng_socket_set_ms(cli->sock, NNG_OPT_REQ_RESENDTIME,
+                      NNG_DURATION_INFINITE);
+    r = nng_dial(cli->sock, url, NULL, NNG_FLAG_NONBLOCK);
+    if (r) {
+        seterr(err, errlen, "cannot dial %s: %s", url, nng_strerror(r));
+        nng_close(cli->sock);
+        goto fail;
+    }
+    r = handoff_init(&cli->done, loop, client_async_cb, cli);
+    if (r) {
+        seterr(err, errlen, "uv_async_init: %s", uv_strerror(r));
+        nng_close(cli->sock);
+        pthread_mutex_destroy(&cli->all_mutex);
+        free(cli);
+        return r;
+    }
+    *out = cli;
+    return 0;
+
+fail:
+    pthread_mutex_destroy(&cli->all_mutex);
+    free(cli);
+    return mcos_bus_err(r);
+}
+
+static void
+client_closed_cb(uv_handle_t *h)
+{
+    struct mcos_bus_client *cli = h->data;
+
+    pthread_mutex_destroy(&cli->all_mutex);
+    pthread_mutex_destroy(&cli->done.mutex);
+    free(cli);
+}
+
+void
+mcos_bus_client_close(struct mcos_bus_client *cli)
+{
+    if (!cli) {
+        return;
+    }
+    nng_close(cli->sock);
+    for (;;) {
+        struct mcos_bus_call *c;
+
+        pthread_mutex_lock(&cli->all_mutex);
+        c = cli->all;
+        pthread_mutex_unlock(&cli->all_mutex);
+        if (!c) {
+            break;
+        }
+        nng_aio_stop(c->aio);
+        call_unlink(c);
+        call_free(c);
+    }
+    handoff_take_all(&cli->done);
+    uv_close((uv_handle_t *)&cli->done.async, client_closed_cb);
+}
+
+int
+mcos_bus_call(struct mcos_bus_client *cli, const void *data, size_t len,
+              uint32_t timeout_ms, mcos_bus_reply_cb cb, void *arg,
+              struct mcos_bus_call **handle)
+{
+    struct mcos_bus_call *c = calloc(1, sizeof *c);
+    nng_msg *m = NULL;
+    int r;
+
+    if (!c) {
+        return -ENOMEM;
+    }
+    c->cli = cli;
+    c->cb = cb;
+    c->arg = arg;
+    c->timeout_ms = timeout_ms;
+    c->sending = true;
+    r = nng_ctx_open(&c->ctx, cli->sock);
+    if (r) {
+        free(c);
+        return mcos_bus_err(r);
+    }
+    r = nng_aio_alloc(&c->aio, call_aio_cb, c);
+    if (r) {
+        goto fail_ctx;
+    }
+    r = nng_msg_alloc(&m, 0);
+    if (r) {
+        goto fail_aio;
+    }
+    r = nng_msg_append(m, data, len);
+    if (r) {
+        goto fail_msg;
+    }
+    pthread_mutex_lock(&cli->all_mutex);
+    c->all_next = cli->all;
+    if (cli->all) {
+        cli->all->all_prev = &c->all_next;
+    }
+    c->all_prev = &cli->all;
+    cli->all = c;
+    pthread_mutex_unlock(&cli->all_mutex);
+
+    nng_aio_set_msg(c->aio, m);
+    nng_aio_set_timeout(c->aio, timeout_ms ? (nng_duration)timeout_ms
+                                           : NNG_DURATION_INFINITE);
+    if (handle) {
+        *handle = c;
+    }
+    nng_ctx_send(c->ctx, c->aio);
+    return 0;
+
+fail_msg:
+    nng_msg_free(m);
+fail_aio:
+    nng_aio_free(c->aio);
+fail_ctx:
+    nng_ctx_close(c->ctx);
+    free(c);
+    return mcos_bus_err(r);
+}
+
+void
+mcos_bus_call_cancel(struct mcos_bus_call *c)
+{
+    if (c) {
+        nng_aio_cancel(c->aio);
+    }
+}
+
+int
+mcos_bus_call_sync(const char *url, const void *data, size_t len,
+                   uint32_t timeout_ms, void **rep, size_t *rep_len, char *err,
+                   size_t errlen)
+{
+    nng_socket sock;
+    nng_msg *m = NULL;
+    int r;
+
+    r = nng_req0_open(&sock);
+    if (r) {
+        seterr(err, errlen, "cannot open a request socket: %s",
+               nng_strerror(r));
+        return mcos_bus_err(r);
+    }
+    nng_socket_set_ms(sock, NNG_OPT_SENDTIMEO, timeout_ms);
+    nng_socket_set_ms(sock, NNG_OPT_RECVTIMEO, timeout_ms);
+    nng_socket_set_size(sock, NNG_OPT_RECVMAXSZ, MCOS_WIRE_MAX_MSG);
+    r = nng_dial(sock, url, NULL, 0);
+    if (r) {
+        seterr(err, errlen, "cannot connect to %s: %s", url, nng_strerror(r));
+        goto out;
+    }
+    r = nng_msg_alloc(&m, 0);
+    if (r == 0) {
+        r = nng_msg_append(m, data, len);
+    }
+    if (r == 0) {
+        r = nng_sendmsg(sock, m, 0);
+        if (r == 0) {
+            m = NULL;
+        }
+    }
+    if (r) {
+        seterr(err, errlen, "cannot send to %s: %s", url, nng_strerror(r));
+        goto out;
+    }
+    r = nng_recvmsg(sock, &m, 0);
+    if (r) {
+        seterr(err, errlen, "no reply from %s: %s", url, nng_strerror(r));
+        goto out;
+    }
+    *rep_len = nng_msg_len(m);
+    *rep = malloc(*rep_len ? *rep_len : 1);
+    if (!*rep) {
+        r = NNG_ENOMEM;
+        goto out;
+    }
+    memcpy(*rep, nng_msg_body(m), *rep_len);
+out:
+    if (m) {
+        nng_msg_free(m);
+    }
+    nng_close(sock);
+    return mcos_bus_err(r);
+}

@@ -1,0 +1,20 @@
+#include "error.h"
+
+#include <string.h>
+
+const char *
+mcos_strerror(int err)
+{
+    const char *s;
+
+    if (err == 0) {
+        return "success";
+    }
+    if (err > 0) {
+        return "not an error code (positive value)";
+    }
+    /* strerrordesc_np, unlike strerror, is thread-safe and never builds a
+     * string in a shared buffer. */
+    s = strerrordesc_np(-err);
+    return s ? s : "unknown error";
+}

@@ -1,0 +1,297 @@
+/*
+ * The brain's HTTP/JSON API (explain and query steps): nodes, status,
+ * sync, tables, and Prometheus metrics.  Handlers run on the loop thread
+ * (see http.h) and read the model directly.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "brain.h"
+#include "error.h"
+#include "wire.h"
+
+static json_t *
+node_json(const struct brain *b, const struct brain_node *n, uint64_t now)
+{
+    const Mcos__Hello *h = n->hello;
+    json_t *tiers = json_array(), *gpus = json_array(), *eps = json_array();
+    char boot[20];
+
+    snprintf(boot, sizeof boot, "%016" PRIx64, n->boot_id.v);
+    for (size_t i = 0; h && i < h->n_tiers; i++) {
+        const Mcos__TierInfo *t = h->tiers[i];
+        const struct brain_tier_usage *u = &n->tiers[t->kind];
+
+        json_array_append_new(
+            tiers, json_pack("{s:s, s:I, s:I, s:I, s:b, s:b, s:s}", "tier",
+                             mcos_tier_name(t->kind), "capacity",
+                             (json_int_t)u->capacity, "used",
+                             (json_int_t)u->used, "objects",
+                             (json_int_t)u->objects, "emulated", t->emulated,
+                             "available", t->available, "note", t->note));
+    }
+    for (size_t i = 0; h && i < h->n_gpus; i++) {
+        json_array_append_new(
+            gpus,
+            json_pack("{s:i, s:s, s:I, s:I}", "index", (int)h->gpus[i]->index,
+                      "name", h->gpus[i]->name, "memory_bytes",
+                      (json_int_t)h->gpus[i]->memory_bytes,
+                      "l2_persist_max_bytes",
+                      (json_int_t)h->gpus[i]->l2_persist_max_bytes));
+    }
+    for (size_t i = 0; h && i < h->n_endpoints; i++) {
+        json_array_append_new(
+            eps, json_pack("{s:s, s:s, s:i}", "transport",
+                           mcos_transport_name(h->endpoints[i]->transport),
+                           "address", h->endpoints[i]->address, "port",
+                           (int)h->endpoints[i]->port));
+    }
+    return json_pack(
+        "{s:s, s:s, s:s, s:I, s:I, s:b, s:s, s:s, s:s, s:s, s:I, s:b, s:I, "
+        "s:I, s:I, s:o, s:o, s:s, s:o, s:{s:i, s:i, s:f}}",
+        "name", n->name, "state", brain_liveness_name(n->live), "boot_id",
+        boot, "applied_gen", (json_int_t)n->applied_gen, "desired_gen",
+        (json_int_t)(n->desired ? mcos_table_gen(n->desired) : 0), "in_sync",
+        n->live != BRAIN_FAILED && n->applied_gen >= b->gen, "rack",
+        h && h->labels ? h->labels->rack : "", "zone",
+        h && h->labels ? h->labels->zone : "", "host",
+        h && h->labels ? h->labels->host : "", "version", h ? h->version : "",
+        "last_seen_ms", (json_int_t)((now - n->last_heard_us) / 1000), "stale",
+        n->stale, "reports", (json_int_t)n->reports, "events",
+        (json_int_t)n->events, "events_dropped", (json_int_t)n->events_dropped,
+        "tiers", tiers, "gpus", gpus, "gpu_note", h ? h->gpu_note : "",
+        "endpoints", eps, "load", "queued", (int)n->queued_requests, "running",
+        (int)n->running_requests, "cpu_load", n->cpu_load_milli / 1000.0);
+}
+
+static void
+get_nodes(struct mcos_http_request *req, void *arg)
+{
+    struct brain *b = arg;
+    const char *path = mcos_http_request_path(req);
+    uint64_t now = mcos_clock_now(b->clock);
+    const char *rest = path + strlen("/v1/nodes");
+    char name[MCOS_NODE_NAME_MAX + 2];
+    const struct brain_node *n;
+    const char *slash;
+    json_t *list;
+
+    if (*rest == '\0' || !strcmp(rest, "/")) {
+        list = json_array();
+        for (size_t i = 0; i < b->cluster.n; i++) {
+            json_array_append_new(list,
+                                  node_json(b, b->cluster.nodes[i], now));
+        }
+        mcos_http_respond_json(req, 200,
+                               json_pack("{s:I, s:o}", "generation",
+                                         (json_int_t)b->gen, "nodes", list));
+        return;
+    }
+    /* /v1/nodes/NAME or /v1/nodes/NAME/table */
+    rest++;
+    slash = strchr(rest, '/');
+    if ((size_t)(slash ? slash - rest : (long)strlen(rest)) >= sizeof name) {
+        mcos_http_respond_error(req, 400, "bad node name");
+        return;
+    }
+    snprintf(name, sizeof name, "%.*s",
+             (int)(slash ? slash - rest : (long)strlen(rest)), rest);
+    if (!mcos_node_name_valid(name)) {
+        mcos_http_respond_error(req, 400, "bad node name '%s'", name);
+        return;
+    }
+    n = brain_cluster_find(&b->cluster, name);
+    if (!n) {
+        mcos_http_respond_error(req, 404, "no node named '%s'", name);
+        return;
+    }
+    if (!slash) {
+        mcos_http_respond_json(req, 200, node_json(b, n, now));
+    } else if (!strcmp(slash, "/table")) {
+        char *dump;
+
+        if (!n->desired) {
+            mcos_http_respond_error(req, 404,
+                                    "node '%s' has no table "
+                                    "(failed, or not compiled yet)",
+                                    name);
+            return;
+        }
+        if (mcos_table_dump(n->desired, true, &dump)) {
+            mcos_http_respond_error(req, 500, "out of memory");
+            return;
+        }
+        mcos_http_respond(req, 200, "text/plain; charset=utf-8", dump,
+                          strlen(dump));
+        free(dump);
+    } else {
+        mcos_http_respond_error(req, 404, "no such resource: %s", path);
+    }
+}
+
+static void
+get_status(struct mcos_http_request *req, void *arg)
+{
+    struct brain *b = arg;
+    const struct brain_cluster *c = &b->cluster;
+    uint64_t min_applied = UINT64_MAX;
+
+    for (size_t i = 0; i < c->n; i++) {
+        if (c->nodes[i]->live != BRAIN_FAILED &&
+            c->nodes[i]->applied_gen < min_applied) {
+            min_applied = c->nodes[i]->applied_gen;
+        }
+    }
+    if (min_applied == UINT64_MAX) {
+        min_applied = 0;
+    }
+    mcos_http_respond_json(
+        req, 200,
+        json_pack(
+            "{s:s, s:s, s:s, s:I, s:b, s:I, s:s, s:s, s:I, "
+            "s:{s:i, s:i, s:i, s:i}, s:{s:b, s:[]}}",
+            "version", MCOS_VERSION, "role", "leader", "mode", "embedded",
+            "generation", (json_int_t)b->gen, "converged",
+            brain_converged(b, b->gen), "min_applied_gen",
+            (json_int_t)min_applied, "listen", b->cfg.listen, "state_dir",
+            b->cfg.state_dir, "uptime_s",
+            (json_int_t)((mcos_clock_now(b->clock) - b->start_us) / 1000000),
+            "nodes", "total", (int)c->n, "alive",
+            (int)brain_cluster_count(c, BRAIN_ALIVE), "suspect",
+            (int)brain_cluster_count(c, BRAIN_SUSPECT), "failed",
+            (int)brain_cluster_count(c, BRAIN_FAILED), "etcd", "configured", 0,
+            "endpoints"));
+}
+
+static void
+post_sync(struct mcos_http_request *req, void *arg)
+{
+    struct brain *b = arg;
+    int64_t gen = brain_sync(b);
+
+    if (gen < 0) {
+        mcos_http_respond_error(req, 500,
+                                "could not publish a new "
+                                "generation: %s (see the brain's log)",
+                                mcos_strerror((int)gen));
+        return;
+    }
+    mcos_http_respond_json(req, 200,
+                           json_pack("{s:I}", "generation", (json_int_t)gen));
+}
+
+static void
+metric(FILE *f, const char *name, const char *type, const char *help)
+{
+    fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void
+get_metrics(struct mcos_http_request *req, void *arg)
+{
+    struct brain *b = arg;
+    const struct brain_cluster *c = &b->cluster;
+    const struct brain_counters *k = &b->counters;
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+
+    if (!f) {
+        mcos_http_respond_error(req, 500, "out of memory");
+        return;
+    }
+    metric(f, "mcos_brain_generation", "gauge",
+           "Current policy table generation.");
+    fprintf(f, "mcos_brain_generation %" PRIu64 "\n", b->gen);
+    metric(f, "mcos_brain_nodes", "gauge", "Nodes by liveness state.");
+    for (int s = BRAIN_ALIVE; s <= BRAIN_FAILED; s++) {
+        fprintf(f, "mcos_brain_nodes{state=\"%s\"} %zu\n",
+                brain_liveness_name(s), brain_cluster_count(c, s));
+    }
+    metric(f, "mcos_brain_node_applied_generation", "gauge",
+           "Generation each node acknowledged.");
+    for (size_t i = 0; i < c->n; i++) {
+        fprintf(
+            f, "mcos_brain_node_applied_generation{node=\"%s\"} %" PRIu64 "\n",
+            c->nodes[i]->name, c->nodes[i]->applied_gen);
+    }
+    metric(f, "mcos_brain_node_tier_used_bytes", "gauge",
+           "Bytes in use per node and tier, as last reported.");
+    for (size_t i = 0; i < c->n; i++) {
+        for (int t = 1; t < BRAIN_N_TIERS; t++) {
+            if (c->nodes[i]->tiers[t].capacity) {
+                fprintf(f,
+                        "mcos_brain_node_tier_used_bytes{node=\"%s\",tier="
+                        "\"%s\"} %" PRIu64 "\n",
+                        c->nodes[i]->name, mcos_tier_name(t),
+                        c->nodes[i]->tiers[t].used);
+            }
+        }
+    }
+    metric(f, "mcos_brain_node_tier_capacity_bytes", "gauge",
+           "Capacity per node and tier.");
+    for (size_t i = 0; i < c->n; i++) {
+        for (int t = 1; t < BRAIN_N_TIERS; t++) {
+            if (c->nodes[i]->tiers[t].capacity) {
+                fprintf(f,
+                        "mcos_brain_node_tier_capacity_bytes{node=\"%s\","
+                        "tier=\"%s\"} %" PRIu64 "\n",
+                        c->nodes[i]->name, mcos_tier_name(t),
+                        c->nodes[i]->tiers[t].capacity);
+            }
+        }
+    }
+#define COUNTER(NAME, FIELD, HELP)                                            \
+    metric(f, NAME, "counter", HELP);                                         \
+    fprintf(f, NAME " %" PRIu64 "\n", k->FIELD)
+    COUNTER("mcos_brain_hellos_total", hellos, "Hellos accepted.");
+    COUNTER("mcos_brain_reports_total", reports, "Reports accepted.");
+    COUNTER("mcos_brain_watches_total", watches, "Watches accepted.");
+    COUNTER("mcos_brain_bad_messages_total", bad_messages,
+            "Messages refused as malformed, unknown or out of date.");
+    COUNTER("mcos_brain_table_updates_total", updates_sent,
+            "Table updates sent to agents.");
+    COUNTER("mcos_brain_table_full_updates_total", full_updates,
+            "Table updates sent as full snapshots.");
+    COUNTER("mcos_brain_compiles_total", compiles, "Compile passes.");
+    COUNTER("mcos_brain_state_errors_total", state_errors,
+            "Failures to save the generation counter.");
+#undef COUNTER
+    metric(f, "mcos_brain_compile_seconds", "gauge",
+           "Duration of the last compile pass.");
+    fprintf(f, "mcos_brain_compile_seconds %.6f\n", k->compile_us / 1e6);
+    fclose(f);
+    mcos_http_respond(req, 200, "text/plain; version=0.0.4", buf, len);
+    free(buf);
+}
+
+int
+brain_api_register(struct brain *b)
+{
+    static const struct {
+        const char *method;
+        const char *path;
+        bool prefix;
+        mcos_http_cb cb;
+    } routes[] = {
+        {"GET", "/v1/nodes", true, get_nodes},
+        {"GET", "/v1/status", false, get_status},
+        {"POST", "/v1/sync", false, post_sync},
+        {"GET", "/metrics", false, get_metrics},
+    };
+
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        int r =
+            mcos_http_server_route(b->http, routes[i].method, routes[i].path,
+                                   routes[i].prefix, routes[i].cb, b);
+
+        if (r) {
+            return r;
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,506 @@
+#include "brain.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "aggregate.h"
+#include "error.h"
+#include "log.h"
+#include "wire.h"
+
+MCOS_LOG_MODULE(brain);
+
+#define TICK_MS 100
+
+static struct mcos_ratelimit bad_msg_rl = MCOS_RATELIMIT_INIT(5000, 10);
+
+/* ------------------------------------------------------------------------
+ * Replies. */
+
+/* The update that brings `n` from what it acknowledged to its desired
+ * table; NULL when it is already there. */
+static Mcos__TableUpdate *
+update_for(struct brain *b, struct brain_node *n, uint64_t applied)
+{
+    const struct mcos_table *base = NULL;
+    Mcos__TableUpdate *u;
+
+    if (!n->desired || mcos_table_gen(n->desired) <= applied) {
+        return NULL;
+    }
+    if (n->confirmed && mcos_table_gen(n->confirmed) == applied) {
+        base = n->confirmed;
+    }
+    if (mcos_table_diff(base, n->desired, &u)) {
+        return NULL;
+    }
+    b->counters.updates_sent++;
+    if (!base) {
+        b->counters.full_updates++;
+    }
+    return u;
+}
+
+static void
+send_reply(struct brain *b, struct mcos_bus_request *req, int status,
+           const char *error, Mcos__TableUpdate *u)
+{
+    Mcos__Reply rep = MCOS__REPLY__INIT;
+    uint8_t *buf;
+    size_t len;
+    int r;
+
+    rep.status = status;
+    rep.error = (char *)(error ? error : "");
+    rep.desired_gen = b->gen;
+    rep.table = u;
+    rep.report_interval_ms = (uint32_t)b->cfg.report_interval_ms;
+    r = mcos_wire_encode(MCOS__MSG_TYPE__MSG_REPLY, &rep.base, &buf, &len);
+    mcos_table_update_free(u);
+    if (r) {
+        LOG_ERR("cannot encode a reply: %s", mcos_strerror(r));
+        mcos_bus_request_drop(req);
+        return;
+    }
+    r = mcos_bus_reply(req, buf, len);
+    if (r) {
+        LOG_DBG("reply not sent: %s", mcos_strerror(r));
+    }
+    free(buf);
+}
+
+static void
+refuse(struct brain *b, struct mcos_bus_request *req, int status,
+       const char *err)
+{
+    b->counters.bad_messages++;
+    if (status != -ENOENT) {
+        LOG_WARN_RL(&bad_msg_rl, "refused a message: %s", err);
+    } else {
+        LOG_DBG("%s", err);
+    }
+    send_reply(b, req, status, err, NULL);
+}
+
+/* ------------------------------------------------------------------------
+ * Inputs. */
+
+static void
+on_hello(struct brain *b, struct mcos_bus_request *req,
+         struct mcos_wire_msg *m)
+{
+    Mcos__Hello *h = mcos_wire_hello(m);
+    uint64_t applied = h->applied_gen;
+    struct brain_agg_result res;
+    char err[256];
+    int r;
+
+    r = brain_aggregate_hello(&b->cluster, &h, mcos_clock_now(b->clock), &res,
+                              err, sizeof err);
+    if (r) {
+        refuse(b, req, r, err);
+        return;
+    }
+    m->body = NULL; /* the cluster owns the hello now */
+    b->counters.hellos++;
+    if (applied > b->gen) {
+        /* Our counter is behind an agent's table: the state directory was
+         * lost or replaced.  Continue above it so generations never go
+         * backward for anyone. */
+        LOG_WARN("node %s runs generation %" PRIu64 ", ahead of this "
+                 "brain's %" PRIu64 ": continuing from there",
+                 res.node->name, applied, b->gen);
+        b->gen = applied;
+        b->force = true;
+    }
+    if (res.topology_changed || !res.node->desired) {
+        b->dirty = true;
+    }
+    send_reply(b, req, 0, NULL, NULL);
+    brain_schedule(b);
+}
+
+static void
+on_report(struct brain *b, struct mcos_bus_request *req,
+          struct mcos_wire_msg *m)
+{
+    Mcos__Report *rep = mcos_wire_report(m);
+    struct brain_agg_result res;
+    char err[256];
+    int r;
+
+    r = brain_aggregate_report(&b->cluster, rep, mcos_clock_now(b->clock),
+                               &res, err, sizeof err);
+    if (r) {
+        refuse(b, req, r, err);
+        return;
+    }
+    b->counters.reports++;
+    if (res.topology_changed) {
+        b->dirty = true;
+        brain_schedule(b);
+    }
+    /* Level-triggered: a node that lags and has no watch open gets its
+     * update here, so a lost push heals at the next report. */
+    send_reply(b, req, 0, NULL,
+               res.node->watch ? NULL
+                               : update_for(b, res.node, rep->applied_gen));
+}
+
+static void
+on_watch(struct brain *b, struct mcos_bus_request *req,
+         struct mcos_wire_msg *m)
+{
+    Mcos__Watch *w = mcos_wire_watch(m);
+    struct brain_agg_result res;
+    Mcos__TableUpdate *u;
+    char err[256];
+    int r;
+
+    r = brain_aggregate_watch(&b->cluster, w, mcos_clock_now(b->clock), &res,
+                              err, sizeof err);
+    if (r) {
+        refuse(b, req, r, err);
+        return;
+    }
+    b->counters.watches++;
+    if (res.topology_changed) {
+        b->dirty = true;
+        brain_schedule(b);
+    }
+    u = update_for(b, res.node, w->applied_gen);
+    if (u) {
+        send_reply(b, req, 0, NULL, u);
+        return;
+    }
+    /* Nothing newer: hold it until there is.  A node has one watch open;
+     * an older one is a leftover of a retry. */
+    brain_node_drop_watch(res.node);
+    res.node->watch = req;
+    res.node->watch_gen = w->applied_gen;
+}
+
+static void
+on_request(struct mcos_bus_request *req, void *arg)
+{
+    struct brain *b = arg;
+    struct mcos_wire_msg m;
+    char err[MCOS_WIRE_ERR_LEN];
+    const void *data;
+    size_t len;
+    int r;
+
+    data = mcos_bus_request_data(req, &len);
+    r = mcos_wire_decode(data, len, &m, err, sizeof err);
+    if (r) {
+        refuse(b, req, r, err);
+        return;
+    }
+    switch (m.type) {
+    case MCOS__MSG_TYPE__MSG_HELLO:
+        on_hello(b, req, &m);
+        break;
+    case MCOS__MSG_TYPE__MSG_REPORT:
+        on_report(b, req, &m);
+        break;
+    case MCOS__MSG_TYPE__MSG_WATCH:
+        on_watch(b, req, &m);
+        break;
+    default:
+        snprintf(err, sizeof err, "unexpected %s message",
+                 mcos_wire_type_name(m.type));
+        refuse(b, req, -EPROTO, err);
+        break;
+    }
+    mcos_wire_msg_free(&m);
+}
+
+/* ------------------------------------------------------------------------
+ * Decide, compile, push. */
+
+static int
+save_gen(struct brain *b, uint64_t gen)
+{
+    char err[256];
+    int r = brain_state_set_gen(b->state, gen, err, sizeof err);
+
+    if (r) {
+        b->counters.state_errors++;
+        LOG_ERR("%s; generation %" PRIu64 " not published", err, gen);
+    }
+    return r;
+}
+
+/* Compiles every node at gen+1; publishes only if something changed (or a
+ * sync forced it). */
+static void
+compile_all(struct brain *b)
+{
+    struct brain_cluster *c = &b->cluster;
+    uint64_t start = mcos_clock_now(b->clock);
+    uint64_t gen = b->gen + 1;
+    struct mcos_table **next;
+    bool changed = b->force;
+
+    next = calloc(c->n ? c->n : 1, sizeof *next);
+    if (!next) {
+        LOG_ERR("out of memory compiling tables");
+        return;
+    }
+    for (size_t i = 0; i < c->n; i++) {
+        struct brain_node *n = c->nodes[i];
+        char err[MCOS_TABLE_ERR_LEN];
+
+        if (n->live == BRAIN_FAILED || !n->hello) {
+            continue;
+        }
+        if (brain_compile_node(c, n, &b->policy, gen, &next[i], err,
+                               sizeof err)) {
+            LOG_ERR("cannot compile the table of node %s: %s", n->name, err);
+            continue;
+        }
+        if (!n->desired || !mcos_table_same_rules(n->desired, next[i])) {
+            changed = true;
+        }
+    }
+    b->counters.compiles++;
+    if (changed && save_gen(b, gen) == 0) {
+        b->gen = gen;
+        for (size_t i = 0; i < c->n; i++) {
+            if (next[i]) {
+                brain_node_set_desired(c->nodes[i], next[i]);
+                next[i] = NULL;
+            }
+        }
+        b->dirty = false;
+        b->force = false;
+        LOG_INFO("generation %" PRIu64 " compiled for %zu nodes", gen,
+                 c->n - brain_cluster_count(c, BRAIN_FAILED));
+    } else if (!changed) {
+        b->dirty = false;
+    }
+    for (size_t i = 0; i < c->n; i++) {
+        mcos_table_free(next[i]);
+    }
+    free(next);
+    b->counters.compile_us = mcos_clock_now(b->clock) - start;
+}
+
+static void
+push_watches(struct brain *b)
+{
+    for (size_t i = 0; i < b->cluster.n; i++) {
+        struct brain_node *n = b->cluster.nodes[i];
+        Mcos__TableUpdate *u;
+        struct mcos_bus_request *req;
+
+        if (!n->watch) {
+            continue;
+        }
+        u = update_for(b, n, n->watch_gen);
+        if (!u) {
+            continue;
+        }
+        req = n->watch;
+        n->watch = NULL;
+        send_reply(b, req, 0, NULL, u);
+    }
+}
+
+void
+brain_run(struct brain *b)
+{
+    uint64_t now = mcos_clock_now(b->clock);
+
+    if (brain_aggregate_tick(&b->cluster, now, &b->live_cfg)) {
+        b->dirty = true;
+    }
+    if (b->dirty || b->force) {
+        compile_all(b);
+    }
+    push_watches(b);
+}
+
+static void
+run_soon_cb(uv_timer_t *t)
+{
+    brain_run(t->data);
+}
+
+void
+brain_schedule(struct brain *b)
+{
+    if (!b->closing && !uv_is_active((uv_handle_t *)&b->run_soon)) {
+        uv_timer_start(&b->run_soon, run_soon_cb, 0, 0);
+    }
+}
+
+static void
+tick_cb(uv_timer_t *t)
+{
+    brain_run(t->data);
+}
+
+int64_t
+brain_sync(struct brain *b)
+{
+    uint64_t before = b->gen;
+
+    b->force = true;
+    brain_run(b);
+    if (b->gen == before) {
+        return -EIO;
+    }
+    return (int64_t)b->gen;
+}
+
+bool
+brain_converged(const struct brain *b, uint64_t gen)
+{
+    for (size_t i = 0; i < b->cluster.n; i++) {
+        const struct brain_node *n = b->cluster.nodes[i];
+
+        if (n->live != BRAIN_FAILED && n->applied_gen < gen) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* ------------------------------------------------------------------------
+ * Life cycle. */
+
+static int
+copy_config(struct brain_config *dst, const struct brain_config *src)
+{
+    *dst = *src;
+    dst->listen = strdup(src->listen);
+    dst->http_listen = strdup(src->http_listen ? src->http_listen : "");
+    dst->state_dir = strdup(src->state_dir);
+    dst->log_level = strdup(src->log_level ? src->log_level : "info");
+    if (!dst->listen || !dst->http_listen || !dst->state_dir ||
+        !dst->log_level) {
+        mcos_cfg_free(brain_config_opts, brain_n_config_opts, dst);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+int
+brain_create(uv_loop_t *loop, const struct brain_config *cfg,
+             const struct mcos_clock *clock, struct brain **out, char *err,
+             size_t errlen)
+{
+    struct brain *b;
+    int r;
+
+    r = brain_config_check(cfg, err, errlen);
+    if (r) {
+        return r;
+    }
+    b = calloc(1, sizeof *b);
+    if (!b) {
+        return -ENOMEM;
+    }
+    b->loop = loop;
+    b->clock = clock;
+    r = copy_config(&b->cfg, cfg);
+    if (r) {
+        goto fail_free;
+    }
+    b->live_cfg.suspect_after_us = cfg->suspect_after_ms * 1000;
+    b->live_cfg.fail_after_us = cfg->fail_after_ms * 1000;
+    b->policy.high_watermark_pct = (uint32_t)cfg->high_watermark_pct;
+    b->policy.low_watermark_pct = (uint32_t)cfg->low_watermark_pct;
+    b->policy.admit_min_hotness_milli = (uint32_t)cfg->admit_min_hotness_milli;
+    b->policy.report_interval_ms = (uint32_t)cfg->report_interval_ms;
+    b->start_us = mcos_clock_now(clock);
+    brain_cluster_init(&b->cluster);
+
+    r = brain_state_open(cfg->state_dir, &b->state, err, errlen);
+    if (r) {
+        goto fail_cfg;
+    }
+    /* A new brain starts a new generation: what agents run was compiled
+     * by another brain, which may have had other inputs. */
+    b->gen = brain_state_gen(b->state);
+    b->force = true;
+
+    r = mcos_bus_server_create(loop, cfg->listen, on_request, b, &b->bus, err,
+                               errlen);
+    if (r) {
+        goto fail_state;
+    }
+    if (cfg->http_listen && *cfg->http_listen) {
+        r = mcos_http_server_create(loop, cfg->http_listen, &b->http, err,
+                                    errlen);
+        if (r) {
+            goto fail_bus;
+        }
+        r = brain_api_register(b);
+        if (r == 0) {
+            r = mcos_http_server_start(b->http, err, errlen);
+        }
+        if (r) {
+            goto fail_http;
+        }
+    }
+    uv_timer_init(loop, &b->tick);
+    uv_timer_init(loop, &b->run_soon);
+    b->tick.data = b;
+    b->run_soon.data = b;
+    uv_timer_start(&b->tick, tick_cb, TICK_MS, TICK_MS);
+    brain_run(b);
+    LOG_INFO("brain listening on %s (HTTP %s), state %s, generation %" PRIu64,
+             cfg->listen, b->http ? cfg->http_listen : "off", cfg->state_dir,
+             b->gen);
+    *out = b;
+    return 0;
+
+fail_http:
+    mcos_http_server_close(b->http);
+fail_bus:
+    mcos_bus_server_close(b->bus);
+fail_state:
+    brain_state_close(b->state);
+fail_cfg:
+    mcos_cfg_free(brain_config_opts, brain_n_config_opts, &b->cfg);
+fail_free:
+    /* The bus and HTTP servers free themselves in close callbacks that
+     * only touch their own memory, so the brain can go now. */
+    free(b);
+    return r;
+}
+
+static void
+closed_cb(uv_handle_t *h)
+{
+    struct brain *b = h->data;
+
+    if (--b->closing == 0) {
+        brain_cluster_destroy(&b->cluster);
+        brain_state_close(b->state);
+        mcos_cfg_free(brain_config_opts, brain_n_config_opts, &b->cfg);
+        free(b);
+    }
+}
+
+void
+brain_close(struct brain *b)
+{
+    if (!b || b->closing) {
+        return;
+    }
+    /* Held watches belong to the bus server: release them first. */
+    for (size_t i = 0; i < b->cluster.n; i++) {
+        brain_node_drop_watch(b->cluster.nodes[i]);
+    }
+    mcos_http_server_close(b->http);
+    mcos_bus_server_close(b->bus);
+    b->closing = 2;
+    uv_close((uv_handle_t *)&b->tick, closed_cb);
+    uv_close((uv_handle_t *)&b->run_soon, closed_cb);
+}

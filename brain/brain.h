@@ -1,0 +1,113 @@
+/*
+ * mcos-brain: the policy brain.
+ *
+ * Inputs (agents' hello/report/watch over the bus, operators' HTTP calls)
+ * are decoded and validated by their callbacks, folded into the cluster
+ * model (aggregate), and then brain_run() -- the one place that decides --
+ * advances liveness, compiles a new generation of tables when anything they
+ * depend on changed, and pushes each node the difference from what it has
+ * acknowledged (answering its held watch).
+ *
+ * Generations are global, as OVN's nb_cfg: one compile that changes any
+ * node's table produces generation N+1 for every node that is not failed,
+ * so "every live node runs generation >= N" is a meaningful wait condition
+ * (mcos-admin wait --gen N).  The counter is saved in the state directory
+ * before any table of a new generation leaves the brain, so generations
+ * never go backward across restarts; a brain that finds an agent ahead of
+ * its counter (its state was lost) continues above the agent's.
+ *
+ * Thread-safety: everything runs on the brain's loop thread.
+ */
+#ifndef BRAIN_BRAIN_H
+#define BRAIN_BRAIN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "bus.h"
+#include "clock.h"
+#include "cluster.h"
+#include "compile.h"
+#include "config.h"
+#include "http.h"
+#include "state.h"
+
+struct brain_config {
+    char *listen;                     /* bus URL agents dial */
+    char *http_listen;                /* HTTP API URL, "" for none */
+    char *state_dir;                  /* local state (embedded default) */
+    uint64_t report_interval_ms;      /* what agents are told to use */
+    uint64_t suspect_after_ms;        /* silence before suspect */
+    uint64_t fail_after_ms;           /* silence before failed */
+    uint64_t high_watermark_pct;      /* tier policy */
+    uint64_t low_watermark_pct;       /* tier policy */
+    uint64_t admit_min_hotness_milli; /* tier policy */
+    char *log_level;                  /* log spec, see log.h */
+};
+
+extern const struct mcos_cfg_opt brain_config_opts[];
+extern const size_t brain_n_config_opts;
+
+/* Checks rules that span several keys (fail after suspect, low <= high). */
+int brain_config_check(const struct brain_config *, char *err, size_t errlen);
+
+struct brain_counters {
+    uint64_t hellos;       /* hellos accepted */
+    uint64_t reports;      /* reports accepted */
+    uint64_t watches;      /* watches accepted */
+    uint64_t bad_messages; /* messages refused */
+    uint64_t updates_sent; /* table updates sent */
+    uint64_t full_updates; /* of which full snapshots */
+    uint64_t compiles;     /* compile passes */
+    uint64_t compile_us;   /* duration of the last compile pass */
+    uint64_t state_errors; /* failures to save the generation */
+};
+
+struct brain {
+    uv_loop_t *loop;                    /* our loop */
+    const struct mcos_clock *clock;     /* monotonic time source */
+    struct brain_config cfg;            /* copy of the configuration (owned) */
+    struct brain_liveness_cfg live_cfg; /* derived from cfg */
+    struct brain_policy policy;         /* derived from cfg */
+    struct brain_cluster cluster;       /* the model */
+    struct brain_state *state;          /* the state directory */
+    uint64_t gen;                       /* current generation */
+    bool dirty;                         /* inputs changed since the last run */
+    bool force;                         /* next run must bump the generation */
+    uint64_t start_us;                  /* for uptime */
+    struct mcos_bus_server *bus;        /* agents */
+    struct mcos_http_server *http;      /* API, or NULL */
+    uv_timer_t tick;                    /* periodic liveness check */
+    uv_timer_t run_soon;                /* coalesces runs after inputs */
+    int closing;                        /* handles still closing */
+    struct brain_counters counters;     /* for /metrics */
+};
+
+/* Starts a brain: state directory, bus, HTTP API, timers.  The config is
+ * copied. */
+int brain_create(uv_loop_t *, const struct brain_config *,
+                 const struct mcos_clock *, struct brain **out, char *err,
+                 size_t errlen);
+
+/* Stops and frees the brain; the loop must run to finish. */
+void brain_close(struct brain *);
+
+/* Decide, compile, push.  Cheap when nothing changed. */
+void brain_run(struct brain *);
+
+/* Asks for brain_run() soon, once, after the current callbacks. */
+void brain_schedule(struct brain *);
+
+/* Forces a new generation (mcos-admin sync); returns it, or a negative
+ * errno if it could not be saved. */
+int64_t brain_sync(struct brain *);
+
+/* True when every node that is not failed runs generation >= gen. */
+bool brain_converged(const struct brain *, uint64_t gen);
+
+/* Registers the HTTP API routes (api.c). */
+int brain_api_register(struct brain *);
+
+#endif /* BRAIN_BRAIN_H */

@@ -1,0 +1,167 @@
+#include "cluster.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+void
+brain_cluster_init(struct brain_cluster *c)
+{
+    memset(c, 0, sizeof *c);
+}
+
+static void
+node_free(struct brain_node *n)
+{
+    brain_node_reset(n);
+    if (n->hello) {
+        mcos__hello__free_unpacked(n->hello, NULL);
+    }
+    free(n);
+}
+
+void
+brain_cluster_destroy(struct brain_cluster *c)
+{
+    for (size_t i = 0; i < c->n; i++) {
+        node_free(c->nodes[i]);
+    }
+    free(c->nodes);
+    memset(c, 0, sizeof *c);
+}
+
+/* Index of `name`, or of where it would go (with *found false). */
+static size_t
+search(const struct brain_cluster *c, const char *name, bool *found)
+{
+    size_t lo = 0, hi = c->n;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int cmp = strcmp(name, c->nodes[mid]->name);
+
+        if (cmp == 0) {
+            *found = true;
+            return mid;
+        }
+        if (cmp < 0) {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    *found = false;
+    return lo;
+}
+
+struct brain_node *
+brain_cluster_find(const struct brain_cluster *c, const char *name)
+{
+    bool found;
+    size_t i = search(c, name, &found);
+
+    return found ? c->nodes[i] : NULL;
+}
+
+int
+brain_cluster_add(struct brain_cluster *c, const char *name,
+                  struct brain_node **out)
+{
+    struct brain_node *n;
+    bool found;
+    size_t i;
+
+    if (!mcos_node_name_valid(name)) {
+        return -EINVAL;
+    }
+    i = search(c, name, &found);
+    if (found) {
+        return -EEXIST;
+    }
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 16;
+        struct brain_node **grown = realloc(c->nodes, cap * sizeof *grown);
+
+        if (!grown) {
+            return -ENOMEM;
+        }
+        c->nodes = grown;
+        c->cap = cap;
+    }
+    n = calloc(1, sizeof *n);
+    if (!n) {
+        return -ENOMEM;
+    }
+    strcpy(n->name, name);
+    memmove(&c->nodes[i + 1], &c->nodes[i], (c->n - i) * sizeof *c->nodes);
+    c->nodes[i] = n;
+    c->n++;
+    *out = n;
+    return 0;
+}
+
+size_t
+brain_cluster_count(const struct brain_cluster *c, enum brain_liveness s)
+{
+    size_t count = 0;
+
+    for (size_t i = 0; i < c->n; i++) {
+        count += c->nodes[i]->live == s;
+    }
+    return count;
+}
+
+void
+brain_node_set_desired(struct brain_node *n, struct mcos_table *t)
+{
+    if (n->desired && n->desired != n->confirmed) {
+        mcos_table_free(n->desired);
+    }
+    n->desired = t;
+}
+
+void
+brain_node_ack(struct brain_node *n, uint64_t gen)
+{
+    struct mcos_table *keep = NULL;
+
+    n->applied_gen = gen;
+    if (n->confirmed && mcos_table_gen(n->confirmed) == gen) {
+        return;
+    }
+    if (n->desired && mcos_table_gen(n->desired) == gen) {
+        keep = n->desired;
+    }
+    if (n->confirmed && n->confirmed != n->desired) {
+        mcos_table_free(n->confirmed);
+    }
+    n->confirmed = keep;
+}
+
+void
+brain_node_drop_watch(struct brain_node *n)
+{
+    if (n->watch) {
+        mcos_bus_request_drop(n->watch);
+        n->watch = NULL;
+    }
+}
+
+void
+brain_node_reset(struct brain_node *n)
+{
+    brain_node_drop_watch(n);
+    if (n->confirmed && n->confirmed != n->desired) {
+        mcos_table_free(n->confirmed);
+    }
+    n->confirmed = NULL;
+    mcos_table_free(n->desired);
+    n->desired = NULL;
+    n->applied_gen = 0;
+    n->last_seq = 0;
+    n->reports = 0;
+    n->events = 0;
+    n->events_dropped = 0;
+    n->stale = false;
+    memset(n->tiers, 0, sizeof n->tiers);
+}

@@ -1,0 +1,80 @@
+/* mcos-brain's settings: one table for the config file and the flags. */
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include "brain.h"
+
+#define OPT(KEY, FLAG, TYPE, FIELD, MIN, MAX, DEF, HELP)                      \
+    {                                                                         \
+        KEY, FLAG, TYPE, offsetof(struct brain_config, FIELD), MIN, MAX, DEF, \
+            HELP                                                              \
+    }
+
+const struct mcos_cfg_opt brain_config_opts[] = {
+    OPT("listen", "listen", MCOS_CFG_STRING, listen, 0, 0,
+        "tcp://0.0.0.0:7650", "address agents connect to (nng URL)"),
+    OPT("http_listen", "http", MCOS_CFG_STRING, http_listen, 0, 0,
+        "http://127.0.0.1:7651", "HTTP API and /metrics (\"\" disables)"),
+    OPT("state_dir", "state-dir", MCOS_CFG_STRING, state_dir, 0, 0,
+        "/var/lib/mcos/brain", "local state directory (embedded mode)"),
+    OPT("report_interval_ms", "report-interval-ms", MCOS_CFG_MS,
+        report_interval_ms, 10, 3600000, "1000",
+        "how often agents report (pushed to them in tables)"),
+    OPT("liveness.suspect_after_ms", "suspect-after-ms", MCOS_CFG_MS,
+        suspect_after_ms, 10, 86400000, "3000",
+        "silence before a node is suspect"),
+    OPT("liveness.fail_after_ms", "fail-after-ms", MCOS_CFG_MS, fail_after_ms,
+        20, 86400000, "10000", "silence before a node is failed"),
+    OPT("policy.high_watermark_pct", "high-watermark-pct", MCOS_CFG_UINT,
+        high_watermark_pct, 1, 100, "90", "tier usage that starts demotion"),
+    OPT("policy.low_watermark_pct", "low-watermark-pct", MCOS_CFG_UINT,
+        low_watermark_pct, 0, 100, "75", "tier usage demotion stops at"),
+    OPT("policy.admit_min_hotness_milli", "admit-min-hotness-milli",
+        MCOS_CFG_UINT, admit_min_hotness_milli, 0, 1000000, "0",
+        "hotness x1000 an object needs to enter a tier"),
+    OPT("log_level", "log-level", MCOS_CFG_STRING, log_level, 0, 0, "info",
+        "log levels, e.g. info or info,bus=debug"),
+};
+
+const size_t brain_n_config_opts =
+    sizeof brain_config_opts / sizeof brain_config_opts[0];
+
+int
+brain_config_check(const struct brain_config *c, char *err, size_t errlen)
+{
+    if (c->fail_after_ms <= c->suspect_after_ms) {
+        snprintf(err, errlen,
+                 "liveness.fail_after_ms (%llu) must be greater than "
+                 "liveness.suspect_after_ms (%llu)",
+                 (unsigned long long)c->fail_after_ms,
+                 (unsigned long long)c->suspect_after_ms);
+        return -EINVAL;
+    }
+    if (c->suspect_after_ms < c->report_interval_ms) {
+        snprintf(err, errlen,
+                 "liveness.suspect_after_ms (%llu) must be at least "
+                 "report_interval_ms (%llu), or every node is suspect "
+                 "between reports",
+                 (unsigned long long)c->suspect_after_ms,
+                 (unsigned long long)c->report_interval_ms);
+        return -EINVAL;
+    }
+    if (c->low_watermark_pct > c->high_watermark_pct) {
+        snprintf(err, errlen,
+                 "policy.low_watermark_pct (%llu) must not exceed "
+                 "policy.high_watermark_pct (%llu)",
+                 (unsigned long long)c->low_watermark_pct,
+                 (unsigned long long)c->high_watermark_pct);
+        return -EINVAL;
+    }
+    if (!c->listen || !*c->listen) {
+        snprintf(err, errlen, "listen must not be empty");
+        return -EINVAL;
+    }
+    if (!c->state_dir || !*c->state_dir) {
+        snprintf(err, errlen, "state_dir must not be empty");
+        return -EINVAL;
+    }
+    return 0;
+}

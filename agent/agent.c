@@ -1,0 +1,582 @@
+#include "agent.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "log.h"
+#include "wire.h"
+
+MCOS_LOG_MODULE(agent);
+
+/* How long the brain may hold a watch before we ask again. */
+#define WATCH_TIMEOUT_MS 30000
+
+static struct mcos_ratelimit brain_err_rl = MCOS_RATELIMIT_INIT(5000, 5);
+
+static void send_hello(struct agent *);
+
+/* ------------------------------------------------------------------------
+ * Talking to the brain. */
+
+static uint32_t
+call_timeout(const struct agent *a)
+{
+    uint64_t t = a->interval_ms * 2;
+
+    return (uint32_t)(t < 1000 ? 1000 : t > 30000 ? 30000 : t);
+}
+
+static void
+contact(struct agent *a, bool ok)
+{
+    if (ok) {
+        if (!a->connected) {
+            LOG_INFO("connected to the brain at %s", a->cfg.brain);
+        }
+        if (a->stale) {
+            LOG_INFO("no longer stale: the brain answers again");
+        }
+        a->connected = true;
+        a->stale = false;
+        a->last_contact_us = mcos_clock_now(a->clock);
+    } else if (a->connected) {
+        a->connected = false;
+        LOG_WARN("lost contact with the brain at %s; running on table "
+                 "generation %" PRIu64,
+                 a->cfg.brain, agent_tables_gen(a->tables));
+    }
+}
+
+static void
+set_interval(struct agent *a, uint64_t ms)
+{
+    if (ms == 0 || ms == a->interval_ms) {
+        return;
+    }
+    LOG_INFO("report interval %" PRIu64 " ms (was %" PRIu64 ")", ms,
+             a->interval_ms);
+    a->interval_ms = ms;
+    uv_timer_set_repeat(&a->timer, ms);
+}
+
+static void
+apply_table(struct agent *a, const Mcos__TableUpdate *u)
+{
+    char err[MCOS_TABLE_ERR_LEN];
+    uint64_t before = agent_tables_gen(a->tables);
+    int r = agent_tables_apply(a->tables, u, err, sizeof err);
+
+    if (r < 0) {
+        a->counters.table_errors++;
+        LOG_WARN("refused table generation %" PRIu64 " (base %" PRIu64
+                 "): %s; keeping generation %" PRIu64,
+                 u->gen, u->base_gen, err, before);
+        return;
+    }
+    if (r == 0) {
+        const struct mcos_table *t = agent_tables_read_lock(a->tables);
+        uint64_t interval = mcos_table_param(t, "report_interval_ms", 0);
+
+        agent_tables_read_unlock(a->tables);
+        a->counters.tables_applied++;
+        LOG_INFO("applied table generation %" PRIu64 " (%s, %zu upserts, "
+                 "%zu removals)",
+                 u->gen, u->base_gen ? "delta" : "full", u->n_upserts,
+                 u->n_removed);
+        set_interval(a, interval);
+    }
+}
+
+/* Decodes a reply; returns its status, or the decode error. */
+static int
+handle_reply(struct agent *a, int status, const void *data, size_t len,
+             const char *what)
+{
+    struct mcos_wire_msg m;
+    char err[MCOS_WIRE_ERR_LEN];
+    Mcos__Reply *rep;
+    int r;
+
+    if (status) {
+        contact(a, false);
+        if (status != -ECANCELED) {
+            LOG_DBG("%s: %s", what, mcos_strerror(status));
+        }
+        return status;
+    }
+    r = mcos_wire_decode(data, len, &m, err, sizeof err);
+    if (r == 0 && !(rep = mcos_wire_reply(&m))) {
+        snprintf(err, sizeof err, "unexpected %s message",
+                 mcos_wire_type_name(m.type));
+        mcos_wire_msg_free(&m);
+        r = -EPROTO;
+    }
+    if (r) {
+        a->counters.brain_errors++;
+        LOG_WARN_RL(&brain_err_rl, "%s: bad reply from the brain: %s", what,
+                    err);
+        return r;
+    }
+    contact(a, true);
+    a->brain_gen = rep->desired_gen;
+    r = rep->status;
+    if (r == -ENOENT) {
+        /* The brain does not know us (it restarted): introduce ourselves
+         * again; the table we run stays in force meanwhile. */
+        LOG_INFO("%s: %s", what, rep->error);
+        a->registered = false;
+    } else if (r) {
+        a->counters.brain_errors++;
+        LOG_WARN_RL(&brain_err_rl, "%s refused by the brain: %s", what,
+                    rep->error);
+    } else if (rep->table) {
+        apply_table(a, rep->table);
+    }
+    mcos_wire_msg_free(&m);
+    return r;
+}
+
+static int
+send_msg(struct agent *a, Mcos__MsgType type, const ProtobufCMessage *body,
+         uint32_t timeout_ms, mcos_bus_reply_cb cb,
+         struct mcos_bus_call **handle)
+{
+    uint8_t *buf;
+    size_t len;
+    int r = mcos_wire_encode(type, body, &buf, &len);
+
+    if (r) {
+        LOG_ERR("cannot encode a %s: %s", mcos_wire_type_name(type),
+                mcos_strerror(r));
+        return r;
+    }
+    r = mcos_bus_call(a->bus, buf, len, timeout_ms, cb, a, handle);
+    free(buf);
+    if (r) {
+        LOG_ERR("cannot send a %s: %s", mcos_wire_type_name(type),
+                mcos_strerror(r));
+    }
+    return r;
+}
+
+static void
+watch_cb(int status, const void *data, size_t len, void *arg)
+{
+    struct agent *a = arg;
+
+    a->watch = NULL;
+    /* A timeout here is normal: nothing new for WATCH_TIMEOUT_MS. */
+    if (status != -ETIMEDOUT) {
+        handle_reply(a, status, data, len, "watch");
+    }
+    agent_run(a);
+}
+
+static void
+send_watch(struct agent *a)
+{
+    Mcos__Watch w = MCOS__WATCH__INIT;
+
+    w.node = a->cfg.node;
+    w.boot_id = a->boot_id.v;
+    w.applied_gen = agent_tables_gen(a->tables);
+    send_msg(a, MCOS__MSG_TYPE__MSG_WATCH, &w.base, WATCH_TIMEOUT_MS, watch_cb,
+             &a->watch);
+}
+
+static void
+hello_cb(int status, const void *data, size_t len, void *arg)
+{
+    struct agent *a = arg;
+
+    a->hello_in_flight = false;
+    if (handle_reply(a, status, data, len, "hello") == 0) {
+        a->registered = true;
+        LOG_INFO("registered with the brain (generation %" PRIu64 ")",
+                 a->brain_gen);
+    }
+    agent_run(a);
+}
+
+static void
+send_hello(struct agent *a)
+{
+    Mcos__Hello h = MCOS__HELLO__INIT;
+    Mcos__Labels labels = MCOS__LABELS__INIT;
+    Mcos__TierInfo tiers[4], *tier_ptrs[4];
+    Mcos__GpuInfo gpus[AGENT_MAX_GPUS], *gpu_ptrs[AGENT_MAX_GPUS];
+    Mcos__NicInfo nics[AGENT_MAX_NICS], *nic_ptrs[AGENT_MAX_NICS];
+    Mcos__Endpoint ep = MCOS__ENDPOINT__INIT, *ep_ptr = &ep;
+    const struct agent_nic *nic;
+    size_t n_nics = agent_observe_nics(a->obs, &nic);
+    uint64_t hbm = 0, l2 = 0;
+    char hbm_note[300], sram_note[300];
+    size_t nt = 0;
+
+    labels.rack = a->cfg.rack;
+    labels.zone = a->cfg.zone;
+    labels.host = a->cfg.node;
+
+    for (size_t i = 0; i < a->gpus.n; i++) {
+        mcos__gpu_info__init(&gpus[i]);
+        gpus[i].index = (uint32_t)a->gpus.gpu[i].index;
+        gpus[i].name = a->gpus.gpu[i].name;
+        gpus[i].memory_bytes = a->gpus.gpu[i].memory_bytes;
+        gpus[i].l2_persist_max_bytes = a->gpus.gpu[i].l2_persist_max;
+        gpu_ptrs[i] = &gpus[i];
+        hbm += a->gpus.gpu[i].memory_bytes;
+        l2 += a->gpus.gpu[i].l2_persist_max;
+    }
+
+    /* Tiers, fastest first.  Absent hardware is listed as unavailable
+     * with the reason, never faked. */
+    for (size_t i = 0; i < 4; i++) {
+        mcos__tier_info__init(&tiers[i]);
+        tier_ptrs[i] = &tiers[i];
+    }
+    tiers[nt].kind = MCOS__TIER_KIND__TIER_SRAM;
+    tiers[nt].capacity_bytes = l2;
+    tiers[nt].available = l2 > 0;
+    snprintf(sram_note, sizeof sram_note, "%s",
+             l2 ? "L2 persisting access-policy window"
+                : "no GPU with L2 persistence");
+    tiers[nt++].note = sram_note;
+    tiers[nt].kind = MCOS__TIER_KIND__TIER_HBM;
+    if (hbm) {
+        tiers[nt].capacity_bytes = hbm;
+        tiers[nt].available = true;
+        snprintf(hbm_note, sizeof hbm_note, "%s", a->gpus.note);
+    } else if (a->cfg.emulate_hbm_bytes) {
+        tiers[nt].capacity_bytes = a->cfg.emulate_hbm_bytes;
+        tiers[nt].available = true;
+        tiers[nt].emulated = true;
+        snprintf(hbm_note, sizeof hbm_note,
+                 "emulated in host DRAM (--emulate-hbm)");
+    } else {
+        snprintf(hbm_note, sizeof hbm_note, "%s", a->gpus.note);
+    }
+    tiers[nt++].note = hbm_note;
+    tiers[nt].kind = MCOS__TIER_KIND__TIER_DRAM;
+    tiers[nt].capacity_bytes = a->cfg.dram_bytes;
+    tiers[nt].available = true;
+    tiers[nt++].note = "";
+    if (*a->cfg.nvme_dir) {
+        tiers[nt].kind = MCOS__TIER_KIND__TIER_NVME;
+        tiers[nt].capacity_bytes = a->cfg.nvme_bytes;
+        tiers[nt].available = true;
+        tiers[nt++].note = a->cfg.nvme_dir;
+    }
+
+    for (size_t i = 0; i < n_nics; i++) {
+        mcos__nic_info__init(&nics[i]);
+        nics[i].name = (char *)nic[i].name;
+        nics[i].address = (char *)nic[i].address;
+        nics[i].rdma_device = (char *)nic[i].rdma_device;
+        nics[i].speed_mbps = nic[i].speed_mbps;
+        nic_ptrs[i] = &nics[i];
+    }
+    ep.transport = MCOS__TRANSPORT__TRANSPORT_TCP;
+    ep.address = a->cfg.data_address;
+    ep.port = (uint32_t)a->cfg.data_port;
+
+    h.node = a->cfg.node;
+    h.boot_id = a->boot_id.v;
+    h.labels = &labels;
+    h.n_tiers = nt;
+    h.tiers = tier_ptrs;
+    h.n_gpus = a->gpus.n;
+    h.gpus = gpu_ptrs;
+    h.n_nics = n_nics;
+    h.nics = nic_ptrs;
+    h.n_endpoints = 1;
+    h.endpoints = &ep_ptr;
+    h.applied_gen = agent_tables_gen(a->tables);
+    h.version = MCOS_VERSION;
+    h.gpu_note = a->gpus.note;
+
+    if (send_msg(a, MCOS__MSG_TYPE__MSG_HELLO, &h.base, call_timeout(a),
+                 hello_cb, NULL) == 0) {
+        a->hello_in_flight = true;
+        a->counters.hellos_sent++;
+    }
+}
+
+static void
+report_cb(int status, const void *data, size_t len, void *arg)
+{
+    struct agent *a = arg;
+
+    a->report_in_flight = false;
+    if (handle_reply(a, status, data, len, "report")) {
+        a->counters.report_failures++;
+    }
+    agent_run(a);
+}
+
+static void
+send_report(struct agent *a)
+{
+    Mcos__Report rep = MCOS__REPORT__INIT;
+    Mcos__Load load = MCOS__LOAD__INIT;
+    Mcos__TierUsage tiers[4], *tier_ptrs[4];
+    Mcos__LinkUsage links[AGENT_MAX_NICS], *link_ptrs[AGENT_MAX_NICS];
+    const struct agent_nic *nic;
+    size_t n_nics, nt = 0;
+    Mcos__ObjectEvent **events;
+    uint64_t dropped;
+    size_t n_events;
+
+    agent_observe_sample(a->obs, mcos_clock_now(a->clock));
+    n_nics = agent_observe_nics(a->obs, &nic);
+    for (size_t i = 0; i < n_nics; i++) {
+        mcos__link_usage__init(&links[i]);
+        links[i].name = (char *)nic[i].name;
+        links[i].tx_bytes = nic[i].tx_bytes;
+        links[i].rx_bytes = nic[i].rx_bytes;
+        links[i].tx_bps = nic[i].tx_bps;
+        links[i].rx_bps = nic[i].rx_bps;
+        link_ptrs[i] = &links[i];
+    }
+    /* Tier usage: nothing is stored until the object store lands, so used
+     * is 0 and honest. */
+    mcos__tier_usage__init(&tiers[nt]);
+    tiers[nt].kind = MCOS__TIER_KIND__TIER_DRAM;
+    tiers[nt].capacity_bytes = a->cfg.dram_bytes;
+    tier_ptrs[nt] = &tiers[nt];
+    nt++;
+    if (*a->cfg.nvme_dir) {
+        mcos__tier_usage__init(&tiers[nt]);
+        tiers[nt].kind = MCOS__TIER_KIND__TIER_NVME;
+        tiers[nt].capacity_bytes = a->cfg.nvme_bytes;
+        tier_ptrs[nt] = &tiers[nt];
+        nt++;
+    }
+    if (a->cfg.emulate_hbm_bytes || a->gpus.n) {
+        uint64_t cap = a->cfg.emulate_hbm_bytes;
+
+        for (size_t i = 0; i < a->gpus.n; i++) {
+            cap = i ? cap + a->gpus.gpu[i].memory_bytes
+                    : a->gpus.gpu[i].memory_bytes;
+        }
+        mcos__tier_usage__init(&tiers[nt]);
+        tiers[nt].kind = MCOS__TIER_KIND__TIER_HBM;
+        tiers[nt].capacity_bytes = cap;
+        tier_ptrs[nt] = &tiers[nt];
+        nt++;
+    }
+    load.cpu_load_milli = agent_observe_load_milli();
+
+    n_events = agent_observe_take_events(a->obs, AGENT_MAX_EVENTS_PER_REPORT,
+                                         &events, &dropped);
+    rep.node = a->cfg.node;
+    rep.boot_id = a->boot_id.v;
+    rep.seq = ++a->seq;
+    rep.applied_gen = agent_tables_gen(a->tables);
+    rep.n_tiers = nt;
+    rep.tiers = tier_ptrs;
+    rep.n_links = n_nics;
+    rep.links = link_ptrs;
+    rep.load = &load;
+    rep.n_events = n_events;
+    rep.events = events;
+    rep.events_dropped = dropped;
+    rep.stale = a->stale;
+    if (send_msg(a, MCOS__MSG_TYPE__MSG_REPORT, &rep.base, call_timeout(a),
+                 report_cb, NULL) == 0) {
+        a->report_in_flight = true;
+        a->counters.reports_sent++;
+    }
+    agent_observe_events_free(events, n_events);
+}
+
+/* ------------------------------------------------------------------------
+ * The run loop. */
+
+void
+agent_run(struct agent *a)
+{
+    uint64_t now = mcos_clock_now(a->clock);
+
+    if (a->closing) {
+        return;
+    }
+    if (!a->stale && now - a->last_contact_us > a->cfg.stale_after_ms * 1000) {
+        a->stale = true;
+        LOG_WARN("stale: no answer from the brain for %" PRIu64 " ms; "
+                 "still running table generation %" PRIu64,
+                 (now - a->last_contact_us) / 1000,
+                 agent_tables_gen(a->tables));
+    }
+    if (!a->registered) {
+        if (a->watch) {
+            mcos_bus_call_cancel(a->watch);
+        }
+        if (!a->hello_in_flight) {
+            send_hello(a);
+        }
+        return;
+    }
+    if (!a->watch) {
+        send_watch(a);
+    }
+}
+
+static void
+timer_cb(uv_timer_t *t)
+{
+    struct agent *a = t->data;
+
+    if (a->registered && !a->report_in_flight) {
+        send_report(a);
+    }
+    agent_run(a);
+}
+
+/* ------------------------------------------------------------------------
+ * Life cycle. */
+
+static int
+copy_config(struct agent_config *dst, const struct agent_config *src)
+{
+    char **d[] = {&dst->node,         &dst->brain,    &dst->http_listen,
+                  &dst->rack,         &dst->zone,     &dst->nvme_dir,
+                  &dst->data_address, &dst->cuda_lib, &dst->log_level};
+
+    *dst = *src;
+    for (size_t i = 0; i < sizeof d / sizeof d[0]; i++) {
+        *d[i] = strdup(*d[i] ? *d[i] : "");
+    }
+    for (size_t i = 0; i < sizeof d / sizeof d[0]; i++) {
+        if (!*d[i]) {
+            mcos_cfg_free(agent_config_opts, agent_n_config_opts, dst);
+            return -ENOMEM;
+        }
+    }
+    return 0;
+}
+
+static void
+pick_data_address(struct agent *a)
+{
+    const struct agent_nic *nic;
+
+    if (*a->cfg.data_address) {
+        return;
+    }
+    free(a->cfg.data_address);
+    a->cfg.data_address = strdup(
+        agent_observe_nics(a->obs, &nic) ? nic[0].address : "127.0.0.1");
+}
+
+int
+agent_create(uv_loop_t *loop, const struct agent_config *cfg,
+             const struct mcos_clock *clock, struct agent **out, char *err,
+             size_t errlen)
+{
+    struct agent *a;
+    int r;
+
+    r = agent_config_check(cfg, err, errlen);
+    if (r) {
+        return r;
+    }
+    a = calloc(1, sizeof *a);
+    if (!a) {
+        return -ENOMEM;
+    }
+    a->loop = loop;
+    a->clock = clock;
+    r = copy_config(&a->cfg, cfg);
+    if (r) {
+        goto fail_free;
+    }
+    a->boot_id = mcos_boot_id_new();
+    a->interval_ms = cfg->report_interval_ms;
+    a->start_us = a->last_contact_us = mcos_clock_now(clock);
+
+    r = agent_observe_create(&a->obs);
+    if (r) {
+        snprintf(err, errlen, "cannot start telemetry: %s", mcos_strerror(r));
+        goto fail_cfg;
+    }
+    pick_data_address(a);
+    if (!a->cfg.data_address) {
+        r = -ENOMEM;
+        goto fail_obs;
+    }
+    agent_gpu_probe(a->cfg.cuda_lib, &a->gpus);
+    r = agent_tables_create(a->cfg.node, &a->tables);
+    if (r) {
+        goto fail_obs;
+    }
+    r = mcos_bus_client_create(loop, cfg->brain, &a->bus, err, errlen);
+    if (r) {
+        goto fail_tables;
+    }
+    if (*cfg->http_listen) {
+        r = mcos_http_server_create(loop, cfg->http_listen, &a->http, err,
+                                    errlen);
+        if (r) {
+            goto fail_bus;
+        }
+        r = agent_api_register(a);
+        if (r == 0) {
+            r = mcos_http_server_start(a->http, err, errlen);
+        }
+        if (r) {
+            goto fail_http;
+        }
+    }
+    uv_timer_init(loop, &a->timer);
+    a->timer.data = a;
+    uv_timer_start(&a->timer, timer_cb, a->interval_ms, a->interval_ms);
+    LOG_INFO("agent %s (boot %016" PRIx64 ") reporting to %s every %" PRIu64
+             " ms; %s",
+             a->cfg.node, a->boot_id.v, cfg->brain, a->interval_ms,
+             a->gpus.note);
+    agent_run(a);
+    *out = a;
+    return 0;
+
+fail_http:
+    mcos_http_server_close(a->http);
+fail_bus:
+    mcos_bus_client_close(a->bus);
+fail_tables:
+    agent_tables_destroy(a->tables);
+fail_obs:
+    agent_observe_destroy(a->obs);
+fail_cfg:
+    mcos_cfg_free(agent_config_opts, agent_n_config_opts, &a->cfg);
+fail_free:
+    free(a);
+    return r;
+}
+
+static void
+closed_cb(uv_handle_t *h)
+{
+    struct agent *a = h->data;
+
+    agent_tables_destroy(a->tables);
+    agent_observe_destroy(a->obs);
+    mcos_cfg_free(agent_config_opts, agent_n_config_opts, &a->cfg);
+    free(a);
+}
+
+void
+agent_close(struct agent *a)
+{
+    if (!a || a->closing) {
+        return;
+    }
+    a->closing = 1;
+    mcos_http_server_close(a->http);
+    mcos_bus_client_close(a->bus);
+    a->watch = NULL;
+    uv_close((uv_handle_t *)&a->timer, closed_cb);
+}

@@ -1,0 +1,102 @@
+/*
+ * mcos-agent: one per node.  Owns the node's tiers, describes the node to
+ * the brain (hello), reports on an interval (report), keeps one long poll
+ * open for new tables (watch), applies each table generation atomically,
+ * and acknowledges it in the next report.
+ *
+ * Losing the brain changes nothing the node does: the agent keeps its last
+ * table and keeps serving, retries in the background, and after
+ * stale_after_ms without an answer marks itself stale (in /metrics and in
+ * its reports, once they get through again).
+ *
+ * Control flow: callbacks (bus replies, timers, HTTP) record what happened;
+ * agent_run() -- the one place that acts -- decides what to send next.
+ *
+ * Thread-safety: loop thread only, except the table read side (tables.h).
+ */
+#ifndef AGENT_AGENT_H
+#define AGENT_AGENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "bus.h"
+#include "clock.h"
+#include "config.h"
+#include "gpu.h"
+#include "http.h"
+#include "ids.h"
+#include "observe.h"
+#include "tables.h"
+
+struct agent_config {
+    char *node;                  /* node name */
+    char *brain;                 /* brain's bus URL */
+    char *http_listen;           /* /metrics and API, "" for none */
+    char *rack;                  /* topology label */
+    char *zone;                  /* topology label */
+    uint64_t report_interval_ms; /* until the brain says otherwise */
+    uint64_t stale_after_ms;     /* without the brain before stale */
+    uint64_t dram_bytes;         /* DRAM tier capacity */
+    char *nvme_dir;              /* NVMe tier directory, "" for none */
+    uint64_t nvme_bytes;         /* NVMe tier capacity */
+    uint64_t emulate_hbm_bytes;  /* DRAM-backed HBM for tests, 0: off */
+    char *data_address;          /* data-plane address peers dial */
+    uint64_t data_port;          /* data-plane TCP port */
+    char *cuda_lib;              /* CUDA runtime to dlopen, "" for usual */
+    char *log_level;             /* log spec */
+};
+
+extern const struct mcos_cfg_opt agent_config_opts[];
+extern const size_t agent_n_config_opts;
+
+/* Checks values that depend on the machine or on each other. */
+int agent_config_check(const struct agent_config *, char *err, size_t errlen);
+
+struct agent_counters {
+    uint64_t hellos_sent;     /* hellos sent */
+    uint64_t reports_sent;    /* reports sent */
+    uint64_t report_failures; /* reports with no or an error reply */
+    uint64_t tables_applied;  /* generations applied */
+    uint64_t table_errors;    /* updates refused */
+    uint64_t brain_errors;    /* error replies from the brain */
+};
+
+struct agent {
+    uv_loop_t *loop;                /* our loop */
+    const struct mcos_clock *clock; /* monotonic time */
+    struct agent_config cfg;        /* configuration (owned copy) */
+    struct mcos_boot_id boot_id;    /* this process */
+    struct agent_gpus gpus;         /* GPUs found */
+    struct agent_observe *obs;      /* telemetry sources */
+    struct agent_tables *tables;    /* current table */
+    struct mcos_bus_client *bus;    /* to the brain */
+    struct mcos_http_server *http;  /* /metrics, or NULL */
+    uv_timer_t timer;               /* report interval */
+    uint64_t interval_ms;           /* current report interval */
+    bool registered;                /* the brain accepted our hello */
+    bool hello_in_flight;           /* a hello awaits its reply */
+    bool report_in_flight;          /* a report awaits its reply */
+    struct mcos_bus_call *watch;    /* the open watch, or NULL */
+    uint64_t seq;                   /* last report sequence number */
+    uint64_t last_contact_us;       /* last reply from the brain */
+    uint64_t start_us;              /* start time */
+    bool connected;                 /* the last exchange succeeded */
+    bool stale;                     /* no brain for stale_after_ms */
+    uint64_t brain_gen;             /* newest generation the brain has */
+    int closing;                    /* handles still closing */
+    struct agent_counters counters; /* for /metrics */
+};
+
+int agent_create(uv_loop_t *, const struct agent_config *,
+                 const struct mcos_clock *, struct agent **out, char *err,
+                 size_t errlen);
+void agent_close(struct agent *);
+void agent_run(struct agent *);
+
+/* HTTP API (api.c). */
+int agent_api_register(struct agent *);
+
+#endif /* AGENT_AGENT_H */

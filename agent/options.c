@@ -1,0 +1,141 @@
+/* mcos-agent's settings: one table for the config file and the flags. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "agent.h"
+
+#define OPT(KEY, FLAG, TYPE, FIELD, MIN, MAX, DEF, HELP)                      \
+    {                                                                         \
+        KEY, FLAG, TYPE, offsetof(struct agent_config, FIELD), MIN, MAX, DEF, \
+            HELP                                                              \
+    }
+
+const struct mcos_cfg_opt agent_config_opts[] = {
+    OPT("node", "node", MCOS_CFG_STRING, node, 0, 0, NULL,
+        "node name (default: the host name)"),
+    OPT("brain", "brain", MCOS_CFG_STRING, brain, 0, 0, "tcp://127.0.0.1:7650",
+        "the brain's address (nng URL)"),
+    OPT("http_listen", "http", MCOS_CFG_STRING, http_listen, 0, 0,
+        "http://127.0.0.1:7652", "/metrics and status API (\"\" disables)"),
+    OPT("labels.rack", "rack", MCOS_CFG_STRING, rack, 0, 0, "",
+        "rack label (topology)"),
+    OPT("labels.zone", "zone", MCOS_CFG_STRING, zone, 0, 0, "",
+        "zone label (topology)"),
+    OPT("report_interval_ms", "report-interval-ms", MCOS_CFG_MS,
+        report_interval_ms, 10, 3600000, "1000",
+        "report interval until the brain sets one"),
+    OPT("stale_after_ms", "stale-after-ms", MCOS_CFG_MS, stale_after_ms, 10,
+        86400000, "10000", "time without the brain before marking stale"),
+    OPT("tiers.dram.bytes", "dram-bytes", MCOS_CFG_BYTES, dram_bytes, 1, 0,
+        "1GiB", "DRAM tier capacity"),
+    OPT("tiers.nvme.dir", "nvme-dir", MCOS_CFG_STRING, nvme_dir, 0, 0, "",
+        "NVMe tier directory (\"\": no NVMe tier)"),
+    OPT("tiers.nvme.bytes", "nvme-bytes", MCOS_CFG_BYTES, nvme_bytes, 0, 0,
+        "0", "NVMe tier capacity"),
+    OPT("tiers.hbm.emulate_bytes", "emulate-hbm", MCOS_CFG_BYTES,
+        emulate_hbm_bytes, 0, 0, "0",
+        "DRAM-backed HBM tier for tests (reported as emulated)"),
+    OPT("data.address", "data-address", MCOS_CFG_STRING, data_address, 0, 0,
+        "",
+        "data-plane address peers dial (default: first NIC, else "
+        "127.0.0.1)"),
+    OPT("data.port", "data-port", MCOS_CFG_UINT, data_port, 1, 65535, "7653",
+        "data-plane TCP port"),
+    OPT("cuda_lib", "cuda-lib", MCOS_CFG_STRING, cuda_lib, 0, 0, "",
+        "CUDA runtime library to dlopen (default: libcudart.so ...)"),
+    OPT("log_level", "log-level", MCOS_CFG_STRING, log_level, 0, 0, "info",
+        "log levels, e.g. info or info,bus=debug"),
+};
+
+const size_t agent_n_config_opts =
+    sizeof agent_config_opts / sizeof agent_config_opts[0];
+
+static bool
+label_ok(const char *s)
+{
+    for (; *s; s++) {
+        if (*s <= ' ' || *s > '~' || *s == '"' || *s == '\\') {
+            return false;
+        }
+    }
+    return true;
+}
+
+int
+agent_config_check(const struct agent_config *c, char *err, size_t errlen)
+{
+    uint64_t phys =
+        (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE);
+
+    if (!c->node || !mcos_node_name_valid(c->node)) {
+        snprintf(err, errlen,
+                 "node: bad name '%s' (1-63 of [A-Za-z0-9._-], starting "
+                 "with a letter or digit)",
+                 c->node ? c->node : "");
+        return -EINVAL;
+    }
+    if (!c->brain || !*c->brain) {
+        snprintf(err, errlen, "brain: the brain's address is required");
+        return -EINVAL;
+    }
+    if (strlen(c->rack) > 63 || strlen(c->zone) > 63 || !label_ok(c->rack) ||
+        !label_ok(c->zone)) {
+        snprintf(err, errlen,
+                 "labels: rack and zone must be at most 63 "
+                 "printable characters without spaces or quotes");
+        return -EINVAL;
+    }
+    if (c->stale_after_ms < c->report_interval_ms) {
+        snprintf(err, errlen,
+                 "stale_after_ms (%" PRIu64 ") must be at "
+                 "least report_interval_ms (%" PRIu64 ")",
+                 c->stale_after_ms, c->report_interval_ms);
+        return -EINVAL;
+    }
+    if (phys && c->dram_bytes + c->emulate_hbm_bytes > phys) {
+        snprintf(err, errlen,
+                 "tiers.dram.bytes + tiers.hbm.emulate_bytes "
+                 "(%" PRIu64 ") exceed this machine's memory (%" PRIu64 ")",
+                 c->dram_bytes + c->emulate_hbm_bytes, phys);
+        return -EINVAL;
+    }
+    if (*c->nvme_dir) {
+        struct statvfs st;
+
+        if (access(c->nvme_dir, W_OK) || statvfs(c->nvme_dir, &st)) {
+            snprintf(err, errlen, "tiers.nvme.dir: %s: %s", c->nvme_dir,
+                     strerror(errno));
+            return -EINVAL;
+        }
+        if (c->nvme_bytes == 0) {
+            snprintf(err, errlen,
+                     "tiers.nvme.bytes must be set when "
+                     "tiers.nvme.dir is");
+            return -EINVAL;
+        }
+        if (c->nvme_bytes > (uint64_t)st.f_bavail * st.f_frsize) {
+            snprintf(err, errlen,
+                     "tiers.nvme.bytes (%" PRIu64 ") exceeds "
+                     "the free space in %s (%" PRIu64 ")",
+                     c->nvme_bytes, c->nvme_dir,
+                     (uint64_t)st.f_bavail * st.f_frsize);
+            return -EINVAL;
+        }
+    } else if (c->nvme_bytes) {
+        snprintf(err, errlen,
+                 "tiers.nvme.bytes is set but tiers.nvme.dir "
+                 "is not");
+        return -EINVAL;
+    }
+    if (strlen(c->data_address) > 255 || !label_ok(c->data_address)) {
+        snprintf(err, errlen, "data.address: bad address '%s'",
+                 c->data_address);
+        return -EINVAL;
+    }
+    return 0;
+}

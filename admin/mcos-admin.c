@@ -1,0 +1,506 @@
+/*
+ * mcos-admin: the operator's command-line tool.  Talks to the brain's
+ * HTTP/JSON API; human tables by default, --json for scripts.
+ *
+ * Exit status: 0 success, 1 runtime error (brain unreachable, an error
+ * from the brain), 2 bad usage, 3 timeout (wait).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "http.h"
+
+#define EXIT_RUNTIME 1
+#define EXIT_USAGE   2
+#define EXIT_TIMEOUT 3
+
+struct opts {
+    const char *brain;   /* base URL */
+    bool json;           /* machine-readable output */
+    unsigned timeout_ms; /* per HTTP request */
+};
+
+static void
+usage(FILE *f)
+{
+    fprintf(
+        f,
+        "usage: mcos-admin [--brain URL] [--json] [--timeout S] COMMAND "
+        "[ARGS]\n"
+        "\n"
+        "Query and steer an MCOS cluster through the brain's HTTP API.\n"
+        "\n"
+        "Commands:\n"
+        "  nodes                   list nodes: state, applied generation, "
+        "tiers\n"
+        "  node NAME               one node in detail\n"
+        "  status                  the brain: role, generation, node counts\n"
+        "  wait --gen N [--timeout S]\n"
+        "                          wait until every node that is not failed "
+        "runs\n"
+        "                          generation N or later (default timeout 30 "
+        "s)\n"
+        "  sync [--wait]           compile and push a new generation; with\n"
+        "                          --wait, wait for every node to apply it\n"
+        "  tables NODE             the node's compiled table (canonical "
+        "dump)\n"
+        "\n"
+        "Global options:\n"
+        "  --brain URL    the brain's HTTP API [$MCOS_BRAIN, else\n"
+        "                 http://127.0.0.1:7651]\n"
+        "  --json         print JSON instead of tables\n"
+        "  --timeout S    seconds to wait for each HTTP request [5]\n"
+        "  --help, --version\n"
+        "\n"
+        "Exit status: 0 success; 1 the brain is unreachable or answered with "
+        "an\n"
+        "error; 2 bad usage; 3 a wait timed out.\n");
+}
+
+static void die(int code, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3), noreturn));
+
+static void
+die(int code, const char *fmt, ...)
+{
+    va_list ap;
+
+    fputs("mcos-admin: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    exit(code);
+}
+
+/* Performs a request; returns the parsed JSON body (or NULL for text, in
+ * which case *text gets the body).  Exits on transport errors and on
+ * error statuses. */
+static json_t *
+call(const struct opts *o, const char *method, const char *path, char **text)
+{
+    char url[1024], err[512];
+    char *body = NULL;
+    size_t len = 0;
+    int status = 0;
+    json_t *doc;
+    json_error_t jerr;
+    int r;
+
+    snprintf(url, sizeof url, "%s%s", o->brain, path);
+    r = mcos_http_fetch(method, url, !strcmp(method, "POST") ? "{}" : NULL, 2,
+                        o->timeout_ms, &status, &body, &len, err, sizeof err);
+    if (r) {
+        die(EXIT_RUNTIME, "cannot reach the brain at %s: %s", o->brain, err);
+    }
+    if (status >= 400) {
+        doc = json_loads(body, 0, &jerr);
+        if (doc && json_is_string(json_object_get(doc, "error"))) {
+            fprintf(stderr, "mcos-admin: %s (HTTP %d)\n",
+                    json_string_value(json_object_get(doc, "error")), status);
+        } else {
+            fprintf(stderr, "mcos-admin: HTTP %d from %s\n", status, url);
+        }
+        exit(EXIT_RUNTIME);
+    }
+    if (text) {
+        *text = body;
+        return NULL;
+    }
+    doc = json_loads(body, 0, &jerr);
+    if (!doc) {
+        die(EXIT_RUNTIME, "the brain sent invalid JSON for %s: %s", path,
+            jerr.text);
+    }
+    free(body);
+    return doc;
+}
+
+static void
+print_json(json_t *doc)
+{
+    json_dumpf(doc, stdout, JSON_INDENT(2) | JSON_SORT_KEYS);
+    putchar('\n');
+}
+
+static void
+human_bytes(uint64_t b, char *out, size_t len)
+{
+    static const char *const units[] = {"B",   "KiB", "MiB",
+                                        "GiB", "TiB", "PiB"};
+    double v = (double)b;
+    size_t u = 0;
+
+    while (v >= 1024 && u < 5) {
+        v /= 1024;
+        u++;
+    }
+    if (u == 0) {
+        snprintf(out, len, "%" PRIu64 "B", b);
+    } else {
+        snprintf(out, len, "%.1f%s", v, units[u]);
+    }
+}
+
+/* One row per node; columns sized to their widest cell. */
+#define N_COLS 7
+static void
+print_nodes_table(json_t *nodes)
+{
+    static const char *const head[N_COLS] = {
+        "NODE", "STATE", "GEN", "RACK", "ZONE", "LAST-SEEN", "TIERS"};
+    size_t n = json_array_size(nodes);
+    char ***cells = calloc(n + 1, sizeof *cells);
+    size_t width[N_COLS] = {0};
+
+    for (size_t r = 0; r <= n; r++) {
+        cells[r] = calloc(N_COLS, sizeof **cells);
+    }
+    for (int c = 0; c < N_COLS; c++) {
+        cells[0][c] = strdup(head[c]);
+    }
+    for (size_t r = 0; r < n; r++) {
+        json_t *node = json_array_get(nodes, r), *t;
+        char buf[512] = "", tmp[64], seen[32];
+        size_t i;
+        const char *rack = json_string_value(json_object_get(node, "rack"));
+        const char *zone = json_string_value(json_object_get(node, "zone"));
+
+        json_array_foreach(json_object_get(node, "tiers"), i, t)
+        {
+            char cap[32];
+
+            if (!json_is_true(json_object_get(t, "available"))) {
+                continue;
+            }
+            human_bytes(
+                (uint64_t)json_integer_value(json_object_get(t, "capacity")),
+                cap, sizeof cap);
+            snprintf(tmp, sizeof tmp, "%s%s:%s%s", *buf ? " " : "",
+                     json_string_value(json_object_get(t, "tier")), cap,
+                     json_is_true(json_object_get(t, "emulated"))
+                         ? "(emulated)"
+                         : "");
+            strncat(buf, tmp, sizeof buf - strlen(buf) - 1);
+        }
+        snprintf(seen, sizeof seen, "%.1fs",
+                 json_integer_value(json_object_get(node, "last_seen_ms")) /
+                     1000.0);
+        snprintf(tmp, sizeof tmp, "%" JSON_INTEGER_FORMAT "%s",
+                 json_integer_value(json_object_get(node, "applied_gen")),
+                 json_is_true(json_object_get(node, "stale")) ? " (stale)"
+                                                              : "");
+        cells[r + 1][0] =
+            strdup(json_string_value(json_object_get(node, "name")));
+        cells[r + 1][1] =
+            strdup(json_string_value(json_object_get(node, "state")));
+        cells[r + 1][2] = strdup(tmp);
+        cells[r + 1][3] = strdup(rack && *rack ? rack : "-");
+        cells[r + 1][4] = strdup(zone && *zone ? zone : "-");
+        cells[r + 1][5] = strdup(seen);
+        cells[r + 1][6] = strdup(*buf ? buf : "-");
+    }
+    for (size_t r = 0; r <= n; r++) {
+        for (int c = 0; c < N_COLS; c++) {
+            size_t w = strlen(cells[r][c]);
+
+            width[c] = w > width[c] ? w : width[c];
+        }
+    }
+    for (size_t r = 0; r <= n; r++) {
+        for (int c = 0; c < N_COLS; c++) {
+            if (c == N_COLS - 1) {
+                printf("%s\n", cells[r][c]);
+            } else {
+                printf("%-*s  ", (int)width[c], cells[r][c]);
+            }
+            free(cells[r][c]);
+        }
+        free(cells[r]);
+    }
+    free(cells);
+}
+
+static int
+cmd_nodes(const struct opts *o)
+{
+    json_t *doc = call(o, "GET", "/v1/nodes", NULL);
+
+    if (o->json) {
+        print_json(doc);
+    } else {
+        printf("generation %" JSON_INTEGER_FORMAT "\n",
+               json_integer_value(json_object_get(doc, "generation")));
+        print_nodes_table(json_object_get(doc, "nodes"));
+    }
+    json_decref(doc);
+    return 0;
+}
+
+static int
+cmd_node(const struct opts *o, const char *name)
+{
+    char path[256];
+    json_t *doc;
+
+    snprintf(path, sizeof path, "/v1/nodes/%s", name);
+    doc = call(o, "GET", path, NULL);
+    print_json(doc);
+    json_decref(doc);
+    return 0;
+}
+
+static int
+cmd_status(const struct opts *o)
+{
+    json_t *doc = call(o, "GET", "/v1/status", NULL);
+    json_t *nodes = json_object_get(doc, "nodes");
+
+    if (o->json) {
+        print_json(doc);
+    } else {
+        printf(
+            "%-16s %s\n%-16s %s (%s)\n%-16s %" JSON_INTEGER_FORMAT
+            "\n%-16s %s (lowest applied: %" JSON_INTEGER_FORMAT ")\n"
+            "%-16s %" JSON_INTEGER_FORMAT " total, %" JSON_INTEGER_FORMAT
+            " alive, %" JSON_INTEGER_FORMAT " suspect, %" JSON_INTEGER_FORMAT
+            " failed\n%-16s %s\n%-16s %s\n%-16s %s\n",
+            "brain:", o->brain,
+            "role:", json_string_value(json_object_get(doc, "role")),
+            json_string_value(json_object_get(doc, "mode")), "generation:",
+            json_integer_value(json_object_get(doc, "generation")),
+            "converged:",
+            json_is_true(json_object_get(doc, "converged")) ? "yes" : "no",
+            json_integer_value(json_object_get(doc, "min_applied_gen")),
+            "nodes:", json_integer_value(json_object_get(nodes, "total")),
+            json_integer_value(json_object_get(nodes, "alive")),
+            json_integer_value(json_object_get(nodes, "suspect")),
+            json_integer_value(json_object_get(nodes, "failed")),
+            "state dir:", json_string_value(json_object_get(doc, "state_dir")),
+            "etcd:", "not configured (embedded mode)",
+            "version:", json_string_value(json_object_get(doc, "version")));
+    }
+    json_decref(doc);
+    return 0;
+}
+
+static double
+now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Polls /v1/nodes until every node that is not failed runs >= gen. */
+static int
+wait_gen(const struct opts *o, uint64_t gen, double timeout_s)
+{
+    double deadline = now_s() + timeout_s;
+    char behind[512];
+
+    for (;;) {
+        json_t *doc = call(o, "GET", "/v1/nodes", NULL);
+        json_t *nodes = json_object_get(doc, "nodes"), *n;
+        size_t i, live = 0, ready = 0;
+
+        behind[0] = '\0';
+        json_array_foreach(nodes, i, n)
+        {
+            const char *state = json_string_value(json_object_get(n, "state"));
+            uint64_t applied = (uint64_t)json_integer_value(
+                json_object_get(n, "applied_gen"));
+
+            if (!strcmp(state, "failed")) {
+                continue;
+            }
+            live++;
+            if (applied >= gen) {
+                ready++;
+            } else if (strlen(behind) < sizeof behind - 80) {
+                char tmp[100];
+
+                snprintf(
+                    tmp, sizeof tmp, "%s%s at %" PRIu64, *behind ? ", " : "",
+                    json_string_value(json_object_get(n, "name")), applied);
+                strcat(behind, tmp);
+            }
+        }
+        json_decref(doc);
+        if (ready == live) {
+            if (o->json) {
+                printf("{\"generation\": %" PRIu64 ", \"nodes\": %zu}\n", gen,
+                       live);
+            } else {
+                printf("all %zu live nodes run generation >= %" PRIu64 "\n",
+                       live, gen);
+            }
+            return 0;
+        }
+        if (now_s() >= deadline) {
+            fprintf(stderr,
+                    "mcos-admin: timed out after %gs: %zu of %zu live nodes "
+                    "run generation >= %" PRIu64 " (%s)\n",
+                    timeout_s, ready, live, gen, behind);
+            return EXIT_TIMEOUT;
+        }
+        usleep(100000);
+    }
+}
+
+static int
+cmd_wait(const struct opts *o, int argc, char **argv)
+{
+    uint64_t gen = 0, timeout_ms = 30000;
+    bool have_gen = false;
+
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--gen") && i + 1 < argc) {
+            if (mcos_parse_uint(argv[++i], &gen)) {
+                die(EXIT_USAGE,
+                    "wait: --gen takes a generation number, "
+                    "got '%s'",
+                    argv[i]);
+            }
+            have_gen = true;
+        } else if (!strcmp(argv[i], "--timeout") && i + 1 < argc) {
+            uint64_t s;
+
+            if (mcos_parse_uint(argv[++i], &s) || s == 0 || s > 86400) {
+                die(EXIT_USAGE,
+                    "wait: --timeout takes seconds from 1 to "
+                    "86400, got '%s'",
+                    argv[i]);
+            }
+            timeout_ms = s * 1000;
+        } else {
+            die(EXIT_USAGE,
+                "wait: unexpected argument '%s' (usage: wait "
+                "--gen N [--timeout S])",
+                argv[i]);
+        }
+    }
+    if (!have_gen) {
+        die(EXIT_USAGE, "wait: --gen N is required");
+    }
+    return wait_gen(o, gen, timeout_ms / 1000.0);
+}
+
+static int
+cmd_sync(const struct opts *o, int argc, char **argv)
+{
+    bool wait = false;
+    json_t *doc;
+    uint64_t gen;
+
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--wait")) {
+            wait = true;
+        } else {
+            die(EXIT_USAGE, "sync: unexpected argument '%s'", argv[i]);
+        }
+    }
+    doc = call(o, "POST", "/v1/sync", NULL);
+    gen = (uint64_t)json_integer_value(json_object_get(doc, "generation"));
+    json_decref(doc);
+    if (!o->json) {
+        printf("generation %" PRIu64 " published\n", gen);
+    } else if (!wait) {
+        printf("{\"generation\": %" PRIu64 "}\n", gen);
+    }
+    return wait ? wait_gen(o, gen, 30) : 0;
+}
+
+static int
+cmd_tables(const struct opts *o, const char *node)
+{
+    char path[256];
+    char *text = NULL;
+
+    snprintf(path, sizeof path, "/v1/nodes/%s/table", node);
+    call(o, "GET", path, &text);
+    if (o->json) {
+        json_t *doc = json_pack("{s:s, s:s}", "node", node, "table", text);
+
+        print_json(doc);
+        json_decref(doc);
+    } else {
+        fputs(text, stdout);
+    }
+    free(text);
+    return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+    struct opts o = {NULL, false, 5000};
+    const char *env = getenv("MCOS_BRAIN");
+    int i;
+
+    o.brain = env && *env ? env : "http://127.0.0.1:7651";
+    for (i = 1; i < argc && !strncmp(argv[i], "--", 2); i++) {
+        if (!strcmp(argv[i], "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(argv[i], "--version")) {
+            printf("mcos-admin %s\n", MCOS_VERSION);
+            return 0;
+        } else if (!strcmp(argv[i], "--json")) {
+            o.json = true;
+        } else if (!strcmp(argv[i], "--brain") && i + 1 < argc) {
+            o.brain = argv[++i];
+        } else if (!strcmp(argv[i], "--timeout") && i + 1 < argc) {
+            uint64_t s;
+
+            if (mcos_parse_uint(argv[++i], &s) || s == 0 || s > 3600) {
+                die(EXIT_USAGE,
+                    "--timeout takes seconds from 1 to 3600, "
+                    "got '%s'",
+                    argv[i]);
+            }
+            o.timeout_ms = (unsigned)(s * 1000);
+        } else {
+            die(EXIT_USAGE, "unknown option '%s' (see --help)", argv[i]);
+        }
+    }
+    if (strncmp(o.brain, "http://", 7)) {
+        die(EXIT_USAGE, "--brain must be an http:// URL, got '%s'", o.brain);
+    }
+    if (i == argc) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    const char *cmd = argv[i++];
+    int rest = argc - i;
+    char **args = argv + i;
+
+    if (!strcmp(cmd, "nodes") && rest == 0) {
+        return cmd_nodes(&o);
+    } else if (!strcmp(cmd, "node") && rest == 1) {
+        return cmd_node(&o, args[0]);
+    } else if (!strcmp(cmd, "status") && rest == 0) {
+        return cmd_status(&o);
+    } else if (!strcmp(cmd, "wait")) {
+        return cmd_wait(&o, rest, args);
+    } else if (!strcmp(cmd, "sync")) {
+        return cmd_sync(&o, rest, args);
+    } else if (!strcmp(cmd, "tables") && rest == 1) {
+        return cmd_tables(&o, args[0]);
+    }
+    if (!strcmp(cmd, "nodes") || !strcmp(cmd, "status") ||
+        !strcmp(cmd, "node") || !strcmp(cmd, "tables")) {
+        die(EXIT_USAGE, "%s: wrong number of arguments (see --help)", cmd);
+    }
+    die(EXIT_USAGE, "unknown command '%s' (see --help)", cmd);
+}

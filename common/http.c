@@ -397,7 +397,7 @@ mcos_http_fetch(const char *method, const char *url, const char *body,
     r = nng_url_parse(&u, url);
     if (r || strcmp(u->u_scheme, "http")) {
         seterr(err, errlen, "bad URL '%s' (want http://HOST:PORT/...)", url);
-        r = r ? r : NNG_EINVAL;
+        r = NNG_EINVAL;
         goto out;
     }
     if ((r = nng_http_client_alloc(&cli, u)) ||
@@ -409,7 +409,10 @@ mcos_http_fetch(const char *method, const char *url, const char *body,
     nng_http_req_set_method(req, method);
     if (body) {
         nng_http_req_set_header(req, "Content-Type", "application/json");
-        r = nng_http_req_copy_data(req, body, body_len);
+        /* nng refuses to copy zero bytes; an empty body only needs its
+         * length said. */
+        r = body_len ? nng_http_req_copy_data(req, body, body_len)
+                     : nng_http_req_set_header(req, "Content-Length", "0");
         if (r) {
             seterr(err, errlen, "%s", nng_strerror(r));
             goto out;
@@ -438,10 +441,21 @@ mcos_http_fetch(const char *method, const char *url, const char *body,
         *resp_len = len;
     }
 out:
-    nng_aio_free(aio);
-    nng_http_res_free(res);
-    nng_http_req_free(req);
-    nng_http_client_free(cli);
-    nng_url_free(u);
+    /* nng's free functions do not all accept NULL. */
+    if (aio) {
+        nng_aio_free(aio);
+    }
+    if (res) {
+        nng_http_res_free(res);
+    }
+    if (req) {
+        nng_http_req_free(req);
+    }
+    if (cli) {
+        nng_http_client_free(cli);
+    }
+    if (u) {
+        nng_url_free(u);
+    }
     return mcos_bus_err(r);
 }

@@ -1,0 +1,354 @@
+/* Tests for common/table: build, validate, diff, apply, dump. */
+#include <errno.h>
+
+#include "table.h"
+#include "testutil.h"
+#include "wire.h"
+
+static char err[MCOS_TABLE_ERR_LEN];
+
+/* Rule storage for building tables by hand. */
+struct rb {
+    Mcos__Rule rules[16];
+    Mcos__Rule *ptrs[16];
+    Mcos__TierRule tiers[16];
+    Mcos__DemotionRule dems[16];
+    Mcos__PeerRule peers[16];
+    Mcos__ParamRule params[16];
+    Mcos__Endpoint eps[16];
+    Mcos__Endpoint *ep_ptrs[16];
+    size_t n;
+};
+
+static Mcos__Rule *
+next_rule(struct rb *b, const char *key)
+{
+    Mcos__Rule *r = &b->rules[b->n];
+
+    mcos__rule__init(r);
+    r->key = (char *)key;
+    b->ptrs[b->n] = r;
+    return r;
+}
+
+static void
+add_tier(struct rb *b, const char *key, int tier, uint32_t hi, uint32_t lo)
+{
+    Mcos__Rule *r = next_rule(b, key);
+    Mcos__TierRule *t = &b->tiers[b->n];
+
+    mcos__tier_rule__init(t);
+    t->tier = tier;
+    t->high_watermark_pct = hi;
+    t->low_watermark_pct = lo;
+    t->admit_min_hotness_milli = 250;
+    r->rule_case = MCOS__RULE__RULE_TIER;
+    r->tier = t;
+    b->n++;
+}
+
+static void
+add_dem(struct rb *b, const char *key, int from, int to)
+{
+    Mcos__Rule *r = next_rule(b, key);
+    Mcos__DemotionRule *d = &b->dems[b->n];
+
+    mcos__demotion_rule__init(d);
+    d->from = from;
+    d->to = to;
+    r->rule_case = MCOS__RULE__RULE_DEMOTION;
+    r->demotion = d;
+    b->n++;
+}
+
+static void
+add_peer(struct rb *b, const char *key, const char *node, const char *addr,
+         uint32_t port)
+{
+    Mcos__Rule *r = next_rule(b, key);
+    Mcos__PeerRule *p = &b->peers[b->n];
+    Mcos__Endpoint *ep = &b->eps[b->n];
+
+    mcos__peer_rule__init(p);
+    mcos__endpoint__init(ep);
+    ep->transport = MCOS__TRANSPORT__TRANSPORT_TCP;
+    ep->address = (char *)addr;
+    ep->port = port;
+    b->ep_ptrs[b->n] = ep;
+    p->node = (char *)node;
+    p->n_endpoints = 1;
+    p->endpoints = &b->ep_ptrs[b->n];
+    r->rule_case = MCOS__RULE__RULE_PEER;
+    r->peer = p;
+    b->n++;
+}
+
+static void
+add_param(struct rb *b, const char *key, const char *name, uint64_t v)
+{
+    Mcos__Rule *r = next_rule(b, key);
+    Mcos__ParamRule *p = &b->params[b->n];
+
+    mcos__param_rule__init(p);
+    p->name = (char *)name;
+    p->value = v;
+    r->rule_case = MCOS__RULE__RULE_PARAM;
+    r->param = p;
+    b->n++;
+}
+
+static struct mcos_table *
+build(struct rb *b, const char *node, uint64_t gen)
+{
+    struct mcos_table *t = NULL;
+
+    ck_assert_msg(mcos_table_build(node, gen,
+                                   (const Mcos__Rule *const *)b->ptrs, b->n,
+                                   &t, err, sizeof err) == 0,
+                  "%s", err);
+    return t;
+}
+
+/* The standard small table. */
+static struct mcos_table *
+sample(uint64_t gen, bool with_peer)
+{
+    struct rb b = {0};
+
+    add_tier(&b, "tier/dram", MCOS__TIER_KIND__TIER_DRAM, 90, 75);
+    add_tier(&b, "tier/hbm", MCOS__TIER_KIND__TIER_HBM, 95, 80);
+    add_dem(&b, "demotion/hbm", MCOS__TIER_KIND__TIER_HBM,
+            MCOS__TIER_KIND__TIER_DRAM);
+    add_dem(&b, "demotion/dram", MCOS__TIER_KIND__TIER_DRAM, 0);
+    if (with_peer) {
+        add_peer(&b, "peer/n2", "n2", "10.0.0.2", 7653);
+    }
+    add_param(&b, "param/report_interval_ms", "report_interval_ms", 500);
+    return build(&b, "n1", gen);
+}
+
+START_TEST(test_build_and_dump)
+{
+    struct mcos_table *t = sample(4, true);
+    char *dump;
+
+    ck_assert_str_eq(mcos_table_node(t), "n1");
+    ck_assert_uint_eq(mcos_table_gen(t), 4);
+    ck_assert_uint_eq(mcos_table_n_rules(t), 6);
+    ck_assert_int_eq(mcos_table_dump(t, true, &dump), 0);
+    ck_assert_str_eq(dump, "# table node=n1 gen=4 format=1 rules=6\n"
+                           "demotion/dram dram -> (end)\n"
+                           "demotion/hbm hbm -> dram\n"
+                           "param/report_interval_ms 500\n"
+                           "peer/n2 rack=- zone=- tcp:10.0.0.2:7653\n"
+                           "tier/dram high=90% low=75% admit>=0.250\n"
+                           "tier/hbm high=95% low=80% admit>=0.250\n");
+    free(dump);
+    /* Hot-path accessors. */
+    ck_assert_uint_eq(
+        mcos_table_tier_rule(t, MCOS__TIER_KIND__TIER_HBM)->high_watermark_pct,
+        95);
+    ck_assert_ptr_null(mcos_table_tier_rule(t, MCOS__TIER_KIND__TIER_NVME));
+    ck_assert_ptr_null(mcos_table_tier_rule(t, 99));
+    ck_assert_int_eq(mcos_table_demotion_next(t, MCOS__TIER_KIND__TIER_HBM),
+                     MCOS__TIER_KIND__TIER_DRAM);
+    ck_assert_int_eq(mcos_table_demotion_next(t, MCOS__TIER_KIND__TIER_DRAM),
+                     0);
+    ck_assert_uint_eq(mcos_table_param(t, "report_interval_ms", 1), 500);
+    ck_assert_uint_eq(mcos_table_param(t, "absent", 77), 77);
+    ck_assert_ptr_nonnull(mcos_table_find(t, "peer/n2"));
+    ck_assert_ptr_null(mcos_table_find(t, "peer/n3"));
+    mcos_table_free(t);
+    mcos_table_free(NULL);
+}
+END_TEST
+
+/* Invalid rules: each is refused by build with this message. */
+START_TEST(test_invalid_rules)
+{
+    struct rb b;
+    struct mcos_table *t = NULL;
+
+#define BAD(SETUP, RC, MSG)                                                   \
+    do {                                                                      \
+        memset(&b, 0, sizeof b);                                              \
+        SETUP;                                                                \
+        ck_assert_err(mcos_table_build("n1", 1,                               \
+                                       (const Mcos__Rule *const *)b.ptrs,     \
+                                       b.n, &t, err, sizeof err),             \
+                      RC, err, MSG);                                          \
+    } while (0)
+
+    BAD(add_tier(&b, "tier/dram", MCOS__TIER_KIND__TIER_DRAM, 50, 60), -EINVAL,
+        "rule tier/dram: watermarks must satisfy low <= high <= 100 "
+        "(low 60, high 50)");
+    BAD(add_tier(&b, "tier/dram", MCOS__TIER_KIND__TIER_DRAM, 150, 60),
+        -EINVAL, "watermarks must satisfy");
+    BAD(add_tier(&b, "tier/x", 9, 90, 60), -EINVAL,
+        "rule tier/x: unknown tier 9");
+    BAD(add_tier(&b, "tier/hbm", MCOS__TIER_KIND__TIER_DRAM, 90, 60), -EINVAL,
+        "rule tier/hbm: key must be tier/dram");
+    BAD(add_dem(&b, "demotion/dram", MCOS__TIER_KIND__TIER_DRAM,
+                MCOS__TIER_KIND__TIER_DRAM),
+        -EINVAL, "rule demotion/dram: bad demotion 3 -> 3");
+    BAD(add_peer(&b, "peer/n2", "n2", "10.0.0.2", 0), -EINVAL,
+        "rule peer/n2: bad endpoint 0");
+    BAD(add_peer(&b, "peer/bad name", "bad name", "10.0.0.2", 1), -EINVAL,
+        "rule key 'peer/bad name' is empty, too long or has spaces");
+    BAD(add_param(&b, "param/x", "y", 1), -EINVAL,
+        "rule param/x: key must be param/NAME");
+    BAD(next_rule(&b, "empty/rule");
+        b.n++, -EINVAL, "rule empty/rule: no rule body");
+    BAD(add_tier(&b, "tier/dram", MCOS__TIER_KIND__TIER_DRAM, 90, 60);
+        add_tier(&b, "tier/dram", MCOS__TIER_KIND__TIER_DRAM, 80, 60), -EEXIST,
+        "duplicate rule key tier/dram");
+#undef BAD
+    memset(&b, 0, sizeof b);
+    ck_assert_err(
+        mcos_table_build("bad name", 1, NULL, 0, &t, err, sizeof err), -EINVAL,
+        err, "bad node name 'bad name'");
+}
+END_TEST
+
+/* Diff then apply reproduces the target exactly, from any base. */
+START_TEST(test_diff_apply)
+{
+    struct mcos_table *a = sample(4, true), *b = sample(5, false);
+    struct mcos_table *out = NULL, *full = NULL;
+    Mcos__TableUpdate *u;
+    char *da, *db;
+
+    ck_assert_int_eq(mcos_table_diff(a, b, &u), 0);
+    ck_assert_uint_eq(u->base_gen, 4);
+    ck_assert_uint_eq(u->gen, 5);
+    ck_assert_uint_eq(u->n_upserts, 0);
+    ck_assert_uint_eq(u->n_removed, 1);
+    ck_assert_str_eq(u->removed[0], "peer/n2");
+    ck_assert_int_eq(mcos_table_apply(a, u, "n1", &out, err, sizeof err), 0);
+    ck_assert(mcos_table_same_rules(out, b));
+    ck_assert_uint_eq(mcos_table_gen(out), 5);
+    /* Applying it again is a no-op. */
+    ck_assert_int_eq(mcos_table_apply(out, u, "n1", &full, err, sizeof err),
+                     1);
+    ck_assert_ptr_null(full);
+    mcos_table_update_free(u);
+
+    /* The reverse direction adds the peer back. */
+    struct mcos_table *c = sample(6, true);
+
+    ck_assert_int_eq(mcos_table_diff(out, c, &u), 0);
+    ck_assert_uint_eq(u->n_upserts, 1);
+    ck_assert_str_eq(u->upserts[0]->key, "peer/n2");
+    mcos_table_free(full);
+    ck_assert_int_eq(mcos_table_apply(out, u, "n1", &full, err, sizeof err),
+                     0);
+    ck_assert(mcos_table_same_rules(full, c));
+    mcos_table_update_free(u);
+    mcos_table_free(full);
+
+    /* A full snapshot applies to anything older, or to nothing. */
+    ck_assert_int_eq(mcos_table_diff(NULL, c, &u), 0);
+    ck_assert_uint_eq(u->base_gen, 0);
+    ck_assert_int_eq(mcos_table_apply(NULL, u, "n1", &full, err, sizeof err),
+                     0);
+    mcos_table_dump(full, true, &da);
+    mcos_table_dump(c, true, &db);
+    ck_assert_str_eq(da, db);
+    free(da);
+    free(db);
+    mcos_table_free(full);
+    ck_assert_int_eq(mcos_table_apply(a, u, "n1", &full, err, sizeof err), 0);
+    ck_assert(mcos_table_same_rules(full, c));
+    mcos_table_free(full);
+    mcos_table_update_free(u);
+    mcos_table_free(a);
+    mcos_table_free(b);
+    mcos_table_free(c);
+    mcos_table_free(out);
+}
+END_TEST
+
+START_TEST(test_apply_refusals)
+{
+    struct mcos_table *a = sample(4, true), *b = sample(5, false);
+    struct mcos_table *out = NULL, *old = sample(2, true);
+    Mcos__TableUpdate *u;
+
+    ck_assert_int_eq(mcos_table_diff(a, b, &u), 0);
+    ck_assert_err(mcos_table_apply(a, u, "n9", &out, err, sizeof err), -EINVAL,
+                  err, "table is for node 'n1', not 'n9'");
+    ck_assert_err(mcos_table_apply(old, u, "n1", &out, err, sizeof err),
+                  -ESTALE, err,
+                  "delta from generation 4 does not apply to generation 2");
+    ck_assert_err(mcos_table_apply(NULL, u, "n1", &out, err, sizeof err),
+                  -ESTALE, err,
+                  "delta from generation 4 does not apply to generation 0");
+    u->format_version = 2;
+    ck_assert_err(mcos_table_apply(a, u, "n1", &out, err, sizeof err),
+                  -EPROTONOSUPPORT, err,
+                  "table format version 2 is not supported (this agent "
+                  "applies 1)");
+    u->format_version = MCOS_TABLE_FORMAT;
+    u->removed[0] = "peer/n7";
+    ck_assert_err(mcos_table_apply(a, u, "n1", &out, err, sizeof err), -ENOENT,
+                  err,
+                  "update removes rule 'peer/n7' which the table does not "
+                  "have");
+    u->removed[0] = "peer/n2";
+    u->gen = 4;
+    ck_assert_int_eq(mcos_table_apply(a, u, "n1", &out, err, sizeof err), 1);
+    u->gen = 3;
+    ck_assert_err(mcos_table_apply(a, u, "n1", &out, err, sizeof err), -ESTALE,
+                  err, "generation 3 does not move forward");
+    mcos_table_update_free(u);
+
+    /* A full snapshot older than what we run is refused too. */
+    ck_assert_int_eq(mcos_table_diff(NULL, old, &u), 0);
+    ck_assert_err(mcos_table_apply(a, u, "n1", &out, err, sizeof err), -ESTALE,
+                  err, "generation 2 does not move forward from 4");
+    mcos_table_update_free(u);
+    ck_assert_ptr_null(out);
+    mcos_table_free(a);
+    mcos_table_free(b);
+    mcos_table_free(old);
+}
+END_TEST
+
+START_TEST(test_apply_bad_rule)
+{
+    struct mcos_table *a = sample(4, true), *out = NULL;
+    struct rb b = {0};
+    Mcos__TableUpdate u = MCOS__TABLE_UPDATE__INIT;
+
+    add_tier(&b, "tier/nvme", MCOS__TIER_KIND__TIER_NVME, 10, 20);
+    u.format_version = MCOS_TABLE_FORMAT;
+    u.gen = 5;
+    u.base_gen = 4;
+    u.node = "n1";
+    u.n_upserts = 1;
+    u.upserts = b.ptrs;
+    ck_assert_err(mcos_table_apply(a, &u, "n1", &out, err, sizeof err),
+                  -EINVAL, err, "rule tier/nvme: watermarks must satisfy");
+    ck_assert_ptr_null(out);
+    /* The current table is untouched. */
+    ck_assert_uint_eq(mcos_table_n_rules(a), 6);
+    mcos_table_free(a);
+}
+END_TEST
+
+static Suite *
+suite(void)
+{
+    Suite *s = suite_create("table");
+    TCase *tc = tcase_create("core");
+
+    tcase_add_test(tc, test_build_and_dump);
+    tcase_add_test(tc, test_invalid_rules);
+    tcase_add_test(tc, test_diff_apply);
+    tcase_add_test(tc, test_apply_refusals);
+    tcase_add_test(tc, test_apply_bad_rule);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+MCOS_TEST_MAIN(suite)

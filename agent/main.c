@@ -7,6 +7,7 @@
 #include <uv.h>
 
 #include "agent.h"
+#include "bus.h"
 #include "log.h"
 
 MCOS_LOG_MODULE(main);
@@ -119,6 +120,7 @@ main(int argc, char **argv)
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
     agent_tables_unregister_thread();
+    mcos_bus_shutdown();
     LOG_INFO("stopped");
     return 0;
 }

@@ -7,6 +7,7 @@
 #include <uv.h>
 
 #include "brain.h"
+#include "bus.h"
 #include "log.h"
 
 MCOS_LOG_MODULE(main);
@@ -108,6 +109,7 @@ main(int argc, char **argv)
     if (r) {
         LOG_WARN("loop closed with handles open: %s", uv_strerror(r));
     }
+    mcos_bus_shutdown();
     LOG_INFO("stopped");
     return 0;
 }

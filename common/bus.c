@@ -363,10 +363,7 @@ static void
 server_closed_cb(uv_handle_t *h)
 {
     struct mcos_bus_server *srv = h->data;
-    struct mcos_bus_request *s = handoff_take_all(&srv->done);
 
-    /* Whatever completed after the last async run. */
-    (void)s;
     pthread_mutex_destroy(&srv->all_mutex);
     pthread_mutex_destroy(&srv->done.mutex);
     free(srv);
@@ -380,23 +377,17 @@ mcos_bus_server_close(struct mcos_bus_server *srv)
     }
     srv->closing = true;
     nng_close(srv->sock);
-    /* Stop every slot: after nng_aio_stop no callback is running or will
-     * run, so freeing them all here is safe. */
-    for (;;) {
-        struct mcos_bus_request *s;
-
-        pthread_mutex_lock(&srv->all_mutex);
-        s = srv->all;
-        pthread_mutex_unlock(&srv->all_mutex);
-        if (!s) {
-            break;
-        }
+    /* First stop every slot's aio: after nng_aio_stop no callback is
+     * running or will run.  Only then reset the hand-off queue (its links
+     * run through the slots) and free the slots.  `all` changes only on
+     * this thread, so it needs no lock here. */
+    for (struct mcos_bus_request *s = srv->all; s; s = s->all_next) {
         nng_aio_stop(s->aio);
-        slot_free(s);
     }
-    /* Completions queued before the stop point at freed slots: drop the
-     * list without touching them. */
     handoff_take_all(&srv->done);
+    while (srv->all) {
+        slot_free(srv->all);
+    }
     uv_close((uv_handle_t *)&srv->done.async, server_closed_cb);
 }
 
@@ -444,16 +435,18 @@ mcos_bus_request_drop(struct mcos_bus_request *req)
  * Client. */
 
 struct mcos_bus_call {
-    void *next;                      /* handoff link; must be first */
-    struct mcos_bus_client *cli;     /* owner */
-    nng_ctx ctx;                     /* this call's context */
-    nng_aio *aio;                    /* send, then receive */
-    bool sending;                    /* still in the send phase */
-    int result;                      /* nng result */
-    nng_msg *reply;                  /* the reply when result is 0 */
-    uint32_t timeout_ms;             /* per phase */
-    mcos_bus_reply_cb cb;            /* user callback */
-    void *arg;                       /* its argument */
+    void *next;                  /* handoff link; must be first */
+    struct mcos_bus_client *cli; /* owner */
+    nng_ctx ctx;                 /* this call's context */
+    nng_aio *aio;                /* send, then receive */
+    bool sending;                /* still in the send phase */
+    pthread_mutex_t mutex;       /* orders cancel against posting the recv */
+    bool cancelled;              /* cancel was asked for; guarded by mutex */
+    int result;                  /* nng result */
+    nng_msg *reply;              /* the reply when result is 0 */
+    uint32_t timeout_ms;         /* per phase */
+    mcos_bus_reply_cb cb;        /* user callback */
+    void *arg;                   /* its argument */
     struct mcos_bus_call *all_next;  /* link in cli->all */
     struct mcos_bus_call **all_prev; /* back link */
 };
@@ -479,6 +472,7 @@ call_unlink(struct mcos_bus_call *c)
 static void
 call_free(struct mcos_bus_call *c)
 {
+    pthread_mutex_destroy(&c->mutex);
     nng_aio_free(c->aio);
     nng_ctx_close(c->ctx);
     if (c->reply) {
@@ -506,9 +500,20 @@ call_aio_cb(void *arg)
             return;
         }
         c->sending = false;
+        /* A cancel that came while the send was finishing would find no
+         * operation to cancel: check for it under the lock cancel takes,
+         * and post the receive under it too. */
+        pthread_mutex_lock(&c->mutex);
+        if (c->cancelled) {
+            pthread_mutex_unlock(&c->mutex);
+            c->result = NNG_ECANCELED;
+            handoff_push(&c->cli->done, c);
+            return;
+        }
         nng_aio_set_timeout(c->aio, c->timeout_ms ? (nng_duration)c->timeout_ms
                                                   : NNG_DURATION_INFINITE);
         nng_ctx_recv(c->ctx, c->aio);
+        pthread_mutex_unlock(&c->mutex);
         return;
     }
     c->result = r;
@@ -602,20 +607,17 @@ mcos_bus_client_close(struct mcos_bus_client *cli)
         return;
     }
     nng_close(cli->sock);
-    for (;;) {
-        struct mcos_bus_call *c;
-
-        pthread_mutex_lock(&cli->all_mutex);
-        c = cli->all;
-        pthread_mutex_unlock(&cli->all_mutex);
-        if (!c) {
-            break;
-        }
+    /* As for the server: stop all, reset the queue, then free. */
+    for (struct mcos_bus_call *c = cli->all; c; c = c->all_next) {
         nng_aio_stop(c->aio);
+    }
+    handoff_take_all(&cli->done);
+    while (cli->all) {
+        struct mcos_bus_call *c = cli->all;
+
         call_unlink(c);
         call_free(c);
     }
-    handoff_take_all(&cli->done);
     uv_close((uv_handle_t *)&cli->done.async, client_closed_cb);
 }
 
@@ -636,8 +638,10 @@ mcos_bus_call(struct mcos_bus_client *cli, const void *data, size_t len,
     c->arg = arg;
     c->timeout_ms = timeout_ms;
     c->sending = true;
+    pthread_mutex_init(&c->mutex, NULL);
     r = nng_ctx_open(&c->ctx, cli->sock);
     if (r) {
+        pthread_mutex_destroy(&c->mutex);
         free(c);
         return mcos_bus_err(r);
     }
@@ -677,6 +681,7 @@ fail_aio:
     nng_aio_free(c->aio);
 fail_ctx:
     nng_ctx_close(c->ctx);
+    pthread_mutex_destroy(&c->mutex);
     free(c);
     return mcos_bus_err(r);
 }
@@ -685,7 +690,10 @@ void
 mcos_bus_call_cancel(struct mcos_bus_call *c)
 {
     if (c) {
+        pthread_mutex_lock(&c->mutex);
+        c->cancelled = true;
         nng_aio_cancel(c->aio);
+        pthread_mutex_unlock(&c->mutex);
     }
 }
 
@@ -744,4 +752,10 @@ out:
     }
     nng_close(sock);
     return mcos_bus_err(r);
+}
+
+void
+mcos_bus_shutdown(void)
+{
+    nng_fini();
 }

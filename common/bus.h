@@ -86,6 +86,10 @@ int mcos_bus_call(struct mcos_bus_client *, const void *data, size_t len,
 /* Cancels a call in flight: its callback runs with -ECANCELED. */
 void mcos_bus_call_cancel(struct mcos_bus_call *);
 
+/* Releases nng's global resources (threads, reaped sockets).  Call once at
+ * exit, after every socket is closed, so leak checkers see a clean end. */
+void mcos_bus_shutdown(void);
+
 /* One blocking request/reply for command-line tools and tests.  The reply
  * is malloc'd into *rep. */
 int mcos_bus_call_sync(const char *url, const void *data, size_t len,

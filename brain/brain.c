@@ -33,6 +33,8 @@ update_for(struct brain *b, struct brain_node *n, uint64_t applied)
     }
     if (n->confirmed && mcos_table_gen(n->confirmed) == applied) {
         base = n->confirmed;
+    } else if (n->previous && mcos_table_gen(n->previous) == applied) {
+        base = n->previous;
     }
     if (mcos_table_diff(base, n->desired, &u)) {
         return NULL;

@@ -111,31 +111,42 @@ brain_cluster_count(const struct brain_cluster *c, enum brain_liveness s)
     return count;
 }
 
+/* Frees `t` unless one of the node's table pointers still holds it. */
+static void
+release(struct brain_node *n, struct mcos_table *t)
+{
+    if (t && t != n->desired && t != n->previous && t != n->confirmed) {
+        mcos_table_free(t);
+    }
+}
+
 void
 brain_node_set_desired(struct brain_node *n, struct mcos_table *t)
 {
-    if (n->desired && n->desired != n->confirmed) {
-        mcos_table_free(n->desired);
-    }
+    struct mcos_table *old_prev = n->previous;
+
+    n->previous = n->desired;
     n->desired = t;
+    release(n, old_prev);
 }
 
 void
 brain_node_ack(struct brain_node *n, uint64_t gen)
 {
-    struct mcos_table *keep = NULL;
+    struct mcos_table *old = n->confirmed;
 
     n->applied_gen = gen;
-    if (n->confirmed && mcos_table_gen(n->confirmed) == gen) {
+    if (old && mcos_table_gen(old) == gen) {
         return;
     }
     if (n->desired && mcos_table_gen(n->desired) == gen) {
-        keep = n->desired;
+        n->confirmed = n->desired;
+    } else if (n->previous && mcos_table_gen(n->previous) == gen) {
+        n->confirmed = n->previous;
+    } else {
+        n->confirmed = NULL;
     }
-    if (n->confirmed && n->confirmed != n->desired) {
-        mcos_table_free(n->confirmed);
-    }
-    n->confirmed = keep;
+    release(n, old);
 }
 
 void
@@ -150,13 +161,17 @@ brain_node_drop_watch(struct brain_node *n)
 void
 brain_node_reset(struct brain_node *n)
 {
+    struct mcos_table *d = n->desired, *p = n->previous, *c = n->confirmed;
+
     brain_node_drop_watch(n);
-    if (n->confirmed && n->confirmed != n->desired) {
-        mcos_table_free(n->confirmed);
+    n->desired = n->previous = n->confirmed = NULL;
+    mcos_table_free(d);
+    if (p != d) {
+        mcos_table_free(p);
     }
-    n->confirmed = NULL;
-    mcos_table_free(n->desired);
-    n->desired = NULL;
+    if (c != d && c != p) {
+        mcos_table_free(c);
+    }
     n->applied_gen = 0;
     n->last_seq = 0;
     n->reports = 0;

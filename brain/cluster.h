@@ -49,6 +49,9 @@ struct brain_node {
     uint64_t events;                /* object events received */
     uint64_t events_dropped;        /* events the agent could not send */
     struct mcos_table *desired;     /* compiled for the current gen */
+    struct mcos_table *previous;    /* the one desired before: a delta base
+                                       for a node that acks a generation
+                                       late */
     struct mcos_table *confirmed;   /* the table at applied_gen, or NULL */
     struct mcos_bus_request *watch; /* held long poll, or NULL */
     uint64_t watch_gen;             /* applied gen the watch carried */

@@ -1,6 +1,7 @@
 /* Tests for common/bus: request/reply over nng driven by a libuv loop. */
 #include <errno.h>
 #include <pthread.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "bus.h"
@@ -87,6 +88,7 @@ teardown_ctx(struct ctx *c)
     uv_run(&c->loop, UV_RUN_DEFAULT);
     /* Every handle was closed and freed. */
     ck_assert_int_eq(uv_loop_close(&c->loop), 0);
+    mcos_bus_shutdown();
     test_rmrf(dir);
     free(dir);
 }
@@ -202,18 +204,33 @@ END_TEST
 
 START_TEST(test_listen_conflict)
 {
+    struct mcos_bus_server *first = NULL, *second = NULL;
+    char err[MCOS_BUS_ERR_LEN], u[300];
+    char *d = test_tmpdir();
+    uv_loop_t loop;
     struct ctx c;
-    struct mcos_bus_server *second = NULL;
-    char err[MCOS_BUS_ERR_LEN];
 
-    setup_ctx(&c);
+    /* Servers only: the conflict is between listeners. */
+    memset(&c, 0, sizeof c);
+    /* TCP: a bind conflict fails at once.  (nng probes an existing IPC
+     * path by connecting to it, asynchronously.) */
+    snprintf(u, sizeof u, "tcp://127.0.0.1:%d", test_free_port());
+    uv_loop_init(&loop);
+    ck_assert_int_eq(mcos_bus_server_create(&loop, u, on_request, &c, &first,
+                                            err, sizeof err),
+                     0);
     /* The same address twice: the second is refused, by address. */
-    ck_assert_int_eq(mcos_bus_server_create(&c.loop, url, on_request, &c,
-                                            &second, err, sizeof err),
+    ck_assert_int_eq(mcos_bus_server_create(&loop, u, on_request, &c, &second,
+                                            err, sizeof err),
                      -EADDRINUSE);
     ck_assert(strstr(err, "cannot listen on"));
-    ck_assert(strstr(err, url));
-    teardown_ctx(&c);
+    ck_assert(strstr(err, u));
+    mcos_bus_server_close(first);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    ck_assert_int_eq(uv_loop_close(&loop), 0);
+    mcos_bus_shutdown();
+    test_rmrf(d);
+    free(d);
 }
 END_TEST
 

@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <uv.h>
 
+#include "bus.h"
 #include "http.h"
 #include "testutil.h"
 
@@ -64,7 +65,7 @@ static void
 setup(void)
 {
     char err[256];
-    int port = 20000 + (getpid() % 20000);
+    int port = test_free_port();
 
     snprintf(base, sizeof base, "http://127.0.0.1:%d", port);
     uv_loop_init(&loop);
@@ -91,6 +92,7 @@ teardown(void)
     uv_async_send(&stop);
     pthread_join(loop_thread, NULL);
     ck_assert_int_eq(uv_loop_close(&loop), 0);
+    mcos_bus_shutdown();
 }
 
 static int

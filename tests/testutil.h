@@ -5,7 +5,11 @@
 #ifndef MCOS_TESTUTIL_H
 #define MCOS_TESTUTIL_H
 
+#include <arpa/inet.h>
 #include <check.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,6 +63,27 @@ test_rmrf(const char *path)
         }
         free(cmd);
     }
+}
+
+/* A TCP port on 127.0.0.1 that was free a moment ago (the kernel picks
+ * it), for tests that need a fixed address. */
+static inline int
+test_free_port(void)
+{
+    struct sockaddr_in sin = {.sin_family = AF_INET};
+    socklen_t len = sizeof sin;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int port = -1;
+
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&sin, sizeof sin) == 0 &&
+        getsockname(fd, (struct sockaddr *)&sin, &len) == 0) {
+        port = ntohs(sin.sin_port);
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    return port;
 }
 
 #endif /* MCOS_TESTUTIL_H */

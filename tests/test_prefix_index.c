@@ -1,0 +1,943 @@
+/*
+ * Unit tests for brain/prefix_index: hand-computed matches, tiers, gaps,
+ * node removal and sweep, growth against a brute-force reference, hotness
+ * decay on a fake clock, namespaces, and exact error codes.  No timing:
+ * speed is the benchmark's business.
+ */
+#include "prefix_index.h"
+
+#include <check.h>
+#include <errno.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SRAM   BRAIN_PREFIX_TIER_SRAM
+#define HBM    BRAIN_PREFIX_TIER_HBM
+#define DRAM   BRAIN_PREFIX_TIER_DRAM
+#define NVME   BRAIN_PREFIX_TIER_NVME
+#define BIT(t) BRAIN_PREFIX_TIER_BIT(t)
+#define SEC    1000000ull
+
+static struct brain_prefix_index *
+new_index(size_t initial, uint64_t half_life_us)
+{
+    struct brain_prefix_index_options o = {
+        .initial_blocks = initial,
+        .half_life_us = half_life_us,
+    };
+    struct brain_prefix_index *idx = NULL;
+    ck_assert_int_eq(brain_prefix_index_create(&o, &idx), 0);
+    ck_assert_ptr_nonnull(idx);
+    return idx;
+}
+
+/* Block hashes of the hand-made chain "A": prefix-chained by hand. */
+static const uint64_t chain_a[6] = {
+    0xa0a0a0a0a0a0a0a0ull, 0xa1a1a1a1a1a1a1a1ull, 0xa2a2a2a2a2a2a2a2ull,
+    0xa3a3a3a3a3a3a3a3ull, 0xa4a4a4a4a4a4a4a4ull, 0xa5a5a5a5a5a5a5a5ull,
+};
+
+static void
+put(struct brain_prefix_index *idx, uint16_t ns, uint16_t node, uint8_t tier,
+    const uint64_t *chain, size_t from, size_t to)
+{
+    for (size_t i = from; i < to; i++)
+        ck_assert_int_ge(brain_prefix_index_store(idx, ns, node, tier,
+                                                  chain[i],
+                                                  i ? chain[i - 1] : 0),
+                         0);
+}
+
+/*
+ * The fixture behind several tests.  Expected matched[SRAM..NVME]:
+ *   node 1: HBM 0..5                    -> 0 6 6 6
+ *   node 2: HBM 0..2, DRAM 3..4         -> 0 3 5 5
+ *   node 3: SRAM 0, NVMe 1..5           -> 1 1 1 6
+ *   node 4: DRAM 0, 1, 3 (a gap at 2)   -> 0 0 2 2
+ *   node 5: HBM 1..5, not block 0       -> absent
+ *   node 6: block 0 in HBM and DRAM, block 1 in DRAM -> 0 1 2 2
+ * Order: by matched[4], [3], [2], [1] descending: 1, 3, 2, 6, 4.
+ */
+static void
+fixture_a(struct brain_prefix_index *idx)
+{
+    put(idx, 0, 1, HBM, chain_a, 0, 6);
+    put(idx, 0, 2, HBM, chain_a, 0, 3);
+    put(idx, 0, 2, DRAM, chain_a, 3, 5);
+    put(idx, 0, 3, SRAM, chain_a, 0, 1);
+    put(idx, 0, 3, NVME, chain_a, 1, 6);
+    put(idx, 0, 4, DRAM, chain_a, 0, 2);
+    put(idx, 0, 4, DRAM, chain_a, 3, 4);
+    put(idx, 0, 5, HBM, chain_a, 1, 6);
+    put(idx, 0, 6, HBM, chain_a, 0, 1);
+    put(idx, 0, 6, DRAM, chain_a, 0, 2);
+}
+
+struct want {
+    uint16_t node;
+    uint32_t m[4]; /* matched[SRAM], [HBM], [DRAM], [NVME] */
+};
+
+static void
+check_matches(struct brain_prefix_index *idx, uint16_t ns,
+              const uint64_t *chain, size_t n, const struct want *w, int nw)
+{
+    struct brain_prefix_match out[16];
+    int r = brain_prefix_index_find_matches(idx, ns, chain, n, out, 16);
+    ck_assert_int_eq(r, nw);
+    for (int i = 0; i < nw; i++) {
+        ck_assert_uint_eq(out[i].node, w[i].node);
+        ck_assert_uint_eq(out[i].matched[0], 0);
+        for (int t = 1; t <= 4; t++)
+            ck_assert_msg(out[i].matched[t] == w[i].m[t - 1],
+                          "node %u tier %d: got %u want %u", w[i].node, t,
+                          out[i].matched[t], w[i].m[t - 1]);
+    }
+}
+
+START_TEST(test_create_destroy)
+{
+    struct brain_prefix_index *idx = (void *)1;
+    brain_prefix_index_destroy(NULL);
+    ck_assert_int_eq(brain_prefix_index_create(NULL, NULL), -EINVAL);
+    ck_assert_int_eq(brain_prefix_index_create(NULL, &idx), 0);
+    struct brain_prefix_index_stats st;
+    brain_prefix_index_stats(idx, &st);
+    ck_assert_uint_eq(st.blocks, 0);
+    ck_assert_uint_gt(st.slots, 0);
+    ck_assert_uint_gt(st.memory_bytes, 0);
+    uint64_t c = 0;
+    ck_assert_int_eq(
+        brain_prefix_index_find_matches(idx, 0, chain_a, 6, NULL, 0), 0);
+    ck_assert_int_eq(brain_prefix_index_node_blocks(idx, 0, 0, &c), 0);
+    ck_assert_uint_eq(c, 0);
+    brain_prefix_index_destroy(idx);
+}
+END_TEST
+
+/* Hand-computed cases over fixture A, one chain per row. */
+static const struct {
+    const char *name;
+    uint64_t chain[6];
+    size_t n;
+    int nw;
+    struct want w[6];
+} match_cases[] = {
+    {"full chain",
+     {0xa0a0a0a0a0a0a0a0ull, 0xa1a1a1a1a1a1a1a1ull, 0xa2a2a2a2a2a2a2a2ull,
+      0xa3a3a3a3a3a3a3a3ull, 0xa4a4a4a4a4a4a4a4ull, 0xa5a5a5a5a5a5a5a5ull},
+     6,
+     5,
+     {{1, {0, 6, 6, 6}},
+      {3, {1, 1, 1, 6}},
+      {2, {0, 3, 5, 5}},
+      {6, {0, 1, 2, 2}},
+      {4, {0, 0, 2, 2}}}},
+    {"first four blocks",
+     {0xa0a0a0a0a0a0a0a0ull, 0xa1a1a1a1a1a1a1a1ull, 0xa2a2a2a2a2a2a2a2ull,
+      0xa3a3a3a3a3a3a3a3ull},
+     4,
+     5,
+     {{1, {0, 4, 4, 4}},
+      {2, {0, 3, 4, 4}},
+      {3, {1, 1, 1, 4}},
+      {6, {0, 1, 2, 2}},
+      {4, {0, 0, 2, 2}}}},
+    {"one block",
+     {0xa0a0a0a0a0a0a0a0ull},
+     1,
+     5,
+     {{3, {1, 1, 1, 1}},
+      {1, {0, 1, 1, 1}},
+      {2, {0, 1, 1, 1}},
+      {6, {0, 1, 1, 1}},
+      {4, {0, 0, 1, 1}}}},
+    {"unknown block 2 ends every match",
+     {0xa0a0a0a0a0a0a0a0ull, 0xa1a1a1a1a1a1a1a1ull, 0x1234ull,
+      0xa3a3a3a3a3a3a3a3ull},
+     4,
+     5,
+     {{1, {0, 2, 2, 2}},
+      {2, {0, 2, 2, 2}},
+      {6, {0, 1, 2, 2}},
+      {4, {0, 0, 2, 2}},
+      {3, {1, 1, 1, 2}}}},
+    {"chain starting past block 0",
+     {0xa1a1a1a1a1a1a1a1ull},
+     1,
+     6,
+     {{1, {0, 1, 1, 1}},
+      {2, {0, 1, 1, 1}},
+      {5, {0, 1, 1, 1}},
+      {4, {0, 0, 1, 1}},
+      {6, {0, 0, 1, 1}},
+      {3, {0, 0, 0, 1}}}},
+    {"unknown first block", {0x42ull, 0xa0a0a0a0a0a0a0a0ull}, 2, 0, {{0}}},
+};
+
+START_TEST(test_find_matches_table)
+{
+    struct brain_prefix_index *idx = new_index(0, 0);
+    fixture_a(idx);
+    check_matches(idx, 0, match_cases[_i].chain, match_cases[_i].n,
+                  match_cases[_i].w, match_cases[_i].nw);
+    brain_prefix_index_destroy(idx);
+}
+END_TEST
+
+START_TEST(test_out_cap)
+{
+    struct brain_prefix_index *idx = new_index(0, 0);
+    struct brain_prefix_match out[2];
+    fixture_a(idx);
+    memset(out, 0xff, sizeof(out));
+    /* Returns how many nodes match; writes only the best out_cap. */
+    ck_assert_int_eq(
+        brain_prefix_index_find_matches(idx, 0, chain_a, 6, out, 2), 5);
+    ck_assert_uint_eq(out[0].node, 1);
+    ck_assert_uint_eq(out[1].node, 3);
+    ck_assert_int_eq(
+        brain_prefix_index_find_matches(idx, 0, chain_a, 6, NULL, 0), 5);
+    brain_prefix_index_destroy(idx);
+}
+END_TEST
+
+START_TEST(test_two_tiers)
+{
+    struct brain_prefix_index *idx = new_index(0, 0);
+    struct brain_prefix_holder h[4];
+    struct brain_prefix_block b;
+    uint64_t c;
+
+    /* Block 0 in HBM and DRAM on node 7, block 1 in DRAM only. */
+    ck_assert_int_eq(brain_prefix_index_store(idx, 0, 7, HBM, chain_a[0], 0),
+                     1);
+    ck_assert_int_eq(brain_prefix_index_store(idx, 0, 7, DRAM, chain_a[0], 0),
+                     1);
+    /* Idempotent: the same report again changes nothing. */
+    ck_assert_int_eq(brain_prefix_index_store(idx, 0, 7, DRAM, chain_a[0], 0),
+                     0);
+    ck_assert_int_eq(
+        brain_prefix_index_store(idx, 0, 7, DRAM, chain_a[1], chain_a[0]), 1);
+    ck_assert_int_eq(
+        brain_prefix_index_lookup(idx, 0, chain_a[0], 0, &b, h, 4), 1);
+    ck_assert_uint_eq(h[0].node, 7);
+    ck_assert_uint_eq(h[0].tiers, BIT(HBM) | BIT(DRAM));
+    ck_assert_uint_eq(b.hash, chain_a[0]);
+    ck_assert_uint_eq(b.parent, 0);
+    ck_assert_int_eq(
+        brain_prefix_index_lookup(idx, 0, chain_a[1], 0, &b, h, 4), 1);
+    ck_assert_uint_eq(b.parent, chain_a[0]);
+
+    check_matches(idx, 0, chain_a, 2, (const struct want[]){{7, {0, 1, 2, 2}}},
+                  1);
+    ck_assert_int_eq(brain_prefix_index_node_blocks(idx, 7, 0, &c), 0);
+    ck_assert_uint_eq(c, 2);
+    ck_assert_int_eq(brain_prefix_index_node_blocks(idx, 7, HBM, &c), 0);
+    ck_assert_uint_eq(c, 1);
+    ck_assert_int_eq(brain_prefix_index_node_blocks(idx, 7, DRAM, &c), 0);
+    ck_assert_uint_eq(c, 2);
+
+    /* Demotion: HBM copy dropped, the DRAM one stays. */
+    ck_assert_int_eq(brain_prefix_index_remove(idx, 0, 7, HBM, chain_a[0]), 0);
+    ck_assert_int_eq(brain_prefix_index_remove(idx, 0, 7, HBM, chain_a[0]),
+                     -ENOENT);
+    check_matches(idx, 0, chain_a, 2, (const struct want[]){{7, {0, 0, 2, 2}}},
+                  1);
+    ck_assert_int_eq(brain_prefix_index_node_blocks(idx, 7, 0, &c), 0);
+    ck_assert_uint_eq(c, 2);
+    ck_assert_int_eq(brain_prefix_index_node_blocks(idx, 7, HBM, &c), 0);
+    ck_assert_uint_eq(c, 0);
+
+    /* Last copy gone: the block leaves the index. */
+    ck_assert_int_eq(brain_prefix_index_remove(idx, 0, 7, DRAM, chain_a[0]),
+                     0);
+    ck_assert_int_eq(
+        brain_prefix_index_lookup(idx, 0, chain_a[0], 0, NULL, NULL, 0),
+        -ENOENT);
+    ck_assert_int_eq(
+        brain_prefix_index_find_matches(idx, 0, chain_a, 2, NULL, 0), 0);
+    struct brain_prefix_index_stats st;
+    brain_prefix_index_stats(idx, &st);
+    ck_assert_uint_eq(st.blocks, 1);
+    brain_prefix_index_destroy(idx);
+}
+END_TEST
+
+START_TEST(test_gap)
+{
+    struct brain_prefix_index *idx = new_index(0, 0);
+    put(idx, 0, 9, HBM, chain_a, 0, 2);
+    put(idx, 0, 9, HBM, chain_a, 3, 6);
+    /* Holds 0, 1, 3, 4, 5: the gap at 2 ends the match at 2. */
+    check_matches(idx, 0, chain_a, 6, (const struct want[]){{9, {0, 2, 2, 2}}},
+                  1);
+    put(idx, 0, 9, NVME, chain_a, 2, 3);
+    check_matches(idx, 0, chain_a, 6, (const struct want[]){{9, {0, 2, 2, 6}}},
+                  1);
+    brain_prefix_index_destroy(idx);
+}
+END_TEST
+
+START_TEST(test_remove_node)
+{
+    struct brain_prefix_index *idx = new_index(0, 0);
+    struct brain_prefix_index_stats st;
+    uint64_t c;
+
+    fixture_a(idx);
+    brain_prefix_index_stats(idx, &st);
+    ck_assert_uint_eq(st.blocks, 6);
+    /* Node 1 holds six blocks; gone at once from queries and counts. */
+    ck_assert_int_eq(brain_prefix_index_remove_node(idx, 1), 6);
+    ck_assert_int_eq(brain_prefix_index_node_blocks(idx, 1, 0, &c), 0);
+    ck_assert_uint_eq(c, 0);
+    check_matches(idx, 0, chain_a, 6,
+                  (const struct want[]){{3, {1, 1, 1, 6}},
+                                        {2, {0, 3, 5, 5}},
+                                        {6, {0, 1, 2, 2}},
+                                        {4, {0, 0, 2, 2}}},
+                  4);
+    ck_assert_int_eq(brain_prefix_index_remove(idx, 0, 1, HBM, chain_a[0]),
+                     -ENOENT);
+    /* A node holding nothing: nothing to do. */
+    ck_assert_int_eq(brain_prefix_index_remove_node(idx, 1), 0);
+    ck_assert_int_eq(brain_prefix_index_remove_node(idx, 100), 0);
+
+    /* Remove the rest except node 3; then sweep everything. */
+    ck_assert_int_eq(brain_prefix_index_remove_node(idx, 2), 5);
+    ck_assert_int_eq(brain_prefix_index_remove_node(idx, 4), 3);
+    ck_assert_int_eq(brain_prefix_index_remove_node(idx, 5), 5);
+    ck_assert_int_eq(brain_prefix_index_remove_node(idx, 6), 2);
+    brain_prefix_index_stats(idx, &st);
+    ck_assert_uint_eq(st.dead_nodes, 5);
+    ck_assert_int_eq(brain_prefix_index_sweep(idx, 1), 1);
+    while (brain_prefix_index_sweep(idx, 3) == 1)
+        ;
+    brain_prefix_index_stats(idx, &st);
+    ck_assert_uint_eq(st.dead_nodes, 0);
+    ck_assert_uint_eq(st.blocks, 6); /* node 3 holds all six */
+    ck_assert_int_eq(brain_prefix_index_remove_node(idx, 3), 6);
+    ck_assert_int_eq(brain_prefix_index_sweep(idx, SIZE_MAX), 0);
+    brain_prefix_index_stats(idx, &st);
+    ck_assert_uint_eq(st.blocks, 0);
+    ck_assert_int_eq(
+        brain_prefix_index_find_matches(idx, 0, chain_a, 6, NULL, 0), 0);
+
+    /* A removed node that comes back before the sweep: sweep, then store. */
+    fixture_a(idx);
+    ck_assert_int_eq(brain_prefix_index_remove_node(idx, 1), 6);
+    put(idx, 0, 1, DRAM, chain_a, 0, 1);
+    brain_prefix_index_stats(idx, &st);
+    ck_assert_uint_eq(st.dead_nodes, 0);
+    ck_assert_int_eq(brain_prefix_index_node_blocks(idx, 1, 0, &c), 0);
+    ck_assert_uint_eq(c, 1);
+    check_matches(idx, 0, chain_a, 2,
+                  (const struct want[]){{2, {0, 2, 2, 2}},
+                                        {6, {0, 1, 2, 2}},
+                                        {4, {0, 0, 2, 2}},
+                                        {3, {1, 1, 1, 2}},
+                                        {1, {0, 0, 1, 1}}},
+                  5);
+    brain_prefix_index_destroy(idx);
+}
+END_TEST
+
+START_TEST(test_overflow_holders)
+{
+    struct brain_prefix_index *idx = new_index(0, 0);
+    struct brain_prefix_holder h[200];
+    struct brain_prefix_index_stats st;
+
+    /* A hot prefix replicated to many nodes spills out of the slot. */
+    for (uint16_t node = 0; node < 150; node++)
+        put(idx, 0, node, (uint8_t)(1 + node % 4), chain_a, 0,
+            (size_t)(1 + node % 6));
+    ck_assert_int_eq(
+        brain_prefix_index_lookup(idx, 0, chain_a[0], 0, NULL, h, 200), 150);
+    for (uint16_t node = 0; node < 150; node++) {
+        ck_assert_uint_eq(h[node].node, node);
+        ck_assert_uint_eq(h[node].tiers, BIT(1 + node % 4));
+    }
+    brain_prefix_index_stats(idx, &st);
+    ck_assert_uint_ge(st.overflow_blocks, 1);
+    struct brain_prefix_match out[200];
+    ck_assert_int_eq(
+        brain_prefix_index_find_matches(idx, 0, chain_a, 6, out, 200), 150);
+    /* Best: node 5 holds all six blocks in HBM (5 % 4 = 1 -> tier 2). */
+    ck_assert_uint_eq(out[0].node, 5);
+    ck_assert_uint_eq(out[0].matched[NVME], 6);
+    for (int i = 0; i < 150; i++) {
+        uint16_t node = out[i].node;
+        uint32_t len = 1 + node % 6, tier = 1 + node % 4;
+        for (uint32_t t = 1; t <= 4; t++)
+            ck_assert_uint_eq(out[i].matched[t], t >= tier ? len : 0);
+    }
+    /* Shrink back below the inline limit. */
+    for (uint16_t node = 2; node < 150; node++)
+        ck_assert_int_eq(brain_prefix_index_remove(idx, 0, node,
+                                                   (uint8_t)(1 + node % 4),
+                                                   chain_a[0]),
+                         0);
+    ck_assert_int_eq(
+        brain_prefix_index_lookup(idx, 0, chain_a[0], 0, NULL, h, 200), 2);
+    ck_assert_uint_eq(h[0].node, 0);
+    ck_assert_uint_eq(h[1].node, 1);
+    brain_prefix_index_destroy(idx);
+}
+END_TEST
+
+START_TEST(test_hotness_decay)
+{
+    /* Half-life 1 s: hotness halves every second of the fake clock. */
+    struct brain_prefix_index *idx = new_index(0, 1 * SEC);
+    struct brain_prefix_block b;
+
+    put(idx, 0, 1, HBM, chain_a, 0, 3);
+    ck_assert_int_eq(
+        brain_prefix_index_lookup(idx, 0, chain_a[0], 0, &b, NULL, 0), 1);
+    ck_assert_double_eq(b.hotness, 0.0);
+
+    ck_assert_int_eq(
+        brain_prefix_index_access(idx, 0, 1, chain_a[0], 10 * SEC), 0);
+    ck_assert_int_eq(
+        brain_prefix_index_lookup(idx, 0, chain_a[0], 10 * SEC, &b, NULL, 0),
+        1);
+    ck_assert_double_eq_tol(b.hotness, 1.0, 1e-6);
+    /* Pure in time: asking about the past does not change anything. */
+    brain_prefix_index_lookup(idx, 0, chain_a[0], 11 * SEC, &b, NULL, 0);
+    ck_assert_double_eq_tol(b.hotness, 0.5, 0.5 * 0.02);
+    brain_prefix_index_lookup(idx, 0, chain_a[0], 13 * SEC, &b, NULL, 0);
+    ck_assert_double_eq_tol(b.hotness, 0.125, 0.125 * 0.02);
+    brain_prefix_index_lookup(idx, 0, chain_a[0], 9 * SEC, &b, NULL, 0);
+    ck_assert_double_eq_tol(b.hotness, 1.0, 1e-6);
+
+    /* 1 decayed to 0.5 at 11 s, plus one access. */
+    brain_prefix_index_access(idx, 0, 1, chain_a[0], 11 * SEC);
+    brain_prefix_index_lookup(idx, 0, chain_a[0], 11 * SEC, &b, NULL, 0);
+    ck_assert_double_eq_tol(b.hotness, 1.5, 1.5 * 0.02);
+    /* A late event from 10 s counts as 0.5 at 11 s. */
+    brain_prefix_index_access(idx, 0, 1, chain_a[0], 10 * SEC);
+    brain_prefix_index_lookup(idx, 0, chain_a[0], 11 * SEC, &b, NULL, 0);
+    ck_assert_double_eq_tol(b.hotness, 2.0, 2.0 * 0.02);
+    /* Long idle: decays to nothing, never negative or NaN. */
+    brain_prefix_index_lookup(idx, 0, chain_a[0], 100000 * SEC, &b, NULL, 0);
+    ck_assert_double_eq(b.hotness, 0.0);
+
+    /* Ranking: block 2 accessed 3x at 20 s beats block 1 5x at 18 s. */
+    for (int i = 0; i < 5; i++)
+        brain_prefix_index_access(idx, 0, 1, chain_a[1], 18 * SEC);
+    for (int i = 0; i < 3; i++)
+        brain_prefix_index_access(idx, 0, 1, chain_a[2], 20 * SEC);
+    struct brain_prefix_block top[4];
+    ck_assert_int_eq(brain_prefix_index_top_k_hot(idx, 0, 20 * SEC, top, 4),
+                     3);
+    ck_assert_uint_eq(top[0].hash, chain_a[2]);
+    ck_assert_double_eq_tol(top[0].hotness, 3.0, 0.06);
+    ck_assert_uint_eq(top[1].hash, chain_a[1]);
+    ck_assert_double_eq_tol(top[1].hotness, 1.25, 0.025);
+    ck_assert_uint_eq(top[2].hash, chain_a[0]);
+    ck_assert_uint_eq(top[2].parent, 0);
+    ck_assert_uint_eq(top[1].parent, chain_a[0]);
+    ck_assert_uint_eq(top[1].nholders, 1);
+    ck_assert_int_eq(brain_prefix_index_top_k_hot(idx, 0, 20 * SEC, top, 1),
+                     1);
+    ck_assert_uint_eq(top[0].hash, chain_a[2]);
+    /* At 40 s: 3 * 2^-20 against 5 * 2^-22; the order holds. */
+    ck_assert_int_eq(brain_prefix_index_top_k_hot(idx, 0, 40 * SEC, top, 2),
+                     2);
+    ck_assert_uint_eq(top[0].hash, chain_a[2]);
+    ck_assert_int_eq(brain_prefix_index_access(idx, 0, 1, 0x999, 0), -ENOENT);
+    brain_prefix_index_destroy(idx);
+}
+END_TEST
+
+static int
+count_cb(const struct brain_prefix_block *blk, void *arg)
+{
+    int *seen = arg;
+    ck_assert_double_ge(blk->hotness, 1.0);
+    (*seen)++;
+    return 0;
+}
+
+static int
+stop_cb(const struct brain_prefix_block *blk, void *arg)
+{
+    (void)blk;
+    (void)arg;
+    return 7;
+}
+
+START_TEST(test_for_each_hot)
+{
+    struct brain_prefix_index *idx = new_index(0, 1 * SEC);
+    int seen = 0;
+
+    put(idx, 0, 1, HBM, chain_a, 0, 6);
+    for (int b = 0; b < 6; b++)
+        for (int i = 0; i < b; i++)
+            brain_prefix_index_access(idx, 0, 1, chain_a[b], 0);
+    /* Blocks 1..5 were accessed b times: those with >= 3 are 3, 4, 5. */
+    ck_assert_int_eq(
+        brain_prefix_index_for_each_hot(idx, 0, 0, 3.0, count_cb, &seen), 3);
+    ck_assert_int_eq(seen, 3);
+    ck_assert_int_eq(
+        brain_prefix_index_for_each_hot(idx, 0, 0, 1.0, stop_cb, NULL), 7);
+    /* Two half-lives later: blocks 4 (4 / 4) and 5 (5 / 4) reach 1. */
+    seen = 0;
+    ck_assert_int_eq(
+        brain_prefix_index_for_each_hot(idx, 0, 2 * SEC, 1.0, count_cb, &seen),
+        2);
+    brain_prefix_index_destroy(idx);
+}
+END_TEST
+
+START_TEST(test_namespaces)
+{
+    struct brain_prefix_index *idx = new_index(0, 0);
+    struct brain_prefix_holder h[4];
+    struct brain_prefix_block top[8];
+
+    /* The same hashes in two models are different blocks. */
+    put(idx, 0, 1, HBM, chain_a, 0, 6);
+    put(idx, 1, 2, DRAM, chain_a, 0, 3);
+    check_matches(idx, 0, chain_a, 6, (const struct want[]){{1, {0, 6, 6, 6}}},
+                  1);
+    check_matches(idx, 1, chain_a, 6, (const struct want[]){{2, {0, 0, 3, 3}}},
+                  1);
+    ck_assert_int_eq(
+        brain_prefix_index_find_matches(idx, 2, chain_a, 6, NULL, 0), 0);
+    ck_assert_int_eq(brain_prefix_index_remove(idx, 1, 1, HBM, chain_a[0]),
+                     -ENOENT);
+    ck_assert_int_eq(brain_prefix_index_remove(idx, 1, 2, DRAM, chain_a[0]),
+                     0);
+    ck_assert_int_eq(
+        brain_prefix_index_lookup(idx, 0, chain_a[0], 0, NULL, h, 4), 1);
+    ck_assert_uint_eq(h[0].node, 1);
+    ck_assert_int_eq(
+        brain_prefix_index_lookup(idx, 1, chain_a[0], 0, NULL, h, 4), -ENOENT);
+    brain_prefix_index_access(idx, 1, 2, chain_a[1], 0);
+    ck_assert_int_eq(brain_prefix_index_top_k_hot(idx, 1, 0, top, 8), 2);
+    ck_assert_uint_eq(top[0].hash, chain_a[1]);
+    ck_assert_uint_eq(top[0].ns, 1);
+    ck_assert_int_eq(brain_prefix_index_top_k_hot(idx, 0, 0, top, 8), 6);
+    ck_assert_int_eq(
+        brain_prefix_index_top_k_hot(idx, BRAIN_PREFIX_MAX_NS - 1, 0, top, 8),
+        0);
+    /* The highest namespace id works like any other. */
+    put(idx, BRAIN_PREFIX_MAX_NS - 1, 3, SRAM, chain_a, 0, 1);
+    check_matches(idx, BRAIN_PREFIX_MAX_NS - 1, chain_a, 6,
+                  (const struct want[]){{3, {1, 1, 1, 1}}}, 1);
+    brain_prefix_index_destroy(idx);
+}
+END_TEST
+
+START_TEST(test_apply_batch)
+{
+    struct brain_prefix_index *idx = new_index(0, 1 * SEC);
+    struct brain_prefix_event ev[] = {
+        {chain_a[0], 0, 0, 1, BRAIN_PREFIX_EV_STORED, HBM},
+        {chain_a[1], chain_a[0], 0, 1, BRAIN_PREFIX_EV_STORED, HBM},
+        {chain_a[1], chain_a[0], 0, 1, BRAIN_PREFIX_EV_STORED, HBM},
+        {chain_a[1], 0, 0, 1, BRAIN_PREFIX_EV_ACCESSED, 0},
+        {chain_a[5], 0, 0, 1, BRAIN_PREFIX_EV_REMOVED, HBM}, /* unknown */
+        {chain_a[4], 0, 0, 1, BRAIN_PREFIX_EV_ACCESSED, 0},  /* unknown */
+        {chain_a[0], 0, 0, 1, BRAIN_PREFIX_EV_STORED, DRAM},
+        {chain_a[0], 0, 0, 1, BRAIN_PREFIX_EV_REMOVED, HBM},
+    };
+    struct brain_prefix_block b;
+
+    /* Changes: store, store, access, store DRAM, remove HBM = 5. */
+    ck_assert_int_eq(brain_prefix_index_apply(idx, ev, 8, 5 * SEC), 5);
+    check_matches(idx, 0, chain_a, 2, (const struct want[]){{1, {0, 0, 2, 2}}},
+                  1);
+    brain_prefix_index_lookup(idx, 0, chain_a[1], 5 * SEC, &b, NULL, 0);
+    ck_assert_double_eq_tol(b.hotness, 1.0, 1e-6);
+    ck_assert_int_eq(brain_prefix_index_apply(idx, NULL, 0, 0), 0);
+    brain_prefix_index_destroy(idx);
+}
+END_TEST
+
+/* Each row is one malformed call; the index must be left unchanged. */
+enum bad_op { B_STORE, B_REMOVE, B_ACCESS, B_FIND, B_APPLY, B_COUNT };
+
+static const struct {
+    const char *name;
+    enum bad_op op;
+    uint16_t ns;
+    uint16_t node;
+    uint8_t tier;
+    size_t n;
+    int err;
+} bad_cases[] = {
+    {"store tier 0", B_STORE, 0, 1, 0, 0, -EINVAL},
+    {"store tier 5", B_STORE, 0, 1, 5, 0, -EINVAL},
+    {"store node 4096", B_STORE, 0, 4096, HBM, 0, -EINVAL},
+    {"store ns too big", B_STORE, BRAIN_PREFIX_MAX_NS, 1, HBM, 0, -EINVAL},
+    {"remove tier 0", B_REMOVE, 0, 1, 0, 0, -EINVAL},
+    {"remove tier 9", B_REMOVE, 0, 1, 9, 0, -EINVAL},
+    {"remove node 65535", B_REMOVE, 0, 65535, HBM, 0, -EINVAL},
+    {"remove ns too big", B_REMOVE, 65535, 1, HBM, 0, -EINVAL},
+    {"access node 4096", B_ACCESS, 0, 4096, 0, 0, -EINVAL},
+    {"access ns too big", B_ACCESS, BRAIN_PREFIX_MAX_NS, 1, 0, 0, -EINVAL},
+    {"find n = 0", B_FIND, 0, 0, 0, 0, -EINVAL},
+    {"find ns too big", B_FIND, BRAIN_PREFIX_MAX_NS, 0, 0, 3, -EINVAL},
+    {"apply bad tier", B_APPLY, 0, 1, 7, 1, -EINVAL},
+    {"apply bad node", B_APPLY, 0, 5000, HBM, 1, -EINVAL},
+    {"apply bad ns", B_APPLY, 40000, 1, HBM, 1, -EINVAL},
+    {"count node 4096", B_COUNT, 0, 4096, 0, 0, -EINVAL},
+    {"count tier 5", B_COUNT, 0, 1, 5, 0, -EINVAL},
+};
+
+START_TEST(test_bad_input)
+{
+    struct brain_prefix_index *idx = new_index(0, 0);
+    struct brain_prefix_match out[8];
+    struct brain_prefix_event ev[2] = {
+        {chain_a[0], 0, 0, 20, BRAIN_PREFIX_EV_STORED, SRAM},
+        {chain_a[3], 0, bad_cases[_i].ns, bad_cases[_i].node,
+         BRAIN_PREFIX_EV_STORED, bad_cases[_i].tier},
+    };
+    uint64_t c;
+    int r = 0;
+
+    fixture_a(idx);
+    switch (bad_cases[_i].op) {
+    case B_STORE:
+        r = brain_prefix_index_store(idx, bad_cases[_i].ns, bad_cases[_i].node,
+                                     bad_cases[_i].tier, chain_a[0], 0);
+        break;
+    case B_REMOVE:
+        r = brain_prefix_index_remove(idx, bad_cases[_i].ns,
+                                      bad_cases[_i].node, bad_cases[_i].tier,
+                                      chain_a[0]);
+        break;
+    case B_ACCESS:
+        r = brain_prefix_index_access(idx, bad_cases[_i].ns,
+                                      bad_cases[_i].node, chain_a[0], 0);
+        break;
+    case B_FIND:
+        r = brain_prefix_index_find_matches(idx, bad_cases[_i].ns, chain_a,
+                                            bad_cases[_i].n, out, 8);
+        break;
+    case B_APPLY:
+        /* The good first event must not be applied either. */
+        r = brain_prefix_index_apply(idx, ev, 2, 0);
+        break;
+    case B_COUNT:
+        r = brain_prefix_index_node_blocks(idx, bad_cases[_i].node,
+                                           bad_cases[_i].tier, &c);
+        break;
+    }
+    ck_assert_msg(r == bad_cases[_i].err, "%s: got %d", bad_cases[_i].name, r);
+    check_matches(idx, 0, chain_a, 6, match_cases[0].w, match_cases[0].nw);
+    brain_prefix_index_destroy(idx);
+}
+END_TEST
+
+static int
+nop_cb(const struct brain_prefix_block *blk, void *arg)
+{
+    (void)blk;
+    (void)arg;
+    return 0;
+}
+
+START_TEST(test_bad_pointers)
+{
+    struct brain_prefix_index *idx = new_index(0, 0);
+    struct brain_prefix_block b;
+    uint64_t c;
+
+    ck_assert_int_eq(brain_prefix_index_find_matches(idx, 0, NULL, 3, NULL, 0),
+                     -EINVAL);
+    ck_assert_int_eq(
+        brain_prefix_index_find_matches(idx, 0, chain_a, 3, NULL, 2), -EINVAL);
+    ck_assert_int_eq(
+        brain_prefix_index_find_matches(NULL, 0, chain_a, 3, NULL, 0),
+        -EINVAL);
+    ck_assert_int_eq(brain_prefix_index_apply(idx, NULL, 2, 0), -EINVAL);
+    ck_assert_int_eq(brain_prefix_index_lookup(idx, 0, 1, 0, &b, NULL, 2),
+                     -EINVAL);
+    ck_assert_int_eq(brain_prefix_index_node_blocks(idx, 0, 0, NULL), -EINVAL);
+    ck_assert_int_eq(brain_prefix_index_node_blocks(NULL, 0, 0, &c), -EINVAL);
+    ck_assert_int_eq(brain_prefix_index_top_k_hot(idx, 0, 0, NULL, 3),
+                     -EINVAL);
+    ck_assert_int_eq(brain_prefix_index_for_each_hot(idx, 0, 0, 0, NULL, NULL),
+                     -EINVAL);
+    ck_assert_int_eq(
+        brain_prefix_index_for_each_hot(idx, 40000, 0, 0, nop_cb, NULL),
+        -EINVAL);
+    ck_assert_int_eq(brain_prefix_index_remove_node(idx, 4096), -EINVAL);
+    ck_assert_int_eq(brain_prefix_index_remove_node(NULL, 1), -EINVAL);
+    ck_assert_int_eq(brain_prefix_index_sweep(NULL, 1), -EINVAL);
+    ck_assert_int_eq(brain_prefix_index_store(NULL, 0, 1, HBM, 1, 0), -EINVAL);
+    brain_prefix_index_destroy(idx);
+}
+END_TEST
+
+/* --- randomized comparison against a brute-force reference ------------ */
+
+#define R_NS     2
+#define R_CHAINS 60
+#define R_LEN    24
+#define R_NODES  40
+#define R_KEYS   (R_CHAINS * R_LEN)
+
+struct ref {
+    uint8_t mask[R_NS][R_KEYS][R_NODES]; /* tier bits per node per key */
+};
+
+static uint64_t rng_state;
+
+static uint64_t
+rnd(void)
+{
+    /* xorshift64*: seeded, so a failure reproduces. */
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return rng_state * 0x2545f4914f6cdd1dull;
+}
+
+static uint64_t
+key_hash(int key)
+{
+    /* Random-looking but fixed hashes; chains are rows of R_LEN keys. */
+    uint64_t x = (uint64_t)key * 0x9e3779b97f4a7c15ull + 12345;
+    x ^= x >> 31;
+    x *= 0xbf58476d1ce4e5b9ull;
+    x ^= x >> 29;
+    return x;
+}
+
+static void
+ref_matches(const struct ref *ref, int ns, const int *keys, size_t n,
+            uint16_t node, uint32_t matched[5])
+{
+    for (int t = 1; t <= 4; t++) {
+        uint32_t len = 0;
+        while (len < n) {
+            uint8_t m = ref->mask[ns][keys[len]][node];
+            if (m == 0 || (unsigned)__builtin_ctz(m) + 1 > (unsigned)t)
+                break;
+            len++;
+        }
+        matched[t] = len;
+    }
+}
+
+static void
+ref_verify(struct brain_prefix_index *idx, const struct ref *ref)
+{
+    struct brain_prefix_holder h[R_NODES];
+    struct brain_prefix_match out[R_NODES];
+    size_t live_blocks = 0;
+
+    for (int ns = 0; ns < R_NS; ns++) {
+        for (int k = 0; k < R_KEYS; k++) {
+            int want = 0;
+            for (int nd = 0; nd < R_NODES; nd++)
+                want += ref->mask[ns][k][nd] != 0;
+            int r = brain_prefix_index_lookup(idx, (uint16_t)ns, key_hash(k),
+                                              0, NULL, h, R_NODES);
+            if (want == 0) {
+                ck_assert_int_eq(r, -ENOENT);
+                continue;
+            }
+            live_blocks++;
+            ck_assert_int_eq(r, want);
+            for (int j = 0; j < r; j++)
+                ck_assert_uint_eq(h[j].tiers, ref->mask[ns][k][h[j].node]);
+        }
+        for (int c = 0; c < R_CHAINS; c++) {
+            int keys[R_LEN];
+            uint64_t chain[R_LEN];
+            size_t n = 1 + rnd() % R_LEN;
+            for (size_t i = 0; i < n; i++) {
+                keys[i] = c * R_LEN + (int)i;
+                chain[i] = key_hash(keys[i]);
+            }
+            int r = brain_prefix_index_find_matches(idx, (uint16_t)ns, chain,
+                                                    n, out, R_NODES);
+            int want = 0;
+            for (int nd = 0; nd < R_NODES; nd++)
+                want += ref->mask[ns][keys[0]][nd] != 0;
+            ck_assert_int_eq(r, want);
+            for (int j = 0; j < r; j++) {
+                uint32_t m[5];
+                ref_matches(ref, ns, keys, n, out[j].node, m);
+                for (int t = 1; t <= 4; t++)
+                    ck_assert_uint_eq(out[j].matched[t], m[t]);
+                if (j > 0)
+                    ck_assert_uint_ge(out[j - 1].matched[4],
+                                      out[j].matched[4]);
+            }
+        }
+    }
+    for (int nd = 0; nd < R_NODES; nd++) {
+        uint64_t want[5] = {0}, got;
+        for (int ns = 0; ns < R_NS; ns++)
+            for (int k = 0; k < R_KEYS; k++) {
+                uint8_t m = ref->mask[ns][k][nd];
+                want[0] += m != 0;
+                for (int t = 1; t <= 4; t++)
+                    want[t] += (m >> (t - 1)) & 1;
+            }
+        for (uint8_t t = 0; t <= 4; t++) {
+            brain_prefix_index_node_blocks(idx, (uint16_t)nd, t, &got);
+            ck_assert_uint_eq(got, want[t]);
+        }
+    }
+    /* Once swept, the table holds exactly the live blocks. */
+    struct brain_prefix_index_stats st;
+    brain_prefix_index_stats(idx, &st);
+    if (st.dead_nodes == 0)
+        ck_assert_uint_eq(st.blocks, live_blocks);
+}
+
+static const uint64_t random_seeds[] = {1, 42, 0xdeadbeef, 777};
+
+START_TEST(test_random_vs_reference)
+{
+    struct ref *ref = calloc(1, sizeof(*ref));
+    struct brain_prefix_index *idx = new_index(0, 0);
+    struct brain_prefix_index_stats st;
+
+    ck_assert_ptr_nonnull(ref);
+    rng_state = random_seeds[_i];
+    for (int step = 0; step < 60000; step++) {
+        uint64_t x = rnd();
+        int ns = (int)(x % R_NS);
+        /* Skew to a few chains so some blocks get many holders. */
+        int c =
+            (int)((x >> 8) % 8 == 0 ? (x >> 16) % 3 : (x >> 16) % R_CHAINS);
+        int k = c * R_LEN + (int)((x >> 24) % R_LEN);
+        uint16_t node = (uint16_t)((x >> 32) % R_NODES);
+        uint8_t tier = (uint8_t)(1 + (x >> 40) % 4);
+        unsigned op = (unsigned)((x >> 48) % 100);
+        uint8_t *m = &ref->mask[ns][k][node];
+        int r;
+
+        if (op < 60) {
+            r = brain_prefix_index_store(idx, (uint16_t)ns, node, tier,
+                                         key_hash(k), 0);
+            ck_assert_int_eq(r, (*m & BIT(tier)) ? 0 : 1);
+            *m |= (uint8_t)BIT(tier);
+        } else if (op < 97) {
+            r = brain_prefix_index_remove(idx, (uint16_t)ns, node, tier,
+                                          key_hash(k));
+            ck_assert_int_eq(r, (*m & BIT(tier)) ? 0 : -ENOENT);
+            *m &= (uint8_t)~BIT(tier);
+        } else if (op < 98) {
+            /* Node failure, swept a little at a time between events. */
+            uint64_t held = 0;
+            for (int s = 0; s < R_NS; s++)
+                for (int kk = 0; kk < R_KEYS; kk++) {
+                    held += ref->mask[s][kk][node] != 0;
+                    ref->mask[s][kk][node] = 0;
+                }
+            ck_assert_int_eq(brain_prefix_index_remove_node(idx, node),
+                             (int)held);
+        } else {
+            brain_prefix_index_sweep(idx, 1 + rnd() % 200);
+        }
+        if (step % 5000 == 4999)
+            ref_verify(idx, ref);
+    }
+    ref_verify(idx, ref);
+    ck_assert_int_eq(brain_prefix_index_sweep(idx, SIZE_MAX), 0);
+    ref_verify(idx, ref);
+    brain_prefix_index_stats(idx, &st);
+    ck_assert_uint_gt(st.rehashes, 0);
+    brain_prefix_index_destroy(idx);
+    free(ref);
+}
+END_TEST
+
+START_TEST(test_growth_many_blocks)
+{
+    /* 200k blocks from a tiny start: every one must survive rebuilds. */
+    struct brain_prefix_index *idx = new_index(0, 0);
+    struct brain_prefix_index_stats st;
+    struct brain_prefix_holder h[4];
+    struct brain_prefix_block b;
+    const int n = 200000;
+
+    for (int i = 0; i < n; i++)
+        ck_assert_int_eq(brain_prefix_index_store(
+                             idx, (uint16_t)(i % 3), (uint16_t)(i % 4095),
+                             (uint8_t)(1 + i % 4), key_hash(i),
+                             key_hash(i - 1)),
+                         1);
+    brain_prefix_index_stats(idx, &st);
+    ck_assert_uint_eq(st.blocks, (uint64_t)n);
+    ck_assert_uint_ge(st.rehashes, 5);
+    /* 32-byte slots at 53-80 % load, plus fixed per-index state. */
+    ck_assert_uint_le(st.memory_bytes, (uint64_t)n * 64 + (1u << 20));
+    for (int i = 0; i < n; i++) {
+        ck_assert_int_eq(brain_prefix_index_lookup(idx, (uint16_t)(i % 3),
+                                                   key_hash(i), 0, &b, h, 4),
+                         1);
+        ck_assert_uint_eq(h[0].node, i % 4095);
+        ck_assert_uint_eq(b.hash, key_hash(i));
+        ck_assert_uint_eq(b.parent, key_hash(i - 1));
+        ck_assert_int_eq(
+            brain_prefix_index_lookup(idx, (uint16_t)((i + 1) % 3),
+                                      key_hash(i), 0, NULL, NULL, 0),
+            -ENOENT);
+    }
+    /* Reserve ahead: no rebuild while the next 100k arrive. */
+    ck_assert_int_eq(brain_prefix_index_reserve(idx, (size_t)n + 100000), 0);
+    brain_prefix_index_stats(idx, &st);
+    uint64_t rh = st.rehashes;
+    for (int i = n; i < n + 100000; i++)
+        brain_prefix_index_store(idx, 0, 1, HBM, key_hash(i), 0);
+    brain_prefix_index_stats(idx, &st);
+    ck_assert_uint_eq(st.rehashes, rh);
+    brain_prefix_index_destroy(idx);
+}
+END_TEST
+
+static Suite *
+prefix_index_suite(void)
+{
+    Suite *s = suite_create("prefix_index");
+    TCase *tc = tcase_create("core");
+
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_create_destroy);
+    tcase_add_loop_test(tc, test_find_matches_table, 0,
+                        sizeof(match_cases) / sizeof(match_cases[0]));
+    tcase_add_test(tc, test_out_cap);
+    tcase_add_test(tc, test_two_tiers);
+    tcase_add_test(tc, test_gap);
+    tcase_add_test(tc, test_remove_node);
+    tcase_add_test(tc, test_overflow_holders);
+    tcase_add_test(tc, test_hotness_decay);
+    tcase_add_test(tc, test_for_each_hot);
+    tcase_add_test(tc, test_namespaces);
+    tcase_add_test(tc, test_apply_batch);
+    tcase_add_loop_test(tc, test_bad_input, 0,
+                        sizeof(bad_cases) / sizeof(bad_cases[0]));
+    tcase_add_test(tc, test_bad_pointers);
+    tcase_add_loop_test(tc, test_random_vs_reference, 0,
+                        sizeof(random_seeds) / sizeof(random_seeds[0]));
+    tcase_add_test(tc, test_growth_many_blocks);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int
+main(void)
+{
+    SRunner *sr = srunner_create(prefix_index_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

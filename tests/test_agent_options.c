@@ -1,0 +1,111 @@
+/* Tests for agent/options: the agent's config checks. */
+#include <errno.h>
+
+#include "agent.h"
+#include "testutil.h"
+
+static struct agent_config c;
+static char err[512];
+
+static void
+setup(void)
+{
+    memset(&c, 0, sizeof c);
+    ck_assert_int_eq(mcos_cfg_defaults(agent_config_opts, agent_n_config_opts,
+                                       &c, err, sizeof err),
+                     0);
+    c.node = strdup("n1");
+}
+
+static void
+teardown(void)
+{
+    mcos_cfg_free(agent_config_opts, agent_n_config_opts, &c);
+}
+
+static void
+set(const char *key, const char *value)
+{
+    ck_assert_msg(mcos_cfg_set(agent_config_opts, agent_n_config_opts, &c, key,
+                               value, "test", err, sizeof err) == 0,
+                  "%s", err);
+}
+
+START_TEST(test_good)
+{
+    ck_assert_msg(agent_config_check(&c, err, sizeof err) == 0, "%s", err);
+    ck_assert_uint_eq(c.dram_bytes, 1ULL << 30);
+    ck_assert_uint_eq(c.data_port, 7653);
+    ck_assert_str_eq(c.brain, "tcp://127.0.0.1:7650");
+}
+END_TEST
+
+START_TEST(test_errors)
+{
+    char *dir = test_tmpdir();
+
+    set("node", "bad name");
+    ck_assert_err(agent_config_check(&c, err, sizeof err), -EINVAL, err,
+                  "node: bad name 'bad name' (1-63 of [A-Za-z0-9._-], "
+                  "starting with a letter or digit)");
+    set("node", "n1");
+    set("rack", "r 1");
+    ck_assert_err(agent_config_check(&c, err, sizeof err), -EINVAL, err,
+                  "labels: rack and zone must be at most 63 printable "
+                  "characters without spaces or quotes");
+    set("rack", "r1");
+    set("stale-after-ms", "500");
+    ck_assert_err(agent_config_check(&c, err, sizeof err), -EINVAL, err,
+                  "stale_after_ms (500) must be at least "
+                  "report_interval_ms (1000)");
+    set("stale-after-ms", "10s");
+    set("dram-bytes", "1000TiB");
+    ck_assert_err(agent_config_check(&c, err, sizeof err), -EINVAL, err,
+                  "exceed this machine's memory");
+    set("dram-bytes", "64MiB");
+    set("nvme-dir", "/nonexistent/mcos");
+    set("nvme-bytes", "1GiB");
+    ck_assert_err(agent_config_check(&c, err, sizeof err), -EINVAL, err,
+                  "tiers.nvme.dir: /nonexistent/mcos: No such file or "
+                  "directory");
+    set("nvme-dir", dir);
+    set("nvme-bytes", "0");
+    ck_assert_err(agent_config_check(&c, err, sizeof err), -EINVAL, err,
+                  "tiers.nvme.bytes must be set when tiers.nvme.dir is");
+    set("nvme-bytes", "1000000TiB");
+    ck_assert_err(agent_config_check(&c, err, sizeof err), -EINVAL, err,
+                  "exceeds the free space in");
+    set("nvme-bytes", "1MiB");
+    ck_assert_msg(agent_config_check(&c, err, sizeof err) == 0, "%s", err);
+    set("nvme-dir", "");
+    ck_assert_err(agent_config_check(&c, err, sizeof err), -EINVAL, err,
+                  "tiers.nvme.bytes is set but tiers.nvme.dir is not");
+    set("nvme-bytes", "0");
+    set("data-address", "a b");
+    ck_assert_err(agent_config_check(&c, err, sizeof err), -EINVAL, err,
+                  "data.address: bad address 'a b'");
+    ck_assert_int_eq(mcos_cfg_set(agent_config_opts, agent_n_config_opts, &c,
+                                  "data-port", "70000", "test", err,
+                                  sizeof err),
+                     -EINVAL);
+    ck_assert_str_eq(err, "test: key 'data.port': 70000 is out of range (1 "
+                          "to 65535)");
+    test_rmrf(dir);
+    free(dir);
+}
+END_TEST
+
+static Suite *
+suite(void)
+{
+    Suite *s = suite_create("agent_options");
+    TCase *tc = tcase_create("core");
+
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_good);
+    tcase_add_test(tc, test_errors);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+MCOS_TEST_MAIN(suite)

@@ -365,7 +365,10 @@ cmd_wait(const struct opts *o, int argc, char **argv)
     bool have_gen = false;
 
     for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--gen") && i + 1 < argc) {
+        if ((!strcmp(argv[i], "--gen") || !strcmp(argv[i], "--timeout")) &&
+            i + 1 == argc) {
+            die(EXIT_USAGE, "wait: option '%s' needs a value", argv[i]);
+        } else if (!strcmp(argv[i], "--gen")) {
             if (mcos_parse_uint(argv[++i], &gen)) {
                 die(EXIT_USAGE,
                     "wait: --gen takes a generation number, "
@@ -373,7 +376,7 @@ cmd_wait(const struct opts *o, int argc, char **argv)
                     argv[i]);
             }
             have_gen = true;
-        } else if (!strcmp(argv[i], "--timeout") && i + 1 < argc) {
+        } else if (!strcmp(argv[i], "--timeout")) {
             uint64_t s;
 
             if (mcos_parse_uint(argv[++i], &s) || s == 0 || s > 86400) {
@@ -458,9 +461,13 @@ main(int argc, char **argv)
             return 0;
         } else if (!strcmp(argv[i], "--json")) {
             o.json = true;
-        } else if (!strcmp(argv[i], "--brain") && i + 1 < argc) {
+        } else if ((!strcmp(argv[i], "--brain") ||
+                    !strcmp(argv[i], "--timeout")) &&
+                   i + 1 == argc) {
+            die(EXIT_USAGE, "option '%s' needs a value", argv[i]);
+        } else if (!strcmp(argv[i], "--brain")) {
             o.brain = argv[++i];
-        } else if (!strcmp(argv[i], "--timeout") && i + 1 < argc) {
+        } else if (!strcmp(argv[i], "--timeout")) {
             uint64_t s;
 
             if (mcos_parse_uint(argv[++i], &s) || s == 0 || s > 3600) {

@@ -79,8 +79,14 @@ agent_config_check(const struct agent_config *c, char *err, size_t errlen)
                  c->node ? c->node : "");
         return -EINVAL;
     }
-    if (!c->brain || !*c->brain) {
-        snprintf(err, errlen, "brain: the brain's address is required");
+    static const char *const bus_schemes[] = {"tcp", "ipc", NULL};
+    static const char *const http_schemes[] = {"http", NULL};
+
+    if (mcos_check_url("brain", c->brain, bus_schemes, err, errlen)) {
+        return -EINVAL;
+    }
+    if (*c->http_listen && mcos_check_url("http_listen", c->http_listen,
+                                          http_schemes, err, errlen)) {
         return -EINVAL;
     }
     if (strlen(c->rack) > 63 || strlen(c->zone) > 63 || !label_ok(c->rack) ||

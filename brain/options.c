@@ -68,8 +68,15 @@ brain_config_check(const struct brain_config *c, char *err, size_t errlen)
                  (unsigned long long)c->high_watermark_pct);
         return -EINVAL;
     }
-    if (!c->listen || !*c->listen) {
-        snprintf(err, errlen, "listen must not be empty");
+    static const char *const bus_schemes[] = {"tcp", "ipc", NULL};
+    static const char *const http_schemes[] = {"http", NULL};
+
+    if (mcos_check_url("listen", c->listen, bus_schemes, err, errlen)) {
+        return -EINVAL;
+    }
+    if (c->http_listen && *c->http_listen &&
+        mcos_check_url("http_listen", c->http_listen, http_schemes, err,
+                       errlen)) {
         return -EINVAL;
     }
     if (!c->state_dir || !*c->state_dir) {

@@ -587,3 +587,48 @@ mcos_cfg_free(const struct mcos_cfg_opt *opts, size_t n, void *target)
         }
     }
 }
+
+int
+mcos_check_url(const char *key, const char *url, const char *const *schemes,
+               char *err, size_t errlen)
+{
+    const char *sep = url ? strstr(url, "://") : NULL;
+    char want[128] = "";
+    size_t n = 0;
+
+    for (size_t i = 0; schemes[i]; i++) {
+        n += (size_t)snprintf(
+            want + n, sizeof want - n, "%s%s://%s",
+            i ? (schemes[i + 1] ? ", " : " or ") : "", schemes[i],
+            strcmp(schemes[i], "ipc") ? "HOST:PORT" : "/PATH");
+        if (n >= sizeof want) {
+            break;
+        }
+    }
+    for (size_t i = 0; sep && schemes[i]; i++) {
+        size_t len = strlen(schemes[i]);
+        const char *rest = sep + 3;
+        const char *colon;
+        uint64_t port;
+
+        if ((size_t)(sep - url) != len || strncmp(url, schemes[i], len)) {
+            continue;
+        }
+        if (!strcmp(schemes[i], "ipc")) {
+            if (!*rest) {
+                break;
+            }
+            return 0;
+        }
+        /* host:port, host may be [v6] */
+        colon = strrchr(rest, ':');
+        if (!colon || colon == rest || strchr(colon, '/') ||
+            mcos_parse_uint(colon + 1, &port) || port == 0 || port > 65535) {
+            break;
+        }
+        return 0;
+    }
+    seterr(err, errlen, "%s: '%s' is not a valid address (want %s)", key,
+           url ? url : "", want);
+    return -EINVAL;
+}

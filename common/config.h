@@ -82,6 +82,12 @@ void mcos_cfg_print_help(const struct mcos_cfg_opt *, size_t n, FILE *);
 /* Frees the strings the options own. */
 void mcos_cfg_free(const struct mcos_cfg_opt *, size_t n, void *target);
 
+/* Checks that `url` uses one of `schemes` (a NULL-terminated list such as
+ * {"tcp", "ipc", NULL}) and, for tcp and http, names a host and a port in
+ * 1-65535.  `key` names the setting in the message. */
+int mcos_check_url(const char *key, const char *url,
+                   const char *const *schemes, char *err, size_t errlen);
+
 /* Parsers shared with the CLI and the HTTP API so that every entry point
  * accepts the same syntax.  Each returns 0 or -EINVAL. */
 int mcos_parse_uint(const char *s, uint64_t *out);

@@ -11,6 +11,7 @@
 #include <nng/supplemental/http/http.h>
 
 #include "bus.h"
+#include "error.h"
 #include "log.h"
 
 MCOS_LOG_MODULE(http);
@@ -33,6 +34,9 @@ seterr(char *err, size_t errlen, const char *fmt, ...)
 
 struct route {
     struct mcos_http_server *srv; /* owner */
+    char method[8];               /* GET, POST, ... */
+    char *path;                   /* path it serves (owned) */
+    bool prefix;                  /* and everything below it */
     mcos_http_cb cb;              /* user callback */
     void *arg;                    /* its argument */
 };
@@ -235,8 +239,16 @@ mcos_http_server_route(struct mcos_http_server *srv, const char *method,
     route->srv = srv;
     route->cb = cb;
     route->arg = arg;
+    route->prefix = prefix;
+    snprintf(route->method, sizeof route->method, "%s", method);
+    route->path = strdup(path);
+    if (!route->path) {
+        free(route);
+        return -ENOMEM;
+    }
     r = nng_http_handler_alloc(&h, path, handler_cb);
     if (r) {
+        free(route->path);
         free(route);
         return mcos_bus_err(r);
     }
@@ -249,6 +261,7 @@ mcos_http_server_route(struct mcos_http_server *srv, const char *method,
     r = nng_http_server_add_handler(srv->http, h);
     if (r) {
         nng_http_handler_free(h);
+        free(route->path);
         free(route);
         return mcos_bus_err(r);
     }
@@ -256,10 +269,82 @@ mcos_http_server_route(struct mcos_http_server *srv, const char *method,
     return 0;
 }
 
+/* Answers paths and methods no route claims with JSON, like every other
+ * error of the API, instead of nng's HTML pages. */
+static void
+not_found(struct mcos_http_request *req, void *arg)
+{
+    mcos_http_respond_error(req, 404, "no such resource: %s %s",
+                            mcos_http_request_method(req),
+                            mcos_http_request_path(req));
+}
+
+static void
+method_not_allowed(struct mcos_http_request *req, void *arg)
+{
+    mcos_http_respond_error(req, 405, "method %s is not allowed on %s",
+                            mcos_http_request_method(req),
+                            mcos_http_request_path(req));
+}
+
+static bool
+route_exists(const struct mcos_http_server *srv, const char *method,
+             const char *path)
+{
+    for (size_t i = 0; i < srv->n_routes; i++) {
+        if (!strcmp(srv->routes[i]->method, method) &&
+            !strcmp(srv->routes[i]->path, path)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static int
+add_fallbacks(struct mcos_http_server *srv)
+{
+    static const char *const methods[] = {"GET", "POST", "PUT", "DELETE",
+                                          "PATCH"};
+    size_t n = srv->n_routes;
+    int r;
+
+    for (size_t m = 0; m < sizeof methods / sizeof methods[0]; m++) {
+        /* Every other method on a path we serve: 405. */
+        for (size_t i = 0; i < n; i++) {
+            const struct route *rt = srv->routes[i];
+
+            if (route_exists(srv, methods[m], rt->path)) {
+                continue;
+            }
+            r = mcos_http_server_route(srv, methods[m], rt->path, rt->prefix,
+                                       method_not_allowed, NULL);
+            if (r) {
+                return r;
+            }
+        }
+        /* Everything else: 404. */
+        if (!route_exists(srv, methods[m], "/")) {
+            r = mcos_http_server_route(srv, methods[m], "/", true, not_found,
+                                       NULL);
+            if (r) {
+                return r;
+            }
+        }
+    }
+    return 0;
+}
+
 int
 mcos_http_server_start(struct mcos_http_server *srv, char *err, size_t errlen)
 {
-    int r = nng_http_server_start(srv->http);
+    int r = add_fallbacks(srv);
+
+    if (r) {
+        seterr(err, errlen, "cannot add fallback routes: %s",
+               mcos_strerror(r));
+        return r;
+    }
+    r = nng_http_server_start(srv->http);
 
     if (r) {
         seterr(err, errlen, "cannot listen on %s: %s", srv->url,
@@ -275,6 +360,7 @@ closed_cb(uv_handle_t *h)
     struct mcos_http_server *srv = h->data;
 
     for (size_t i = 0; i < srv->n_routes; i++) {
+        free(srv->routes[i]->path);
         free(srv->routes[i]);
     }
     free(srv->routes);

@@ -274,6 +274,44 @@ START_TEST(test_set)
 }
 END_TEST
 
+START_TEST(test_urls)
+{
+    static const char *const bus[] = {"tcp", "ipc", NULL};
+    static const char *const http[] = {"http", NULL};
+    static const struct {
+        const char *url;
+        const char *const *schemes;
+        int rc;
+    } cases[] = {
+        {"tcp://0.0.0.0:7650", bus, 0},
+        {"tcp://[::1]:7650", bus, 0},
+        {"ipc:///run/mcos/brain.sock", bus, 0},
+        {"http://127.0.0.1:7651", http, 0},
+        {"tcp://host", bus, -EINVAL},
+        {"tcp://host:0", bus, -EINVAL},
+        {"tcp://host:65536", bus, -EINVAL},
+        {"tcp://:7650", bus, -EINVAL},
+        {"ipc://", bus, -EINVAL},
+        {"http://x:80", bus, -EINVAL},
+        {"tcp://x:80", http, -EINVAL},
+        {"nothing", bus, -EINVAL},
+        {"", bus, -EINVAL},
+    };
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ck_assert_msg(mcos_check_url("listen", cases[i].url, cases[i].schemes,
+                                     err, sizeof err) == cases[i].rc,
+                      "case '%s'", cases[i].url);
+    }
+    mcos_check_url("listen", "foo://x", bus, err, sizeof err);
+    ck_assert_str_eq(err, "listen: 'foo://x' is not a valid address (want "
+                          "tcp://HOST:PORT or ipc:///PATH)");
+    mcos_check_url("http_listen", "https://x:1", http, err, sizeof err);
+    ck_assert_str_eq(err, "http_listen: 'https://x:1' is not a valid "
+                          "address (want http://HOST:PORT)");
+}
+END_TEST
+
 static Suite *
 suite(void)
 {
@@ -289,6 +327,7 @@ suite(void)
     tcase_add_test(tc, test_file);
     tcase_add_test(tc, test_args);
     tcase_add_test(tc, test_set);
+    tcase_add_test(tc, test_urls);
     suite_add_tcase(s, tc);
     return s;
 }

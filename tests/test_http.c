@@ -141,10 +141,18 @@ START_TEST(test_routes)
     ck_assert_str_eq(resp, "/items/a/b");
     free(resp);
 
+    /* Unclaimed paths and methods answer in JSON like the rest. */
     ck_assert_int_eq(fetch("GET", "/nothing", NULL, 0, &status, &resp), 0);
     ck_assert_int_eq(status, 404);
+    ck_assert_str_eq(
+        resp, "{\n  \"error\": \"no such resource: GET /nothing\"\n}\n");
     free(resp);
     ck_assert_int_eq(fetch("GET", "/echo", NULL, 0, &status, &resp), 0);
+    ck_assert_int_eq(status, 405);
+    ck_assert_str_eq(
+        resp, "{\n  \"error\": \"method GET is not allowed on /echo\"\n}\n");
+    free(resp);
+    ck_assert_int_eq(fetch("DELETE", "/items/x", NULL, 0, &status, &resp), 0);
     ck_assert_int_eq(status, 405);
     free(resp);
 }

@@ -1,5 +1,5 @@
 /* mcos-agent: command line, signals, and the loop. */
-#include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,100 +8,70 @@
 
 #include "agent.h"
 #include "bus.h"
+#include "daemon.h"
 #include "log.h"
 
 MCOS_LOG_MODULE(main);
 
-struct daemon {
-    struct agent *agent; /* the agent */
-    uv_signal_t sigint;  /* stop on ^C */
-    uv_signal_t sigterm; /* stop on SIGTERM */
-};
-
+/* The node name defaults to the short host name. */
 static void
-on_signal(uv_signal_t *s, int signum)
+fill(void *p)
 {
-    struct daemon *d = s->data;
+    struct agent_config *cfg = p;
+    char host[256];
 
-    LOG_INFO("%s: shutting down", strsignal(signum));
-    agent_close(d->agent);
-    d->agent = NULL;
-    uv_close((uv_handle_t *)&d->sigint, NULL);
-    uv_close((uv_handle_t *)&d->sigterm, NULL);
+    if (cfg->node) {
+        return;
+    }
+    if (gethostname(host, sizeof host)) {
+        strcpy(host, "localhost");
+    }
+    host[sizeof host - 1] = '\0';
+    host[strcspn(host, ".")] = '\0';
+    cfg->node = strdup(host);
+}
+
+static int
+check(const void *cfg, char *err, size_t errlen)
+{
+    return agent_config_check(cfg, err, errlen);
 }
 
 static void
-usage(FILE *f)
+stop(void *arg)
 {
-    fprintf(f,
-            "usage: mcos-agent [--config FILE] [OPTIONS]\n"
-            "\n"
-            "The MCOS node agent: describes this node's memory tiers to the\n"
-            "brain, reports telemetry, and applies the policy tables the\n"
-            "brain compiles for it.  It keeps running on its last table when\n"
-            "the brain is unreachable.\n"
-            "\n"
-            "Options (each also a key in the JSON config file):\n");
-    mcos_cfg_print_help(agent_config_opts, agent_n_config_opts, f);
-    fprintf(f, "\nExit status: 0 after a clean shutdown, 1 on a runtime "
-               "error, 2 on a bad\nargument or configuration.\n");
+    agent_close(arg);
 }
 
 int
 main(int argc, char **argv)
 {
+    const struct mcos_daemon_spec spec = {
+        .prog = "mcos-agent",
+        .about = "The MCOS node agent: describes this node's memory tiers "
+                 "to the brain, reports\ntelemetry, and applies the policy "
+                 "tables the brain compiles for it.  It keeps\nrunning on "
+                 "its last table when the brain is unreachable.",
+        .opts = agent_config_opts,
+        .n_opts = agent_n_config_opts,
+        .log_level_offset = offsetof(struct agent_config, log_level),
+        .fill = fill,
+        .check = check,
+    };
     struct agent_config cfg = {0};
-    struct daemon d = {0};
+    struct mcos_daemon_signals sig;
+    struct agent *agent;
     char err[512];
-    bool help, version;
     uv_loop_t loop;
     int r;
 
-    signal(SIGPIPE, SIG_IGN);
-    if (mcos_cfg_defaults(agent_config_opts, agent_n_config_opts, &cfg, err,
-                          sizeof err) ||
-        mcos_cfg_parse_args(agent_config_opts, agent_n_config_opts, &cfg, argc,
-                            argv, &help, &version, err, sizeof err)) {
-        fprintf(stderr, "mcos-agent: %s\n", err);
-        mcos_cfg_free(agent_config_opts, agent_n_config_opts, &cfg);
-        return 2;
+    r = mcos_daemon_configure(&spec, &cfg, argc, argv);
+    if (r >= 0) {
+        return r;
     }
-    if (help || version) {
-        if (help) {
-            usage(stdout);
-        } else {
-            printf("mcos-agent %s\n", MCOS_VERSION);
-        }
-        mcos_cfg_free(agent_config_opts, agent_n_config_opts, &cfg);
-        return 0;
-    }
-    if (!cfg.node) {
-        char host[256];
-
-        if (gethostname(host, sizeof host)) {
-            strcpy(host, "localhost");
-        }
-        host[strcspn(host, ".")] = '\0';
-        cfg.node = strdup(host);
-    }
-    if (mcos_log_set_spec(cfg.log_level)) {
-        fprintf(stderr,
-                "mcos-agent: option --log-level: bad spec '%s' "
-                "(want LEVEL[,MODULE=LEVEL...], levels off, err, warn, "
-                "info, debug)\n",
-                cfg.log_level);
-        mcos_cfg_free(agent_config_opts, agent_n_config_opts, &cfg);
-        return 2;
-    }
-    if (agent_config_check(&cfg, err, sizeof err)) {
-        fprintf(stderr, "mcos-agent: %s\n", err);
-        mcos_cfg_free(agent_config_opts, agent_n_config_opts, &cfg);
-        return 2;
-    }
-
     agent_tables_register_thread();
     uv_loop_init(&loop);
-    r = agent_create(&loop, &cfg, &mcos_clock_monotonic, &d.agent, err,
+    r = agent_create(&loop, &cfg, &mcos_clock_monotonic, &agent, err,
                      sizeof err);
     mcos_cfg_free(agent_config_opts, agent_n_config_opts, &cfg);
     if (r) {
@@ -111,12 +81,7 @@ main(int argc, char **argv)
         agent_tables_unregister_thread();
         return 1;
     }
-    uv_signal_init(&loop, &d.sigint);
-    uv_signal_init(&loop, &d.sigterm);
-    d.sigint.data = d.sigterm.data = &d;
-    uv_signal_start(&d.sigint, on_signal, SIGINT);
-    uv_signal_start(&d.sigterm, on_signal, SIGTERM);
-
+    mcos_daemon_signals_start(&sig, &loop, stop, agent);
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
     agent_tables_unregister_thread();

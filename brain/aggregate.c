@@ -7,26 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "error.h"
 #include "log.h"
 #include "wire.h"
 
 MCOS_LOG_MODULE(aggregate);
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (!err || !errlen) {
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* Labels are shown in tables and metrics: printable ASCII, no quotes. */
 static bool
@@ -50,17 +35,17 @@ check_endpoint(const Mcos__Endpoint *ep, size_t i, char *err, size_t errlen)
 {
     if (ep->transport != MCOS__TRANSPORT__TRANSPORT_TCP &&
         ep->transport != MCOS__TRANSPORT__TRANSPORT_VERBS) {
-        seterr(err, errlen, "endpoint %zu: unknown transport %d", i,
-               ep->transport);
+        mcos_seterr(err, errlen, "endpoint %zu: unknown transport %d", i,
+                    ep->transport);
         return -EINVAL;
     }
     if (!*ep->address || strlen(ep->address) > 255 || !label_ok(ep->address)) {
-        seterr(err, errlen, "endpoint %zu: bad address", i);
+        mcos_seterr(err, errlen, "endpoint %zu: bad address", i);
         return -EINVAL;
     }
     if (ep->port == 0 || ep->port > 65535) {
-        seterr(err, errlen, "endpoint %zu: port %u out of range 1-65535", i,
-               ep->port);
+        mcos_seterr(err, errlen, "endpoint %zu: port %u out of range 1-65535",
+                    i, ep->port);
         return -EINVAL;
     }
     return 0;
@@ -72,44 +57,44 @@ brain_hello_check(const Mcos__Hello *h, char *err, size_t errlen)
     bool seen[BRAIN_N_TIERS] = {false};
 
     if (!mcos_node_name_valid(h->node)) {
-        seterr(err, errlen,
-               "bad node name '%.64s' (1-63 of [A-Za-z0-9._-], "
-               "starting with a letter or digit)",
-               h->node);
+        mcos_seterr(err, errlen,
+                    "bad node name '%.64s' (1-63 of [A-Za-z0-9._-], "
+                    "starting with a letter or digit)",
+                    h->node);
         return -EINVAL;
     }
     if (h->boot_id == 0) {
-        seterr(err, errlen, "node %s: boot_id must not be 0", h->node);
+        mcos_seterr(err, errlen, "node %s: boot_id must not be 0", h->node);
         return -EINVAL;
     }
     if (h->labels &&
         (!label_ok(h->labels->rack) || !label_ok(h->labels->zone) ||
          !label_ok(h->labels->host))) {
-        seterr(err, errlen,
-               "node %s: labels must be at most %d printable "
-               "characters without spaces or quotes",
-               h->node, BRAIN_MAX_LABEL);
+        mcos_seterr(err, errlen,
+                    "node %s: labels must be at most %d printable "
+                    "characters without spaces or quotes",
+                    h->node, BRAIN_MAX_LABEL);
         return -EINVAL;
     }
     if (h->n_tiers > BRAIN_MAX_TIERS || h->n_gpus > BRAIN_MAX_GPUS ||
         h->n_nics > BRAIN_MAX_NICS || h->n_endpoints > BRAIN_MAX_ENDPOINTS) {
-        seterr(err, errlen,
-               "node %s: too many tiers, GPUs, NICs or "
-               "endpoints",
-               h->node);
+        mcos_seterr(err, errlen,
+                    "node %s: too many tiers, GPUs, NICs or "
+                    "endpoints",
+                    h->node);
         return -EINVAL;
     }
     for (size_t i = 0; i < h->n_tiers; i++) {
         int k = h->tiers[i]->kind;
 
         if (k < MCOS__TIER_KIND__TIER_SRAM || k > MCOS__TIER_KIND__TIER_NVME) {
-            seterr(err, errlen, "node %s: tier %zu has unknown kind %d",
-                   h->node, i, k);
+            mcos_seterr(err, errlen, "node %s: tier %zu has unknown kind %d",
+                        h->node, i, k);
             return -EINVAL;
         }
         if (seen[k]) {
-            seterr(err, errlen, "node %s: tier %s listed twice", h->node,
-                   mcos_tier_name(k));
+            mcos_seterr(err, errlen, "node %s: tier %s listed twice", h->node,
+                        mcos_tier_name(k));
             return -EINVAL;
         }
         seen[k] = true;
@@ -122,7 +107,8 @@ brain_hello_check(const Mcos__Hello *h, char *err, size_t errlen)
         }
     }
     if (strlen(h->version) > 64 || strlen(h->gpu_note) > 512) {
-        seterr(err, errlen, "node %s: version or gpu_note too long", h->node);
+        mcos_seterr(err, errlen, "node %s: version or gpu_note too long",
+                    h->node);
         return -EINVAL;
     }
     return 0;
@@ -176,8 +162,8 @@ brain_aggregate_hello(struct brain_cluster *c, Mcos__Hello **hellop,
     if (!n) {
         r = brain_cluster_add(c, h->node, &n);
         if (r) {
-            seterr(err, errlen, "cannot add node %s: %s", h->node,
-                   strerror(-r));
+            mcos_seterr(err, errlen, "cannot add node %s: %s", h->node,
+                        strerror(-r));
             return r;
         }
         res->topology_changed = true;
@@ -223,20 +209,20 @@ lookup(struct brain_cluster *c, const char *name, uint64_t boot_id,
     struct brain_node *n;
 
     if (!mcos_node_name_valid(name)) {
-        seterr(err, errlen, "%s: bad node name '%.64s'", what, name);
+        mcos_seterr(err, errlen, "%s: bad node name '%.64s'", what, name);
         return -EINVAL;
     }
     n = brain_cluster_find(c, name);
     if (!n || !n->hello) {
-        seterr(err, errlen, "%s from unknown node %s: say hello first", what,
-               name);
+        mcos_seterr(err, errlen, "%s from unknown node %s: say hello first",
+                    what, name);
         return -ENOENT;
     }
     if (n->boot_id.v != boot_id) {
-        seterr(err, errlen,
-               "%s from node %s carries boot %016" PRIx64
-               ", not the current %016" PRIx64 ": say hello again",
-               what, name, boot_id, n->boot_id.v);
+        mcos_seterr(err, errlen,
+                    "%s from node %s carries boot %016" PRIx64
+                    ", not the current %016" PRIx64 ": say hello again",
+                    what, name, boot_id, n->boot_id.v);
         return -ENOENT;
     }
     *out = n;
@@ -271,26 +257,26 @@ brain_aggregate_report(struct brain_cluster *c, const Mcos__Report *rep,
         return r;
     }
     if (rep->seq <= n->last_seq) {
-        seterr(err, errlen,
-               "report %" PRIu64 " from node %s is not newer "
-               "than %" PRIu64,
-               rep->seq, rep->node, n->last_seq);
+        mcos_seterr(err, errlen,
+                    "report %" PRIu64 " from node %s is not newer "
+                    "than %" PRIu64,
+                    rep->seq, rep->node, n->last_seq);
         return -ESTALE;
     }
     if (rep->n_events > BRAIN_MAX_EVENTS || rep->n_tiers > BRAIN_MAX_TIERS ||
         rep->n_links > BRAIN_MAX_NICS) {
-        seterr(err, errlen,
-               "report from node %s: too many events, tiers or "
-               "links",
-               rep->node);
+        mcos_seterr(err, errlen,
+                    "report from node %s: too many events, tiers or "
+                    "links",
+                    rep->node);
         return -EINVAL;
     }
     for (size_t i = 0; i < rep->n_tiers; i++) {
         int k = rep->tiers[i]->kind;
 
         if (k < MCOS__TIER_KIND__TIER_SRAM || k > MCOS__TIER_KIND__TIER_NVME) {
-            seterr(err, errlen, "report from node %s: unknown tier %d",
-                   rep->node, k);
+            mcos_seterr(err, errlen, "report from node %s: unknown tier %d",
+                        rep->node, k);
             return -EINVAL;
         }
     }
@@ -299,10 +285,10 @@ brain_aggregate_report(struct brain_cluster *c, const Mcos__Report *rep,
 
         if (k < MCOS__EVENT_KIND__EVENT_STORED ||
             k > MCOS__EVENT_KIND__EVENT_PREFETCH_WASTED) {
-            seterr(err, errlen,
-                   "report from node %s: event %zu has unknown "
-                   "kind %d",
-                   rep->node, i, k);
+            mcos_seterr(err, errlen,
+                        "report from node %s: event %zu has unknown "
+                        "kind %d",
+                        rep->node, i, k);
             return -EINVAL;
         }
     }

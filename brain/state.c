@@ -1,4 +1,5 @@
 #include "state.h"
+#include "error.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -17,22 +18,6 @@ struct brain_state {
     int lock_fd;  /* holds the flock */
     uint64_t gen; /* last generation saved */
 };
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (!err || !errlen) {
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static int
 mkdir_p(const char *dir)
@@ -73,18 +58,18 @@ read_gen(struct brain_state *st, char *err, size_t errlen)
     }
     root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
     if (!root) {
-        seterr(err, errlen,
-               "state file %s is corrupt (line %d: %s); "
-               "move it away to start over",
-               path, jerr.line, jerr.text);
+        mcos_seterr(err, errlen,
+                    "state file %s is corrupt (line %d: %s); "
+                    "move it away to start over",
+                    path, jerr.line, jerr.text);
         return -EINVAL;
     }
     gen = json_object_get(root, "gen");
     if (!json_is_integer(gen) || json_integer_value(gen) < 0) {
-        seterr(err, errlen,
-               "state file %s is corrupt: 'gen' must be a "
-               "non-negative integer; move it away to start over",
-               path);
+        mcos_seterr(err, errlen,
+                    "state file %s is corrupt: 'gen' must be a "
+                    "non-negative integer; move it away to start over",
+                    path);
         json_decref(root);
         return -EINVAL;
     }
@@ -112,21 +97,21 @@ brain_state_open(const char *dir, struct brain_state **out, char *err,
     }
     r = mkdir_p(dir);
     if (r) {
-        seterr(err, errlen, "cannot create state directory %s: %s", dir,
-               strerror(-r));
+        mcos_seterr(err, errlen, "cannot create state directory %s: %s", dir,
+                    strerror(-r));
         goto fail;
     }
     snprintf(path, sizeof path, "%s/brain.lock", dir);
     st->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (st->lock_fd < 0) {
         r = -errno;
-        seterr(err, errlen, "cannot open %s: %s", path, strerror(-r));
+        mcos_seterr(err, errlen, "cannot open %s: %s", path, strerror(-r));
         goto fail;
     }
     if (flock(st->lock_fd, LOCK_EX | LOCK_NB)) {
         r = errno == EWOULDBLOCK ? -EBUSY : -errno;
-        seterr(err, errlen, "state directory %s is in use by another brain",
-               dir);
+        mcos_seterr(err, errlen,
+                    "state directory %s is in use by another brain", dir);
         goto fail;
     }
     r = read_gen(st, err, errlen);
@@ -200,6 +185,7 @@ brain_state_set_gen(struct brain_state *st, uint64_t gen, char *err,
     return 0;
 
 fail:
-    seterr(err, errlen, "cannot save state to %s: %s", path, strerror(-r));
+    mcos_seterr(err, errlen, "cannot save state to %s: %s", path,
+                strerror(-r));
     return r;
 }

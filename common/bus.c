@@ -12,6 +12,7 @@
 #include <nng/protocol/reqrep0/rep.h>
 #include <nng/protocol/reqrep0/req.h>
 
+#include "error.h"
 #include "log.h"
 #include "wire.h"
 
@@ -19,22 +20,6 @@ MCOS_LOG_MODULE(bus);
 
 /* Requests the server keeps posted for receiving at once. */
 #define SERVER_RECV_SLOTS 4
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (!err || !errlen) {
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 int
 mcos_bus_err(int e)
@@ -323,18 +308,20 @@ mcos_bus_server_create(uv_loop_t *loop, const char *url,
 
     r = nng_rep0_open(&srv->sock);
     if (r) {
-        seterr(err, errlen, "cannot open a reply socket: %s", nng_strerror(r));
+        mcos_seterr(err, errlen, "cannot open a reply socket: %s",
+                    nng_strerror(r));
         goto fail_free;
     }
     nng_socket_set_size(srv->sock, NNG_OPT_RECVMAXSZ, MCOS_WIRE_MAX_MSG);
     r = nng_listen(srv->sock, url, NULL, 0);
     if (r) {
-        seterr(err, errlen, "cannot listen on %s: %s", url, nng_strerror(r));
+        mcos_seterr(err, errlen, "cannot listen on %s: %s", url,
+                    nng_strerror(r));
         goto fail_close;
     }
     r = handoff_init(&srv->done, loop, server_async_cb, srv);
     if (r) {
-        seterr(err, errlen, "uv_async_init: %s", uv_strerror(r));
+        mcos_seterr(err, errlen, "uv_async_init: %s", uv_strerror(r));
         nng_close(srv->sock);
         pthread_mutex_destroy(&srv->all_mutex);
         free(srv);
@@ -343,7 +330,7 @@ mcos_bus_server_create(uv_loop_t *loop, const char *url,
     for (int i = 0; i < SERVER_RECV_SLOTS; i++) {
         r = slot_post(srv);
         if (r) {
-            seterr(err, errlen, "cannot post receives: %s", strerror(-r));
+            mcos_seterr(err, errlen, "cannot post receives: %s", strerror(-r));
             mcos_bus_server_close(srv);
             return r;
         }
@@ -556,8 +543,8 @@ mcos_bus_client_create(uv_loop_t *loop, const char *url,
     pthread_mutex_init(&cli->all_mutex, NULL);
     r = nng_req0_open(&cli->sock);
     if (r) {
-        seterr(err, errlen, "cannot open a request socket: %s",
-               nng_strerror(r));
+        mcos_seterr(err, errlen, "cannot open a request socket: %s",
+                    nng_strerror(r));
         goto fail;
     }
     nng_socket_set_size(cli->sock, NNG_OPT_RECVMAXSZ, MCOS_WIRE_MAX_MSG);
@@ -569,13 +556,13 @@ mcos_bus_client_create(uv_loop_t *loop, const char *url,
                       NNG_DURATION_INFINITE);
     r = nng_dial(cli->sock, url, NULL, NNG_FLAG_NONBLOCK);
     if (r) {
-        seterr(err, errlen, "cannot dial %s: %s", url, nng_strerror(r));
+        mcos_seterr(err, errlen, "cannot dial %s: %s", url, nng_strerror(r));
         nng_close(cli->sock);
         goto fail;
     }
     r = handoff_init(&cli->done, loop, client_async_cb, cli);
     if (r) {
-        seterr(err, errlen, "uv_async_init: %s", uv_strerror(r));
+        mcos_seterr(err, errlen, "uv_async_init: %s", uv_strerror(r));
         nng_close(cli->sock);
         pthread_mutex_destroy(&cli->all_mutex);
         free(cli);
@@ -708,8 +695,8 @@ mcos_bus_call_sync(const char *url, const void *data, size_t len,
 
     r = nng_req0_open(&sock);
     if (r) {
-        seterr(err, errlen, "cannot open a request socket: %s",
-               nng_strerror(r));
+        mcos_seterr(err, errlen, "cannot open a request socket: %s",
+                    nng_strerror(r));
         return mcos_bus_err(r);
     }
     nng_socket_set_ms(sock, NNG_OPT_SENDTIMEO, timeout_ms);
@@ -717,7 +704,8 @@ mcos_bus_call_sync(const char *url, const void *data, size_t len,
     nng_socket_set_size(sock, NNG_OPT_RECVMAXSZ, MCOS_WIRE_MAX_MSG);
     r = nng_dial(sock, url, NULL, 0);
     if (r) {
-        seterr(err, errlen, "cannot connect to %s: %s", url, nng_strerror(r));
+        mcos_seterr(err, errlen, "cannot connect to %s: %s", url,
+                    nng_strerror(r));
         goto out;
     }
     r = nng_msg_alloc(&m, 0);
@@ -731,12 +719,13 @@ mcos_bus_call_sync(const char *url, const void *data, size_t len,
         }
     }
     if (r) {
-        seterr(err, errlen, "cannot send to %s: %s", url, nng_strerror(r));
+        mcos_seterr(err, errlen, "cannot send to %s: %s", url,
+                    nng_strerror(r));
         goto out;
     }
     r = nng_recvmsg(sock, &m, 0);
     if (r) {
-        seterr(err, errlen, "no reply from %s: %s", url, nng_strerror(r));
+        mcos_seterr(err, errlen, "no reply from %s: %s", url, nng_strerror(r));
         goto out;
     }
     *rep_len = nng_msg_len(m);

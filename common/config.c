@@ -1,4 +1,5 @@
 #include "config.h"
+#include "error.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -9,22 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (!err || !errlen) {
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 int
 mcos_parse_uint(const char *s, uint64_t *out)
@@ -197,14 +182,14 @@ apply_text(const struct mcos_cfg_opt *o, void *target, const char *value,
     }
     if (u < o->min || (o->max && u > o->max)) {
         if (o->max) {
-            seterr(err, errlen,
-                   "%s: key '%s': %s is out of range (%" PRIu64 " to %" PRIu64
-                   ")",
-                   source, o->key, value, o->min, o->max);
+            mcos_seterr(err, errlen,
+                        "%s: key '%s': %s is out of range (%" PRIu64
+                        " to %" PRIu64 ")",
+                        source, o->key, value, o->min, o->max);
         } else {
-            seterr(err, errlen,
-                   "%s: key '%s': %s is below the minimum %" PRIu64, source,
-                   o->key, value, o->min);
+            mcos_seterr(err, errlen,
+                        "%s: key '%s': %s is below the minimum %" PRIu64,
+                        source, o->key, value, o->min);
         }
         return -EINVAL;
     }
@@ -214,8 +199,8 @@ apply_text(const struct mcos_cfg_opt *o, void *target, const char *value,
     return 0;
 
 bad:
-    seterr(err, errlen, "%s: key '%s': expected %s, got \"%s\"", source,
-           o->key, type_expectation(o), value);
+    mcos_seterr(err, errlen, "%s: key '%s': expected %s, got \"%s\"", source,
+                o->key, type_expectation(o), value);
     return -EINVAL;
 }
 
@@ -283,8 +268,8 @@ apply_json(const struct mcos_cfg_opt *o, void *target, json_t *v,
             goto wrong_type;
         }
         if (json_integer_value(v) < 0) {
-            seterr(err, errlen, "%s: key '%s': must not be negative", source,
-                   o->key);
+            mcos_seterr(err, errlen, "%s: key '%s': must not be negative",
+                        source, o->key);
             return -EINVAL;
         }
         snprintf(buf, sizeof buf, "%" JSON_INTEGER_FORMAT,
@@ -304,8 +289,8 @@ apply_json(const struct mcos_cfg_opt *o, void *target, json_t *v,
     return apply_text(o, target, text, source, err, errlen);
 
 wrong_type:
-    seterr(err, errlen, "%s: key '%s': expected %s", source, o->key,
-           type_expectation(o));
+    mcos_seterr(err, errlen, "%s: key '%s': expected %s", source, o->key,
+                type_expectation(o));
     return -EINVAL;
 }
 
@@ -330,7 +315,7 @@ apply_object(const struct mcos_cfg_opt *opts, size_t n, void *target,
         } else if (json_is_object(v) && is_prefix_of_some_key(opts, n, path)) {
             r = apply_object(opts, n, target, v, path, source, err, errlen);
         } else {
-            seterr(err, errlen, "%s: unknown key '%s'", source, path);
+            mcos_seterr(err, errlen, "%s: unknown key '%s'", source, path);
             r = -EINVAL;
         }
         if (r) {
@@ -349,7 +334,8 @@ apply_document(const struct mcos_cfg_opt *opts, size_t n, void *target,
     int r;
 
     if (!json_is_object(root)) {
-        seterr(err, errlen, "%s: the top level must be a JSON object", source);
+        mcos_seterr(err, errlen, "%s: the top level must be a JSON object",
+                    source);
         return -EINVAL;
     }
     r = apply_object(opts, n, NULL, root, "", source, err, errlen);
@@ -369,8 +355,8 @@ mcos_cfg_load_string(const struct mcos_cfg_opt *opts, size_t n, void *target,
     int r;
 
     if (!root) {
-        seterr(err, errlen, "%s: line %d column %d: %s", source, jerr.line,
-               jerr.column, jerr.text);
+        mcos_seterr(err, errlen, "%s: line %d column %d: %s", source,
+                    jerr.line, jerr.column, jerr.text);
         return -EINVAL;
     }
     r = apply_document(opts, n, target, root, source, err, errlen);
@@ -392,14 +378,14 @@ mcos_cfg_load_file(const struct mcos_cfg_opt *opts, size_t n, void *target,
     f = fopen(path, "r");
     if (!f) {
         r = -errno;
-        seterr(err, errlen, "%s: %s", source, strerror(-r));
+        mcos_seterr(err, errlen, "%s: %s", source, strerror(-r));
         return r;
     }
     root = json_loadf(f, JSON_REJECT_DUPLICATES, &jerr);
     fclose(f);
     if (!root) {
-        seterr(err, errlen, "%s: line %d column %d: %s", source, jerr.line,
-               jerr.column, jerr.text);
+        mcos_seterr(err, errlen, "%s: line %d column %d: %s", source,
+                    jerr.line, jerr.column, jerr.text);
         return -EINVAL;
     }
     r = apply_document(opts, n, target, root, source, err, errlen);
@@ -427,7 +413,7 @@ mcos_cfg_set(const struct mcos_cfg_opt *opts, size_t n, void *target,
     const struct mcos_cfg_opt *o = find_name(opts, n, name);
 
     if (!o) {
-        seterr(err, errlen, "%s: unknown key '%s'", source, name);
+        mcos_seterr(err, errlen, "%s: unknown key '%s'", source, name);
         return -ENOENT;
     }
     return apply_text(o, target, value, source, err, errlen);
@@ -457,7 +443,8 @@ mcos_cfg_parse_args(const struct mcos_cfg_opt *opts, size_t n, void *target,
             return 0;
         }
         if (strncmp(a, "--", 2)) {
-            seterr(err, errlen, "unexpected argument '%s' (see --help)", a);
+            mcos_seterr(err, errlen, "unexpected argument '%s' (see --help)",
+                        a);
             return -EINVAL;
         }
         if (!strcmp(a, "--config") || !strncmp(a, "--config=", 9)) {
@@ -466,7 +453,7 @@ mcos_cfg_parse_args(const struct mcos_cfg_opt *opts, size_t n, void *target,
             } else if (i + 1 < argc) {
                 config = argv[++i];
             } else {
-                seterr(err, errlen, "option '--config' needs a value");
+                mcos_seterr(err, errlen, "option '--config' needs a value");
                 return -EINVAL;
             }
             continue;
@@ -477,7 +464,7 @@ mcos_cfg_parse_args(const struct mcos_cfg_opt *opts, size_t n, void *target,
         const struct mcos_cfg_opt *o;
 
         if (len >= sizeof name) {
-            seterr(err, errlen, "unknown option '%s' (see --help)", a);
+            mcos_seterr(err, errlen, "unknown option '%s' (see --help)", a);
             return -EINVAL;
         }
         memcpy(name, a + 2, len);
@@ -489,12 +476,13 @@ mcos_cfg_parse_args(const struct mcos_cfg_opt *opts, size_t n, void *target,
             }
         }
         if (!o) {
-            seterr(err, errlen, "unknown option '--%s' (see --help)", name);
+            mcos_seterr(err, errlen, "unknown option '--%s' (see --help)",
+                        name);
             return -EINVAL;
         }
         if (!eq && o->type != MCOS_CFG_BOOL) {
             if (i + 1 >= argc) {
-                seterr(err, errlen, "option '--%s' needs a value", name);
+                mcos_seterr(err, errlen, "option '--%s' needs a value", name);
                 return -EINVAL;
             }
             i++;
@@ -628,7 +616,7 @@ mcos_check_url(const char *key, const char *url, const char *const *schemes,
         }
         return 0;
     }
-    seterr(err, errlen, "%s: '%s' is not a valid address (want %s)", key,
-           url ? url : "", want);
+    mcos_seterr(err, errlen, "%s: '%s' is not a valid address (want %s)", key,
+                url ? url : "", want);
     return -EINVAL;
 }

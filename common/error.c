@@ -1,5 +1,7 @@
 #include "error.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 const char *
@@ -17,4 +19,17 @@ mcos_strerror(int err)
      * string in a shared buffer. */
     s = strerrordesc_np(-err);
     return s ? s : "unknown error";
+}
+
+void
+mcos_seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!err || !errlen) {
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
 }

@@ -24,6 +24,13 @@
 #ifndef MCOS_ERROR_H
 #define MCOS_ERROR_H
 
+#include <stddef.h>
+
+/* Formats a message into a caller's error buffer (err may be NULL): the
+ * `char *err, size_t errlen` pair that every validating function takes. */
+void mcos_seterr(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* A short description of `err` (negative errno, or 0 for "success").  The
  * string is static and never freed. */
 const char *mcos_strerror(int err);

@@ -16,22 +16,6 @@
 
 MCOS_LOG_MODULE(http);
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (!err || !errlen) {
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 struct route {
     struct mcos_http_server *srv; /* owner */
     char method[8];               /* GET, POST, ... */
@@ -187,8 +171,9 @@ mcos_http_server_create(uv_loop_t *loop, const char *url,
     snprintf(srv->url, sizeof srv->url, "%s", url);
     r = nng_url_parse(&u, url);
     if (r || strcmp(u->u_scheme, "http")) {
-        seterr(err, errlen,
-               "bad HTTP listen address '%s' (want http://HOST:PORT)", url);
+        mcos_seterr(err, errlen,
+                    "bad HTTP listen address '%s' (want http://HOST:PORT)",
+                    url);
         if (!r) {
             nng_url_free(u);
         }
@@ -198,15 +183,15 @@ mcos_http_server_create(uv_loop_t *loop, const char *url,
     r = nng_http_server_hold(&srv->http, u);
     nng_url_free(u);
     if (r) {
-        seterr(err, errlen, "cannot create HTTP server for %s: %s", url,
-               nng_strerror(r));
+        mcos_seterr(err, errlen, "cannot create HTTP server for %s: %s", url,
+                    nng_strerror(r));
         free(srv);
         return mcos_bus_err(r);
     }
     pthread_mutex_init(&srv->mutex, NULL);
     r = uv_async_init(loop, &srv->async, async_cb);
     if (r) {
-        seterr(err, errlen, "uv_async_init: %s", uv_strerror(r));
+        mcos_seterr(err, errlen, "uv_async_init: %s", uv_strerror(r));
         nng_http_server_release(srv->http);
         pthread_mutex_destroy(&srv->mutex);
         free(srv);
@@ -340,15 +325,15 @@ mcos_http_server_start(struct mcos_http_server *srv, char *err, size_t errlen)
     int r = add_fallbacks(srv);
 
     if (r) {
-        seterr(err, errlen, "cannot add fallback routes: %s",
-               mcos_strerror(r));
+        mcos_seterr(err, errlen, "cannot add fallback routes: %s",
+                    mcos_strerror(r));
         return r;
     }
     r = nng_http_server_start(srv->http);
 
     if (r) {
-        seterr(err, errlen, "cannot listen on %s: %s", srv->url,
-               nng_strerror(r));
+        mcos_seterr(err, errlen, "cannot listen on %s: %s", srv->url,
+                    nng_strerror(r));
         return mcos_bus_err(r);
     }
     return 0;
@@ -482,14 +467,15 @@ mcos_http_fetch(const char *method, const char *url, const char *body,
 
     r = nng_url_parse(&u, url);
     if (r || strcmp(u->u_scheme, "http")) {
-        seterr(err, errlen, "bad URL '%s' (want http://HOST:PORT/...)", url);
+        mcos_seterr(err, errlen, "bad URL '%s' (want http://HOST:PORT/...)",
+                    url);
         r = NNG_EINVAL;
         goto out;
     }
     if ((r = nng_http_client_alloc(&cli, u)) ||
         (r = nng_http_req_alloc(&req, u)) || (r = nng_http_res_alloc(&res)) ||
         (r = nng_aio_alloc(&aio, NULL, NULL))) {
-        seterr(err, errlen, "%s", nng_strerror(r));
+        mcos_seterr(err, errlen, "%s", nng_strerror(r));
         goto out;
     }
     nng_http_req_set_method(req, method);
@@ -500,7 +486,7 @@ mcos_http_fetch(const char *method, const char *url, const char *body,
         r = body_len ? nng_http_req_copy_data(req, body, body_len)
                      : nng_http_req_set_header(req, "Content-Length", "0");
         if (r) {
-            seterr(err, errlen, "%s", nng_strerror(r));
+            mcos_seterr(err, errlen, "%s", nng_strerror(r));
             goto out;
         }
     }
@@ -509,7 +495,7 @@ mcos_http_fetch(const char *method, const char *url, const char *body,
     nng_aio_wait(aio);
     r = nng_aio_result(aio);
     if (r) {
-        seterr(err, errlen, "%s: %s", url, nng_strerror(r));
+        mcos_seterr(err, errlen, "%s: %s", url, nng_strerror(r));
         goto out;
     }
     *status = nng_http_res_get_status(res);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "error.h"
 #include "ids.h"
 #include "wire.h"
 
@@ -27,22 +28,6 @@ struct mcos_table {
     const Mcos__TierRule *tier[N_TIER_SLOTS]; /* tier rules by kind */
     int demote_next[N_TIER_SLOTS];            /* demotion chain by kind */
 };
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (!err || !errlen) {
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static bool
 tier_valid(int t)
@@ -80,10 +65,10 @@ mcos_table_rule_check(const Mcos__Rule *r, char *err, size_t errlen)
     const char *key = r->key ? r->key : "";
 
     if (!key_chars_ok(key)) {
-        seterr(err, errlen,
-               "rule key '%.40s' is empty, too long or has "
-               "spaces or control characters",
-               key);
+        mcos_seterr(err, errlen,
+                    "rule key '%.40s' is empty, too long or has "
+                    "spaces or control characters",
+                    key);
         return -EINVAL;
     }
     switch (r->rule_case) {
@@ -91,20 +76,20 @@ mcos_table_rule_check(const Mcos__Rule *r, char *err, size_t errlen)
         const Mcos__TierRule *t = r->tier;
 
         if (!tier_valid(t->tier)) {
-            seterr(err, errlen, "rule %s: unknown tier %d", key, t->tier);
+            mcos_seterr(err, errlen, "rule %s: unknown tier %d", key, t->tier);
             return -EINVAL;
         }
         if (!key_is(key, "tier/", mcos_tier_name(t->tier))) {
-            seterr(err, errlen, "rule %s: key must be tier/%s", key,
-                   mcos_tier_name(t->tier));
+            mcos_seterr(err, errlen, "rule %s: key must be tier/%s", key,
+                        mcos_tier_name(t->tier));
             return -EINVAL;
         }
         if (t->high_watermark_pct > 100 ||
             t->low_watermark_pct > t->high_watermark_pct) {
-            seterr(err, errlen,
-                   "rule %s: watermarks must satisfy low <= high <= 100 "
-                   "(low %u, high %u)",
-                   key, t->low_watermark_pct, t->high_watermark_pct);
+            mcos_seterr(err, errlen,
+                        "rule %s: watermarks must satisfy low <= high <= 100 "
+                        "(low %u, high %u)",
+                        key, t->low_watermark_pct, t->high_watermark_pct);
             return -EINVAL;
         }
         return 0;
@@ -114,13 +99,13 @@ mcos_table_rule_check(const Mcos__Rule *r, char *err, size_t errlen)
 
         if (!tier_valid(d->from) ||
             (d->to != 0 && (!tier_valid(d->to) || d->to == d->from))) {
-            seterr(err, errlen, "rule %s: bad demotion %d -> %d", key, d->from,
-                   d->to);
+            mcos_seterr(err, errlen, "rule %s: bad demotion %d -> %d", key,
+                        d->from, d->to);
             return -EINVAL;
         }
         if (!key_is(key, "demotion/", mcos_tier_name(d->from))) {
-            seterr(err, errlen, "rule %s: key must be demotion/%s", key,
-                   mcos_tier_name(d->from));
+            mcos_seterr(err, errlen, "rule %s: key must be demotion/%s", key,
+                        mcos_tier_name(d->from));
             return -EINVAL;
         }
         return 0;
@@ -129,7 +114,7 @@ mcos_table_rule_check(const Mcos__Rule *r, char *err, size_t errlen)
         const Mcos__PeerRule *p = r->peer;
 
         if (!mcos_node_name_valid(p->node) || !key_is(key, "peer/", p->node)) {
-            seterr(err, errlen, "rule %s: bad peer node name", key);
+            mcos_seterr(err, errlen, "rule %s: bad peer node name", key);
             return -EINVAL;
         }
         for (size_t i = 0; i < p->n_endpoints; i++) {
@@ -139,7 +124,7 @@ mcos_table_rule_check(const Mcos__Rule *r, char *err, size_t errlen)
                  ep->transport != MCOS__TRANSPORT__TRANSPORT_VERBS) ||
                 !ep->address || !*ep->address || ep->port == 0 ||
                 ep->port > 65535) {
-                seterr(err, errlen, "rule %s: bad endpoint %zu", key, i);
+                mcos_seterr(err, errlen, "rule %s: bad endpoint %zu", key, i);
                 return -EINVAL;
             }
         }
@@ -147,15 +132,15 @@ mcos_table_rule_check(const Mcos__Rule *r, char *err, size_t errlen)
     }
     case MCOS__RULE__RULE_PARAM:
         if (!r->param->name || !key_is(key, "param/", r->param->name)) {
-            seterr(err, errlen, "rule %s: key must be param/NAME", key);
+            mcos_seterr(err, errlen, "rule %s: key must be param/NAME", key);
             return -EINVAL;
         }
         return 0;
     default:
-        seterr(err, errlen,
-               "rule %s: no rule body, or a kind this version "
-               "does not know",
-               key);
+        mcos_seterr(err, errlen,
+                    "rule %s: no rule body, or a kind this version "
+                    "does not know",
+                    key);
         return -EINVAL;
     }
 }
@@ -204,7 +189,7 @@ finish_table(const char *node, uint64_t gen, struct entry *e, size_t n,
     qsort(e, n, sizeof *e, entry_cmp);
     for (size_t i = 1; i < n; i++) {
         if (!strcmp(e[i - 1].rule->key, e[i].rule->key)) {
-            seterr(err, errlen, "duplicate rule key %s", e[i].rule->key);
+            mcos_seterr(err, errlen, "duplicate rule key %s", e[i].rule->key);
             entries_free(e, n);
             return -EEXIST;
         }
@@ -240,12 +225,12 @@ mcos_table_build(const char *node, uint64_t gen,
     int r;
 
     if (!mcos_node_name_valid(node)) {
-        seterr(err, errlen, "bad node name '%s'", node ? node : "");
+        mcos_seterr(err, errlen, "bad node name '%s'", node ? node : "");
         return -EINVAL;
     }
     if (n > MCOS_TABLE_MAX_RULES) {
-        seterr(err, errlen, "%zu rules exceed the limit of %d", n,
-               MCOS_TABLE_MAX_RULES);
+        mcos_seterr(err, errlen, "%zu rules exceed the limit of %d", n,
+                    MCOS_TABLE_MAX_RULES);
         return -ENOSPC;
     }
     e = calloc(n ? n : 1, sizeof *e);
@@ -425,38 +410,38 @@ mcos_table_apply(const struct mcos_table *cur, const Mcos__TableUpdate *u,
     int r;
 
     if (u->format_version != MCOS_TABLE_FORMAT) {
-        seterr(err, errlen,
-               "table format version %u is not supported "
-               "(this agent applies %u)",
-               u->format_version, MCOS_TABLE_FORMAT);
+        mcos_seterr(err, errlen,
+                    "table format version %u is not supported "
+                    "(this agent applies %u)",
+                    u->format_version, MCOS_TABLE_FORMAT);
         return -EPROTONOSUPPORT;
     }
     if (!u->node || strcmp(u->node, node)) {
-        seterr(err, errlen, "table is for node '%s', not '%s'",
-               u->node ? u->node : "", node);
+        mcos_seterr(err, errlen, "table is for node '%s', not '%s'",
+                    u->node ? u->node : "", node);
         return -EINVAL;
     }
     if (cur && u->gen == cur_gen) {
         return 1; /* already applied: idempotent */
     }
     if (u->base_gen != 0 && u->base_gen != cur_gen) {
-        seterr(err, errlen,
-               "delta from generation %" PRIu64
-               " does not apply to generation %" PRIu64,
-               u->base_gen, cur_gen);
+        mcos_seterr(err, errlen,
+                    "delta from generation %" PRIu64
+                    " does not apply to generation %" PRIu64,
+                    u->base_gen, cur_gen);
         return -ESTALE;
     }
     if (u->gen <= u->base_gen || (u->base_gen == 0 && u->gen < cur_gen)) {
-        seterr(err, errlen,
-               "generation %" PRIu64 " does not move forward "
-               "from %" PRIu64,
-               u->gen, cur_gen);
+        mcos_seterr(err, errlen,
+                    "generation %" PRIu64 " does not move forward "
+                    "from %" PRIu64,
+                    u->gen, cur_gen);
         return -ESTALE;
     }
     if (u->n_upserts > MCOS_TABLE_MAX_RULES ||
         n_cur + u->n_upserts > MCOS_TABLE_MAX_RULES) {
-        seterr(err, errlen, "update would exceed %d rules",
-               MCOS_TABLE_MAX_RULES);
+        mcos_seterr(err, errlen, "update would exceed %d rules",
+                    MCOS_TABLE_MAX_RULES);
         return -ENOSPC;
     }
     for (size_t i = 0; i < u->n_upserts; i++) {
@@ -467,10 +452,10 @@ mcos_table_apply(const struct mcos_table *cur, const Mcos__TableUpdate *u,
     }
     for (size_t i = 0; i < u->n_removed; i++) {
         if (!u->base_gen || !find_entry(cur, u->removed[i])) {
-            seterr(err, errlen,
-                   "update removes rule '%.60s' which the "
-                   "table does not have",
-                   u->removed[i]);
+            mcos_seterr(err, errlen,
+                        "update removes rule '%.60s' which the "
+                        "table does not have",
+                        u->removed[i]);
             return -ENOENT;
         }
     }

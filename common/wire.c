@@ -1,26 +1,11 @@
 #include "wire.h"
+#include "error.h"
 
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (!err || !errlen) {
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static const ProtobufCMessageDescriptor *
 body_descriptor(Mcos__MsgType type)
@@ -117,37 +102,39 @@ mcos_wire_decode(const void *buf, size_t len, struct mcos_wire_msg *out,
     int r;
 
     if (len > MCOS_WIRE_MAX_MSG) {
-        seterr(err, errlen, "message of %zu bytes exceeds the %u byte limit",
-               len, MCOS_WIRE_MAX_MSG);
+        mcos_seterr(err, errlen,
+                    "message of %zu bytes exceeds the %u byte limit", len,
+                    MCOS_WIRE_MAX_MSG);
         return -EMSGSIZE;
     }
     if (len == 0 || !buf) {
-        seterr(err, errlen, "empty message");
+        mcos_seterr(err, errlen, "empty message");
         return -EBADMSG;
     }
     env = mcos__envelope__unpack(NULL, len, buf);
     if (!env) {
-        seterr(err, errlen, "malformed envelope (%zu bytes)", len);
+        mcos_seterr(err, errlen, "malformed envelope (%zu bytes)", len);
         return -EBADMSG;
     }
     if (env->major != MCOS_PROTO_MAJOR) {
-        seterr(err, errlen,
-               "protocol version %u.%u is not supported (this side speaks "
-               "%u.x)",
-               env->major, env->minor, MCOS_PROTO_MAJOR);
+        mcos_seterr(
+            err, errlen,
+            "protocol version %u.%u is not supported (this side speaks "
+            "%u.x)",
+            env->major, env->minor, MCOS_PROTO_MAJOR);
         r = -EPROTONOSUPPORT;
         goto fail;
     }
     d = body_descriptor(env->type);
     if (!d) {
-        seterr(err, errlen, "unknown message type %d", (int)env->type);
+        mcos_seterr(err, errlen, "unknown message type %d", (int)env->type);
         r = -EPROTO;
         goto fail;
     }
     body = protobuf_c_message_unpack(d, NULL, env->body.len, env->body.data);
     if (!body) {
-        seterr(err, errlen, "malformed %s body (%zu bytes)",
-               mcos_wire_type_name(env->type), env->body.len);
+        mcos_seterr(err, errlen, "malformed %s body (%zu bytes)",
+                    mcos_wire_type_name(env->type), env->body.len);
         r = -EBADMSG;
         goto fail;
     }

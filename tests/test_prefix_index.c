@@ -903,6 +903,69 @@ START_TEST(test_growth_many_blocks)
 }
 END_TEST
 
+/* Large batches (past the prefetch distance) must equal single calls. */
+START_TEST(test_apply_matches_single_calls)
+{
+    struct brain_prefix_index *a = new_index(0, 1 * SEC);
+    struct brain_prefix_index *b = new_index(0, 1 * SEC);
+    enum { N = 5000 };
+    struct brain_prefix_event *ev = calloc(N, sizeof(*ev));
+    int want = 0;
+
+    ck_assert_ptr_nonnull(ev);
+    rng_state = 99;
+    for (int i = 0; i < N; i++) {
+        uint64_t x = rnd();
+        ev[i].hash = key_hash((int)(x % 700));
+        ev[i].parent = key_hash((int)(x % 700) - 1);
+        ev[i].ns = (uint16_t)((x >> 10) % 2);
+        ev[i].node = (uint16_t)((x >> 20) % 9);
+        ev[i].tier = (uint8_t)(1 + (x >> 30) % 4);
+        unsigned op = (unsigned)((x >> 40) % 10);
+        ev[i].type = op < 6   ? BRAIN_PREFIX_EV_STORED
+                     : op < 9 ? BRAIN_PREFIX_EV_REMOVED
+                              : BRAIN_PREFIX_EV_ACCESSED;
+    }
+    for (int i = 0; i < N; i++) {
+        const struct brain_prefix_event *e = &ev[i];
+        int r;
+        if (e->type == BRAIN_PREFIX_EV_STORED)
+            r = brain_prefix_index_store(b, e->ns, e->node, e->tier, e->hash,
+                                         e->parent);
+        else if (e->type == BRAIN_PREFIX_EV_REMOVED)
+            r = brain_prefix_index_remove(b, e->ns, e->node, e->tier,
+                                          e->hash) == 0;
+        else
+            r = brain_prefix_index_access(b, e->ns, e->node, e->hash,
+                                          3 * SEC) == 0;
+        want += r > 0;
+    }
+    ck_assert_int_eq(brain_prefix_index_apply(a, ev, N, 3 * SEC), want);
+    for (int ns = 0; ns < 2; ns++) {
+        for (int k = 0; k < 700; k++) {
+            struct brain_prefix_holder ha[16], hb[16];
+            struct brain_prefix_block ba, bb;
+            int ra = brain_prefix_index_lookup(a, (uint16_t)ns, key_hash(k),
+                                               3 * SEC, &ba, ha, 16);
+            int rb = brain_prefix_index_lookup(b, (uint16_t)ns, key_hash(k),
+                                               3 * SEC, &bb, hb, 16);
+            ck_assert_int_eq(ra, rb);
+            if (ra <= 0)
+                continue;
+            for (int j = 0; j < ra && j < 16; j++) {
+                ck_assert_uint_eq(ha[j].node, hb[j].node);
+                ck_assert_uint_eq(ha[j].tiers, hb[j].tiers);
+            }
+            ck_assert_uint_eq(ba.parent, bb.parent);
+            ck_assert_double_eq(ba.hotness, bb.hotness);
+        }
+    }
+    free(ev);
+    brain_prefix_index_destroy(a);
+    brain_prefix_index_destroy(b);
+}
+END_TEST
+
 static Suite *
 prefix_index_suite(void)
 {
@@ -928,6 +991,7 @@ prefix_index_suite(void)
     tcase_add_loop_test(tc, test_random_vs_reference, 0,
                         sizeof(random_seeds) / sizeof(random_seeds[0]));
     tcase_add_test(tc, test_growth_many_blocks);
+    tcase_add_test(tc, test_apply_matches_single_calls);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,0 +1,1540 @@
+/*
+ * Global prefix index: an ordered open-addressing table (see
+ * docs/prefix-index.md for the design, the costs and measured figures).
+ *
+ * In one paragraph: each block has one slot, split over two parallel
+ * arrays: a 16-byte key slot (key, namespace, up to three holders), which
+ * is all a lookup reads, four to a cache line; and a 16-byte cold slot
+ * (parent, hotness) read by events and scans.  The key is
+ * m = fmix64(hash ^ salt(ns)), a bijection, so the hash itself is not
+ * stored; the home slot is (m * cap) >> 64.  That map is monotone in m,
+ * so keeping every cluster sorted by (m, ns) keeps the whole table
+ * sorted: a miss stops at the first larger key (Robin Hood's early exit),
+ * a rebuild is one streaming pass, and there is no wrap-around (spare
+ * slots follow the home range and the last slot is always empty, so
+ * probes need no bounds check).  Blocks with more than three holders keep
+ * them in a pool of power-of-two arrays.  Holders are sorted by node.
+ */
+#include "prefix_index.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+/* Namespace bits of kslot.nsf; the value stored is ns + 1, 0 = empty. */
+#define NS_MASK 0x7fffu
+/* kslot.nsf flag: the holders live in the pool, not inline. */
+#define NSF_OVERFLOW 0x8000u
+/* Holder encoding: node in the low 12 bits, tier mask in the high 4. */
+#define H_NODE(h)          ((uint16_t)((h)&0x0fffu))
+#define H_MASK(h)          ((unsigned)(h) >> 12)
+#define H_MAKE(node, mask) ((uint16_t)((node) | ((unsigned)(mask) << 12)))
+/* Holders kept inside the slot before spilling to the pool. */
+#define INLINE_HOLDERS 3
+/* Pool arrays hold 4 << class entries; class 10 fits every node. */
+#define POOL_CLASSES 11
+#define POOL_NONE    UINT32_MAX
+/* Table sizing: grow past 80 % load, by half; never below MIN_CAP. */
+#define LOAD_NUM 4
+#define LOAD_DEN 5
+#define MIN_CAP  64
+#define TAIL_MAX 4096
+/*
+ * Slots prefetched ahead: events keep PREFETCH_AHEAD in flight; a chain
+ * walk starts with PREFETCH_AHEAD and widens by one block per block
+ * matched, up to PREFETCH_MAX (a power of two), so long matches get deep
+ * memory parallelism and short ones waste little bandwidth.
+ */
+#define PREFETCH_AHEAD 16
+#define PREFETCH_MAX   64
+/* Low bits of an rmap entry: a result index (< BRAIN_PREFIX_MAX_NODES). */
+#define RMAP_INDEX 0xfffu
+/* Hotness time is counted in 1/HOT_STEPS of a half-life. */
+#define HOT_STEPS 64
+/* Arrays at least this large are mmap'ed so they can use huge pages. */
+#define MMAP_MIN_BYTES       (2u << 20)
+#define DEFAULT_HALF_LIFE_US 60000000ull
+#define DEFAULT_SEED         0x6d636f732d706978ull
+
+/* What a lookup reads of a block; sorted by (m, nsf & NS_MASK). */
+struct kslot {
+    uint64_t m;       /* fmix64(hash ^ salt(ns)); hash = inverse ^ salt */
+    uint16_t nsf;     /* ns + 1 (0 = empty slot) | NSF_OVERFLOW */
+    uint16_t hold[3]; /* inline holders (0 = none, packed, by node),
+                       * or with NSF_OVERFLOW: pool offset lo, hi, count */
+};
+
+/* The rest of a block, at the same index in the cold array. */
+struct cslot {
+    uint64_t parent; /* parent block hash as first reported, 0 = none */
+    float hot;       /* decayed access count as of hot_q */
+    uint32_t hot_q;  /* time of the last hotness update, in quanta */
+};
+
+_Static_assert(sizeof(struct kslot) == 16, "four key slots per line");
+_Static_assert(sizeof(struct cslot) == 16, "cold slot stays 16 bytes");
+
+struct brain_prefix_index {
+    struct kslot *ks;       /* nslots key slots, sorted */
+    struct cslot *cs;       /* nslots cold slots, same order */
+    size_t cap;             /* homes are in [0, cap) */
+    size_t nslots;          /* cap + tail; slot nslots - 1 is empty */
+    size_t nentries;        /* occupied slots */
+    size_t grow_at;         /* rebuild before nentries exceeds this */
+    uint64_t seed;          /* salts m so keys are not caller-chosen */
+    uint64_t quantum_us;    /* length of one hotness time quantum */
+    float decay[HOT_STEPS]; /* decay[i] = 2^(-i / HOT_STEPS) */
+    uint16_t *pool;         /* holder arrays of overflowing blocks */
+    size_t pool_len;        /* entries handed out (high-water mark) */
+    size_t pool_cap;        /* entries allocated */
+    uint32_t pool_free[POOL_CLASSES]; /* free list head per size class */
+    size_t overflow_blocks;           /* slots with NSF_OVERFLOW */
+    uint64_t rehashes;                /* rebuilds, for stats */
+    uint64_t dead[BRAIN_PREFIX_MAX_NODES / 64]; /* removed, not swept */
+    unsigned ndead;                             /* bits set in dead */
+    bool sweeping;                              /* a sweep pass is under way */
+    size_t sweep_pos; /* slots below this are swept */
+    /* Blocks per node: [0] in any tier, [t] in tier t. */
+    uint32_t count[BRAIN_PREFIX_MAX_NODES][BRAIN_PREFIX_TIER_MAX + 1];
+    /* find_matches() scratch, kept here so queries never allocate. */
+    uint32_t call_tag; /* this call's tag, a multiple of RMAP_INDEX + 1 */
+    /* node -> this call's tag | its result index; other tags are stale. */
+    uint32_t rmap[BRAIN_PREFIX_MAX_NODES];
+    uint16_t rnode[BRAIN_PREFIX_MAX_NODES]; /* result index -> node */
+    uint8_t cur[BRAIN_PREFIX_MAX_NODES];    /* fastest tier at block 0 */
+    /* matched[t] of each result, written when it stops matching. */
+    uint32_t mt[BRAIN_PREFIX_TIER_MAX + 1][BRAIN_PREFIX_MAX_NODES];
+    /* Results whose every block so far is in tier t or faster. */
+    uint64_t alive[BRAIN_PREFIX_TIER_MAX + 1][BRAIN_PREFIX_MAX_NODES / 64];
+    /* Results holding the current block, by their fastest tier. */
+    uint64_t held[BRAIN_PREFIX_TIER_MAX + 1][BRAIN_PREFIX_MAX_NODES / 64];
+    unsigned __int128 keys[BRAIN_PREFIX_MAX_NODES]; /* sort keys */
+};
+
+/* --- hashing ----------------------------------------------------------- */
+
+static inline uint64_t
+fmix64(uint64_t k)
+{
+    k ^= k >> 33;
+    k *= 0xff51afd7ed558ccdull;
+    k ^= k >> 33;
+    k *= 0xc4ceb9fe1a85ec53ull;
+    k ^= k >> 33;
+    return k;
+}
+
+/* Inverse of fmix64: iteration and lookup() give back the block hash. */
+static inline uint64_t
+unfmix64(uint64_t k)
+{
+    k ^= k >> 33;
+    k *= 0x9cb4b2f8129337dbull;
+    k ^= k >> 33;
+    k *= 0x4f74430c22a54005ull;
+    k ^= k >> 33;
+    return k;
+}
+
+static inline uint64_t
+ns_salt(const struct brain_prefix_index *idx, uint16_t ns)
+{
+    return fmix64(idx->seed ^ ((uint64_t)(ns + 1) * 0x9e3779b97f4a7c15ull));
+}
+
+static inline uint64_t
+key_of(const struct brain_prefix_index *idx, uint16_t ns, uint64_t hash)
+{
+    return fmix64(hash ^ ns_salt(idx, ns));
+}
+
+static inline size_t
+home_of(size_t cap, uint64_t m)
+{
+    return (size_t)(((unsigned __int128)m * cap) >> 64);
+}
+
+/* --- small helpers ----------------------------------------------------- */
+
+static inline bool
+valid_tier(uint8_t tier)
+{
+    return tier >= 1 && tier <= BRAIN_PREFIX_TIER_MAX;
+}
+
+static inline bool
+valid_ns(uint16_t ns)
+{
+    return ns < BRAIN_PREFIX_MAX_NS;
+}
+
+static inline bool
+is_dead(const struct brain_prefix_index *idx, uint16_t node)
+{
+    return (idx->dead[node >> 6] >> (node & 63)) & 1;
+}
+
+static inline unsigned
+fastest_tier(unsigned mask)
+{
+    return (unsigned)__builtin_ctz(mask) + 1;
+}
+
+static inline unsigned
+pool_class(uint32_t n)
+{
+    if (n <= 4)
+        return 0;
+    return (unsigned)(64 - __builtin_clzll((unsigned long long)n - 1)) - 2;
+}
+
+static inline uint32_t
+slot_pool_off(const struct kslot *k)
+{
+    return (uint32_t)k->hold[0] | (uint32_t)k->hold[1] << 16;
+}
+
+static inline void
+slot_set_pool(struct kslot *k, uint32_t off, uint32_t n)
+{
+    k->hold[0] = (uint16_t)off;
+    k->hold[1] = (uint16_t)(off >> 16);
+    k->hold[2] = (uint16_t)n;
+}
+
+/* The slot's holder array and its length; valid until the pool moves. */
+static inline uint16_t *
+holders_of(struct brain_prefix_index *idx, struct kslot *k, uint32_t *n)
+{
+    if (k->nsf & NSF_OVERFLOW) {
+        *n = k->hold[2];
+        return idx->pool + slot_pool_off(k);
+    }
+    *n = k->hold[0] == 0 ? 0 : k->hold[1] == 0 ? 1 : k->hold[2] == 0 ? 2 : 3;
+    return k->hold;
+}
+
+/* Index of node in h[0..n-1] (sorted by node), or where it would go. */
+static inline uint32_t
+holder_search(const uint16_t *h, uint32_t n, uint16_t node)
+{
+    uint32_t lo = 0, hi = n;
+
+    while (lo < hi) {
+        uint32_t mid = (lo + hi) / 2;
+        if (H_NODE(h[mid]) < node)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* hot * 2^(-dq / HOT_STEPS), by table and exponent, without exp2(). */
+static inline float
+decayed(const struct brain_prefix_index *idx, float hot, uint32_t dq)
+{
+    if (dq >= HOT_STEPS * 120u)
+        return 0.0f;
+    return ldexpf(hot * idx->decay[dq % HOT_STEPS], -(int)(dq / HOT_STEPS));
+}
+
+static inline uint32_t
+quantum_of(const struct brain_prefix_index *idx, uint64_t now_us)
+{
+    return (uint32_t)(now_us / idx->quantum_us);
+}
+
+/* Hotness of c at quantum q; times before the last update count as it. */
+static inline float
+hot_at(const struct brain_prefix_index *idx, const struct cslot *c, uint32_t q)
+{
+    int32_t dq = (int32_t)(q - c->hot_q);
+    return dq > 0 ? decayed(idx, c->hot, (uint32_t)dq) : c->hot;
+}
+
+/* --- holder pool ------------------------------------------------------- */
+
+/*
+ * Arrays of 4 << class holders, carved from one growing buffer and
+ * recycled through per-class free lists (the link lives in the first two
+ * entries).  Shrinking splits an array in place so it cannot fail; a
+ * rebuild compacts the pool.
+ */
+static int
+pool_alloc(struct brain_prefix_index *idx, unsigned cls, uint32_t *off)
+{
+    size_t size = (size_t)4 << cls;
+
+    if (idx->pool_free[cls] != POOL_NONE) {
+        uint32_t o = idx->pool_free[cls];
+        idx->pool_free[cls] =
+            (uint32_t)idx->pool[o] | (uint32_t)idx->pool[o + 1] << 16;
+        *off = o;
+        return 0;
+    }
+    if (idx->pool_len + size > idx->pool_cap) {
+        size_t ncap = idx->pool_cap ? idx->pool_cap * 2 : 4096;
+        while (ncap < idx->pool_len + size)
+            ncap *= 2;
+        if (ncap > (size_t)UINT32_MAX)
+            return -ENOMEM;
+        uint16_t *np = realloc(idx->pool, ncap * sizeof(*np));
+        if (!np)
+            return -ENOMEM;
+        idx->pool = np;
+        idx->pool_cap = ncap;
+    }
+    *off = (uint32_t)idx->pool_len;
+    idx->pool_len += size;
+    return 0;
+}
+
+static void
+pool_free(struct brain_prefix_index *idx, unsigned cls, uint32_t off)
+{
+    uint32_t next = idx->pool_free[cls];
+
+    idx->pool[off] = (uint16_t)next;
+    idx->pool[off + 1] = (uint16_t)(next >> 16);
+    idx->pool_free[cls] = off;
+}
+
+/*
+ * An overflowing slot's array of class `cls` now has n live entries at
+ * its front: move them inline when they fit, else give back the unused
+ * halves.  Never fails.
+ */
+static void
+shrink_holders(struct brain_prefix_index *idx, struct kslot *k, unsigned cls,
+               uint32_t n)
+{
+    uint32_t off = slot_pool_off(k);
+
+    if (n <= INLINE_HOLDERS) {
+        const uint16_t *p = idx->pool + off;
+        for (uint32_t i = 0; i < INLINE_HOLDERS; i++)
+            k->hold[i] = i < n ? p[i] : 0;
+        k->nsf &= (uint16_t)~NSF_OVERFLOW;
+        pool_free(idx, cls, off);
+        idx->overflow_blocks--;
+        return;
+    }
+    while (cls > pool_class(n)) {
+        cls--;
+        pool_free(idx, cls, off + ((uint32_t)4 << cls));
+    }
+    k->hold[2] = (uint16_t)n;
+}
+
+/* --- table allocation -------------------------------------------------- */
+
+static size_t
+tail_for(size_t cap)
+{
+    size_t tail = cap / 4 + 16;
+    return tail < TAIL_MAX ? tail : TAIL_MAX;
+}
+
+/* Zeroed memory: zero is an empty slot, so a new table needs no pass. */
+static void *
+array_alloc(size_t bytes)
+{
+    void *p;
+
+    if (bytes < MMAP_MIN_BYTES)
+        return calloc(1, bytes);
+    p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+             -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    /* Random probes over GBs: 2 MiB pages spare most TLB misses. */
+    (void)madvise(p, bytes, MADV_HUGEPAGE);
+    return p;
+}
+
+static void
+array_free(void *p, size_t bytes)
+{
+    if (!p)
+        return;
+    if (bytes < MMAP_MIN_BYTES)
+        free(p);
+    else
+        munmap(p, bytes);
+}
+
+static void
+tables_free(struct kslot *ks, struct cslot *cs, size_t nslots)
+{
+    array_free(ks, nslots * sizeof(*ks));
+    array_free(cs, nslots * sizeof(*cs));
+}
+
+/*
+ * Rebuilds into a table with `cap` homes, dropping removed nodes' holders
+ * and compacting the pool.  Because the table is sorted and the home map
+ * is monotone, each entry goes to max(home, previous + 1): one streaming
+ * pass, no probing.  -EAGAIN when the tail is too short for this cap (the
+ * caller retries larger); on any error the old table is untouched.
+ */
+static int
+rebuild(struct brain_prefix_index *idx, size_t cap)
+{
+    size_t nslots = cap + tail_for(cap);
+    struct kslot *nk = NULL;
+    struct cslot *nc = NULL;
+    uint16_t *npool = NULL;
+    size_t npool_len = 0, npool_cap = idx->pool_len;
+    size_t next = 0, nentries = 0, novf = 0;
+
+    if (nslots > SIZE_MAX / sizeof(struct kslot))
+        return -ENOMEM;
+    nk = array_alloc(nslots * sizeof(*nk));
+    nc = array_alloc(nslots * sizeof(*nc));
+    if (npool_cap)
+        npool = malloc(npool_cap * sizeof(*npool));
+    if (!nk || !nc || (npool_cap && !npool))
+        goto fail_nomem;
+    for (size_t i = 0; i + 1 < idx->nslots; i++) {
+        struct kslot *k = &idx->ks[i];
+        uint16_t tmp[INLINE_HOLDERS];
+        uint16_t *dst;
+        uint32_t n, live = 0;
+
+        if (k->nsf == 0)
+            continue;
+        const uint16_t *h = holders_of(idx, k, &n);
+        /*
+         * Write the live holders where they will end up; the pool's old
+         * length bounds the new one, so there is room.
+         */
+        dst = n > INLINE_HOLDERS ? npool + npool_len : tmp;
+        for (uint32_t j = 0; j < n; j++)
+            if (!idx->ndead || !is_dead(idx, H_NODE(h[j])))
+                dst[live++] = h[j];
+        if (live == 0)
+            continue;
+        size_t pos = home_of(cap, k->m);
+        if (pos < next)
+            pos = next;
+        if (pos + 1 >= nslots) {
+            tables_free(nk, nc, nslots);
+            free(npool);
+            return -EAGAIN;
+        }
+        struct kslot *d = &nk[pos];
+        d->m = k->m;
+        d->nsf = k->nsf & (uint16_t)~NSF_OVERFLOW;
+        nc[pos] = idx->cs[i];
+        if (live > INLINE_HOLDERS) {
+            d->nsf |= NSF_OVERFLOW;
+            slot_set_pool(d, (uint32_t)npool_len, live);
+            npool_len += (size_t)4 << pool_class(live);
+            novf++;
+        } else {
+            if (dst != tmp)
+                memcpy(tmp, dst, live * sizeof(*tmp));
+            for (uint32_t j = 0; j < INLINE_HOLDERS; j++)
+                d->hold[j] = j < live ? tmp[j] : 0;
+        }
+        next = pos + 1;
+        nentries++;
+    }
+    if (npool && npool_len == 0) {
+        /* Every overflowing block went inline; keep nothing. */
+        free(npool);
+        npool = NULL;
+    } else if (npool) {
+        /* Give back what compaction saved; failing to is harmless. */
+        uint16_t *shrunk = realloc(npool, npool_len * sizeof(*npool));
+        if (shrunk) {
+            npool = shrunk;
+            npool_cap = npool_len;
+        }
+    }
+    tables_free(idx->ks, idx->cs, idx->nslots);
+    free(idx->pool);
+    idx->ks = nk;
+    idx->cs = nc;
+    idx->cap = cap;
+    idx->nslots = nslots;
+    idx->nentries = nentries;
+    idx->grow_at =
+        cap / LOAD_DEN * LOAD_NUM + cap % LOAD_DEN * LOAD_NUM / LOAD_DEN;
+    idx->pool = npool;
+    idx->pool_len = npool_len;
+    idx->pool_cap = npool ? npool_cap : 0;
+    for (unsigned c = 0; c < POOL_CLASSES; c++)
+        idx->pool_free[c] = POOL_NONE;
+    idx->overflow_blocks = novf;
+    /* Removed nodes' holders were all dropped: their ids are free. */
+    memset(idx->dead, 0, sizeof(idx->dead));
+    idx->ndead = 0;
+    idx->sweeping = false;
+    idx->sweep_pos = 0;
+    idx->rehashes++;
+    return 0;
+
+fail_nomem:
+    free(npool);
+    tables_free(nk, nc, nslots);
+    return -ENOMEM;
+}
+
+/* Makes room for `want` entries: grows by half, or more if asked. */
+static int
+grow(struct brain_prefix_index *idx, size_t want)
+{
+    size_t cap = idx->cap + idx->cap / 2;
+    size_t need = want / LOAD_NUM * LOAD_DEN + LOAD_DEN;
+    int r = -EAGAIN;
+
+    if (cap < need)
+        cap = need;
+    if (cap < MIN_CAP)
+        cap = MIN_CAP;
+    /* Only a hostile key set clusters past the tail; then double. */
+    for (int tries = 0; tries < 4 && r == -EAGAIN; tries++) {
+        if (cap > SIZE_MAX / 4 / sizeof(struct kslot))
+            return -ENOMEM;
+        r = rebuild(idx, cap);
+        cap *= 2;
+    }
+    return r == -EAGAIN ? -ENOSPC : r;
+}
+
+/* --- probing ----------------------------------------------------------- */
+
+/*
+ * First slot at or after `k` whose key is >= (m, nsv): where the key is
+ * if present, else where it would go.  nsv is ns + 1.  `k` must be the
+ * key's home (or any slot between it and the key).  Terminates on the
+ * empty last slot.
+ */
+static inline const struct kslot *
+scan(const struct kslot *k, uint64_t m, uint16_t nsv)
+{
+    for (;; k++) {
+        if (k->nsf == 0 || k->m > m)
+            return k;
+        if (k->m == m && (k->nsf & NS_MASK) >= nsv)
+            return k;
+    }
+}
+
+static inline bool
+is_key(const struct kslot *k, uint64_t m, uint16_t nsv)
+{
+    return k->nsf != 0 && k->m == m && (k->nsf & NS_MASK) == nsv;
+}
+
+static inline size_t
+probe(const struct brain_prefix_index *idx, uint64_t m, uint16_t nsv,
+      bool *found)
+{
+    const struct kslot *k = scan(idx->ks + home_of(idx->cap, m), m, nsv);
+    *found = is_key(k, m, nsv);
+    return (size_t)(k - idx->ks);
+}
+
+/*
+ * Prefetches the key slots a probe for m reads: its home line and, when
+ * the home is in the second half of the line, the next one, since a
+ * displaced entry would cross into it and stall on a second miss.
+ */
+static inline void
+prefetch_keys(const struct kslot *home)
+{
+    __builtin_prefetch(home, 0, 3);
+    __builtin_prefetch(home + 2, 0, 3);
+}
+
+/*
+ * A chain walk's prefetches in flight: each block's key and home are
+ * computed once, when its prefetch is issued.  Indexed by block number
+ * modulo PREFETCH_MAX.
+ */
+struct lookahead {
+    const uint64_t *chain;                  /* the query */
+    size_t n;                               /* its length */
+    uint64_t salt;                          /* its namespace's salt */
+    size_t issued;                          /* blocks prefetched so far */
+    uint64_t m[PREFETCH_MAX];               /* slot keys */
+    const struct kslot *home[PREFETCH_MAX]; /* their home slots */
+};
+
+static inline void
+la_issue(const struct brain_prefix_index *idx, struct lookahead *la)
+{
+    size_t i = la->issued++;
+    uint64_t m = fmix64(la->chain[i] ^ la->salt);
+    const struct kslot *h = idx->ks + home_of(idx->cap, m);
+
+    prefetch_keys(h);
+    la->m[i % PREFETCH_MAX] = m;
+    la->home[i % PREFETCH_MAX] = h;
+}
+
+static inline void
+la_start(const struct brain_prefix_index *idx, struct lookahead *la,
+         const uint64_t *chain, size_t n, uint64_t salt)
+{
+    la->chain = chain;
+    la->n = n;
+    la->salt = salt;
+    la->issued = 0;
+    while (la->issued < n && la->issued < PREFETCH_AHEAD)
+        la_issue(idx, la);
+}
+
+/* Block i's key slot, or NULL; first widens the prefetch window. */
+static inline struct kslot *
+la_find(const struct brain_prefix_index *idx, struct lookahead *la, size_t i,
+        uint16_t nsv)
+{
+    size_t lim = i + PREFETCH_MAX < la->n ? i + PREFETCH_MAX : la->n;
+    for (int j = 0; j < 2 && la->issued < lim; j++)
+        la_issue(idx, la);
+    uint64_t m = la->m[i % PREFETCH_MAX];
+    const struct kslot *k = scan(la->home[i % PREFETCH_MAX], m, nsv);
+    return is_key(k, m, nsv) ? (struct kslot *)k : NULL;
+}
+
+/* Removes the slot at p, pulling the displaced entries after it back. */
+static void
+delete_at(struct brain_prefix_index *idx, size_t p)
+{
+    struct kslot *ks = idx->ks;
+    size_t e = p + 1;
+
+    while (ks[e].nsf != 0 && home_of(idx->cap, ks[e].m) < e)
+        e++;
+    memmove(&ks[p], &ks[p + 1], (e - p - 1) * sizeof(*ks));
+    memmove(&idx->cs[p], &idx->cs[p + 1], (e - p - 1) * sizeof(*idx->cs));
+    memset(&ks[e - 1], 0, sizeof(*ks));
+    memset(&idx->cs[e - 1], 0, sizeof(*idx->cs));
+    /* An unswept entry that moved behind the sweep must be seen again. */
+    if (idx->sweeping && p < idx->sweep_pos && idx->sweep_pos <= e - 1)
+        idx->sweep_pos--;
+    idx->nentries--;
+}
+
+/* Frees the pool array (if any) and the slot at pos. */
+static void
+drop_slot(struct brain_prefix_index *idx, size_t pos)
+{
+    struct kslot *k = &idx->ks[pos];
+
+    if (k->nsf & NSF_OVERFLOW) {
+        pool_free(idx, pool_class(k->hold[2]), slot_pool_off(k));
+        idx->overflow_blocks--;
+    }
+    delete_at(idx, pos);
+}
+
+/* --- dead nodes -------------------------------------------------------- */
+
+/* Drops removed nodes' holders from k; returns how many remain. */
+static uint32_t
+purge_dead(struct brain_prefix_index *idx, struct kslot *k)
+{
+    uint32_t n, live = 0;
+    uint16_t *h = holders_of(idx, k, &n);
+
+    for (uint32_t j = 0; j < n; j++)
+        if (!is_dead(idx, H_NODE(h[j])))
+            h[live++] = h[j];
+    if (live == n)
+        return n;
+    if (k->nsf & NSF_OVERFLOW) {
+        shrink_holders(idx, k, pool_class(n), live);
+    } else {
+        for (uint32_t j = live; j < INLINE_HOLDERS; j++)
+            k->hold[j] = 0;
+    }
+    return live;
+}
+
+int
+brain_prefix_index_sweep(struct brain_prefix_index *idx, size_t budget)
+{
+    if (!idx)
+        return -EINVAL;
+    while (idx->sweeping && budget > 0) {
+        size_t pos = idx->sweep_pos;
+        budget--;
+        if (pos + 1 >= idx->nslots) {
+            memset(idx->dead, 0, sizeof(idx->dead));
+            idx->ndead = 0;
+            idx->sweeping = false;
+            idx->sweep_pos = 0;
+            break;
+        }
+        struct kslot *k = &idx->ks[pos];
+        if (k->nsf != 0 && purge_dead(idx, k) == 0) {
+            /* The next entry may now sit here: look at pos again. */
+            drop_slot(idx, pos);
+            continue;
+        }
+        idx->sweep_pos = pos + 1;
+    }
+    return idx->sweeping ? 1 : 0;
+}
+
+int
+brain_prefix_index_remove_node(struct brain_prefix_index *idx, uint16_t node)
+{
+    if (!idx || node >= BRAIN_PREFIX_MAX_NODES)
+        return -EINVAL;
+    uint32_t held = idx->count[node][0];
+    if (held == 0)
+        return 0;
+    idx->dead[node >> 6] |= 1ull << (node & 63);
+    idx->ndead++;
+    memset(idx->count[node], 0, sizeof(idx->count[node]));
+    /* Start over: a pass already under way may have passed its blocks. */
+    idx->sweeping = true;
+    idx->sweep_pos = 0;
+    return held > INT_MAX ? INT_MAX : (int)held;
+}
+
+/* --- lifecycle --------------------------------------------------------- */
+
+int
+brain_prefix_index_create(const struct brain_prefix_index_options *opts,
+                          struct brain_prefix_index **out)
+{
+    struct brain_prefix_index_options o = {0};
+    struct brain_prefix_index *idx;
+    int r;
+
+    if (!out)
+        return -EINVAL;
+    *out = NULL;
+    if (opts)
+        o = *opts;
+    if (o.half_life_us == 0)
+        o.half_life_us = DEFAULT_HALF_LIFE_US;
+    if (o.seed == 0)
+        o.seed = DEFAULT_SEED;
+    if (o.initial_blocks > SIZE_MAX / 64)
+        return -EINVAL;
+
+    idx = calloc(1, sizeof(*idx));
+    if (!idx)
+        return -ENOMEM;
+    idx->seed = o.seed;
+    idx->quantum_us = o.half_life_us / HOT_STEPS;
+    if (idx->quantum_us == 0)
+        idx->quantum_us = 1;
+    for (int i = 0; i < HOT_STEPS; i++)
+        idx->decay[i] = (float)exp2(-(double)i / HOT_STEPS);
+    for (unsigned c = 0; c < POOL_CLASSES; c++)
+        idx->pool_free[c] = POOL_NONE;
+    idx->call_tag = 0;
+    /* A one-slot empty table until the first rebuild sizes it. */
+    idx->nslots = 1;
+    idx->ks = calloc(1, sizeof(*idx->ks));
+    idx->cs = calloc(1, sizeof(*idx->cs));
+    if (!idx->ks || !idx->cs) {
+        brain_prefix_index_destroy(idx);
+        return -ENOMEM;
+    }
+    r = grow(idx, o.initial_blocks);
+    if (r < 0) {
+        brain_prefix_index_destroy(idx);
+        return r;
+    }
+    idx->rehashes = 0;
+    *out = idx;
+    return 0;
+}
+
+void
+brain_prefix_index_destroy(struct brain_prefix_index *idx)
+{
+    if (!idx)
+        return;
+    tables_free(idx->ks, idx->cs, idx->nslots);
+    free(idx->pool);
+    free(idx);
+}
+
+int
+brain_prefix_index_reserve(struct brain_prefix_index *idx, size_t blocks)
+{
+    if (!idx || blocks > SIZE_MAX / 64)
+        return -EINVAL;
+    if (blocks <= idx->grow_at)
+        return 0;
+    return grow(idx, blocks);
+}
+
+/* --- events ------------------------------------------------------------ */
+
+/*
+ * Adds tier bit `bit` for node to k, keeping holders sorted by node (so
+ * find_matches() results come out in node order).  Returns 2 if node is a
+ * new holder, 1 if it gained a tier, 0 if nothing changed, -ENOMEM.
+ */
+static int
+add_holder(struct brain_prefix_index *idx, struct kslot *k, uint16_t node,
+           unsigned bit)
+{
+    uint32_t n, off;
+    uint16_t *h = holders_of(idx, k, &n);
+    uint32_t j = holder_search(h, n, node);
+    uint16_t v = H_MAKE(node, bit);
+    int r;
+
+    if (j < n && H_NODE(h[j]) == node) {
+        if (H_MASK(h[j]) & bit)
+            return 0;
+        h[j] |= (uint16_t)(bit << 12);
+        return 1;
+    }
+    if (!(k->nsf & NSF_OVERFLOW)) {
+        if (n < INLINE_HOLDERS) {
+            memmove(&h[j + 1], &h[j], (n - j) * sizeof(*h));
+            h[j] = v;
+            return 2;
+        }
+        r = pool_alloc(idx, 0, &off);
+        if (r < 0)
+            return r;
+        uint16_t *p = idx->pool + off;
+        memcpy(p, k->hold, j * sizeof(*p));
+        p[j] = v;
+        memcpy(p + j + 1, k->hold + j, (INLINE_HOLDERS - j) * sizeof(*p));
+        k->nsf |= NSF_OVERFLOW;
+        slot_set_pool(k, off, INLINE_HOLDERS + 1);
+        idx->overflow_blocks++;
+        return 2;
+    }
+    unsigned cls = pool_class(n);
+    uint32_t cur = slot_pool_off(k);
+    if (n == (uint32_t)4 << cls) {
+        r = pool_alloc(idx, cls + 1, &off);
+        if (r < 0)
+            return r;
+        /* pool_alloc may have moved the pool: take pointers after it. */
+        const uint16_t *src = idx->pool + cur;
+        uint16_t *dst = idx->pool + off;
+        memcpy(dst, src, j * sizeof(*dst));
+        dst[j] = v;
+        memcpy(dst + j + 1, src + j, (n - j) * sizeof(*dst));
+        pool_free(idx, cls, cur);
+        slot_set_pool(k, off, n + 1);
+        return 2;
+    }
+    uint16_t *p = idx->pool + cur;
+    memmove(p + j + 1, p + j, (n - j) * sizeof(*p));
+    p[j] = v;
+    k->hold[2] = (uint16_t)(n + 1);
+    return 2;
+}
+
+/*
+ * Clears tier bit `bit` of node in k.  Returns -ENOENT if it was not set,
+ * 1 if the slot still has holders, 0 if it has none left; *gone tells
+ * whether node stopped being a holder.
+ */
+static int
+del_holder(struct brain_prefix_index *idx, struct kslot *k, uint16_t node,
+           unsigned bit, bool *gone)
+{
+    uint32_t n;
+    uint16_t *h = holders_of(idx, k, &n);
+    uint32_t j = holder_search(h, n, node);
+
+    *gone = false;
+    if (j >= n || H_NODE(h[j]) != node || !(H_MASK(h[j]) & bit))
+        return -ENOENT;
+    h[j] &= (uint16_t) ~(bit << 12);
+    if (H_MASK(h[j]) != 0)
+        return 1;
+    *gone = true;
+    memmove(&h[j], &h[j + 1], (n - j - 1) * sizeof(*h));
+    n--;
+    if (k->nsf & NSF_OVERFLOW)
+        shrink_holders(idx, k, pool_class(n + 1), n);
+    else
+        h[n] = 0;
+    return n > 0 ? 1 : 0;
+}
+
+static int
+do_store(struct brain_prefix_index *idx, uint64_t m, uint16_t nsv,
+         uint16_t node, uint8_t tier, uint64_t parent)
+{
+    unsigned bit = BRAIN_PREFIX_TIER_BIT(tier);
+    bool found;
+    size_t pos;
+    int r;
+
+    if (idx->ndead && is_dead(idx, node))
+        (void)brain_prefix_index_sweep(idx, SIZE_MAX);
+    pos = probe(idx, m, nsv, &found);
+    if (found) {
+        struct kslot *k = &idx->ks[pos];
+        /* If only removed nodes held it, it simply starts over here. */
+        if (idx->ndead)
+            (void)purge_dead(idx, k);
+        r = add_holder(idx, k, node, bit);
+        if (r < 0)
+            return r;
+        if (idx->cs[pos].parent == 0)
+            idx->cs[pos].parent = parent;
+        if (r == 0)
+            return 0;
+        idx->count[node][tier]++;
+        if (r == 2)
+            idx->count[node][0]++;
+        return 1;
+    }
+    if (idx->nentries + 1 > idx->grow_at) {
+        r = grow(idx, idx->nentries + 1);
+        if (r < 0)
+            return r;
+        pos = probe(idx, m, nsv, &found);
+    }
+    /* Shift the rest of the cluster up by one to keep it sorted. */
+    struct kslot *ks = idx->ks;
+    size_t e = pos;
+    while (ks[e].nsf != 0)
+        e++;
+    if (e + 1 >= idx->nslots) {
+        r = grow(idx, idx->nentries + 1);
+        if (r < 0)
+            return r;
+        return do_store(idx, m, nsv, node, tier, parent);
+    }
+    memmove(&ks[pos + 1], &ks[pos], (e - pos) * sizeof(*ks));
+    memmove(&idx->cs[pos + 1], &idx->cs[pos], (e - pos) * sizeof(*idx->cs));
+    ks[pos] = (struct kslot){.m = m, .nsf = nsv};
+    ks[pos].hold[0] = H_MAKE(node, bit);
+    idx->cs[pos] = (struct cslot){.parent = parent};
+    idx->nentries++;
+    idx->count[node][tier]++;
+    idx->count[node][0]++;
+    return 1;
+}
+
+static int
+do_remove(struct brain_prefix_index *idx, uint64_t m, uint16_t nsv,
+          uint16_t node, uint8_t tier)
+{
+    bool found, gone;
+    size_t pos;
+    int r;
+
+    if (idx->ndead && is_dead(idx, node))
+        return -ENOENT;
+    pos = probe(idx, m, nsv, &found);
+    if (!found)
+        return -ENOENT;
+    struct kslot *k = &idx->ks[pos];
+    if (idx->ndead)
+        (void)purge_dead(idx, k);
+    r = del_holder(idx, k, node, BRAIN_PREFIX_TIER_BIT(tier), &gone);
+    if (r < 0)
+        return r;
+    idx->count[node][tier]--;
+    if (gone)
+        idx->count[node][0]--;
+    if (r == 0)
+        drop_slot(idx, pos);
+    return 0;
+}
+
+static int
+do_access(struct brain_prefix_index *idx, uint64_t m, uint16_t nsv, uint32_t q)
+{
+    bool found;
+    size_t pos = probe(idx, m, nsv, &found);
+
+    if (!found)
+        return -ENOENT;
+    struct cslot *c = &idx->cs[pos];
+    int32_t dq = (int32_t)(q - c->hot_q);
+    if (dq >= 0) {
+        c->hot = decayed(idx, c->hot, (uint32_t)dq) + 1.0f;
+        c->hot_q = q;
+    } else {
+        /* An older event: add it already decayed to the slot's time. */
+        c->hot += decayed(idx, 1.0f, (uint32_t)-dq);
+    }
+    return 0;
+}
+
+int
+brain_prefix_index_store(struct brain_prefix_index *idx, uint16_t ns,
+                         uint16_t node, uint8_t tier, uint64_t hash,
+                         uint64_t parent)
+{
+    if (!idx || !valid_ns(ns) || node >= BRAIN_PREFIX_MAX_NODES ||
+        !valid_tier(tier))
+        return -EINVAL;
+    return do_store(idx, key_of(idx, ns, hash), (uint16_t)(ns + 1), node, tier,
+                    parent);
+}
+
+int
+brain_prefix_index_remove(struct brain_prefix_index *idx, uint16_t ns,
+                          uint16_t node, uint8_t tier, uint64_t hash)
+{
+    if (!idx || !valid_ns(ns) || node >= BRAIN_PREFIX_MAX_NODES ||
+        !valid_tier(tier))
+        return -EINVAL;
+    return do_remove(idx, key_of(idx, ns, hash), (uint16_t)(ns + 1), node,
+                     tier);
+}
+
+int
+brain_prefix_index_access(struct brain_prefix_index *idx, uint16_t ns,
+                          uint16_t node, uint64_t hash, uint64_t now_us)
+{
+    if (!idx || !valid_ns(ns) || node >= BRAIN_PREFIX_MAX_NODES)
+        return -EINVAL;
+    return do_access(idx, key_of(idx, ns, hash), (uint16_t)(ns + 1),
+                     quantum_of(idx, now_us));
+}
+
+static bool
+valid_event(const struct brain_prefix_event *e)
+{
+    if (!valid_ns(e->ns) || e->node >= BRAIN_PREFIX_MAX_NODES)
+        return false;
+    switch (e->type) {
+    case BRAIN_PREFIX_EV_STORED:
+    case BRAIN_PREFIX_EV_REMOVED:
+        return valid_tier(e->tier);
+    case BRAIN_PREFIX_EV_ACCESSED:
+        return true;
+    default:
+        return false;
+    }
+}
+
+int
+brain_prefix_index_apply(struct brain_prefix_index *idx,
+                         const struct brain_prefix_event *ev, size_t n,
+                         uint64_t now_us)
+{
+    uint64_t mk[PREFETCH_AHEAD];
+    int changed = 0;
+
+    if (!idx || (!ev && n > 0) || n > INT_MAX)
+        return -EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (!valid_event(&ev[i]))
+            return -EINVAL;
+    uint32_t q = quantum_of(idx, now_us);
+    /*
+     * Keys are computed once, when their prefetch is issued; homes are
+     * not kept since a STORED may rebuild the table under us.  A report
+     * is usually all one namespace, so its salt is cached.
+     */
+    uint16_t salt_ns = n ? ev[0].ns : 0;
+    uint64_t salt = ns_salt(idx, salt_ns);
+    for (size_t i = 0; i < n + PREFETCH_AHEAD; i++) {
+        /* Event i's key goes where event i - PREFETCH_AHEAD's was. */
+        uint64_t m = mk[i % PREFETCH_AHEAD];
+        if (i < n) {
+            if (ev[i].ns != salt_ns) {
+                salt_ns = ev[i].ns;
+                salt = ns_salt(idx, salt_ns);
+            }
+            uint64_t mi = fmix64(ev[i].hash ^ salt);
+            size_t home = home_of(idx->cap, mi);
+            prefetch_keys(idx->ks + home);
+            __builtin_prefetch(idx->cs + home, 1, 3);
+            mk[i % PREFETCH_AHEAD] = mi;
+        }
+        if (i < PREFETCH_AHEAD)
+            continue;
+        const struct brain_prefix_event *e = &ev[i - PREFETCH_AHEAD];
+        uint16_t nsv = (uint16_t)(e->ns + 1);
+        int r;
+
+        switch (e->type) {
+        case BRAIN_PREFIX_EV_STORED:
+            r = do_store(idx, m, nsv, e->node, e->tier, e->parent);
+            break;
+        case BRAIN_PREFIX_EV_REMOVED:
+            r = do_remove(idx, m, nsv, e->node, e->tier);
+            r = r == 0 ? 1 : r;
+            break;
+        default:
+            r = do_access(idx, m, nsv, q);
+            r = r == 0 ? 1 : r;
+            break;
+        }
+        if (r == -ENOENT)
+            continue;
+        if (r < 0)
+            return r;
+        changed += r;
+    }
+    return changed;
+}
+
+/* --- find_matches ------------------------------------------------------ */
+
+/* Records that the results in `bits` (word w) stop matching tier t at i. */
+static inline void
+end_bits(struct brain_prefix_index *idx, unsigned t, size_t w, uint64_t bits,
+         uint32_t i)
+{
+    while (bits) {
+        idx->mt[t][w * 64 + (unsigned)__builtin_ctzll(bits)] = i;
+        bits &= bits - 1;
+    }
+}
+
+/*
+ * The chain walk of find_matches() for up to 64 results (the common
+ * case), with the per-tier bitsets in registers.  a<t> holds the results
+ * whose every block so far is in tier t or faster; l<t> the results
+ * holding the current block in tier t or faster.  A block costs O(its
+ * holders) plus a few word operations, however many nodes still match,
+ * and the walk stops when none does.
+ */
+static void
+walk_one_word(struct brain_prefix_index *idx, struct lookahead *la, size_t n,
+              uint16_t nsv, size_t nres, uint32_t tag)
+{
+    uint64_t a1 = 0, a2 = 0, a3 = 0, a4 = 0;
+    size_t i;
+
+    for (size_t r = 0; r < nres; r++) {
+        uint64_t bit = 1ull << r;
+        unsigned f = idx->cur[r];
+        a1 |= f <= 1 ? bit : 0;
+        a2 |= f <= 2 ? bit : 0;
+        a3 |= f <= 3 ? bit : 0;
+        a4 |= bit;
+    }
+    for (i = 1; i < n; i++) {
+        struct kslot *k = la_find(idx, la, i, nsv);
+        if (!k)
+            break;
+        uint64_t l1 = 0, l2 = 0, l3 = 0, l4 = 0;
+        uint32_t nh;
+        const uint16_t *h = holders_of(idx, k, &nh);
+        for (uint32_t j = 0; j < nh; j++) {
+            uint32_t e = idx->rmap[H_NODE(h[j])];
+            if ((e & ~RMAP_INDEX) != tag)
+                continue;
+            uint64_t bit = 1ull << (e & RMAP_INDEX);
+            unsigned m = H_MASK(h[j]);
+            l1 |= bit & -(uint64_t)(m & 1);
+            l2 |= bit & -(uint64_t)((m & 3) != 0);
+            l3 |= bit & -(uint64_t)((m & 7) != 0);
+            l4 |= bit;
+        }
+        uint64_t d1 = a1 & ~l1, d2 = a2 & ~l2, d3 = a3 & ~l3, d4 = a4 & ~l4;
+        if (d1 | d2 | d3 | d4) {
+            end_bits(idx, 1, 0, d1, (uint32_t)i);
+            end_bits(idx, 2, 0, d2, (uint32_t)i);
+            end_bits(idx, 3, 0, d3, (uint32_t)i);
+            end_bits(idx, 4, 0, d4, (uint32_t)i);
+            a1 &= l1;
+            a2 &= l2;
+            a3 &= l3;
+            a4 &= l4;
+            if (!a4)
+                break;
+        }
+    }
+    /* Whoever is still matching matched up to here. */
+    end_bits(idx, 1, 0, a1, (uint32_t)i);
+    end_bits(idx, 2, 0, a2, (uint32_t)i);
+    end_bits(idx, 3, 0, a3, (uint32_t)i);
+    end_bits(idx, 4, 0, a4, (uint32_t)i);
+}
+
+/* The same for more than 64 results, with the bitsets in idx. */
+static void
+walk_words(struct brain_prefix_index *idx, struct lookahead *la, size_t n,
+           uint16_t nsv, size_t nres, uint32_t tag)
+{
+    size_t nw = (nres + 63) / 64, i;
+
+    memset(idx->alive, 0, sizeof(idx->alive));
+    for (size_t r = 0; r < nres; r++)
+        for (unsigned t = idx->cur[r]; t <= BRAIN_PREFIX_TIER_MAX; t++)
+            idx->alive[t][r / 64] |= 1ull << (r % 64);
+    for (i = 1; i < n; i++) {
+        struct kslot *k = la_find(idx, la, i, nsv);
+        if (!k)
+            break;
+        memset(idx->held, 0, sizeof(idx->held));
+        uint32_t nh;
+        const uint16_t *h = holders_of(idx, k, &nh);
+        for (uint32_t j = 0; j < nh; j++) {
+            uint32_t e = idx->rmap[H_NODE(h[j])];
+            if ((e & ~RMAP_INDEX) != tag)
+                continue;
+            uint32_t r = e & RMAP_INDEX;
+            idx->held[fastest_tier(H_MASK(h[j]))][r / 64] |= 1ull << (r % 64);
+        }
+        uint64_t any = 0;
+        for (size_t w = 0; w < nw; w++) {
+            uint64_t hm = 0;
+            for (unsigned t = 1; t <= BRAIN_PREFIX_TIER_MAX; t++) {
+                hm |= idx->held[t][w];
+                end_bits(idx, t, w, idx->alive[t][w] & ~hm, (uint32_t)i);
+                idx->alive[t][w] &= hm;
+            }
+            any |= idx->alive[BRAIN_PREFIX_TIER_MAX][w];
+        }
+        if (!any)
+            break;
+    }
+    for (unsigned t = 1; t <= BRAIN_PREFIX_TIER_MAX; t++)
+        for (size_t w = 0; w < nw; w++)
+            end_bits(idx, t, w, idx->alive[t][w], (uint32_t)i);
+}
+
+static int
+key_desc(const void *a, const void *b)
+{
+    unsigned __int128 x = *(const unsigned __int128 *)a;
+    unsigned __int128 y = *(const unsigned __int128 *)b;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* For chains too long to pack: keys hold result indices. */
+static int
+result_desc(const void *a, const void *b, void *arg)
+{
+    const struct brain_prefix_index *idx = arg;
+    uint32_t x = (uint32_t) * (const unsigned __int128 *)a;
+    uint32_t y = (uint32_t) * (const unsigned __int128 *)b;
+
+    for (int t = BRAIN_PREFIX_TIER_MAX; t >= 1; t--)
+        if (idx->mt[t][x] != idx->mt[t][y])
+            return idx->mt[t][x] > idx->mt[t][y] ? -1 : 1;
+    return (int)idx->rnode[x] - (int)idx->rnode[y];
+}
+
+/*
+ * Orders the results best first into idx->keys (as result indices).
+ * Results are numbered in node order, so packing (matched[4..1], ~index)
+ * into one 128-bit key breaks ties by the lower node.  Commonly most
+ * nodes hold only the first block or two and tie, the keys are nearly
+ * sorted already, and insertion sort is linear.
+ */
+static void
+sort_results(struct brain_prefix_index *idx, size_t nres, size_t n)
+{
+    unsigned __int128 *k = idx->keys;
+
+    if (n > 0xffff) {
+        for (size_t r = 0; r < nres; r++)
+            k[r] = r;
+        qsort_r(k, nres, sizeof(*k), result_desc, idx);
+        return;
+    }
+    for (size_t r = 0; r < nres; r++) {
+        uint64_t m = (uint64_t)idx->mt[4][r] << 48 |
+                     (uint64_t)idx->mt[3][r] << 32 |
+                     (uint64_t)idx->mt[2][r] << 16 | idx->mt[1][r];
+        k[r] = (unsigned __int128)m << 16 | (0xffffu - r);
+    }
+    if (nres > 64) {
+        qsort(k, nres, sizeof(*k), key_desc);
+    } else {
+        for (size_t i = 1; i < nres; i++) {
+            unsigned __int128 x = k[i];
+            size_t j = i;
+            while (j > 0 && k[j - 1] < x) {
+                k[j] = k[j - 1];
+                j--;
+            }
+            k[j] = x;
+        }
+    }
+    for (size_t r = 0; r < nres; r++)
+        k[r] = 0xffffu - (uint16_t)k[r];
+}
+
+int
+brain_prefix_index_find_matches(struct brain_prefix_index *idx, uint16_t ns,
+                                const uint64_t *chain, size_t n,
+                                struct brain_prefix_match *out, size_t out_cap)
+{
+    if (!idx || !valid_ns(ns) || !chain || n == 0 || n > UINT32_MAX ||
+        (!out && out_cap > 0))
+        return -EINVAL;
+
+    uint16_t nsv = (uint16_t)(ns + 1);
+    size_t nres = 0;
+    uint32_t nh;
+    struct lookahead la;
+
+    /*
+     * The chain's slots are independent loads: keep many in flight so a
+     * long chain costs a few memory latencies, not one per block.
+     */
+    la_start(idx, &la, chain, n, ns_salt(idx, ns));
+    struct kslot *k = la_find(idx, &la, 0, nsv);
+    if (!k)
+        return 0;
+
+    /* Every holder of block 0 is a result; number them in node order. */
+    uint32_t tag = (idx->call_tag += RMAP_INDEX + 1);
+    if (tag == 0) {
+        /* Tags wrapped (every 2^20 calls): forget every old one. */
+        memset(idx->rmap, 0, sizeof(idx->rmap));
+        tag = idx->call_tag = RMAP_INDEX + 1;
+    }
+    const uint16_t *h = holders_of(idx, k, &nh);
+    for (uint32_t j = 0; j < nh; j++) {
+        uint16_t node = H_NODE(h[j]);
+        if (idx->ndead && is_dead(idx, node))
+            continue;
+        unsigned f = fastest_tier(H_MASK(h[j]));
+        idx->rnode[nres] = node;
+        idx->rmap[node] = tag | (uint32_t)nres;
+        /* Tiers faster than f end at 0; the others start open. */
+        for (unsigned t = 1; t < f; t++)
+            idx->mt[t][nres] = 0;
+        idx->cur[nres] = (uint8_t)f;
+        nres++;
+    }
+    if (nres == 0)
+        return 0;
+    if (nres <= 64)
+        walk_one_word(idx, &la, n, nsv, nres, tag);
+    else
+        walk_words(idx, &la, n, nsv, nres, tag);
+    if (out_cap == 0)
+        return (int)nres;
+    sort_results(idx, nres, n);
+    size_t nout = nres < out_cap ? nres : out_cap;
+    for (size_t j = 0; j < nout; j++) {
+        size_t r = (size_t)idx->keys[j];
+        out[j].matched[0] = 0;
+        for (unsigned t = 1; t <= BRAIN_PREFIX_TIER_MAX; t++)
+            out[j].matched[t] = idx->mt[t][r];
+        out[j].node = idx->rnode[r];
+    }
+    return (int)nres;
+}
+
+/* --- other queries ----------------------------------------------------- */
+
+static int
+holder_cmp(const void *a, const void *b)
+{
+    const struct brain_prefix_holder *x = a, *y = b;
+    return (int)x->node - (int)y->node;
+}
+
+/* Live holders of k, counted (and copied to out when out != NULL). */
+static uint32_t
+live_holders(struct brain_prefix_index *idx, struct kslot *k,
+             struct brain_prefix_holder *out, size_t cap)
+{
+    uint32_t n, live = 0;
+    const uint16_t *h = holders_of(idx, k, &n);
+
+    for (uint32_t j = 0; j < n; j++) {
+        if (idx->ndead && is_dead(idx, H_NODE(h[j])))
+            continue;
+        if (out && live < cap) {
+            out[live].node = H_NODE(h[j]);
+            out[live].tiers = (uint8_t)H_MASK(h[j]);
+        }
+        live++;
+    }
+    return live;
+}
+
+static void
+fill_block(const struct brain_prefix_index *idx, size_t pos, uint64_t salt,
+           uint16_t ns, uint32_t q, uint32_t live,
+           struct brain_prefix_block *b)
+{
+    b->hash = unfmix64(idx->ks[pos].m) ^ salt;
+    b->parent = idx->cs[pos].parent;
+    b->hotness = hot_at(idx, &idx->cs[pos], q);
+    b->nholders = live;
+    b->ns = ns;
+}
+
+int
+brain_prefix_index_lookup(struct brain_prefix_index *idx, uint16_t ns,
+                          uint64_t hash, uint64_t now_us,
+                          struct brain_prefix_block *info,
+                          struct brain_prefix_holder *holders, size_t cap)
+{
+    bool found;
+
+    if (!idx || !valid_ns(ns) || (!holders && cap > 0))
+        return -EINVAL;
+    uint64_t salt = ns_salt(idx, ns);
+    size_t pos = probe(idx, fmix64(hash ^ salt), (uint16_t)(ns + 1), &found);
+    if (!found)
+        return -ENOENT;
+    uint32_t live = live_holders(idx, &idx->ks[pos], holders, cap);
+    if (live == 0)
+        return -ENOENT;
+    /* Already in node order; sorting keeps that promise explicit. */
+    if (holders)
+        qsort(holders, live < cap ? live : cap, sizeof(*holders), holder_cmp);
+    if (info)
+        fill_block(idx, pos, salt, ns, quantum_of(idx, now_us), live, info);
+    return live > INT_MAX ? INT_MAX : (int)live;
+}
+
+int
+brain_prefix_index_node_blocks(const struct brain_prefix_index *idx,
+                               uint16_t node, uint8_t tier, uint64_t *out)
+{
+    if (!idx || !out || node >= BRAIN_PREFIX_MAX_NODES ||
+        tier > BRAIN_PREFIX_TIER_MAX)
+        return -EINVAL;
+    *out = idx->count[node][tier];
+    return 0;
+}
+
+/* Orders by hotness, then hash, so top_k_hot() is deterministic. */
+static inline bool
+hotter(const struct brain_prefix_block *a, const struct brain_prefix_block *b)
+{
+    if (a->hotness != b->hotness)
+        return a->hotness > b->hotness;
+    return a->hash < b->hash;
+}
+
+/* Min-heap (coldest at the root) sift-down over h[0..n-1]. */
+static void
+heap_down(struct brain_prefix_block *h, size_t n, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < n && hotter(&h[m], &h[l]))
+            m = l;
+        if (r < n && hotter(&h[m], &h[r]))
+            m = r;
+        if (m == i)
+            return;
+        struct brain_prefix_block t = h[i];
+        h[i] = h[m];
+        h[m] = t;
+        i = m;
+    }
+}
+
+static void
+heap_up(struct brain_prefix_block *h, size_t i)
+{
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (!hotter(&h[p], &h[i]))
+            return;
+        struct brain_prefix_block t = h[i];
+        h[i] = h[p];
+        h[p] = t;
+        i = p;
+    }
+}
+
+int
+brain_prefix_index_top_k_hot(struct brain_prefix_index *idx, uint16_t ns,
+                             uint64_t now_us, struct brain_prefix_block *out,
+                             size_t k)
+{
+    if (!idx || !valid_ns(ns) || (!out && k > 0) || k > INT_MAX)
+        return -EINVAL;
+    uint64_t salt = ns_salt(idx, ns);
+    uint16_t nsv = (uint16_t)(ns + 1);
+    uint32_t q = quantum_of(idx, now_us);
+    size_t n = 0;
+
+    if (k == 0)
+        return 0;
+    for (size_t i = 0; i + 1 < idx->nslots; i++) {
+        if ((idx->ks[i].nsf & NS_MASK) != nsv)
+            continue;
+        float hot = hot_at(idx, &idx->cs[i], q);
+        if (n == k && hot < out[0].hotness)
+            continue;
+        uint32_t live = live_holders(idx, &idx->ks[i], NULL, 0);
+        if (live == 0)
+            continue;
+        struct brain_prefix_block b;
+        fill_block(idx, i, salt, ns, q, live, &b);
+        if (n < k) {
+            out[n] = b;
+            heap_up(out, n++);
+        } else if (hotter(&b, &out[0])) {
+            out[0] = b;
+            heap_down(out, n, 0);
+        }
+    }
+    /* Heap sort in place: repeatedly move the coldest to the end. */
+    for (size_t end = n; end > 1; end--) {
+        struct brain_prefix_block t = out[0];
+        out[0] = out[end - 1];
+        out[end - 1] = t;
+        heap_down(out, end - 1, 0);
+    }
+    return (int)n;
+}
+
+int
+brain_prefix_index_for_each_hot(struct brain_prefix_index *idx, uint16_t ns,
+                                uint64_t now_us, double min_hotness,
+                                brain_prefix_hot_cb cb, void *arg)
+{
+    if (!idx || !valid_ns(ns) || !cb)
+        return -EINVAL;
+    uint64_t salt = ns_salt(idx, ns);
+    uint16_t nsv = (uint16_t)(ns + 1);
+    uint32_t q = quantum_of(idx, now_us);
+    int calls = 0;
+
+    for (size_t i = 0; i + 1 < idx->nslots; i++) {
+        if ((idx->ks[i].nsf & NS_MASK) != nsv)
+            continue;
+        if (hot_at(idx, &idx->cs[i], q) < min_hotness)
+            continue;
+        uint32_t live = live_holders(idx, &idx->ks[i], NULL, 0);
+        if (live == 0)
+            continue;
+        struct brain_prefix_block b;
+        fill_block(idx, i, salt, ns, q, live, &b);
+        int r = cb(&b, arg);
+        if (r != 0)
+            return r;
+        if (calls < INT_MAX)
+            calls++;
+    }
+    return calls;
+}
+
+void
+brain_prefix_index_stats(const struct brain_prefix_index *idx,
+                         struct brain_prefix_index_stats *out)
+{
+    if (!idx || !out)
+        return;
+    memset(out, 0, sizeof(*out));
+    out->blocks = idx->nentries;
+    out->slots = idx->nslots;
+    out->overflow_blocks = idx->overflow_blocks;
+    out->memory_bytes = sizeof(*idx) +
+                        idx->nslots * (sizeof(*idx->ks) + sizeof(*idx->cs)) +
+                        idx->pool_cap * sizeof(*idx->pool);
+    out->rehashes = idx->rehashes;
+    out->dead_nodes = idx->ndead;
+}

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "error.h"
 #include "log.h"
@@ -232,43 +233,50 @@ send_hello(struct agent *a)
         l2 += a->gpus.gpu[i].l2_persist_max;
     }
 
-    /* Tiers, fastest first.  Absent hardware is listed as unavailable
-     * with the reason, never faked. */
+    /* Tiers, fastest first, as the store has them.  Absent hardware is
+     * listed as unavailable with the reason, never faked. */
     for (size_t i = 0; i < 4; i++) {
         mcos__tier_info__init(&tiers[i]);
         tier_ptrs[i] = &tiers[i];
     }
     tiers[nt].kind = MCOS__TIER_KIND__TIER_SRAM;
     tiers[nt].capacity_bytes = l2;
-    tiers[nt].available = l2 > 0;
+    tiers[nt].available = false;
     snprintf(sram_note, sizeof sram_note, "%s",
-             l2 ? "L2 persisting access-policy window"
+             l2 ? "GPU supports L2 persistence; the residency hint is not "
+                  "enabled yet"
                 : "no GPU with L2 persistence");
     tiers[nt++].note = sram_note;
-    tiers[nt].kind = MCOS__TIER_KIND__TIER_HBM;
-    if (hbm) {
-        tiers[nt].capacity_bytes = hbm;
-        tiers[nt].available = true;
-        snprintf(hbm_note, sizeof hbm_note, "%s", a->gpus.note);
-    } else if (a->cfg.emulate_hbm_bytes) {
-        tiers[nt].capacity_bytes = a->cfg.emulate_hbm_bytes;
-        tiers[nt].available = true;
-        tiers[nt].emulated = true;
-        snprintf(hbm_note, sizeof hbm_note,
-                 "emulated in host DRAM (--emulate-hbm)");
-    } else {
-        snprintf(hbm_note, sizeof hbm_note, "%s", a->gpus.note);
-    }
-    tiers[nt++].note = hbm_note;
-    tiers[nt].kind = MCOS__TIER_KIND__TIER_DRAM;
-    tiers[nt].capacity_bytes = a->cfg.dram_bytes;
-    tiers[nt].available = true;
-    tiers[nt++].note = "";
-    if (*a->cfg.nvme_dir) {
-        tiers[nt].kind = MCOS__TIER_KIND__TIER_NVME;
-        tiers[nt].capacity_bytes = a->cfg.nvme_bytes;
-        tiers[nt].available = true;
-        tiers[nt++].note = a->cfg.nvme_dir;
+    for (int kind = MCOS__TIER_KIND__TIER_HBM;
+         kind <= MCOS__TIER_KIND__TIER_NVME; kind++) {
+        struct agent_store_tier u;
+
+        agent_store_tier_usage(a->store, kind, &u);
+        if (!u.present && kind != MCOS__TIER_KIND__TIER_HBM) {
+            continue;
+        }
+        tiers[nt].kind = kind;
+        tiers[nt].capacity_bytes = u.capacity;
+        tiers[nt].available = u.present;
+        tiers[nt].emulated = u.emulated;
+        if (kind == MCOS__TIER_KIND__TIER_HBM) {
+            if (u.emulated) {
+                snprintf(hbm_note, sizeof hbm_note,
+                         "emulated in host DRAM (--emulate-hbm)");
+            } else if (!u.present && hbm) {
+                snprintf(hbm_note, sizeof hbm_note,
+                         "%s; the CUDA HBM tier is not enabled yet",
+                         a->gpus.note);
+            } else {
+                snprintf(hbm_note, sizeof hbm_note, "%s", a->gpus.note);
+            }
+            tiers[nt].note = hbm_note;
+        } else if (kind == MCOS__TIER_KIND__TIER_NVME) {
+            tiers[nt].note = a->cfg.nvme_dir;
+        } else {
+            tiers[nt].note = "";
+        }
+        nt++;
     }
 
     for (size_t i = 0; i < n_nics; i++) {
@@ -297,6 +305,7 @@ send_hello(struct agent *a)
     h.applied_gen = agent_tables_gen(a->tables);
     h.version = MCOS_VERSION;
     h.gpu_note = a->gpus.note;
+    h.http_url = a->cfg.http_listen;
 
     if (send_msg(a, MCOS__MSG_TYPE__MSG_HELLO, &h.base, call_timeout(a),
                  hello_cb, NULL) == 0) {
@@ -341,30 +350,19 @@ send_report(struct agent *a)
         links[i].rx_bps = nic[i].rx_bps;
         link_ptrs[i] = &links[i];
     }
-    /* Tier usage: nothing is stored until the object store lands, so used
-     * is 0 and honest. */
-    mcos__tier_usage__init(&tiers[nt]);
-    tiers[nt].kind = MCOS__TIER_KIND__TIER_DRAM;
-    tiers[nt].capacity_bytes = a->cfg.dram_bytes;
-    tier_ptrs[nt] = &tiers[nt];
-    nt++;
-    if (*a->cfg.nvme_dir) {
-        mcos__tier_usage__init(&tiers[nt]);
-        tiers[nt].kind = MCOS__TIER_KIND__TIER_NVME;
-        tiers[nt].capacity_bytes = a->cfg.nvme_bytes;
-        tier_ptrs[nt] = &tiers[nt];
-        nt++;
-    }
-    if (a->cfg.emulate_hbm_bytes || a->gpus.n) {
-        uint64_t cap = a->cfg.emulate_hbm_bytes;
+    for (int kind = MCOS__TIER_KIND__TIER_HBM;
+         kind <= MCOS__TIER_KIND__TIER_NVME; kind++) {
+        struct agent_store_tier u;
 
-        for (size_t i = 0; i < a->gpus.n; i++) {
-            cap = i ? cap + a->gpus.gpu[i].memory_bytes
-                    : a->gpus.gpu[i].memory_bytes;
+        agent_store_tier_usage(a->store, kind, &u);
+        if (!u.present) {
+            continue;
         }
         mcos__tier_usage__init(&tiers[nt]);
-        tiers[nt].kind = MCOS__TIER_KIND__TIER_HBM;
-        tiers[nt].capacity_bytes = cap;
+        tiers[nt].kind = kind;
+        tiers[nt].capacity_bytes = u.capacity;
+        tiers[nt].used_bytes = u.used;
+        tiers[nt].objects = u.objects;
         tier_ptrs[nt] = &tiers[nt];
         nt++;
     }
@@ -430,6 +428,7 @@ timer_cb(uv_timer_t *t)
 {
     struct agent *a = t->data;
 
+    agent_store_tick(a->store);
     if (a->registered && !a->report_in_flight) {
         send_report(a);
     }
@@ -442,9 +441,10 @@ timer_cb(uv_timer_t *t)
 static int
 copy_config(struct agent_config *dst, const struct agent_config *src)
 {
-    char **d[] = {&dst->node,         &dst->brain,    &dst->http_listen,
-                  &dst->rack,         &dst->zone,     &dst->nvme_dir,
-                  &dst->data_address, &dst->cuda_lib, &dst->log_level};
+    char **d[] = {&dst->api_listen, &dst->shm_name,    &dst->node,
+                  &dst->brain,      &dst->http_listen, &dst->rack,
+                  &dst->zone,       &dst->nvme_dir,    &dst->data_address,
+                  &dst->cuda_lib,   &dst->log_level};
 
     *dst = *src;
     for (size_t i = 0; i < sizeof d / sizeof d[0]; i++) {
@@ -457,6 +457,55 @@ copy_config(struct agent_config *dst, const struct agent_config *src)
         }
     }
     return 0;
+}
+
+/* Creates the directory of an ipc:// socket path if it is missing (the
+ * default lives in /run/mcos, which systemd's RuntimeDirectory makes). */
+static int
+make_ipc_dir(const char *url, char *err, size_t errlen)
+{
+    char path[512], *slash;
+
+    if (strncmp(url, "ipc://", 6)) {
+        return 0;
+    }
+    snprintf(path, sizeof path, "%s", url + 6);
+    slash = strrchr(path, '/');
+    if (!slash || slash == path) {
+        return 0;
+    }
+    *slash = '\0';
+    if (mkdir(path, 0755) && errno != EEXIST) {
+        int r = -errno;
+
+        snprintf(err, errlen, "api_listen: cannot create %s: %s", path,
+                 strerror(-r));
+        return r;
+    }
+    return 0;
+}
+
+static int
+open_store(struct agent *a, char *err, size_t errlen)
+{
+    struct agent_store_config sc = {0};
+
+    sc.node = a->cfg.node;
+    sc.dram_bytes = a->cfg.dram_bytes;
+    sc.shm_name = *a->cfg.shm_name ? a->cfg.shm_name : NULL;
+    sc.nvme_dir = a->cfg.nvme_dir;
+    sc.nvme_bytes = a->cfg.nvme_bytes;
+    /* A GPU's HBM tier needs the CUDA backend; emulation stands in when
+     * there is no GPU and the operator asked for it. */
+    if (a->cfg.emulate_hbm_bytes && a->gpus.n == 0) {
+        sc.hbm_bytes = a->cfg.emulate_hbm_bytes;
+        sc.hbm_emulated = true;
+    }
+    sc.budgets[MCOS__TIER_KIND__TIER_HBM] = a->cfg.bw_hbm;
+    sc.budgets[MCOS__TIER_KIND__TIER_DRAM] = a->cfg.bw_dram;
+    sc.budgets[MCOS__TIER_KIND__TIER_NVME] = a->cfg.bw_nvme;
+    return agent_store_create(a->loop, a->clock, &sc, a->tables, a->obs,
+                              &a->store, err, errlen);
 }
 
 static void
@@ -513,9 +562,21 @@ agent_create(uv_loop_t *loop, const struct agent_config *cfg,
     if (r) {
         goto fail_obs;
     }
-    r = mcos_bus_client_create(loop, cfg->brain, &a->bus, err, errlen);
+    r = open_store(a, err, errlen);
     if (r) {
         goto fail_tables;
+    }
+    r = make_ipc_dir(cfg->api_listen, err, errlen);
+    if (r == 0) {
+        r = agent_local_api_create(loop, cfg->api_listen, a->store, &a->api,
+                                   err, errlen);
+    }
+    if (r) {
+        goto fail_store;
+    }
+    r = mcos_bus_client_create(loop, cfg->brain, &a->bus, err, errlen);
+    if (r) {
+        goto fail_api;
     }
     if (*cfg->http_listen) {
         r = mcos_http_server_create(loop, cfg->http_listen, &a->http, err,
@@ -546,6 +607,10 @@ fail_http:
     mcos_http_server_close(a->http);
 fail_bus:
     mcos_bus_client_close(a->bus);
+fail_api:
+    agent_local_api_close(a->api);
+fail_store:
+    agent_store_close(a->store);
 fail_tables:
     agent_tables_destroy(a->tables);
 fail_obs:
@@ -576,6 +641,11 @@ agent_close(struct agent *a)
     }
     a->closing = 1;
     mcos_http_server_close(a->http);
+    /* The store first: it answers every request still waiting on a copy
+     * while the API socket can still carry the answers. */
+    agent_store_close(a->store);
+    a->store = NULL;
+    agent_local_api_close(a->api);
     mcos_bus_client_close(a->bus);
     a->watch = NULL;
     uv_close((uv_handle_t *)&a->timer, closed_cb);

@@ -28,7 +28,9 @@
 #include "gpu.h"
 #include "http.h"
 #include "ids.h"
+#include "local_api.h"
 #include "observe.h"
+#include "store.h"
 #include "tables.h"
 
 struct agent_config {
@@ -46,7 +48,12 @@ struct agent_config {
     char *data_address;          /* data-plane address peers dial */
     uint64_t data_port;          /* data-plane TCP port */
     char *cuda_lib;              /* CUDA runtime to dlopen, "" for usual */
-    char *log_level;             /* log spec */
+    char *api_listen;            /* local intent API (nng ipc URL) */
+    char *shm_name;              /* DRAM arena's shm name, "" for default */
+    uint64_t bw_hbm;             /* bandwidth budgets, bytes/s, 0: none */
+    uint64_t bw_dram;
+    uint64_t bw_nvme;
+    char *log_level; /* log spec */
 };
 
 extern const struct mcos_cfg_opt agent_config_opts[];
@@ -72,6 +79,8 @@ struct agent {
     struct agent_gpus gpus;         /* GPUs found */
     struct agent_observe *obs;      /* telemetry sources */
     struct agent_tables *tables;    /* current table */
+    struct agent_store *store;      /* objects and tiers */
+    struct agent_local_api *api;    /* libmcos clients */
     struct mcos_bus_client *bus;    /* to the brain */
     struct mcos_http_server *http;  /* /metrics, or NULL */
     uv_timer_t timer;               /* report interval */

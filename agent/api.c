@@ -3,6 +3,7 @@
  * Handlers run on the loop thread; the table is read through RCU like any
  * other reader.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -68,6 +69,98 @@ get_table(struct mcos_http_request *req, void *arg)
     free(dump);
 }
 
+static json_t *
+object_json(const struct agent *a, const struct agent_object *o, uint64_t now)
+{
+    Mcos__ObjectInfo i;
+    char id[20], sum[20];
+
+    agent_object_info(a->store, o, now, &i);
+    snprintf(id, sizeof id, "%016" PRIx64, i.id);
+    snprintf(sum, sizeof sum, "%016" PRIx64, i.checksum);
+    return json_pack(
+        "{s:s, s:s, s:I, s:s, s:s, s:s, s:b, s:f, s:i, s:i, "
+        "s:s, s:I, s:I, s:b, s:I, s:I}",
+        "id", id, "node", a->cfg.node, "size", (json_int_t)i.size, "class",
+        mcos_class_name(i.class_), "state", agent_obj_state_name(o->state),
+        "tier", mcos_tier_name(i.tier), "emulated", i.emulated, "hotness",
+        i.hotness_milli / 1000.0, "expected_reuse", (int)i.expected_reuse,
+        "pins", (int)i.pins, "checksum", sum, "hits", (json_int_t)i.hits,
+        "misses", (json_int_t)i.misses, "prefetched", i.prefetched, "age_ms",
+        (json_int_t)i.age_ms, "idle_ms", (json_int_t)i.idle_ms);
+}
+
+struct list_ctx {
+    const struct agent *a; /* the agent */
+    json_t *list;          /* objects so far */
+    uint64_t now;          /* for ages */
+    size_t max;            /* at most this many */
+};
+
+static int
+list_one(struct agent_object *o, void *arg)
+{
+    struct list_ctx *l = arg;
+
+    if (json_array_size(l->list) >= l->max) {
+        return 1;
+    }
+    json_array_append_new(l->list, object_json(l->a, o, l->now));
+    return 0;
+}
+
+/* GET /v1/objects[?limit=N] and /v1/objects/ID (16 hex digits). */
+static void
+get_objects(struct mcos_http_request *req, void *arg)
+{
+    struct agent *a = arg;
+    const char *rest = mcos_http_request_path(req) + strlen("/v1/objects");
+    uint64_t now = mcos_clock_now(a->clock), limit = 1000;
+    const struct agent_object *o;
+    const char *q = mcos_http_request_query(req);
+    struct list_ctx l;
+    char *end;
+    uint64_t id;
+
+    if (*rest == '\0' || !strcmp(rest, "/")) {
+        if (!strncmp(q, "limit=", 6) &&
+            (mcos_parse_uint(q + 6, &limit) || limit == 0)) {
+            mcos_http_respond_error(req, 400,
+                                    "limit must be a positive "
+                                    "integer");
+            return;
+        }
+        l.a = a;
+        l.list = json_array();
+        l.now = now;
+        l.max = limit;
+        agent_store_foreach(a->store, list_one, &l);
+        mcos_http_respond_json(
+            req, 200,
+            json_pack("{s:s, s:I, s:o}", "node", a->cfg.node, "total",
+                      (json_int_t)agent_store_count(a->store), "objects",
+                      l.list));
+        return;
+    }
+    rest++;
+    errno = 0;
+    id = strtoull(rest, &end, 16);
+    if (errno || *end || !*rest || strlen(rest) > 16 || id == 0) {
+        mcos_http_respond_error(req, 400,
+                                "bad object id '%.40s' (want up "
+                                "to 16 hex digits, not 0)",
+                                rest);
+        return;
+    }
+    o = agent_store_find(a->store, id);
+    if (!o) {
+        mcos_http_respond_error(req, 404, "no object %016" PRIx64 " on %s", id,
+                                a->cfg.node);
+        return;
+    }
+    mcos_http_respond_json(req, 200, object_json(a, o, now));
+}
+
 static void
 metric(FILE *f, const char *name, const char *type, const char *help)
 {
@@ -124,29 +217,71 @@ get_metrics(struct mcos_http_request *req, void *arg)
             brain_errors);
 #undef GAUGE
 #undef COUNTER
-    metric(f, "mcos_agent_tier_capacity_bytes", "gauge",
-           "Configured capacity per tier.");
-    fprintf(f,
-            "mcos_agent_tier_capacity_bytes{node=\"%s\",tier=\"dram\","
-            "emulated=\"false\"} %" PRIu64 "\n",
-            node, a->cfg.dram_bytes);
-    if (*a->cfg.nvme_dir) {
+    metric(f, "mcos_agent_tier_capacity_bytes", "gauge", "Capacity per tier.");
+    metric(f, "mcos_agent_tier_used_bytes", "gauge",
+           "Bytes allocated per tier.");
+    metric(f, "mcos_agent_tier_objects", "gauge", "Objects per tier.");
+    for (int kind = MCOS__TIER_KIND__TIER_HBM;
+         kind <= MCOS__TIER_KIND__TIER_NVME; kind++) {
+        struct agent_store_tier u;
+        const char *lbl;
+
+        agent_store_tier_usage(a->store, kind, &u);
+        if (!u.present) {
+            continue;
+        }
+        lbl = u.emulated ? "true" : "false";
         fprintf(f,
-                "mcos_agent_tier_capacity_bytes{node=\"%s\",tier=\"nvme\","
-                "emulated=\"false\"} %" PRIu64 "\n",
-                node, a->cfg.nvme_bytes);
+                "mcos_agent_tier_capacity_bytes{node=\"%s\",tier=\"%s\","
+                "emulated=\"%s\"} %" PRIu64 "\n"
+                "mcos_agent_tier_used_bytes{node=\"%s\",tier=\"%s\","
+                "emulated=\"%s\"} %" PRIu64 "\n"
+                "mcos_agent_tier_objects{node=\"%s\",tier=\"%s\","
+                "emulated=\"%s\"} %" PRIu64 "\n",
+                node, mcos_tier_name(kind), lbl, u.capacity, node,
+                mcos_tier_name(kind), lbl, u.used, node, mcos_tier_name(kind),
+                lbl, u.objects);
     }
-    if (a->cfg.emulate_hbm_bytes && !a->gpus.n) {
-        fprintf(f,
-                "mcos_agent_tier_capacity_bytes{node=\"%s\",tier=\"hbm\","
-                "emulated=\"true\"} %" PRIu64 "\n",
-                node, a->cfg.emulate_hbm_bytes);
-    }
-    for (size_t i = 0; i < a->gpus.n; i++) {
-        fprintf(f,
-                "mcos_agent_tier_capacity_bytes{node=\"%s\",tier=\"hbm\","
-                "emulated=\"false\",gpu=\"%d\"} %" PRIu64 "\n",
-                node, a->gpus.gpu[i].index, a->gpus.gpu[i].memory_bytes);
+    {
+        struct agent_store_counters sc;
+        struct agent_local_api_counters ac;
+
+        agent_store_counters(a->store, &sc);
+        agent_local_api_counters(a->api, &ac);
+#define SCOUNTER(NAME, HELP, VAL)                                             \
+    metric(f, NAME, "counter", HELP);                                         \
+    fprintf(f, NAME "{node=\"%s\"} %" PRIu64 "\n", node, (uint64_t)(VAL))
+        SCOUNTER("mcos_agent_puts_total", "Objects committed.", sc.puts);
+        SCOUNTER("mcos_agent_gets_total", "Views handed out.", sc.gets);
+        SCOUNTER("mcos_agent_get_hits_total",
+                 "Gets served from DRAM without a fetch.", sc.hits);
+        SCOUNTER("mcos_agent_get_misses_total",
+                 "Gets that had to fetch from a slower tier.", sc.misses);
+        SCOUNTER("mcos_agent_moves_total", "Verified moves between tiers.",
+                 sc.moves);
+        SCOUNTER("mcos_agent_move_failures_total",
+                 "Moves that failed or did not verify.", sc.move_failures);
+        SCOUNTER("mcos_agent_demotions_total", "Watermark demotions.",
+                 sc.demotions);
+        SCOUNTER("mcos_agent_prefetch_hits_total",
+                 "Prefetched objects then used.", sc.prefetch_hits);
+        SCOUNTER("mcos_agent_prefetch_late_total",
+                 "Prefetches finished after their deadline.",
+                 sc.prefetch_late);
+        SCOUNTER("mcos_agent_prefetch_wasted_total",
+                 "Prefetched objects evicted unused.", sc.prefetch_wasted);
+        SCOUNTER("mcos_agent_drops_total", "Objects evicted by intent.",
+                 sc.drops);
+        SCOUNTER("mcos_agent_api_requests_total", "Local API requests.",
+                 ac.requests);
+        SCOUNTER("mcos_agent_api_errors_total",
+                 "Local API requests answered with an error.", ac.errors);
+        SCOUNTER("mcos_agent_api_malformed_total",
+                 "Local API requests refused as malformed.", ac.malformed);
+#undef SCOUNTER
+        metric(f, "mcos_agent_objects", "gauge", "Objects held.");
+        fprintf(f, "mcos_agent_objects{node=\"%s\"} %zu\n", node,
+                agent_store_count(a->store));
     }
     fclose(f);
     mcos_http_respond(req, 200, "text/plain; version=0.0.4", buf, len);
@@ -163,7 +298,9 @@ agent_api_register(struct agent *a)
         (r = mcos_http_server_route(a->http, "GET", "/v1/status", false,
                                     get_status, a)) ||
         (r = mcos_http_server_route(a->http, "GET", "/v1/table", false,
-                                    get_table, a))) {
+                                    get_table, a)) ||
+        (r = mcos_http_server_route(a->http, "GET", "/v1/objects", true,
+                                    get_objects, a))) {
         return r;
     }
     return 0;

@@ -48,6 +48,20 @@ const struct mcos_cfg_opt agent_config_opts[] = {
         "data-plane TCP port"),
     OPT("cuda_lib", "cuda-lib", MCOS_CFG_STRING, cuda_lib, 0, 0, "",
         "CUDA runtime library to dlopen (default: libcudart.so ...)"),
+    OPT("api_listen", "api", MCOS_CFG_STRING, api_listen, 0, 0,
+        "ipc:///run/mcos/agent.sock",
+        "local intent API for libmcos clients (nng ipc URL)"),
+    OPT("tiers.dram.shm_name", "shm-name", MCOS_CFG_STRING, shm_name, 0, 0, "",
+        "shared-memory name of the DRAM arena (default "
+        "/mcos-NODE-dram)"),
+    OPT("tiers.hbm.bandwidth", "hbm-bandwidth", MCOS_CFG_BYTES, bw_hbm, 0, 0,
+        "0",
+        "bytes/s the executor may move in or out of HBM (0: no "
+        "limit)"),
+    OPT("tiers.dram.bandwidth", "dram-bandwidth", MCOS_CFG_BYTES, bw_dram, 0,
+        0, "0", "bytes/s for DRAM (0: no limit)"),
+    OPT("tiers.nvme.bandwidth", "nvme-bandwidth", MCOS_CFG_BYTES, bw_nvme, 0,
+        0, "0", "bytes/s for NVMe (0: no limit)"),
     OPT("log_level", "log-level", MCOS_CFG_STRING, log_level, 0, 0, "info",
         "log levels, e.g. info or info,bus=debug"),
 };
@@ -83,6 +97,19 @@ agent_config_check(const struct agent_config *c, char *err, size_t errlen)
     static const char *const http_schemes[] = {"http", NULL};
 
     if (mcos_check_url("brain", c->brain, bus_schemes, err, errlen)) {
+        return -EINVAL;
+    }
+    if (mcos_check_url("api_listen", c->api_listen, bus_schemes, err,
+                       errlen)) {
+        return -EINVAL;
+    }
+    if (*c->shm_name &&
+        (c->shm_name[0] != '/' || strchr(c->shm_name + 1, '/') ||
+         strlen(c->shm_name) > 200)) {
+        snprintf(err, errlen,
+                 "tiers.dram.shm_name: '%s' must be /NAME "
+                 "without further slashes",
+                 c->shm_name);
         return -EINVAL;
     }
     if (*c->http_listen && mcos_check_url("http_listen", c->http_listen,

@@ -163,19 +163,30 @@ struct mcos_bus_request {
     nng_msg *msg;                       /* the request once received */
     enum slot_state state;              /* where it is in its life */
     int result;                         /* nng result of the last operation */
+    uint32_t peer;                      /* the connection it came in on */
     struct mcos_bus_request *all_next;  /* link in srv->all */
     struct mcos_bus_request **all_prev; /* back link in srv->all */
 };
 
 struct mcos_bus_server {
-    struct handoff done;          /* completed receives and sends */
-    nng_socket sock;              /* REP socket */
-    mcos_bus_request_cb cb;       /* user callback */
-    void *arg;                    /* its argument */
-    bool closing;                 /* close started: post nothing new */
-    pthread_mutex_t all_mutex;    /* guards `all` */
-    struct mcos_bus_request *all; /* every slot, to stop them on close */
-    char url[256];                /* for log lines */
+    struct handoff done;           /* completed receives and sends */
+    nng_socket sock;               /* REP socket */
+    mcos_bus_request_cb cb;        /* user callback */
+    void *arg;                     /* its argument */
+    bool closing;                  /* close started: post nothing new */
+    pthread_mutex_t all_mutex;     /* guards `all` */
+    struct mcos_bus_request *all;  /* every slot, to stop them on close */
+    char url[256];                 /* for log lines */
+    struct handoff gone;           /* peers whose connection closed */
+    mcos_bus_peer_gone_cb gone_cb; /* told of each, on the loop */
+    void *gone_arg;                /* its argument */
+    int open_handles;              /* uv handles not yet closed */
+};
+
+/* A closed peer connection on its way to the loop. */
+struct gone_peer {
+    void *next;  /* handoff link; must be first */
+    uint32_t id; /* nng pipe id */
 };
 
 static void server_aio_cb(void *arg);
@@ -243,6 +254,7 @@ server_aio_cb(void *arg)
     s->result = nng_aio_result(s->aio);
     if (s->state == SLOT_RECEIVING && s->result == 0) {
         s->msg = nng_aio_get_msg(s->aio);
+        s->peer = nng_pipe_id(nng_msg_get_pipe(s->msg));
     } else if (s->state == SLOT_SENDING && s->result != 0) {
         /* The reply was not sent; its message is still ours. */
         nng_msg *m = nng_aio_get_msg(s->aio);
@@ -290,6 +302,51 @@ server_async_cb(uv_async_t *async)
     }
 }
 
+/* nng thread: a peer's connection is gone. */
+static void
+pipe_gone(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+    struct mcos_bus_server *srv = arg;
+    struct gone_peer *g = malloc(sizeof *g);
+
+    (void)ev;
+    if (g) {
+        g->id = nng_pipe_id(p);
+        handoff_push(&srv->gone, g);
+    }
+}
+
+static void
+gone_async_cb(uv_async_t *async)
+{
+    struct mcos_bus_server *srv = async->data;
+    struct gone_peer *g = handoff_take_all(&srv->gone);
+
+    while (g) {
+        struct gone_peer *next = g->next;
+
+        if (srv->gone_cb && !srv->closing) {
+            srv->gone_cb(g->id, srv->gone_arg);
+        }
+        free(g);
+        g = next;
+    }
+}
+
+void
+mcos_bus_server_on_peer_gone(struct mcos_bus_server *srv,
+                             mcos_bus_peer_gone_cb cb, void *arg)
+{
+    srv->gone_cb = cb;
+    srv->gone_arg = arg;
+}
+
+uint32_t
+mcos_bus_request_peer(const struct mcos_bus_request *req)
+{
+    return req->peer;
+}
+
 int
 mcos_bus_server_create(uv_loop_t *loop, const char *url,
                        mcos_bus_request_cb cb, void *arg,
@@ -327,6 +384,15 @@ mcos_bus_server_create(uv_loop_t *loop, const char *url,
         free(srv);
         return r;
     }
+    srv->open_handles = 1;
+    r = handoff_init(&srv->gone, loop, gone_async_cb, srv);
+    if (r) {
+        mcos_seterr(err, errlen, "uv_async_init: %s", uv_strerror(r));
+        mcos_bus_server_close(srv);
+        return r;
+    }
+    srv->open_handles = 2;
+    nng_pipe_notify(srv->sock, NNG_PIPE_EV_REM_POST, pipe_gone, srv);
     for (int i = 0; i < SERVER_RECV_SLOTS; i++) {
         r = slot_post(srv);
         if (r) {
@@ -351,8 +417,12 @@ server_closed_cb(uv_handle_t *h)
 {
     struct mcos_bus_server *srv = h->data;
 
+    if (--srv->open_handles > 0) {
+        return;
+    }
     pthread_mutex_destroy(&srv->all_mutex);
     pthread_mutex_destroy(&srv->done.mutex);
+    pthread_mutex_destroy(&srv->gone.mutex);
     free(srv);
 }
 
@@ -374,6 +444,18 @@ mcos_bus_server_close(struct mcos_bus_server *srv)
     handoff_take_all(&srv->done);
     while (srv->all) {
         slot_free(srv->all);
+    }
+    /* nng_close ran every pipe callback; what they queued is ours. */
+    if (srv->open_handles == 2) {
+        struct gone_peer *g = handoff_take_all(&srv->gone);
+
+        while (g) {
+            struct gone_peer *next = g->next;
+
+            free(g);
+            g = next;
+        }
+        uv_close((uv_handle_t *)&srv->gone.async, server_closed_cb);
     }
     uv_close((uv_handle_t *)&srv->done.async, server_closed_cb);
 }
@@ -747,4 +829,98 @@ void
 mcos_bus_shutdown(void)
 {
     nng_fini();
+}
+
+/* ------------------------------------------------------------------------
+ * Blocking connection. */
+
+struct mcos_bus_conn {
+    nng_socket sock; /* REQ socket */
+    char url[256];   /* for messages */
+};
+
+int
+mcos_bus_conn_open(const char *url, uint32_t timeout_ms,
+                   struct mcos_bus_conn **out, char *err, size_t errlen)
+{
+    struct mcos_bus_conn *c = calloc(1, sizeof *c);
+    int r;
+
+    if (!c) {
+        return -ENOMEM;
+    }
+    snprintf(c->url, sizeof c->url, "%s", url);
+    r = nng_req0_open(&c->sock);
+    if (r) {
+        mcos_seterr(err, errlen, "cannot open a request socket: %s",
+                    nng_strerror(r));
+        free(c);
+        return mcos_bus_err(r);
+    }
+    nng_socket_set_ms(c->sock, NNG_OPT_SENDTIMEO, (nng_duration)timeout_ms);
+    nng_socket_set_ms(c->sock, NNG_OPT_RECVTIMEO, (nng_duration)timeout_ms);
+    nng_socket_set_size(c->sock, NNG_OPT_RECVMAXSZ, MCOS_WIRE_MAX_MSG);
+    nng_socket_set_ms(c->sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
+    /* A synchronous dial: a missing agent is an error now, not a hang. */
+    r = nng_dial(c->sock, url, NULL, 0);
+    if (r) {
+        mcos_seterr(err, errlen, "cannot connect to %s: %s", url,
+                    nng_strerror(r));
+        nng_close(c->sock);
+        free(c);
+        return mcos_bus_err(r);
+    }
+    *out = c;
+    return 0;
+}
+
+int
+mcos_bus_conn_call(struct mcos_bus_conn *c, const void *data, size_t len,
+                   void **rep, size_t *rep_len, char *err, size_t errlen)
+{
+    nng_msg *m = NULL;
+    int r;
+
+    r = nng_msg_alloc(&m, 0);
+    if (r == 0) {
+        r = nng_msg_append(m, data, len);
+    }
+    if (r == 0) {
+        r = nng_sendmsg(c->sock, m, 0);
+        if (r == 0) {
+            m = NULL;
+        }
+    }
+    if (r) {
+        mcos_seterr(err, errlen, "cannot send to %s: %s", c->url,
+                    nng_strerror(r));
+        goto out;
+    }
+    r = nng_recvmsg(c->sock, &m, 0);
+    if (r) {
+        mcos_seterr(err, errlen, "no reply from %s: %s", c->url,
+                    nng_strerror(r));
+        goto out;
+    }
+    *rep_len = nng_msg_len(m);
+    *rep = malloc(*rep_len ? *rep_len : 1);
+    if (!*rep) {
+        r = NNG_ENOMEM;
+        goto out;
+    }
+    memcpy(*rep, nng_msg_body(m), *rep_len);
+out:
+    if (m) {
+        nng_msg_free(m);
+    }
+    return mcos_bus_err(r);
+}
+
+void
+mcos_bus_conn_close(struct mcos_bus_conn *c)
+{
+    if (c) {
+        nng_close(c->sock);
+        free(c);
+    }
 }

@@ -86,6 +86,33 @@ int mcos_bus_call(struct mcos_bus_client *, const void *data, size_t len,
 /* Cancels a call in flight: its callback runs with -ECANCELED. */
 void mcos_bus_call_cancel(struct mcos_bus_call *);
 
+/* A persistent blocking connection for clients that are not event-driven
+ * (libmcos, tools): one REQ socket, one request at a time.  Thread-safety:
+ * one caller at a time per connection. */
+struct mcos_bus_conn;
+
+/* Dials `url` and waits up to timeout_ms for the connection.  Fails with
+ * -ECONNREFUSED (or another negative errno) and a message if nobody is
+ * there. */
+int mcos_bus_conn_open(const char *url, uint32_t timeout_ms,
+                       struct mcos_bus_conn **out, char *err, size_t errlen);
+
+/* Sends a request and waits up to the timeout for the reply, which is
+ * malloc'd into *rep. */
+int mcos_bus_conn_call(struct mcos_bus_conn *, const void *data, size_t len,
+                       void **rep, size_t *rep_len, char *err, size_t errlen);
+
+void mcos_bus_conn_close(struct mcos_bus_conn *);
+
+/* Identifies the connection a request came in on (stable for the life of
+ * the peer's connection), so state tied to a client can be found again. */
+uint32_t mcos_bus_request_peer(const struct mcos_bus_request *);
+
+/* Called on the loop when a peer's connection goes away. */
+typedef void (*mcos_bus_peer_gone_cb)(uint32_t peer, void *arg);
+void mcos_bus_server_on_peer_gone(struct mcos_bus_server *,
+                                  mcos_bus_peer_gone_cb cb, void *arg);
+
 /* Releases nng's global resources (threads, reaped sockets).  Call once at
  * exit, after every socket is closed, so leak checkers see a clean end. */
 void mcos_bus_shutdown(void);

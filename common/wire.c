@@ -19,6 +19,10 @@ body_descriptor(Mcos__MsgType type)
         return &mcos__watch__descriptor;
     case MCOS__MSG_TYPE__MSG_REPLY:
         return &mcos__reply__descriptor;
+    case MCOS__MSG_TYPE__MSG_API_REQUEST:
+        return &mcos__api_request__descriptor;
+    case MCOS__MSG_TYPE__MSG_API_REPLY:
+        return &mcos__api_reply__descriptor;
     default:
         return NULL;
     }
@@ -36,6 +40,10 @@ mcos_wire_type_name(Mcos__MsgType type)
         return "watch";
     case MCOS__MSG_TYPE__MSG_REPLY:
         return "reply";
+    case MCOS__MSG_TYPE__MSG_API_REQUEST:
+        return "api request";
+    case MCOS__MSG_TYPE__MSG_API_REPLY:
+        return "api reply";
     default:
         return "unknown";
     }
@@ -184,6 +192,21 @@ mcos_wire_reply(const struct mcos_wire_msg *m)
 {
     return m->type == MCOS__MSG_TYPE__MSG_REPLY ? (Mcos__Reply *)m->body
                                                 : NULL;
+}
+
+Mcos__ApiRequest *
+mcos_wire_api_request(const struct mcos_wire_msg *m)
+{
+    return m->type == MCOS__MSG_TYPE__MSG_API_REQUEST
+               ? (Mcos__ApiRequest *)m->body
+               : NULL;
+}
+
+Mcos__ApiReply *
+mcos_wire_api_reply(const struct mcos_wire_msg *m)
+{
+    return m->type == MCOS__MSG_TYPE__MSG_API_REPLY ? (Mcos__ApiReply *)m->body
+                                                    : NULL;
 }
 
 int

@@ -63,6 +63,8 @@ Mcos__Hello *mcos_wire_hello(const struct mcos_wire_msg *);
 Mcos__Report *mcos_wire_report(const struct mcos_wire_msg *);
 Mcos__Watch *mcos_wire_watch(const struct mcos_wire_msg *);
 Mcos__Reply *mcos_wire_reply(const struct mcos_wire_msg *);
+Mcos__ApiRequest *mcos_wire_api_request(const struct mcos_wire_msg *);
+Mcos__ApiReply *mcos_wire_api_reply(const struct mcos_wire_msg *);
 
 /* A single rule, packed and unpacked on its own: the table module keeps
  * rules in packed form to compare and copy them. */

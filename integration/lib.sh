@@ -172,6 +172,8 @@ _on_exit() {
     if declare -F netns_teardown >/dev/null; then
         netns_teardown
     fi
+    # Agents killed with -9 cannot unlink their DRAM arenas.
+    rm -f /dev/shm/mcos-it$$-*
     if ((rc != 0 && rc != 77)); then
         if ((_FAIL_REPORTED == 0)); then
             echo "FAIL: $TEST_NAME: exit status $rc" >&9
@@ -453,7 +455,9 @@ start_agent() {
         --http "${AGENT_HTTP[$name]}" --report-interval-ms "$REPORT_MS" \
         --stale-after-ms "$STALE_MS" --dram-bytes 64MiB \
         --data-port "${AGENT_DATA_PORT[$name]}" \
-        --data-address "${AGENT_IP[$name]}" "$@"
+        --data-address "${AGENT_IP[$name]}" \
+        --api "ipc://$TEST_DIR/$name.api.sock" \
+        --shm-name "/mcos-it$$-$name" "$@"
     wait_for 15 _agent_up "$name" ||
         fail "agent $name did not answer on ${AGENT_HTTP[$name]}"
     log "agent $name up (pid ${PIDS[$name]}): HTTP ${AGENT_HTTP[$name]}"

@@ -1,0 +1,1271 @@
+#include "store.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "executor.h"
+#include "log.h"
+#include "wire.h"
+
+MCOS_LOG_MODULE(store);
+
+/* Policy when the brain has pushed no table yet. */
+#define DEFAULT_HIGH_PCT 90
+#define DEFAULT_LOW_PCT  75
+
+/* Why a move was started, which decides what its completion means. */
+enum move_kind {
+    MOVE_PLACE,    /* commit sends the object to its intended tier */
+    MOVE_FETCH,    /* a get needs it in DRAM */
+    MOVE_EXPLICIT, /* mcos_move */
+    MOVE_DEMOTE,   /* mcos_evict(DEMOTE) */
+    MOVE_PREFETCH, /* mcos_prefetch */
+    MOVE_WATERMARK /* background demotion over the high watermark */
+};
+
+struct move {
+    struct agent_exec_job job;       /* the copy */
+    struct agent_store *s;           /* owner */
+    uint64_t id;                     /* object */
+    enum move_kind kind;             /* why */
+    uint64_t deadline_us;            /* absolute; UINT64_MAX: none */
+    struct agent_store_req *waiters; /* requests to finish after */
+};
+
+struct view {
+    uint64_t id;     /* view id */
+    uint64_t object; /* object id */
+    uint32_t peer;   /* the client's connection */
+};
+
+struct agent_store {
+    uv_loop_t *loop;                         /* our loop */
+    const struct mcos_clock *clock;          /* time */
+    struct agent_tier *tiers[AGENT_N_TIERS]; /* by kind; NULL: absent */
+    bool emulated[AGENT_N_TIERS];            /* host memory standing in */
+    struct agent_registry *reg;              /* objects */
+    struct agent_executor *exec;             /* dataplane */
+    struct agent_tables *tables;             /* policy (read side) */
+    struct agent_observe *obs;               /* events */
+    struct view *views;                      /* open views */
+    size_t n_views, cap_views;               /* their count, capacity */
+    uint64_t next_view;                      /* next view id */
+    size_t inflight;                         /* moves running */
+    struct agent_store_counters counters;    /* for /metrics */
+};
+
+/* ------------------------------------------------------------------------
+ * Helpers. */
+
+static bool
+tier_ok(int kind)
+{
+    return kind >= MCOS__TIER_KIND__TIER_HBM &&
+           kind <= MCOS__TIER_KIND__TIER_NVME;
+}
+
+static const char *
+tname(int kind)
+{
+    return mcos_tier_name(kind);
+}
+
+static void finish(struct agent_store *s, struct agent_store_req *req,
+                   int status, const struct agent_object *o, const char *fmt,
+                   ...) __attribute__((format(printf, 5, 6)));
+
+static void
+finish(struct agent_store *s, struct agent_store_req *req, int status,
+       const struct agent_object *o, const char *fmt, ...)
+{
+    (void)s;
+    req->status = status;
+    req->error[0] = '\0';
+    if (fmt) {
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(req->error, sizeof req->error, fmt, ap);
+        va_end(ap);
+    }
+    req->have_obj = o != NULL;
+    if (o) {
+        req->obj = *o;
+    }
+    req->done(req, req->arg);
+}
+
+static void
+event(struct agent_store *s, const struct agent_object *o,
+      Mcos__EventKind kind, int tier)
+{
+    if (s->obs) {
+        agent_observe_event(s->obs, kind, o->id, (Mcos__ObjectClass)o->cls,
+                            (Mcos__TierKind)tier, o->size);
+    }
+}
+
+static uint64_t
+now_us(const struct agent_store *s)
+{
+    return mcos_clock_now(s->clock);
+}
+
+/* Watermarks and admission for a tier: the policy table's rule, or the
+ * defaults when the brain has pushed none. */
+static void
+policy_tier(struct agent_store *s, int kind, uint32_t *hi, uint32_t *lo,
+            uint32_t *admit)
+{
+    const struct mcos_table *t = agent_tables_read_lock(s->tables);
+    const Mcos__TierRule *r = mcos_table_tier_rule(t, kind);
+
+    *hi = r ? r->high_watermark_pct : DEFAULT_HIGH_PCT;
+    *lo = r ? r->low_watermark_pct : DEFAULT_LOW_PCT;
+    *admit = r ? r->admit_min_hotness_milli : 0;
+    agent_tables_read_unlock(s->tables);
+}
+
+/* The next tier down from `kind` that this node has, per the table's
+ * demotion chain or the default fastest-to-slowest order. */
+static int
+policy_next(struct agent_store *s, int kind)
+{
+    const struct mcos_table *t = agent_tables_read_lock(s->tables);
+    const Mcos__Rule *r = NULL;
+    char key[32];
+    int next = 0;
+
+    if (t) {
+        snprintf(key, sizeof key, "demotion/%s", tname(kind));
+        r = mcos_table_find(t, key);
+    }
+    if (r) {
+        next = r->demotion->to;
+    } else {
+        for (int k = kind + 1; k <= MCOS__TIER_KIND__TIER_NVME; k++) {
+            if (s->tiers[k]) {
+                next = k;
+                break;
+            }
+        }
+    }
+    agent_tables_read_unlock(s->tables);
+    return next && tier_ok(next) && s->tiers[next] ? next : 0;
+}
+
+static void
+usage(const struct agent_store *s, int kind, uint64_t *used, uint64_t *cap)
+{
+    struct agent_tier_stats st;
+
+    agent_tier_stats(s->tiers[kind], &st);
+    *used = st.used;
+    *cap = st.capacity;
+}
+
+/* Frees an extent, first forgetting an NVMe record of it. */
+static void
+release_extent(struct agent_store *s, int kind, uint64_t id,
+               const struct agent_tier_extent *e, bool recorded)
+{
+    if (kind == MCOS__TIER_KIND__TIER_NVME && recorded) {
+        int r = agent_tier_nvme_forget(s->tiers[kind], id);
+
+        if (r) {
+            LOG_ERR("object %016" PRIx64 ": cannot forget its NVMe record: "
+                    "%s; its space stays reserved",
+                    id, mcos_strerror(r));
+            return;
+        }
+    }
+    if (agent_tier_free(s->tiers[kind], e)) {
+        LOG_ERR("object %016" PRIx64 ": cannot free its %s extent", id,
+                tname(kind));
+    }
+}
+
+static void rebalance(struct agent_store *s);
+
+/* ------------------------------------------------------------------------
+ * Moves.  The residency state machine: RESIDENT(src) -> MOVING(src->dst)
+ * -> RESIDENT(dst) once the copy is verified, or back to RESIDENT(src). */
+
+static void move_done(struct agent_exec_job *job, void *arg);
+
+static int
+start_move(struct agent_store *s, struct agent_object *o, int dst,
+           enum move_kind kind, uint64_t deadline_us, struct move **out)
+{
+    struct move *m = calloc(1, sizeof *m);
+    int r;
+
+    if (!m) {
+        return -ENOMEM;
+    }
+    r = agent_tier_alloc(s->tiers[dst], o->size, &m->job.de);
+    if (r) {
+        free(m);
+        return r;
+    }
+    m->s = s;
+    m->id = o->id;
+    m->kind = kind;
+    m->deadline_us = deadline_us;
+    m->job.deadline_us = deadline_us;
+    m->job.src_kind = o->tier;
+    m->job.dst_kind = dst;
+    m->job.src = s->tiers[o->tier];
+    m->job.se = o->ext;
+    m->job.dst = s->tiers[dst];
+    m->job.len = o->size;
+    m->job.done = move_done;
+    m->job.arg = m;
+    r = agent_exec_submit(s->exec, &m->job);
+    if (r) {
+        agent_tier_free(s->tiers[dst], &m->job.de);
+        free(m);
+        return r;
+    }
+    o->state = AGENT_OBJ_MOVING;
+    o->moving_to = dst;
+    o->inflight = m;
+    s->inflight++;
+    if (out) {
+        *out = m;
+    }
+    return 0;
+}
+
+static void dispatch(struct agent_store *s, struct agent_store_req *req);
+
+static void
+move_done(struct agent_exec_job *job, void *arg)
+{
+    struct move *m = arg;
+    struct agent_store *s = m->s;
+    struct agent_object *o = agent_registry_find(s->reg, m->id);
+    int src = job->src_kind, dst = job->dst_kind;
+    int status = job->status;
+    struct agent_store_req *w;
+    char why[160] = "";
+
+    s->inflight--;
+    if (!o) {
+        /* Cannot happen: objects that are moving are never dropped. */
+        LOG_ERR("move of unknown object %016" PRIx64, m->id);
+        agent_tier_free(s->tiers[dst], &job->de);
+        free(m);
+        return;
+    }
+    if (status == 0 && job->checksum != o->checksum) {
+        status = -EBADMSG;
+        snprintf(why, sizeof why,
+                 "copy to %s failed verification (checksum %016" PRIx64
+                 ", want %016" PRIx64 "); the object stays in %s",
+                 tname(dst), job->checksum, o->checksum, tname(src));
+    } else if (status) {
+        snprintf(why, sizeof why,
+                 "copy to %s failed: %s; the object stays "
+                 "in %s",
+                 tname(dst), mcos_strerror(status), tname(src));
+    }
+    if (status == 0 && dst == MCOS__TIER_KIND__TIER_NVME) {
+        /* Recorded before the source goes, so a crash never loses the
+         * only copy. */
+        status = agent_tier_nvme_record(s->tiers[dst], o->id, &job->de,
+                                        o->checksum);
+        if (status) {
+            snprintf(why, sizeof why,
+                     "cannot record the object on NVMe: "
+                     "%s; it stays in %s",
+                     mcos_strerror(status), tname(src));
+        }
+    }
+    if (status == 0) {
+        release_extent(s, src, o->id, &job->se,
+                       src == MCOS__TIER_KIND__TIER_NVME);
+        o->ext = job->de;
+        agent_registry_set_tier(s->reg, o, dst);
+        s->counters.moves++;
+        event(s, o,
+              dst < src ? MCOS__EVENT_KIND__EVENT_PROMOTED
+                        : MCOS__EVENT_KIND__EVENT_DEMOTED,
+              dst);
+        if (m->kind == MOVE_PREFETCH) {
+            o->prefetched = true;
+            o->prefetch_deadline = m->deadline_us;
+            if (job->late) {
+                s->counters.prefetch_late++;
+                event(s, o, MCOS__EVENT_KIND__EVENT_PREFETCH_LATE, dst);
+            }
+        }
+        if (m->kind == MOVE_WATERMARK) {
+            s->counters.demotions++;
+        }
+    } else {
+        agent_tier_free(s->tiers[dst], &job->de);
+        s->counters.move_failures++;
+        LOG_WARN("object %016" PRIx64 ": %s", o->id, why);
+    }
+    o->state = AGENT_OBJ_RESIDENT;
+    o->moving_to = 0;
+    o->inflight = NULL;
+
+    /* Requests that waited for this move. */
+    w = m->waiters;
+    while (w) {
+        struct agent_store_req *next = w->next_waiter;
+
+        w->late = job->late;
+        /* A get that waited for its own fetch fails with it, rather than
+         * fetching again and again. */
+        if (status &&
+            (w->op != MCOS__API_OP__API_GET || m->kind == MOVE_FETCH)) {
+            finish(s, w, status, o, "%s", why);
+        } else if (w->op == MCOS__API_OP__API_MOVE ||
+                   w->op == MCOS__API_OP__API_EVICT) {
+            finish(s, w, 0, o, NULL);
+        } else {
+            /* A get (or another intent) that waited: run it again now. */
+            dispatch(s, w);
+        }
+        w = next;
+    }
+    free(m);
+    rebalance(s);
+}
+
+static void
+add_waiter(struct agent_object *o, struct agent_store_req *req)
+{
+    struct move *m = o->inflight;
+
+    req->next_waiter = m->waiters;
+    m->waiters = req;
+}
+
+/* Background demotion: a tier over its high watermark sends its coldest
+ * unpinned objects down the chain until it is at its low watermark, as
+ * far as the tier below has room.  Nothing is ever dropped here. */
+static void
+rebalance(struct agent_store *s)
+{
+    for (int kind = MCOS__TIER_KIND__TIER_HBM;
+         kind <= MCOS__TIER_KIND__TIER_NVME; kind++) {
+        uint32_t hi, lo, admit;
+        uint64_t used, cap, target;
+        struct agent_object *o, *prev;
+        int next;
+
+        if (!s->tiers[kind]) {
+            continue;
+        }
+        policy_tier(s, kind, &hi, &lo, &admit);
+        usage(s, kind, &used, &cap);
+        if (used * 100 <= (uint64_t)hi * cap) {
+            continue;
+        }
+        next = policy_next(s, kind);
+        if (!next) {
+            continue;
+        }
+        target = cap * lo / 100;
+        for (o = agent_registry_coldest(s->reg, kind); o && used > target;
+             o = prev) {
+            prev = o->lru_prev;
+            if (o->state != AGENT_OBJ_RESIDENT || o->pins || o->views ||
+                o->tier != kind) {
+                continue;
+            }
+            if (start_move(s, o, next, MOVE_WATERMARK, UINT64_MAX, NULL)) {
+                break; /* the tier below is full: stop, drop nothing */
+            }
+            used = used > o->size ? used - o->size : 0;
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------
+ * Views. */
+
+static int
+view_add(struct agent_store *s, struct agent_object *o, uint32_t peer,
+         uint64_t *out)
+{
+    if (s->n_views == s->cap_views) {
+        size_t cap = s->cap_views ? s->cap_views * 2 : 64;
+        struct view *grown = realloc(s->views, cap * sizeof *grown);
+
+        if (!grown) {
+            return -ENOMEM;
+        }
+        s->views = grown;
+        s->cap_views = cap;
+    }
+    s->views[s->n_views].id = ++s->next_view;
+    s->views[s->n_views].object = o->id;
+    s->views[s->n_views].peer = peer;
+    s->n_views++;
+    o->views++;
+    *out = s->next_view;
+    return 0;
+}
+
+static void
+view_drop(struct agent_store *s, size_t i)
+{
+    struct agent_object *o = agent_registry_find(s->reg, s->views[i].object);
+
+    if (o && o->views) {
+        o->views--;
+    }
+    s->views[i] = s->views[--s->n_views];
+}
+
+/* ------------------------------------------------------------------------
+ * Intents. */
+
+/* Picks the tier a new object goes to: the preferred tier, else the
+ * fallback, else down the chain; each must exist, admit the object's
+ * hotness, and have room.  Returns the tier or a negative errno. */
+static int
+choose_tier(struct agent_store *s, const struct agent_store_req *req,
+            char *why, size_t whylen)
+{
+    int cand[4], n = 0;
+
+    if (req->tier == MCOS__TIER_KIND__TIER_UNKNOWN) {
+        /* No preference: it stays in DRAM, where it was written, and the
+         * watermarks move it down when DRAM fills.  Nothing goes to HBM
+         * without being asked for (place, prefetch, move). */
+        for (int k = MCOS__TIER_KIND__TIER_DRAM;
+             k <= MCOS__TIER_KIND__TIER_NVME; k++) {
+            cand[n++] = k;
+        }
+    } else {
+        cand[n++] = req->tier;
+        if (req->fallback_tier) {
+            cand[n++] = req->fallback_tier;
+        } else {
+            for (int k = req->tier + 1; k <= MCOS__TIER_KIND__TIER_NVME; k++) {
+                if (n < 4) {
+                    cand[n++] = k;
+                }
+            }
+        }
+    }
+    snprintf(why, whylen, "no tier has room for %" PRIu64 " bytes", req->size);
+    for (int i = 0; i < n; i++) {
+        int k = cand[i];
+        uint32_t hi, lo, admit;
+        uint64_t used, cap;
+
+        if (!s->tiers[k]) {
+            if (i == 0 && req->tier && !req->fallback_tier &&
+                k == MCOS__TIER_KIND__TIER_HBM) {
+                snprintf(why, whylen,
+                         "tier hbm is not available on this "
+                         "node (no GPU, and no emulated HBM)");
+            }
+            continue;
+        }
+        policy_tier(s, k, &hi, &lo, &admit);
+        if (req->hotness_milli < admit) {
+            continue;
+        }
+        usage(s, k, &used, &cap);
+        if (req->size > cap) {
+            continue;
+        }
+        if (used + req->size <= cap) {
+            return k;
+        }
+    }
+    return -ENOSPC;
+}
+
+static void
+do_place(struct agent_store *s, struct agent_store_req *req)
+{
+    struct agent_tier *dram = s->tiers[MCOS__TIER_KIND__TIER_DRAM];
+    struct agent_tier_stats st;
+    struct agent_object *o;
+    char why[160];
+    int target, r;
+
+    if (req->size == 0) {
+        finish(s, req, -EINVAL, NULL, "size must not be 0");
+        return;
+    }
+    if (req->cls < MCOS__OBJECT_CLASS__CLASS_OTHER ||
+        req->cls > MCOS__OBJECT_CLASS__CLASS_PROMPT_CHUNK) {
+        finish(s, req, -EINVAL, NULL, "unknown object class %d", req->cls);
+        return;
+    }
+    if (req->tier == MCOS__TIER_KIND__TIER_SRAM ||
+        req->fallback_tier == MCOS__TIER_KIND__TIER_SRAM) {
+        finish(s, req, -EINVAL, NULL,
+               "sram is a residency hint over hbm, not a place to store");
+        return;
+    }
+    if (req->tier == MCOS__TIER_KIND__TIER_REMOTE ||
+        req->fallback_tier == MCOS__TIER_KIND__TIER_REMOTE) {
+        finish(s, req, -ENOTSUP, NULL,
+               "the remote tier needs the fabric (not available yet)");
+        return;
+    }
+    if ((req->tier && !tier_ok(req->tier)) ||
+        (req->fallback_tier && !tier_ok(req->fallback_tier))) {
+        finish(s, req, -EINVAL, NULL, "unknown tier %d",
+               req->tier && !tier_ok(req->tier) ? req->tier
+                                                : req->fallback_tier);
+        return;
+    }
+    if (agent_registry_find(s->reg, req->id)) {
+        finish(s, req, -EEXIST, NULL, "object %016" PRIx64 " exists", req->id);
+        return;
+    }
+    agent_tier_stats(dram, &st);
+    if (req->size > st.capacity) {
+        finish(s, req, -EFBIG, NULL,
+               "%" PRIu64 " bytes exceed the DRAM arena (%" PRIu64 ")",
+               req->size, st.capacity);
+        return;
+    }
+    target = choose_tier(s, req, why, sizeof why);
+    if (target < 0) {
+        finish(s, req, -ENOSPC, NULL, "%s", why);
+        return;
+    }
+    r = agent_registry_add(s->reg, req->id, &o);
+    if (r) {
+        finish(s, req, r, NULL, "cannot register the object");
+        return;
+    }
+    /* Every object enters through the arena the client can write. */
+    r = agent_tier_alloc(dram, req->size, &o->ext);
+    if (r) {
+        agent_registry_remove(s->reg, o);
+        finish(s, req, -ENOSPC, NULL,
+               "no room in the DRAM arena to stage %" PRIu64 " bytes",
+               req->size);
+        return;
+    }
+    o->size = req->size;
+    o->cls = req->cls;
+    o->hotness_milli = req->hotness_milli;
+    o->expected_reuse = req->expected_reuse;
+    o->state = AGENT_OBJ_PLACED;
+    o->tier = 0;
+    o->target_tier = target;
+    o->placer = req->peer;
+    o->created_us = o->last_access_us = now_us(s);
+    req->offset = o->ext.off;
+    req->length = o->size;
+    finish(s, req, 0, o, NULL);
+}
+
+static struct agent_object *
+lookup(struct agent_store *s, struct agent_store_req *req)
+{
+    struct agent_object *o = agent_registry_find(s->reg, req->id);
+
+    if (!o) {
+        finish(s, req, -ENOENT, NULL, "no object %016" PRIx64, req->id);
+    }
+    return o;
+}
+
+static void
+do_commit(struct agent_store *s, struct agent_store_req *req)
+{
+    struct agent_tier *dram = s->tiers[MCOS__TIER_KIND__TIER_DRAM];
+    struct agent_object *o = lookup(s, req);
+    int r;
+
+    if (!o) {
+        return;
+    }
+    if (o->state != AGENT_OBJ_PLACED) {
+        finish(s, req, -EINVAL, o,
+               "object %016" PRIx64 " is already "
+               "committed",
+               o->id);
+        return;
+    }
+    r = agent_tier_checksum(dram, &o->ext, o->size, &o->checksum);
+    if (r) {
+        finish(s, req, r, o, "cannot read the staged bytes");
+        return;
+    }
+    o->state = AGENT_OBJ_RESIDENT;
+    agent_registry_set_tier(s->reg, o, MCOS__TIER_KIND__TIER_DRAM);
+    s->counters.puts++;
+    event(s, o, MCOS__EVENT_KIND__EVENT_STORED, MCOS__TIER_KIND__TIER_DRAM);
+    if (o->target_tier != MCOS__TIER_KIND__TIER_DRAM &&
+        start_move(s, o, o->target_tier, MOVE_PLACE, UINT64_MAX, NULL)) {
+        /* No room there now: it stays in DRAM, demotion may move it. */
+        LOG_DBG("object %016" PRIx64 " stays in dram: %s is full", o->id,
+                tname(o->target_tier));
+    }
+    finish(s, req, 0, o, NULL);
+    rebalance(s);
+}
+
+static void
+do_abort(struct agent_store *s, struct agent_store_req *req)
+{
+    struct agent_object *o = lookup(s, req);
+
+    if (!o) {
+        return;
+    }
+    if (o->state != AGENT_OBJ_PLACED) {
+        finish(s, req, -EINVAL, o,
+               "object %016" PRIx64 " is committed; "
+               "use evict",
+               o->id);
+        return;
+    }
+    agent_tier_free(s->tiers[MCOS__TIER_KIND__TIER_DRAM], &o->ext);
+    agent_registry_remove(s->reg, o);
+    finish(s, req, 0, NULL, NULL);
+}
+
+static void
+do_get(struct agent_store *s, struct agent_store_req *req)
+{
+    struct agent_object *o = lookup(s, req);
+    uint64_t view;
+
+    if (!o) {
+        return;
+    }
+    if (o->state == AGENT_OBJ_PLACED) {
+        finish(s, req, -ENOENT, NULL,
+               "object %016" PRIx64 " is not "
+               "committed yet",
+               o->id);
+        return;
+    }
+    if (o->state == AGENT_OBJ_MOVING) {
+        add_waiter(o, req); /* retried when the move is done */
+        return;
+    }
+    if (o->tier != MCOS__TIER_KIND__TIER_DRAM) {
+        /* A miss: fetch it into the arena first, urgently. */
+        int r = start_move(s, o, MCOS__TIER_KIND__TIER_DRAM, MOVE_FETCH,
+                           now_us(s), NULL);
+
+        if (r) {
+            finish(s, req, r == -ENOSPC ? -ENOSPC : r, o,
+                   "cannot bring the object from %s into DRAM: %s",
+                   tname(o->tier), mcos_strerror(r));
+            return;
+        }
+        o->misses++;
+        s->counters.misses++;
+        req->next_waiter = NULL;
+        add_waiter(o, req);
+        /* Counted once: the retry below must not count a hit too. */
+        req->mode = 1;
+        return;
+    }
+    if (view_add(s, o, req->peer, &view)) {
+        finish(s, req, -ENOMEM, o, "out of memory");
+        return;
+    }
+    if (req->mode != 1) {
+        o->hits++;
+        s->counters.hits++;
+    }
+    if (o->prefetched) {
+        o->prefetched = false;
+        s->counters.prefetch_hits++;
+        event(s, o, MCOS__EVENT_KIND__EVENT_PREFETCH_HIT, o->tier);
+    }
+    o->last_access_us = now_us(s);
+    agent_registry_touch(s->reg, o);
+    s->counters.gets++;
+    event(s, o, MCOS__EVENT_KIND__EVENT_ACCESSED, o->tier);
+    req->offset = o->ext.off;
+    req->length = o->size;
+    req->view_out = view;
+    finish(s, req, 0, o, NULL);
+}
+
+static void
+do_release(struct agent_store *s, struct agent_store_req *req)
+{
+    for (size_t i = 0; i < s->n_views; i++) {
+        if (s->views[i].id == req->view_id && s->views[i].peer == req->peer) {
+            view_drop(s, i);
+            finish(s, req, 0, NULL, NULL);
+            rebalance(s);
+            return;
+        }
+    }
+    finish(s, req, -ENOENT, NULL, "no open view %" PRIu64, req->view_id);
+}
+
+/* Checks a target tier for prefetch and move. */
+static bool
+target_ok(struct agent_store *s, struct agent_store_req *req, int kind)
+{
+    if (kind == MCOS__TIER_KIND__TIER_REMOTE) {
+        finish(s, req, -ENOTSUP, NULL,
+               "the remote tier needs the fabric (not available yet)");
+        return false;
+    }
+    if (!tier_ok(kind)) {
+        finish(s, req, -EINVAL, NULL, "unknown tier %d", kind);
+        return false;
+    }
+    if (!s->tiers[kind]) {
+        finish(s, req, -ENOTSUP, NULL,
+               "tier %s is not available on this "
+               "node",
+               tname(kind));
+        return false;
+    }
+    return true;
+}
+
+static void
+do_prefetch(struct agent_store *s, struct agent_store_req *req)
+{
+    struct agent_object *o;
+    int r;
+
+    if (req->deadline_us == 0) {
+        finish(s, req, -ETIME, NULL, "the deadline has already passed");
+        return;
+    }
+    if (!target_ok(s, req, req->tier) || !(o = lookup(s, req))) {
+        return;
+    }
+    if (o->state == AGENT_OBJ_PLACED) {
+        finish(s, req, -ENOENT, NULL,
+               "object %016" PRIx64 " is not "
+               "committed yet",
+               o->id);
+        return;
+    }
+    if (o->state == AGENT_OBJ_MOVING) {
+        finish(s, req, -EBUSY, o, "object is moving to %s",
+               tname(o->moving_to));
+        return;
+    }
+    if (o->tier == req->tier) {
+        finish(s, req, 0, o, NULL); /* already there */
+        return;
+    }
+    r = start_move(s, o, req->tier, MOVE_PREFETCH,
+                   now_us(s) + req->deadline_us, NULL);
+    if (r) {
+        finish(s, req, r, o, "cannot prefetch into %s: %s", tname(req->tier),
+               mcos_strerror(r));
+        return;
+    }
+    finish(s, req, 0, o, NULL);
+}
+
+static void
+move_common(struct agent_store *s, struct agent_store_req *req,
+            struct agent_object *o, int dst, enum move_kind kind, bool wait)
+{
+    int r;
+
+    if (o->state == AGENT_OBJ_PLACED) {
+        finish(s, req, -ENOENT, NULL,
+               "object %016" PRIx64 " is not "
+               "committed yet",
+               o->id);
+        return;
+    }
+    if (o->state == AGENT_OBJ_MOVING) {
+        finish(s, req, -EBUSY, o, "object is moving to %s",
+               tname(o->moving_to));
+        return;
+    }
+    if (o->pins || o->views) {
+        finish(s, req, -EBUSY, o, "object is pinned (%u pins, %u views)",
+               o->pins, o->views);
+        return;
+    }
+    if (o->tier == dst) {
+        finish(s, req, 0, o, NULL);
+        return;
+    }
+    r = start_move(s, o, dst, kind, UINT64_MAX, NULL);
+    if (r) {
+        finish(s, req, r, o,
+               "no room in %s for %" PRIu64 " bytes; nothing "
+               "changed",
+               tname(dst), o->size);
+        return;
+    }
+    if (wait) {
+        req->next_waiter = NULL;
+        add_waiter(o, req);
+    } else {
+        finish(s, req, 0, o, NULL);
+    }
+}
+
+static void
+do_move(struct agent_store *s, struct agent_store_req *req)
+{
+    struct agent_object *o;
+
+    if (req->mode != 1 && req->mode != 2) {
+        finish(s, req, -EINVAL, NULL, "unknown move mode %u", req->mode);
+        return;
+    }
+    if (req->src_tier && !tier_ok(req->src_tier) &&
+        req->src_tier != MCOS__TIER_KIND__TIER_REMOTE) {
+        finish(s, req, -EINVAL, NULL, "unknown tier %d", req->src_tier);
+        return;
+    }
+    if (!target_ok(s, req, req->tier) || !(o = lookup(s, req))) {
+        return;
+    }
+    if (req->src_tier && o->state != AGENT_OBJ_PLACED &&
+        o->tier != req->src_tier) {
+        finish(s, req, -EINVAL, o, "object is in %s, not %s", tname(o->tier),
+               tname(req->src_tier));
+        return;
+    }
+    move_common(s, req, o, req->tier, MOVE_EXPLICIT, req->mode == 1);
+}
+
+static void
+drop(struct agent_store *s, struct agent_object *o)
+{
+    if (o->prefetched) {
+        s->counters.prefetch_wasted++;
+        event(s, o, MCOS__EVENT_KIND__EVENT_PREFETCH_WASTED, o->tier);
+    }
+    event(s, o, MCOS__EVENT_KIND__EVENT_REMOVED, o->tier);
+    release_extent(s, o->tier, o->id, &o->ext,
+                   o->tier == MCOS__TIER_KIND__TIER_NVME);
+    agent_registry_remove(s->reg, o);
+    s->counters.drops++;
+}
+
+static void
+do_evict(struct agent_store *s, struct agent_store_req *req)
+{
+    struct agent_object *o;
+    int next;
+
+    switch (req->policy) {
+    case 1: /* drop */
+    case 2: /* demote */
+        break;
+    case 3:
+        finish(s, req, -ENOTSUP, NULL,
+               "demote_to_remote needs the fabric (not available yet)");
+        return;
+    default:
+        finish(s, req, -EINVAL, NULL, "unknown eviction policy %u",
+               req->policy);
+        return;
+    }
+    if (!(o = lookup(s, req))) {
+        return;
+    }
+    if (o->state == AGENT_OBJ_PLACED) {
+        finish(s, req, -EINVAL, o,
+               "object %016" PRIx64 " is not committed; "
+               "use abort",
+               o->id);
+        return;
+    }
+    if (req->policy == 1) {
+        if (o->state == AGENT_OBJ_MOVING || o->pins || o->views) {
+            finish(s, req, -EBUSY, o, "object is %s",
+                   o->state == AGENT_OBJ_MOVING ? "moving" : "pinned");
+            return;
+        }
+        drop(s, o);
+        finish(s, req, 0, NULL, NULL);
+        return;
+    }
+    next = policy_next(s, o->tier);
+    if (!next) {
+        finish(s, req, -ENOSPC, o,
+               "no tier below %s on this node; the "
+               "only copy is never dropped without evict drop",
+               tname(o->tier));
+        return;
+    }
+    if (o->prefetched) {
+        s->counters.prefetch_wasted++;
+        event(s, o, MCOS__EVENT_KIND__EVENT_PREFETCH_WASTED, o->tier);
+        o->prefetched = false;
+    }
+    move_common(s, req, o, next, MOVE_DEMOTE, true);
+}
+
+static void
+do_pin(struct agent_store *s, struct agent_store_req *req, bool pin)
+{
+    struct agent_object *o = lookup(s, req);
+
+    if (!o) {
+        return;
+    }
+    if (pin) {
+        o->pins++;
+    } else if (o->pins == 0) {
+        finish(s, req, -EINVAL, o, "object is not pinned");
+        return;
+    } else {
+        o->pins--;
+    }
+    finish(s, req, 0, o, NULL);
+    if (!pin) {
+        rebalance(s);
+    }
+}
+
+static void
+dispatch(struct agent_store *s, struct agent_store_req *req)
+{
+    switch (req->op) {
+    case MCOS__API_OP__API_PLACE:
+        do_place(s, req);
+        break;
+    case MCOS__API_OP__API_COMMIT:
+        do_commit(s, req);
+        break;
+    case MCOS__API_OP__API_ABORT:
+        do_abort(s, req);
+        break;
+    case MCOS__API_OP__API_GET:
+        do_get(s, req);
+        break;
+    case MCOS__API_OP__API_RELEASE:
+        do_release(s, req);
+        break;
+    case MCOS__API_OP__API_PREFETCH:
+        do_prefetch(s, req);
+        break;
+    case MCOS__API_OP__API_MOVE:
+        do_move(s, req);
+        break;
+    case MCOS__API_OP__API_EVICT:
+        do_evict(s, req);
+        break;
+    case MCOS__API_OP__API_PIN:
+        do_pin(s, req, true);
+        break;
+    case MCOS__API_OP__API_UNPIN:
+        do_pin(s, req, false);
+        break;
+    case MCOS__API_OP__API_STAT: {
+        struct agent_object *o = lookup(s, req);
+
+        if (o) {
+            finish(s, req, 0, o, NULL);
+        }
+        break;
+    }
+    default:
+        finish(s, req, -EINVAL, NULL, "unknown operation %d", req->op);
+        break;
+    }
+}
+
+void
+agent_store_submit(struct agent_store *s, struct agent_store_req *req)
+{
+    req->status = 0;
+    req->have_obj = false;
+    req->late = false;
+    req->next_waiter = NULL;
+    if (req->id == 0 && req->op != MCOS__API_OP__API_RELEASE) {
+        finish(s, req, -EINVAL, NULL, "object id must not be 0");
+        return;
+    }
+    if (req->op == MCOS__API_OP__API_GET) {
+        req->mode = 0; /* hit/miss bookkeeping, see do_get */
+    }
+    dispatch(s, req);
+}
+
+/* ------------------------------------------------------------------------
+ * Clients going away, ticks, queries. */
+
+struct placed_by {
+    uint32_t peer;     /* the connection that closed */
+    uint64_t ids[256]; /* its placed objects found in one pass */
+    size_t n;          /* how many */
+};
+
+static int
+find_placed(struct agent_object *o, void *arg)
+{
+    struct placed_by *p = arg;
+
+    if (o->state == AGENT_OBJ_PLACED && o->placer == p->peer) {
+        p->ids[p->n++] = o->id;
+        if (p->n == sizeof p->ids / sizeof p->ids[0]) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+void
+agent_store_peer_gone(struct agent_store *s, uint32_t peer)
+{
+    struct placed_by p;
+    size_t released = 0, aborted = 0;
+
+    for (size_t i = 0; i < s->n_views;) {
+        if (s->views[i].peer == peer) {
+            view_drop(s, i);
+            released++;
+        } else {
+            i++;
+        }
+    }
+    do {
+        memset(&p, 0, sizeof p);
+        p.peer = peer;
+        agent_registry_foreach(s->reg, find_placed, &p);
+        for (size_t i = 0; i < p.n; i++) {
+            struct agent_object *o = agent_registry_find(s->reg, p.ids[i]);
+
+            agent_tier_free(s->tiers[MCOS__TIER_KIND__TIER_DRAM], &o->ext);
+            agent_registry_remove(s->reg, o);
+            aborted++;
+        }
+    } while (p.n == sizeof p.ids / sizeof p.ids[0]);
+    if (released || aborted) {
+        LOG_INFO("client %u gone: released %zu views, gave back %zu "
+                 "uncommitted objects",
+                 peer, released, aborted);
+        rebalance(s);
+    }
+}
+
+void
+agent_store_tick(struct agent_store *s)
+{
+    rebalance(s);
+}
+
+const char *
+agent_store_shm_name(const struct agent_store *s)
+{
+    return agent_tier_dram_shm_name(s->tiers[MCOS__TIER_KIND__TIER_DRAM]);
+}
+
+uint64_t
+agent_store_shm_size(const struct agent_store *s)
+{
+    void *base;
+    uint64_t len = 0;
+
+    agent_tier_dram_region(s->tiers[MCOS__TIER_KIND__TIER_DRAM], &base, &len);
+    return len;
+}
+
+void
+agent_store_tier_usage(const struct agent_store *s, int kind,
+                       struct agent_store_tier *out)
+{
+    struct agent_tier_stats st;
+
+    memset(out, 0, sizeof *out);
+    if (!tier_ok(kind) || !s->tiers[kind]) {
+        return;
+    }
+    agent_tier_stats(s->tiers[kind], &st);
+    out->present = true;
+    out->emulated = s->emulated[kind];
+    out->capacity = st.capacity;
+    out->used = st.used;
+    out->objects = st.objects;
+}
+
+void
+agent_store_counters(const struct agent_store *s,
+                     struct agent_store_counters *out)
+{
+    *out = s->counters;
+}
+
+size_t
+agent_store_count(const struct agent_store *s)
+{
+    return agent_registry_count(s->reg);
+}
+
+int
+agent_store_foreach(const struct agent_store *s,
+                    int (*cb)(struct agent_object *, void *), void *arg)
+{
+    return agent_registry_foreach(s->reg, cb, arg);
+}
+
+const struct agent_object *
+agent_store_find(const struct agent_store *s, uint64_t id)
+{
+    return agent_registry_find(s->reg, id);
+}
+
+bool
+agent_store_tier_emulated(const struct agent_store *s, int kind)
+{
+    return tier_ok(kind) && s->emulated[kind];
+}
+
+/* ------------------------------------------------------------------------
+ * Life cycle. */
+
+/* An object found in the NVMe index at start: it survived the restart. */
+static int
+on_recover(void *arg, uint64_t id, const struct agent_tier_extent *e,
+           uint64_t checksum)
+{
+    struct agent_store *s = arg;
+    struct agent_object *o;
+    int r = agent_registry_add(s->reg, id, &o);
+
+    if (r) {
+        LOG_WARN("NVMe index lists object %016" PRIx64 " twice; keeping "
+                 "the first",
+                 id);
+        return 0;
+    }
+    o->size = e->len;
+    o->ext = *e;
+    o->checksum = checksum;
+    o->state = AGENT_OBJ_RESIDENT;
+    o->created_us = o->last_access_us = now_us(s);
+    agent_registry_set_tier(s->reg, o, MCOS__TIER_KIND__TIER_NVME);
+    s->counters.recovered++;
+    return 0;
+}
+
+int
+agent_store_create(uv_loop_t *loop, const struct mcos_clock *clock,
+                   const struct agent_store_config *cfg,
+                   struct agent_tables *tables, struct agent_observe *obs,
+                   struct agent_store **out, char *err, size_t errlen)
+{
+    struct agent_store *s = calloc(1, sizeof *s);
+    struct agent_tier_config tc;
+    char shm[96];
+    int r;
+
+    if (!s) {
+        return -ENOMEM;
+    }
+    s->loop = loop;
+    s->clock = clock;
+    s->tables = tables;
+    s->obs = obs;
+    r = agent_registry_create(&s->reg);
+    if (r) {
+        goto fail;
+    }
+
+    memset(&tc, 0, sizeof tc);
+    tc.capacity = cfg->dram_bytes;
+    if (cfg->shm_name) {
+        snprintf(shm, sizeof shm, "%s", cfg->shm_name);
+    } else {
+        snprintf(shm, sizeof shm, "/mcos-%s-dram", cfg->node);
+    }
+    tc.shm_name = shm;
+    /* Reserving every page at start would make a 64 GiB arena cost 64 GiB
+     * of RAM before the first object; pages are taken as used. */
+    tc.sparse = true;
+    r = agent_tier_create(AGENT_TIER_DRAM, &tc,
+                          &s->tiers[MCOS__TIER_KIND__TIER_DRAM]);
+    if (r) {
+        mcos_seterr(err, errlen,
+                    "cannot create the DRAM arena %s (%" PRIu64 " bytes): %s",
+                    shm, cfg->dram_bytes, mcos_strerror(r));
+        goto fail;
+    }
+    if (cfg->hbm_bytes && cfg->hbm_emulated) {
+        /* Host memory standing in for HBM: the DRAM backend on a private
+         * memfd, never shown to clients (real HBM is not mappable). */
+        memset(&tc, 0, sizeof tc);
+        tc.capacity = cfg->hbm_bytes;
+        tc.sparse = true;
+        r = agent_tier_create_ops(&agent_tier_dram_ops, AGENT_TIER_HBM, &tc,
+                                  &s->tiers[MCOS__TIER_KIND__TIER_HBM]);
+        if (r) {
+            mcos_seterr(err, errlen,
+                        "cannot create the emulated HBM tier: "
+                        "%s",
+                        mcos_strerror(r));
+            goto fail;
+        }
+        s->emulated[MCOS__TIER_KIND__TIER_HBM] = true;
+    }
+    if (cfg->nvme_dir && *cfg->nvme_dir) {
+        memset(&tc, 0, sizeof tc);
+        tc.capacity = cfg->nvme_bytes;
+        tc.dir = cfg->nvme_dir;
+        tc.on_recover = on_recover;
+        tc.recover_arg = s;
+        r = agent_tier_create(AGENT_TIER_NVME, &tc,
+                              &s->tiers[MCOS__TIER_KIND__TIER_NVME]);
+        if (r) {
+            mcos_seterr(err, errlen, "cannot open the NVMe tier in %s: %s",
+                        cfg->nvme_dir, mcos_strerror(r));
+            goto fail;
+        }
+        if (s->counters.recovered) {
+            LOG_INFO("found %" PRIu64 " objects on NVMe in %s",
+                     s->counters.recovered, cfg->nvme_dir);
+        }
+    }
+    r = agent_exec_create(loop, clock, cfg->budgets, &s->exec);
+    if (r) {
+        mcos_seterr(err, errlen, "cannot start the dataplane thread: %s",
+                    mcos_strerror(r));
+        goto fail;
+    }
+    *out = s;
+    return 0;
+
+fail:
+    for (int k = 0; k < AGENT_N_TIERS; k++) {
+        agent_tier_destroy(s->tiers[k]);
+    }
+    agent_registry_destroy(s->reg);
+    free(s);
+    return r;
+}
+
+void
+agent_store_close(struct agent_store *s)
+{
+    if (!s) {
+        return;
+    }
+    /* Completes every queued move (with -ECANCELED), which finishes their
+     * waiters, before the tiers go away. */
+    agent_exec_close(s->exec);
+    for (int k = 0; k < AGENT_N_TIERS; k++) {
+        agent_tier_destroy(s->tiers[k]);
+    }
+    agent_registry_destroy(s->reg);
+    free(s->views);
+    free(s);
+}

@@ -1,0 +1,60 @@
+/*
+ * A separate client process for test_libmcos: `libmcos_worker URL many K`
+ * stores, reads back and drops objects of its own; `... crash` opens a
+ * view and a placement and exits without releasing either.  Exit status 0
+ * when everything checked out.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mcos/mcos.h"
+
+static void
+fill(unsigned char *buf, size_t len, unsigned seed)
+{
+    for (size_t i = 0; i < len; i++) {
+        seed = seed * 1103515245u + 12345u;
+        buf[i] = (unsigned char)(seed >> 16);
+    }
+}
+
+int
+main(int argc, char **argv)
+{
+    mcos_client_t *c;
+    int bad = 0;
+
+    if (argc < 3 || mcos_connect(argv[1], &c)) {
+        return 2;
+    }
+    if (!strcmp(argv[2], "many") && argc == 4) {
+        int k = atoi(argv[3]);
+        static unsigned char data[20000], out[20000];
+
+        for (int i = 0; i < 50; i++) {
+            mcos_id_t id = (mcos_id_t)(k + 1) << 32 | (mcos_id_t)i;
+            size_t len = 0, want = 1000 + (size_t)i * 300;
+
+            fill(data, sizeof data, (unsigned)(k * 1000 + i));
+            bad |= mcos_put(c, id, data, want, NULL) != 0;
+            bad |= mcos_get_copy(c, id, out, sizeof out, &len) != 0;
+            bad |= len != want || memcmp(out, data, len) != 0;
+            if (i % 3 == 0) {
+                bad |= mcos_evict(c, id, MCOS_EVICT_DROP) != 0;
+            }
+        }
+        mcos_close(c);
+        return bad;
+    }
+    if (!strcmp(argv[2], "crash")) {
+        struct mcos_view v;
+        void *buf;
+
+        bad |= mcos_get(c, 31, &v) != 0;
+        bad |= mcos_place(c, 32, 4096, NULL, &buf) != 0;
+        /* Exit holding both: the agent must clean up after us. */
+        _Exit(bad);
+    }
+    return 2;
+}

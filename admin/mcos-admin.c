@@ -125,6 +125,26 @@ call(const struct opts *o, const char *method, const char *path, char **text)
     return doc;
 }
 
+/* GETs an absolute URL (an agent's API); returns the HTTP status, the
+ * parsed body in *doc (or NULL), or -1 with a message if unreachable. */
+static int
+get_url(const struct opts *o, const char *url, json_t **doc, char *err,
+        size_t errlen)
+{
+    char *body = NULL;
+    size_t len = 0;
+    int status = 0;
+
+    *doc = NULL;
+    if (mcos_http_fetch("GET", url, NULL, 0, o->timeout_ms, &status, &body,
+                        &len, err, errlen)) {
+        return -1;
+    }
+    *doc = json_loads(body, 0, NULL);
+    free(body);
+    return status;
+}
+
 static void
 print_json(json_t *doc)
 {
@@ -444,6 +464,182 @@ cmd_tables(const struct opts *o, const char *node)
     return 0;
 }
 
+static const char *
+str(json_t *o, const char *k)
+{
+    const char *v = json_string_value(json_object_get(o, k));
+
+    return v ? v : "-";
+}
+
+static json_int_t
+num(json_t *o, const char *k)
+{
+    return json_integer_value(json_object_get(o, k));
+}
+
+static void
+print_objects(json_t *list, bool with_node)
+{
+    size_t i;
+    json_t *ob;
+
+    printf("%s%-16s  %-6s  %-8s  %10s  %-12s  %7s  %4s  %11s\n",
+           with_node ? "NODE              " : "", "ID", "TIER", "STATE",
+           "SIZE", "CLASS", "HOTNESS", "PINS", "HITS/MISSES");
+    json_array_foreach(list, i, ob)
+    {
+        char size[32], tier[32], hm[40];
+
+        human_bytes((uint64_t)num(ob, "size"), size, sizeof size);
+        snprintf(tier, sizeof tier, "%s%s", str(ob, "tier"),
+                 json_is_true(json_object_get(ob, "emulated")) ? "*" : "");
+        snprintf(hm, sizeof hm,
+                 "%" JSON_INTEGER_FORMAT "/%" JSON_INTEGER_FORMAT,
+                 num(ob, "hits"), num(ob, "misses"));
+        if (with_node) {
+            printf("%-16s  ", str(ob, "node"));
+        }
+        printf("%-16s  %-6s  %-8s  %10s  %-12s  %7.3f  %4" JSON_INTEGER_FORMAT
+               "  %11s\n",
+               str(ob, "id"), tier, str(ob, "state"), size, str(ob, "class"),
+               json_number_value(json_object_get(ob, "hotness")),
+               num(ob, "pins"), hm);
+    }
+}
+
+/* The node's agent API URL, from the brain. */
+static char *
+agent_url(const struct opts *o, const char *node)
+{
+    char path[256];
+    json_t *doc;
+    const char *u;
+    char *url;
+
+    snprintf(path, sizeof path, "/v1/nodes/%s", node);
+    doc = call(o, "GET", path, NULL);
+    u = json_string_value(json_object_get(doc, "http_url"));
+    if (!u || !*u) {
+        die(EXIT_RUNTIME,
+            "node %s has no HTTP API (its agent runs with "
+            "--http \"\")",
+            node);
+    }
+    url = strdup(u);
+    json_decref(doc);
+    return url;
+}
+
+static int
+cmd_objects(const struct opts *o, int argc, char **argv)
+{
+    const char *node = NULL;
+    uint64_t limit = 1000;
+    char *base, url[512], err[512];
+    json_t *doc;
+    int status;
+
+    for (int i = 0; i < argc; i++) {
+        if ((!strcmp(argv[i], "--node") || !strcmp(argv[i], "--limit")) &&
+            i + 1 == argc) {
+            die(EXIT_USAGE, "objects: option '%s' needs a value", argv[i]);
+        } else if (!strcmp(argv[i], "--node")) {
+            node = argv[++i];
+        } else if (!strcmp(argv[i], "--limit")) {
+            if (mcos_parse_uint(argv[++i], &limit) || limit == 0) {
+                die(EXIT_USAGE,
+                    "objects: --limit takes a positive number, "
+                    "got '%s'",
+                    argv[i]);
+            }
+        } else {
+            die(EXIT_USAGE,
+                "objects: unexpected argument '%s' (usage: "
+                "objects --node NODE [--limit N])",
+                argv[i]);
+        }
+    }
+    if (!node) {
+        die(EXIT_USAGE, "objects: --node NODE is required");
+    }
+    base = agent_url(o, node);
+    snprintf(url, sizeof url, "%s/v1/objects?limit=%" PRIu64, base, limit);
+    status = get_url(o, url, &doc, err, sizeof err);
+    if (status != 200 || !doc) {
+        die(EXIT_RUNTIME, "cannot list the objects of node %s at %s: %s", node,
+            base, status < 0 ? err : "bad answer");
+    }
+    free(base);
+    if (o->json) {
+        print_json(doc);
+    } else {
+        printf("node %s: %" JSON_INTEGER_FORMAT " objects%s\n", node,
+               num(doc, "total"),
+               (size_t)num(doc, "total") >
+                       json_array_size(json_object_get(doc, "objects"))
+                   ? " (listing truncated, see --limit)"
+                   : "");
+        print_objects(json_object_get(doc, "objects"), false);
+        printf("(* emulated tier)\n");
+    }
+    json_decref(doc);
+    return 0;
+}
+
+static int
+cmd_object(const struct opts *o, const char *idtext)
+{
+    json_t *nodes = call(o, "GET", "/v1/nodes", NULL), *n;
+    json_t *found = json_array();
+    char *end;
+    uint64_t id;
+    size_t i;
+
+    errno = 0;
+    id = strtoull(idtext, &end, 16);
+    if (errno || *end || !*idtext || strlen(idtext) > 16 || id == 0) {
+        die(EXIT_USAGE,
+            "object: bad id '%s' (want up to 16 hex digits, "
+            "not 0)",
+            idtext);
+    }
+    json_array_foreach(json_object_get(nodes, "nodes"), i, n)
+    {
+        const char *base = json_string_value(json_object_get(n, "http_url"));
+        char url[512], err[512];
+        json_t *doc;
+        int status;
+
+        if (!strcmp(str(n, "state"), "failed") || !base || !*base) {
+            continue;
+        }
+        snprintf(url, sizeof url, "%s/v1/objects/%016" PRIx64, base, id);
+        status = get_url(o, url, &doc, err, sizeof err);
+        if (status == 200 && doc) {
+            json_array_append_new(found, doc);
+        } else {
+            if (status < 0) {
+                fprintf(stderr, "mcos-admin: node %s not asked: %s\n",
+                        str(n, "name"), err);
+            }
+            json_decref(doc);
+        }
+    }
+    json_decref(nodes);
+    if (json_array_size(found) == 0) {
+        json_decref(found);
+        die(EXIT_RUNTIME, "object %016" PRIx64 " is not on any live node", id);
+    }
+    if (o->json) {
+        print_json(found);
+    } else {
+        print_objects(found, true);
+    }
+    json_decref(found);
+    return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -504,9 +700,14 @@ main(int argc, char **argv)
         return cmd_sync(&o, rest, args);
     } else if (!strcmp(cmd, "tables") && rest == 1) {
         return cmd_tables(&o, args[0]);
+    } else if (!strcmp(cmd, "objects")) {
+        return cmd_objects(&o, rest, args);
+    } else if (!strcmp(cmd, "object") && rest == 1) {
+        return cmd_object(&o, args[0]);
     }
     if (!strcmp(cmd, "nodes") || !strcmp(cmd, "status") ||
-        !strcmp(cmd, "node") || !strcmp(cmd, "tables")) {
+        !strcmp(cmd, "node") || !strcmp(cmd, "tables") ||
+        !strcmp(cmd, "object")) {
         die(EXIT_USAGE, "%s: wrong number of arguments (see --help)", cmd);
     }
     die(EXIT_USAGE, "unknown command '%s' (see --help)", cmd);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "config.h"
 #include "log.h"
 #include "wire.h"
 
@@ -104,6 +105,16 @@ brain_hello_check(const Mcos__Hello *h, char *err, size_t errlen)
 
         if (r) {
             return r;
+        }
+    }
+    if (*h->http_url) {
+        static const char *const http[] = {"http", NULL};
+        char why[300];
+
+        if (strlen(h->http_url) > 255 ||
+            mcos_check_url("http_url", h->http_url, http, why, sizeof why)) {
+            mcos_seterr(err, errlen, "node %s: %s", h->node, why);
+            return -EINVAL;
         }
     }
     if (strlen(h->version) > 64 || strlen(h->gpu_note) > 512) {

@@ -52,7 +52,7 @@ node_json(const struct brain *b, const struct brain_node *n, uint64_t now)
     }
     return json_pack(
         "{s:s, s:s, s:s, s:I, s:I, s:b, s:s, s:s, s:s, s:s, s:I, s:b, s:I, "
-        "s:I, s:I, s:o, s:o, s:s, s:o, s:{s:i, s:i, s:f}}",
+        "s:I, s:I, s:o, s:o, s:s, s:o, s:{s:i, s:i, s:f}, s:s}",
         "name", n->name, "state", brain_liveness_name(n->live), "boot_id",
         boot, "applied_gen", (json_int_t)n->applied_gen, "desired_gen",
         (json_int_t)(n->desired ? mcos_table_gen(n->desired) : 0), "in_sync",
@@ -65,7 +65,8 @@ node_json(const struct brain *b, const struct brain_node *n, uint64_t now)
         (json_int_t)n->events, "events_dropped", (json_int_t)n->events_dropped,
         "tiers", tiers, "gpus", gpus, "gpu_note", h ? h->gpu_note : "",
         "endpoints", eps, "load", "queued", (int)n->queued_requests, "running",
-        (int)n->running_requests, "cpu_load", n->cpu_load_milli / 1000.0);
+        (int)n->running_requests, "cpu_load", n->cpu_load_milli / 1000.0,
+        "http_url", h ? h->http_url : "");
 }
 
 static void

@@ -1,6 +1,6 @@
 /*
  * Generic tier dispatch, kind names, cross-tier copy and checksum, and
- * the TLSF allocator shared by the DRAM and NVMe backends.
+ * the TLSF allocator shared by the DRAM, NVMe and HBM backends.
  */
 #include "tier.h"
 
@@ -110,9 +110,14 @@ agent_tier_create(enum agent_tier_kind kind,
         return agent_tier_create_ops(&agent_tier_dram_ops, kind, cfg, out);
     case AGENT_TIER_NVME:
         return agent_tier_create_ops(&agent_tier_nvme_ops, kind, cfg, out);
-    case AGENT_TIER_SRAM:
     case AGENT_TIER_HBM:
-        /* GPU tiers need a CUDA backend, registered by its own module. */
+        return agent_tier_create_ops(cfg && cfg->emulate
+                                         ? &agent_tier_hbm_emulated_ops
+                                         : &agent_tier_hbm_ops,
+                                     kind, cfg, out);
+    case AGENT_TIER_SRAM:
+        /* GPU L2 holds no objects of its own; it is a residency hint on
+         * an HBM tier (agent_tier_hbm_l2_hint). */
         return -EOPNOTSUPP;
     }
     return -EINVAL;
@@ -208,6 +213,12 @@ agent_tier_stats(struct agent_tier *t, struct agent_tier_stats *out)
     memset(out, 0, sizeof(*out));
     if (t)
         t->ops->stats(t, out);
+}
+
+bool
+agent_tier_is_emulated(const struct agent_tier *t)
+{
+    return t && t->ops == &agent_tier_hbm_emulated_ops;
 }
 
 int

@@ -74,25 +74,37 @@ struct agent_tier_config {
     agent_tier_recover_cb on_recover;    /* NVMe: told of each object found
                                             at init; may be NULL */
     void *recover_arg;                   /* NVMe: passed to on_recover */
+    int gpu;                             /* HBM: CUDA device ordinal */
+    const char *cuda_lib; /* HBM: runtime to dlopen; NULL or "" tries
+                             the usual libcudart names */
+    bool emulate;         /* HBM: host memory stands in for the device
+                             (tests, demo); everything else is identical */
+    uint64_t staging;     /* HBM: pinned staging bytes per direction;
+                             0 means AGENT_TIER_HBM_STAGING */
 };
 
 /* A snapshot of a tier's counters; all sizes in bytes. */
 struct agent_tier_stats {
-    uint64_t capacity;     /* bytes the allocator manages */
-    uint64_t used;         /* sum of allocated block sizes, after rounding
-                              each request up to its granule (DRAM: 4 KiB
-                              for large objects, else 64 B) */
-    uint64_t requested;    /* sum of the lengths callers asked for */
-    uint64_t objects;      /* live extents */
-    uint64_t alloc_fail;   /* allocations refused with -ENOSPC */
-    uint64_t largest_free; /* biggest single allocation that would succeed */
-    uint64_t free_blocks;  /* free fragments; 1 means no fragmentation */
-    uint64_t io_errors;    /* failed device or file I/O calls */
-    uint64_t recovered;    /* NVMe: objects found in the index at init */
-    uint64_t index_bad;    /* NVMe: index records skipped as torn, corrupt
-                              or conflicting */
-    uint32_t granule;      /* allocation unit and minimum alignment */
-    bool direct_io;        /* NVMe: data file opened with O_DIRECT */
+    uint64_t capacity;       /* bytes the allocator manages */
+    uint64_t used;           /* sum of allocated block sizes, after rounding
+                                each request up to its granule (DRAM: 4 KiB
+                                for large objects, else 64 B) */
+    uint64_t requested;      /* sum of the lengths callers asked for */
+    uint64_t objects;        /* live extents */
+    uint64_t alloc_fail;     /* allocations refused with -ENOSPC */
+    uint64_t largest_free;   /* biggest single allocation that would succeed */
+    uint64_t free_blocks;    /* free fragments; 1 means no fragmentation */
+    uint64_t io_errors;      /* failed device or file I/O calls */
+    uint64_t recovered;      /* NVMe: objects found in the index at init */
+    uint64_t index_bad;      /* NVMe: index records skipped as torn, corrupt
+                                or conflicting */
+    uint64_t l2_persist_max; /* HBM: the device's persisting L2 bytes;
+                                0 when it has none, or when emulated */
+    uint64_t l2_window;      /* HBM: bytes under the L2 persisting window
+                                set by agent_tier_hbm_l2_hint(); 0: none */
+    uint32_t granule;        /* allocation unit and minimum alignment */
+    bool direct_io;          /* NVMe: data file opened with O_DIRECT */
+    bool emulated;           /* HBM: host memory stands in for the device */
 };
 
 struct agent_tier;
@@ -137,13 +149,21 @@ struct agent_tier {
 /* The backends this module ships. */
 extern const struct agent_tier_ops agent_tier_dram_ops;
 extern const struct agent_tier_ops agent_tier_nvme_ops;
+/* HBM through the CUDA runtime, and the same backend over host memory
+ * ("hbm (emulated)"); agent_tier_create() picks by cfg->emulate. */
+extern const struct agent_tier_ops agent_tier_hbm_ops;
+extern const struct agent_tier_ops agent_tier_hbm_emulated_ops;
 
 /* --- Generic API --------------------------------------------------------
  */
 
 /* Creates a tier of a built-in kind. -EINVAL for an unknown kind or bad
- * configuration, -EOPNOTSUPP for a kind with no built-in backend (SRAM,
- * HBM: those come from agent_tier_create_ops() with a GPU backend). */
+ * configuration. SRAM gives -EOPNOTSUPP: GPU L2 is not a store, only a
+ * residency hint on an HBM tier (agent_tier_hbm_l2_hint). HBM gives
+ * -EOPNOTSUPP when no CUDA runtime loads, -ENOSYS when it lacks a needed
+ * function, -ENODEV when cfg->gpu is not a usable device, and -ENOMEM
+ * when the device cannot hold cfg->capacity; cfg->emulate needs none of
+ * that. */
 int agent_tier_create(enum agent_tier_kind kind,
                       const struct agent_tier_config *cfg,
                       struct agent_tier **out);
@@ -170,6 +190,9 @@ int agent_tier_write(struct agent_tier *t, const struct agent_tier_extent *e,
 /* Pointer to e's bytes, or NULL when the tier is not host-mappable. */
 void *agent_tier_map(struct agent_tier *t, const struct agent_tier_extent *e);
 void agent_tier_stats(struct agent_tier *t, struct agent_tier_stats *out);
+/* True when host memory stands in for the tier's device (an emulated HBM
+ * tier); every report that shows the tier must say so. */
+bool agent_tier_is_emulated(const struct agent_tier *t);
 /* -EOPNOTSUPP when the backend has no checker. */
 int agent_tier_check(struct agent_tier *t);
 
@@ -229,6 +252,28 @@ int agent_tier_nvme_recover(struct agent_tier *t, agent_tier_recover_cb cb,
                             void *arg);
 /* Flushes written data to stable storage (fdatasync). */
 int agent_tier_nvme_flush(struct agent_tier *t);
+
+/* --- HBM tier extras ----------------------------------------------------
+ */
+
+/* Default pinned staging per direction: big enough that a PCIe copy of
+ * one half (2 MiB) runs at link speed, small enough to pin per tier. */
+#define AGENT_TIER_HBM_STAGING (4u << 20)
+
+/* SRAM/L2 residency hint: asks the GPU to keep the first `bytes` of e in
+ * its L2 cache, by setting aside persisting L2 (cudaDeviceSetLimit) and
+ * putting a CUDA access-policy window with the given hit_ratio (0..1) on
+ * the tier's streams. bytes is clamped to the device's largest window;
+ * bytes = 0 removes the window and the set-aside. -ENOTSUP when the
+ * device has no persisting L2 (before Ampere, MIG) or the tier is
+ * emulated: residency is reported unavailable, never faked. -EINVAL for
+ * a non-HBM tier, an extent that is not allocated or a bad ratio, -ERANGE
+ * when bytes exceeds e's length. A CUDA window only governs work issued
+ * on the stream that carries it; see docs/tiers.md for what that means
+ * for engines in other processes. */
+int agent_tier_hbm_l2_hint(struct agent_tier *t,
+                           const struct agent_tier_extent *e, uint64_t bytes,
+                           float hit_ratio);
 
 /* --- For backends only --------------------------------------------------
  *

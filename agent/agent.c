@@ -265,7 +265,7 @@ send_hello(struct agent *a)
                          "emulated in host DRAM (--emulate-hbm)");
             } else if (!u.present && hbm) {
                 snprintf(hbm_note, sizeof hbm_note,
-                         "%s; the CUDA HBM tier is not enabled yet",
+                         "%s; HBM tier off (tiers.hbm.bytes is 0)",
                          a->gpus.note);
             } else {
                 snprintf(hbm_note, sizeof hbm_note, "%s", a->gpus.note);
@@ -497,7 +497,13 @@ open_store(struct agent *a, char *err, size_t errlen)
     sc.nvme_bytes = a->cfg.nvme_bytes;
     /* A GPU's HBM tier needs the CUDA backend; emulation stands in when
      * there is no GPU and the operator asked for it. */
-    if (a->cfg.emulate_hbm_bytes && a->gpus.n == 0) {
+    if (a->gpus.n > 0 && a->cfg.hbm_bytes) {
+        /* A real GPU: its HBM through the CUDA backend, on the first GPU
+         * (a tier per GPU is future work). */
+        sc.hbm_bytes = a->cfg.hbm_bytes;
+        sc.gpu = a->gpus.gpu[0].index;
+        sc.cuda_lib = a->cfg.cuda_lib;
+    } else if (a->cfg.emulate_hbm_bytes) {
         sc.hbm_bytes = a->cfg.emulate_hbm_bytes;
         sc.hbm_emulated = true;
     }

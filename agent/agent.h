@@ -45,6 +45,7 @@ struct agent_config {
     char *nvme_dir;              /* NVMe tier directory, "" for none */
     uint64_t nvme_bytes;         /* NVMe tier capacity */
     uint64_t emulate_hbm_bytes;  /* DRAM-backed HBM for tests, 0: off */
+    uint64_t hbm_bytes;          /* GPU memory the HBM tier may use */
     char *data_address;          /* data-plane address peers dial */
     uint64_t data_port;          /* data-plane TCP port */
     char *cuda_lib;              /* CUDA runtime to dlopen, "" for usual */

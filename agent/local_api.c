@@ -207,6 +207,11 @@ on_request(struct mcos_bus_request *bus, void *arg)
         c->req.cls = q->class_;
         c->req.hotness_milli = q->hotness_milli;
         c->req.expected_reuse = q->expected_reuse;
+        snprintf(c->req.ns, sizeof c->req.ns, "%s", q->ns);
+        if (strlen(q->ns) >= sizeof c->req.ns) {
+            c->req.ns[0] = '!'; /* too long: refused by the store */
+        }
+        c->req.parent = q->parent_id;
         c->req.tier = q->tier;
         c->req.fallback_tier = q->fallback_tier;
         c->req.src_tier = q->src_tier;

@@ -14,12 +14,18 @@
 
 #include "clock.h"
 
+/* A queued event with room for its namespace. */
+struct queued {
+    Mcos__ObjectEvent ev; /* the event; ev.ns is set when taken */
+    char ns[64];          /* its namespace, "" for none */
+};
+
 struct agent_observe {
     struct agent_nic nics[AGENT_MAX_NICS]; /* NICs found at start */
     size_t n_nics;                         /* how many */
     uint64_t last_sample_us;               /* when NICs were sampled */
     pthread_mutex_t mutex;                 /* guards the event queue */
-    Mcos__ObjectEvent *events;             /* ring of queued events */
+    struct queued *events;                 /* ring of queued events */
     size_t head;                           /* oldest queued */
     size_t count;                          /* queued */
     uint64_t dropped;                      /* lost since the last take */
@@ -198,8 +204,10 @@ agent_observe_load_milli(void)
 void
 agent_observe_event(struct agent_observe *o, Mcos__EventKind kind,
                     uint64_t object_id, Mcos__ObjectClass cls,
-                    Mcos__TierKind tier, uint64_t size)
+                    Mcos__TierKind tier, uint64_t size, const char *ns,
+                    uint64_t parent)
 {
+    struct queued *q;
     Mcos__ObjectEvent *e;
 
     pthread_mutex_lock(&o->mutex);
@@ -208,8 +216,11 @@ agent_observe_event(struct agent_observe *o, Mcos__EventKind kind,
         pthread_mutex_unlock(&o->mutex);
         return;
     }
-    e = &o->events[(o->head + o->count++) % AGENT_EVENT_QUEUE_MAX];
+    q = &o->events[(o->head + o->count++) % AGENT_EVENT_QUEUE_MAX];
+    e = &q->ev;
     mcos__object_event__init(e);
+    snprintf(q->ns, sizeof q->ns, "%s", ns ? ns : "");
+    e->parent_id = parent;
     e->kind = kind;
     e->object_id = object_id;
     e->class_ = cls;
@@ -236,12 +247,18 @@ agent_observe_take_events(struct agent_observe *o, size_t max,
         return 0;
     }
     for (size_t i = 0; i < n; i++) {
-        v[i] = malloc(sizeof **v);
-        if (!v[i]) {
+        const struct queued *q =
+            &o->events[(o->head + i) % AGENT_EVENT_QUEUE_MAX];
+        /* One allocation holds the event and its namespace. */
+        struct queued *copy = malloc(sizeof *copy);
+
+        if (!copy) {
             n = i;
             break;
         }
-        *v[i] = o->events[(o->head + i) % AGENT_EVENT_QUEUE_MAX];
+        *copy = *q;
+        copy->ev.ns = copy->ns;
+        v[i] = &copy->ev;
     }
     o->head = (o->head + n) % AGENT_EVENT_QUEUE_MAX;
     o->count -= n;

@@ -50,14 +50,16 @@ void agent_observe_sample(struct agent_observe *, uint64_t now_us);
 /* 1-minute load average x 1000. */
 uint32_t agent_observe_load_milli(void);
 
-/* Queues an object event (any thread). */
+/* Queues an object event (any thread).  `ns` (copied; NULL or "" for
+ * none) and `parent` describe KV blocks' prefix chains. */
 void agent_observe_event(struct agent_observe *, Mcos__EventKind kind,
                          uint64_t object_id, Mcos__ObjectClass cls,
-                         Mcos__TierKind tier, uint64_t size);
+                         Mcos__TierKind tier, uint64_t size, const char *ns,
+                         uint64_t parent);
 
 /* Moves up to `max` queued events into a malloc'd array of malloc'd
- * events for a report; *dropped receives the count lost since the last
- * take.  Free with agent_observe_events_free. */
+ * events (each with its own copy of ns) for a report; *dropped receives the
+ * count lost since the last take.  Free with agent_observe_events_free. */
 size_t agent_observe_take_events(struct agent_observe *, size_t max,
                                  Mcos__ObjectEvent ***out, uint64_t *dropped);
 void agent_observe_events_free(Mcos__ObjectEvent **, size_t n);

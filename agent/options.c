@@ -37,6 +37,10 @@ const struct mcos_cfg_opt agent_config_opts[] = {
         "NVMe tier directory (\"\": no NVMe tier)"),
     OPT("tiers.nvme.bytes", "nvme-bytes", MCOS_CFG_BYTES, nvme_bytes, 0, 0,
         "0", "NVMe tier capacity"),
+    OPT("tiers.hbm.bytes", "hbm-bytes", MCOS_CFG_BYTES, hbm_bytes, 0, 0,
+        "1GiB",
+        "GPU memory the HBM tier may use, when a GPU is found "
+        "(the inference engine needs the rest)"),
     OPT("tiers.hbm.emulate_bytes", "emulate-hbm", MCOS_CFG_BYTES,
         emulate_hbm_bytes, 0, 0, "0",
         "DRAM-backed HBM tier for tests (reported as emulated)"),

@@ -37,6 +37,8 @@ struct agent_object {
     int cls;                       /* Mcos__ObjectClass */
     uint32_t hotness_milli;        /* intent, x1000 */
     uint32_t expected_reuse;       /* intent */
+    char ns[64];                   /* KV blocks: namespace (model) */
+    uint64_t parent;               /* KV blocks: previous block id */
     enum agent_obj_state state;    /* residency */
     int tier;                      /* where the verified copy is */
     struct agent_tier_extent ext;  /* its extent in that tier */

@@ -106,7 +106,7 @@ event(struct agent_store *s, const struct agent_object *o,
 {
     if (s->obs) {
         agent_observe_event(s->obs, kind, o->id, (Mcos__ObjectClass)o->cls,
-                            (Mcos__TierKind)tier, o->size);
+                            (Mcos__TierKind)tier, o->size, o->ns, o->parent);
     }
 }
 
@@ -490,6 +490,28 @@ choose_tier(struct agent_store *s, const struct agent_store_req *req,
     return -ENOSPC;
 }
 
+/* Namespaces name models: they appear in the brain's index and its API,
+ * so keep them to a safe alphabet. */
+static bool
+ns_ok(const char *ns)
+{
+    size_t len = strlen(ns);
+
+    if (len > 63) {
+        return false;
+    }
+    for (size_t i = 0; i < len; i++) {
+        char c = ns[i];
+
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '/' ||
+              c == '-')) {
+            return false;
+        }
+    }
+    return true;
+}
+
 static void
 do_place(struct agent_store *s, struct agent_store_req *req)
 {
@@ -527,6 +549,12 @@ do_place(struct agent_store *s, struct agent_store_req *req)
                                                 : req->fallback_tier);
         return;
     }
+    if (!ns_ok(req->ns)) {
+        finish(s, req, -EINVAL, NULL,
+               "bad namespace '%.70s' (at most 63 of [A-Za-z0-9._/-])",
+               req->ns);
+        return;
+    }
     if (agent_registry_find(s->reg, req->id)) {
         finish(s, req, -EEXIST, NULL, "object %016" PRIx64 " exists", req->id);
         return;
@@ -559,6 +587,8 @@ do_place(struct agent_store *s, struct agent_store_req *req)
     }
     o->size = req->size;
     o->cls = req->cls;
+    snprintf(o->ns, sizeof o->ns, "%s", req->ns);
+    o->parent = req->parent;
     o->hotness_milli = req->hotness_milli;
     o->expected_reuse = req->expected_reuse;
     o->state = AGENT_OBJ_PLACED;
@@ -1200,22 +1230,27 @@ agent_store_create(uv_loop_t *loop, const struct mcos_clock *clock,
                     shm, cfg->dram_bytes, mcos_strerror(r));
         goto fail;
     }
-    if (cfg->hbm_bytes && cfg->hbm_emulated) {
-        /* Host memory standing in for HBM: the DRAM backend on a private
-         * memfd, never shown to clients (real HBM is not mappable). */
+    if (cfg->hbm_bytes) {
+        /* The CUDA backend: one device region carved by the allocator and
+         * pinned staging; or, emulated, host memory through the same code
+         * path.  Never shown to clients: HBM is not host-mappable. */
         memset(&tc, 0, sizeof tc);
         tc.capacity = cfg->hbm_bytes;
-        tc.sparse = true;
-        r = agent_tier_create_ops(&agent_tier_dram_ops, AGENT_TIER_HBM, &tc,
-                                  &s->tiers[MCOS__TIER_KIND__TIER_HBM]);
+        tc.gpu = cfg->gpu;
+        tc.cuda_lib = cfg->cuda_lib;
+        tc.emulate = cfg->hbm_emulated;
+        r = agent_tier_create(AGENT_TIER_HBM, &tc,
+                              &s->tiers[MCOS__TIER_KIND__TIER_HBM]);
         if (r) {
             mcos_seterr(err, errlen,
-                        "cannot create the emulated HBM tier: "
-                        "%s",
-                        mcos_strerror(r));
+                        "cannot create the %sHBM tier (%" PRIu64
+                        " bytes on GPU %d): %s",
+                        cfg->hbm_emulated ? "emulated " : "", cfg->hbm_bytes,
+                        cfg->gpu, mcos_strerror(r));
             goto fail;
         }
-        s->emulated[MCOS__TIER_KIND__TIER_HBM] = true;
+        s->emulated[MCOS__TIER_KIND__TIER_HBM] =
+            agent_tier_is_emulated(s->tiers[MCOS__TIER_KIND__TIER_HBM]);
     }
     if (cfg->nvme_dir && *cfg->nvme_dir) {
         memset(&tc, 0, sizeof tc);

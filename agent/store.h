@@ -39,6 +39,8 @@ struct agent_store_config {
     uint64_t nvme_bytes;             /* NVMe capacity */
     uint64_t hbm_bytes;              /* HBM capacity to use (0: none) */
     bool hbm_emulated;               /* HBM is host memory standing in */
+    int gpu;                         /* real HBM: CUDA device ordinal */
+    const char *cuda_lib;            /* real HBM: runtime to dlopen */
     uint64_t budgets[AGENT_N_TIERS]; /* bytes/s per tier, 0: unlimited */
 };
 
@@ -54,6 +56,8 @@ struct agent_store_req {
     int cls;                 /* place */
     uint32_t hotness_milli;  /* place */
     uint32_t expected_reuse; /* place */
+    char ns[64];             /* place: KV block namespace, "" none */
+    uint64_t parent;         /* place: previous block of a KV chain */
     int tier;                /* place: preferred; prefetch/move: target */
     int fallback_tier;       /* place */
     int src_tier;            /* move */

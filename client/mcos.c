@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -24,6 +25,8 @@
 #include "wire.h"
 
 #define DEFAULT_AGENT "ipc:///run/mcos/agent.sock"
+/* struct mcos_place_opts as first published, before ns and parent. */
+#define PLACE_OPTS_V1_SIZE offsetof(struct mcos_place_opts, ns)
 /* Long enough for a get that must fetch from NVMe, or a waited move. */
 #define CALL_TIMEOUT_MS 60000
 
@@ -195,6 +198,10 @@ fill_place(Mcos__ApiRequest *q, mcos_id_t id, size_t size,
         q->expected_reuse = o->expected_reuse;
         q->tier = (Mcos__TierKind)o->preferred_tier;
         q->fallback_tier = (Mcos__TierKind)o->fallback_tier;
+        if (o->struct_size >= sizeof *o) {
+            q->ns = (char *)(o->ns ? o->ns : "");
+            q->parent_id = o->parent;
+        }
     }
 }
 
@@ -204,8 +211,11 @@ check_opts(const struct mcos_place_opts *o)
     if (!o) {
         return 0;
     }
-    if (o->struct_size < sizeof *o || !tier_valid(o->preferred_tier) ||
-        !tier_valid(o->fallback_tier) || o->hotness != o->hotness) {
+    /* Callers built against the first header (without ns and parent)
+     * pass the smaller size; that is fine. */
+    if (o->struct_size < PLACE_OPTS_V1_SIZE ||
+        !tier_valid(o->preferred_tier) || !tier_valid(o->fallback_tier) ||
+        o->hotness != o->hotness) {
         return -EINVAL;
     }
     return 0;

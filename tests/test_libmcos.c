@@ -6,6 +6,7 @@
  * client processes at once; and what survives an agent restart.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <signal.h>
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -200,6 +201,18 @@ START_TEST(test_bad_input)
     o.struct_size = 3;
     ck_assert_int_eq(mcos_put(c, id, data, sizeof data, &o), -EINVAL);
     o.struct_size = sizeof o;
+    /* KV blocks' namespace: a safe alphabet, at most 63 characters. */
+    o.ns = "llama 70b";
+    ck_assert_int_eq(mcos_put(c, id, data, sizeof data, &o), -EINVAL);
+    o.ns = "meta/llama-3.1-70b";
+    o.parent = 41;
+    ck_assert_int_eq(mcos_put(c, 4242, data, sizeof data, &o), 0);
+    /* Callers built against the first header pass the smaller size. */
+    o.struct_size = offsetof(struct mcos_place_opts, ns);
+    ck_assert_int_eq(mcos_put(c, 4243, data, sizeof data, &o), 0);
+    o.struct_size = sizeof o;
+    o.ns = NULL;
+    o.parent = 0;
     /* Size over capacity: bigger than the whole arena, or than what is
      * free. */
     ck_assert_int_eq(mcos_place(c, id, 9 * MiB, NULL, &buf), -EFBIG);

@@ -14,7 +14,8 @@ START_TEST(test_events_bounded)
     for (uint64_t i = 0; i < AGENT_EVENT_QUEUE_MAX + 10; i++) {
         agent_observe_event(o, MCOS__EVENT_KIND__EVENT_STORED, i + 1,
                             MCOS__OBJECT_CLASS__CLASS_KV_BLOCK,
-                            MCOS__TIER_KIND__TIER_DRAM, 512);
+                            MCOS__TIER_KIND__TIER_DRAM, 512,
+                            i % 2 ? "llama-70b" : NULL, i);
     }
     n = agent_observe_take_events(o, 100, &ev, &dropped);
     ck_assert_uint_eq(n, 100);
@@ -24,6 +25,9 @@ START_TEST(test_events_bounded)
     ck_assert_uint_eq(ev[99]->object_id, 100);
     ck_assert_int_eq(ev[0]->class_, MCOS__OBJECT_CLASS__CLASS_KV_BLOCK);
     ck_assert_uint_gt(ev[0]->time_us, 0);
+    ck_assert_str_eq(ev[0]->ns, "");
+    ck_assert_str_eq(ev[1]->ns, "llama-70b");
+    ck_assert_uint_eq(ev[1]->parent_id, 1);
     agent_observe_events_free(ev, n);
     n = agent_observe_take_events(o, AGENT_EVENT_QUEUE_MAX, &ev, &dropped);
     ck_assert_uint_eq(n, AGENT_EVENT_QUEUE_MAX - 100);

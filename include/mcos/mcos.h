@@ -101,7 +101,9 @@ enum mcos_evict_policy {
 };
 
 /* Placement intent.  Zero-initialise, set struct_size = sizeof, and fill
- * what you know; zero fields mean "no opinion". */
+ * what you know; zero fields mean "no opinion".  For KV blocks (class
+ * MCOS_CLASS_KV_BLOCK) the id is the block's prefix-chained hash, and `ns`
+ * and `parent` let the cluster's brain index the prefix chain. */
 struct mcos_place_opts {
     size_t struct_size;            /* sizeof(struct mcos_place_opts) */
     enum mcos_class cls;           /* what it is */
@@ -111,6 +113,12 @@ struct mcos_place_opts {
     enum mcos_tier fallback_tier;  /* where it may go if preferred refuses
                                       (full, or below its admission
                                       threshold); ANY: the demotion chain */
+    /* Since API version 1 as well, but read only when struct_size covers
+     * them: KV blocks only. */
+    const char *ns;   /* namespace (model) of a KV block, <= 63 chars of
+                         [A-Za-z0-9._/-]; NULL or "": "default" */
+    mcos_id_t parent; /* the block before it in its prefix chain (its
+                         hash), 0 for the first block */
 };
 
 /* A read-only view of an object's bytes in the shared arena.  It pins the

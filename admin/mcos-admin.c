@@ -640,6 +640,102 @@ cmd_object(const struct opts *o, const char *idtext)
     return 0;
 }
 
+static int
+cmd_route(const struct opts *o, int argc, char **argv)
+{
+    const char *ns = NULL, *rack = NULL, *hashes = NULL;
+    bool explain = false;
+    json_t *body = json_object(), *blocks = json_array(), *doc, *r;
+    char url[1024], err[512], *text, *resp = NULL, *copy, *save = NULL;
+    int status = 0;
+    size_t i;
+
+    for (int k = 0; k < argc; k++) {
+        if ((!strcmp(argv[k], "--ns") || !strcmp(argv[k], "--rack")) &&
+            k + 1 == argc) {
+            die(EXIT_USAGE, "route: option '%s' needs a value", argv[k]);
+        } else if (!strcmp(argv[k], "--ns")) {
+            ns = argv[++k];
+        } else if (!strcmp(argv[k], "--rack")) {
+            rack = argv[++k];
+        } else if (!strcmp(argv[k], "--explain")) {
+            explain = true;
+        } else if (!hashes && strncmp(argv[k], "--", 2)) {
+            hashes = argv[k];
+        } else {
+            die(EXIT_USAGE,
+                "route: unexpected argument '%s' (usage: route "
+                "[--explain] [--ns NS] [--rack R] HASH,HASH,...)",
+                argv[k]);
+        }
+    }
+    if (!hashes) {
+        die(EXIT_USAGE, "route: a comma-separated list of block hashes is "
+                        "required");
+    }
+    copy = strdup(hashes);
+    for (char *t = strtok_r(copy, ",", &save); t;
+         t = strtok_r(NULL, ",", &save)) {
+        json_array_append_new(blocks, json_string(t));
+    }
+    free(copy);
+    json_object_set_new(body, "blocks", blocks);
+    if (ns) {
+        json_object_set_new(body, "ns", json_string(ns));
+    }
+    if (rack) {
+        json_object_set_new(body, "rack", json_string(rack));
+    }
+    text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    snprintf(url, sizeof url, "%s/v1/route", o->brain);
+    if (mcos_http_fetch("POST", url, text, strlen(text), o->timeout_ms,
+                        &status, &resp, NULL, err, sizeof err)) {
+        die(EXIT_RUNTIME, "cannot reach the brain at %s: %s", o->brain, err);
+    }
+    free(text);
+    doc = json_loads(resp, 0, NULL);
+    free(resp);
+    if (!doc) {
+        die(EXIT_RUNTIME, "the brain sent invalid JSON for /v1/route");
+    }
+    if (status >= 400) {
+        fprintf(stderr, "mcos-admin: %s (HTTP %d)\n", str(doc, "error"),
+                status);
+        json_decref(doc);
+        return EXIT_RUNTIME;
+    }
+    if (o->json) {
+        print_json(doc);
+    } else if (!explain) {
+        printf("%s\n", str(doc, "node"));
+    } else {
+        printf("route to %s\n  why: %s\n  replication: %s\n", str(doc, "node"),
+               str(doc, "explain"), str(doc, "replication"));
+        printf("  %-16s %8s %8s %8s %8s %8s %6s  %s\n", "NODE", "COST",
+               "PREFILL", "FETCH", "LOAD", "RACK", "MATCH", "");
+        json_array_foreach(json_object_get(doc, "ranked"), i, r)
+        {
+            json_t *m = json_object_get(r, "matched");
+
+            printf(
+                "  %-16s %8.2f %8.0f %8.2f %8.2f %8.2f %6" JSON_INTEGER_FORMAT
+                "  %s\n",
+                str(r, "node"), json_number_value(json_object_get(r, "cost")),
+                json_number_value(json_object_get(r, "prefill_blocks")),
+                json_number_value(json_object_get(r, "fetch")),
+                json_number_value(json_object_get(r, "load_cost")),
+                json_number_value(json_object_get(r, "topology")),
+                num(m, "total"),
+                json_is_true(json_object_get(r, "over_bound"))
+                    ? "(over the load bound)"
+                    : "");
+        }
+    }
+    json_decref(doc);
+    return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -704,6 +800,8 @@ main(int argc, char **argv)
         return cmd_objects(&o, rest, args);
     } else if (!strcmp(cmd, "object") && rest == 1) {
         return cmd_object(&o, args[0]);
+    } else if (!strcmp(cmd, "route")) {
+        return cmd_route(&o, rest, args);
     }
     if (!strcmp(cmd, "nodes") || !strcmp(cmd, "status") ||
         !strcmp(cmd, "node") || !strcmp(cmd, "tables") ||

@@ -197,6 +197,8 @@ hello_cb(int status, const void *data, size_t len, void *arg)
     a->hello_in_flight = false;
     if (handle_reply(a, status, data, len, "hello") == 0) {
         a->registered = true;
+        /* The brain's object directory is soft state: give it ours. */
+        agent_store_inventory(a->store);
         LOG_INFO("registered with the brain (generation %" PRIu64 ")",
                  a->brain_gen);
     }

@@ -1088,6 +1088,23 @@ agent_store_peer_gone(struct agent_store *s, uint32_t peer)
     }
 }
 
+static int
+inventory_one(struct agent_object *o, void *arg)
+{
+    struct agent_store *s = arg;
+
+    if (o->state != AGENT_OBJ_PLACED) {
+        event(s, o, MCOS__EVENT_KIND__EVENT_STORED, o->tier);
+    }
+    return 0;
+}
+
+void
+agent_store_inventory(struct agent_store *s)
+{
+    agent_registry_foreach(s->reg, inventory_one, s);
+}
+
 void
 agent_store_tick(struct agent_store *s)
 {

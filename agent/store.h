@@ -98,6 +98,10 @@ void agent_store_submit(struct agent_store *, struct agent_store_req *);
  * placed but never committed are given back. */
 void agent_store_peer_gone(struct agent_store *, uint32_t peer);
 
+/* Queues a STORED event for every object held, so a brain that (re)learns
+ * about this node gets its full inventory with the next reports. */
+void agent_store_inventory(struct agent_store *);
+
 /* Periodic work: watermark demotion. */
 void agent_store_tick(struct agent_store *);
 

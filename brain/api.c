@@ -185,6 +185,234 @@ post_sync(struct mcos_http_request *req, void *arg)
                            json_pack("{s:I}", "generation", (json_int_t)gen));
 }
 
+/* Largest request chain /v1/route accepts: 4096 blocks of 512 tokens is
+ * a 2M-token context. */
+#define ROUTE_MAX_BLOCKS 4096
+
+static int
+parse_hash(json_t *v, uint64_t *out)
+{
+    if (json_is_integer(v) && json_integer_value(v) >= 0) {
+        *out = (uint64_t)json_integer_value(v);
+        return 0;
+    }
+    if (json_is_string(v)) {
+        const char *t = json_string_value(v);
+        char *end;
+
+        if (!strncmp(t, "0x", 2)) {
+            t += 2;
+        }
+        if (!*t || strlen(t) > 16) {
+            return -EINVAL;
+        }
+        errno = 0;
+        *out = strtoull(t, &end, 16);
+        return errno || *end ? -EINVAL : 0;
+    }
+    return -EINVAL;
+}
+
+struct ranked {
+    size_t i;    /* index into the candidates */
+    double cost; /* its cost */
+};
+
+static int
+ranked_cmp(const void *a, const void *b)
+{
+    const struct ranked *x = a, *y = b;
+
+    return x->cost < y->cost ? -1 : x->cost > y->cost;
+}
+
+/* POST /v1/route {"blocks": [...], "ns": "...", "output_len": N,
+ * "rack": "..."}: the node to serve a request, and why. */
+static void
+post_route(struct mcos_http_request *req, void *arg)
+{
+    struct brain *b = arg;
+    size_t len, n = 0, chain_len, n_alive = 0;
+    const char *body = mcos_http_request_body(req, &len), *key, *rack = NULL;
+    const char *ns_name = "default";
+    struct brain_route_node *cand = NULL;
+    struct brain_route_score *score = NULL;
+    struct brain_prefix_match *m = NULL;
+    struct brain_node **who = NULL;
+    struct ranked *rk = NULL;
+    uint64_t *chain = NULL;
+    json_int_t output_len = 0;
+    json_error_t jerr;
+    json_t *doc, *blocks = NULL, *v, *list;
+    char explain[512];
+    int ns = -ENOENT, best, found;
+
+    doc = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!doc) {
+        mcos_http_respond_error(req, 400,
+                                "body is not valid JSON: line %d "
+                                "column %d: %s",
+                                jerr.line, jerr.column, jerr.text);
+        return;
+    }
+    if (!json_is_object(doc)) {
+        mcos_http_respond_error(req, 400, "body must be a JSON object");
+        goto out;
+    }
+    json_object_foreach(doc, key, v)
+    {
+        if (!strcmp(key, "blocks")) {
+            blocks = v;
+        } else if (!strcmp(key, "ns")) {
+            if (!json_is_string(v)) {
+                mcos_http_respond_error(req, 400, "'ns' must be a string");
+                goto out;
+            }
+            ns_name = json_string_value(v);
+        } else if (!strcmp(key, "output_len")) {
+            if (!json_is_integer(v) || json_integer_value(v) < 0) {
+                mcos_http_respond_error(req, 400,
+                                        "'output_len' must be a "
+                                        "non-negative integer");
+                goto out;
+            }
+            output_len = json_integer_value(v);
+        } else if (!strcmp(key, "rack")) {
+            if (!json_is_string(v)) {
+                mcos_http_respond_error(req, 400, "'rack' must be a string");
+                goto out;
+            }
+            rack = json_string_value(v);
+        } else {
+            mcos_http_respond_error(req, 400, "unknown key '%.64s'", key);
+            goto out;
+        }
+    }
+    if (!json_is_array(blocks) || json_array_size(blocks) == 0 ||
+        json_array_size(blocks) > ROUTE_MAX_BLOCKS) {
+        mcos_http_respond_error(req, 400,
+                                "'blocks' must be a non-empty "
+                                "array of at most %d block hashes",
+                                ROUTE_MAX_BLOCKS);
+        goto out;
+    }
+    chain_len = json_array_size(blocks);
+    chain = calloc(chain_len, sizeof *chain);
+    if (!chain) {
+        mcos_http_respond_error(req, 500, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < chain_len; i++) {
+        if (parse_hash(json_array_get(blocks, i), &chain[i])) {
+            mcos_http_respond_error(req, 400,
+                                    "blocks[%zu]: expected a block "
+                                    "hash (a non-negative integer or up to "
+                                    "16 hex digits)",
+                                    i);
+            goto out;
+        }
+    }
+    ns = brain_kv_ns(b->kv, ns_name, false);
+    if (ns == -EINVAL) {
+        mcos_http_respond_error(req, 400,
+                                "bad namespace '%.64s' (1-63 of "
+                                "[A-Za-z0-9._/-])",
+                                ns_name);
+        goto out;
+    }
+
+    /* Candidates: alive nodes only (suspect and failed ones are avoided). */
+    cand = calloc(b->cluster.n + 1, sizeof *cand);
+    score = calloc(b->cluster.n + 1, sizeof *score);
+    who = calloc(b->cluster.n + 1, sizeof *who);
+    m = calloc(b->cluster.n + 1, sizeof *m);
+    rk = calloc(b->cluster.n + 1, sizeof *rk);
+    if (!cand || !score || !who || !m || !rk) {
+        mcos_http_respond_error(req, 500, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < b->cluster.n; i++) {
+        struct brain_node *nd = b->cluster.nodes[i];
+
+        if (nd->live != BRAIN_ALIVE || !nd->hello) {
+            continue;
+        }
+        who[n_alive] = nd;
+        cand[n_alive].name = nd->name;
+        cand[n_alive].rack = nd->hello->labels ? nd->hello->labels->rack : "";
+        cand[n_alive].load = (double)nd->queued_requests +
+                             (double)nd->running_requests + (double)nd->routed;
+        n_alive++;
+    }
+    if (n_alive == 0) {
+        mcos_http_respond_error(req, 503, "no live node to route to");
+        goto out;
+    }
+    found = ns >= 0 ? brain_kv_match(b->kv, (uint16_t)ns, chain, chain_len, m,
+                                     b->cluster.n + 1)
+                    : 0;
+    for (int k = 0; k < found && k < (int)b->cluster.n + 1; k++) {
+        for (size_t i = 0; i < n_alive; i++) {
+            if (who[i]->idx == m[k].node) {
+                cand[i].matched_hbm = m[k].matched[BRAIN_PREFIX_TIER_HBM];
+                cand[i].matched_dram = m[k].matched[BRAIN_PREFIX_TIER_DRAM];
+                cand[i].matched = m[k].matched[BRAIN_PREFIX_TIER_NVME];
+            }
+        }
+    }
+    best =
+        brain_route_decide(cand, n_alive, chain_len, rack, &b->weights, score);
+    who[best]->routed++;
+    b->routes++;
+    n = n_alive;
+    for (size_t i = 0; i < n; i++) {
+        rk[i].i = i;
+        rk[i].cost = score[i].over_bound ? 1e300 : score[i].cost;
+    }
+    qsort(rk, n, sizeof *rk, ranked_cmp);
+    list = json_array();
+    for (size_t k = 0; k < n; k++) {
+        size_t i = rk[k].i;
+
+        json_array_append_new(
+            list, json_pack("{s:s, s:f, s:f, s:f, s:f, s:f, s:b, s:f, "
+                            "s:{s:i, s:i, s:i}}",
+                            "node", cand[i].name, "cost", score[i].cost,
+                            "prefill_blocks", score[i].prefill, "fetch",
+                            score[i].fetch, "load_cost", score[i].load,
+                            "topology", score[i].topology, "over_bound",
+                            score[i].over_bound, "load", cand[i].load,
+                            "matched", "hbm", (int)cand[i].matched_hbm, "dram",
+                            (int)cand[i].matched_dram, "total",
+                            (int)cand[i].matched));
+    }
+    snprintf(
+        explain, sizeof explain,
+        "%s: holds %u of %zu blocks (%u in hbm, %u more in dram, %u "
+        "more on nvme), %.0f to prefill, load %.0f request(s); cost "
+        "%.2f, lowest of %zu live node(s)%s",
+        cand[best].name, cand[best].matched, chain_len, cand[best].matched_hbm,
+        cand[best].matched_dram - cand[best].matched_hbm,
+        cand[best].matched - cand[best].matched_dram, score[best].prefill,
+        cand[best].load, score[best].cost, n,
+        score[best].over_bound ? " (every node is over the load bound)" : "");
+    mcos_http_respond_json(
+        req, 200,
+        json_pack("{s:s, s:s, s:i, s:I, s:o, s:s, s:s}", "node",
+                  cand[best].name, "ns", ns_name, "blocks", (int)chain_len,
+                  "output_len", output_len, "ranked", list, "explain", explain,
+                  "replication",
+                  "none: peer fetches need the fabric (not available yet)"));
+out:
+    free(chain);
+    free(cand);
+    free(score);
+    free(who);
+    free(m);
+    free(rk);
+    json_decref(doc);
+}
+
 static void
 metric(FILE *f, const char *name, const char *type, const char *help)
 {
@@ -262,6 +490,23 @@ get_metrics(struct mcos_http_request *req, void *arg)
     COUNTER("mcos_brain_state_errors_total", state_errors,
             "Failures to save the generation counter.");
 #undef COUNTER
+    {
+        struct brain_kv_stats kv;
+
+        brain_kv_stats(b->kv, &kv);
+        metric(f, "mcos_brain_index_blocks", "gauge",
+               "KV blocks in the global prefix index.");
+        fprintf(f, "mcos_brain_index_blocks %" PRIu64 "\n", kv.blocks);
+        metric(f, "mcos_brain_index_bytes", "gauge",
+               "Memory held by the prefix index.");
+        fprintf(f, "mcos_brain_index_bytes %" PRIu64 "\n", kv.memory_bytes);
+        metric(f, "mcos_brain_index_events_total", "counter",
+               "kv_block events folded into the index.");
+        fprintf(f, "mcos_brain_index_events_total %" PRIu64 "\n", kv.events);
+        metric(f, "mcos_brain_routes_total", "counter",
+               "Routing decisions made.");
+        fprintf(f, "mcos_brain_routes_total %" PRIu64 "\n", b->routes);
+    }
     metric(f, "mcos_brain_compile_seconds", "gauge",
            "Duration of the last compile pass.");
     fprintf(f, "mcos_brain_compile_seconds %.6f\n", k->compile_us / 1e6);
@@ -282,6 +527,7 @@ brain_api_register(struct brain *b)
         {"GET", "/v1/nodes", true, get_nodes},
         {"GET", "/v1/status", false, get_status},
         {"POST", "/v1/sync", false, post_sync},
+        {"POST", "/v1/route", false, post_route},
         {"GET", "/metrics", false, get_metrics},
     };
 

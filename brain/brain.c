@@ -108,6 +108,10 @@ on_hello(struct brain *b, struct mcos_bus_request *req,
     }
     m->body = NULL; /* the cluster owns the hello now */
     b->counters.hellos++;
+    /* Whatever the index held for this node is superseded: the agent
+     * resends its inventory after every hello. */
+    brain_kv_node_gone(b->kv, res.node->idx);
+    res.node->kv_gone = false;
     if (applied > b->gen) {
         /* Our counter is behind an agent's table: the state directory was
          * lost or replaced.  Continue above it so generations never go
@@ -141,6 +145,22 @@ on_report(struct brain *b, struct mcos_bus_request *req,
         return;
     }
     b->counters.reports++;
+    if (res.revived) {
+        /* Its index entries were dropped when it failed: have it say
+         * hello again, which brings its full inventory. */
+        char msg[160];
+
+        snprintf(msg, sizeof msg,
+                 "node %s was marked failed: say hello "
+                 "again",
+                 res.node->name);
+        b->dirty = true;
+        brain_schedule(b);
+        send_reply(b, req, -ENOENT, msg, NULL);
+        return;
+    }
+    brain_kv_report(b->kv, res.node->idx, rep, mcos_clock_now(b->clock));
+    res.node->routed = 0;
     if (res.topology_changed) {
         b->dirty = true;
         brain_schedule(b);
@@ -320,6 +340,15 @@ brain_run(struct brain *b)
     if (brain_aggregate_tick(&b->cluster, now, &b->live_cfg)) {
         b->dirty = true;
     }
+    for (size_t i = 0; i < b->cluster.n; i++) {
+        struct brain_node *n = b->cluster.nodes[i];
+
+        if (n->live == BRAIN_FAILED && !n->kv_gone) {
+            brain_kv_node_gone(b->kv, n->idx);
+            n->kv_gone = true;
+        }
+    }
+    brain_kv_tick(b->kv);
     if (b->dirty || b->force) {
         compile_all(b);
     }
@@ -419,12 +448,23 @@ brain_create(uv_loop_t *loop, const struct brain_config *cfg,
     b->policy.low_watermark_pct = (uint32_t)cfg->low_watermark_pct;
     b->policy.admit_min_hotness_milli = (uint32_t)cfg->admit_min_hotness_milli;
     b->policy.report_interval_ms = (uint32_t)cfg->report_interval_ms;
+    b->weights.dram_fetch = (double)cfg->dram_fetch_milli / 1000.0;
+    b->weights.nvme_fetch = (double)cfg->nvme_fetch_milli / 1000.0;
+    b->weights.load_weight = (double)cfg->load_weight_milli / 1000.0;
+    b->weights.bound_eps = (double)cfg->bound_eps_milli / 1000.0;
+    b->weights.rack_penalty = (double)cfg->rack_penalty_milli / 1000.0;
     b->start_us = mcos_clock_now(clock);
     brain_cluster_init(&b->cluster);
 
+    r = brain_kv_create(&b->kv);
+    if (r) {
+        mcos_seterr(err, errlen, "cannot create the prefix index: %s",
+                    mcos_strerror(r));
+        goto fail_cfg;
+    }
     r = brain_state_open(cfg->state_dir, &b->state, err, errlen);
     if (r) {
-        goto fail_cfg;
+        goto fail_kv;
     }
     /* A new brain starts a new generation: what agents run was compiled
      * by another brain, which may have had other inputs. */
@@ -468,6 +508,8 @@ fail_bus:
     mcos_bus_server_close(b->bus);
 fail_state:
     brain_state_close(b->state);
+fail_kv:
+    brain_kv_destroy(b->kv);
 fail_cfg:
     mcos_cfg_free(brain_config_opts, brain_n_config_opts, &b->cfg);
 fail_free:
@@ -484,6 +526,7 @@ closed_cb(uv_handle_t *h)
 
     if (--b->closing == 0) {
         brain_cluster_destroy(&b->cluster);
+        brain_kv_destroy(b->kv);
         brain_state_close(b->state);
         mcos_cfg_free(brain_config_opts, brain_n_config_opts, &b->cfg);
         free(b);

@@ -32,6 +32,8 @@
 #include "compile.h"
 #include "config.h"
 #include "http.h"
+#include "kvindex.h"
+#include "route.h"
 #include "state.h"
 
 struct brain_config {
@@ -44,6 +46,11 @@ struct brain_config {
     uint64_t high_watermark_pct;      /* tier policy */
     uint64_t low_watermark_pct;       /* tier policy */
     uint64_t admit_min_hotness_milli; /* tier policy */
+    uint64_t dram_fetch_milli;        /* routing: DRAM block cost x1000 */
+    uint64_t nvme_fetch_milli;        /* routing: NVMe block cost x1000 */
+    uint64_t load_weight_milli;       /* routing: per queued request x1000 */
+    uint64_t bound_eps_milli;         /* routing: bounded-load slack x1000 */
+    uint64_t rack_penalty_milli;      /* routing: other rack x1000 */
     char *log_level;                  /* log spec, see log.h */
 };
 
@@ -82,6 +89,9 @@ struct brain {
     uv_timer_t tick;                    /* periodic liveness check */
     uv_timer_t run_soon;                /* coalesces runs after inputs */
     int closing;                        /* handles still closing */
+    struct brain_kv *kv;                /* global prefix index */
+    struct brain_route_weights weights; /* routing knobs, from cfg */
+    uint64_t routes;                    /* routing decisions made */
     struct brain_counters counters;     /* for /metrics */
 };
 

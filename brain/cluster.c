@@ -88,10 +88,14 @@ brain_cluster_add(struct brain_cluster *c, const char *name,
         c->nodes = grown;
         c->cap = cap;
     }
+    if (c->next_idx >= 4096) {
+        return -ENOSPC; /* the prefix index's node id space */
+    }
     n = calloc(1, sizeof *n);
     if (!n) {
         return -ENOMEM;
     }
+    n->idx = c->next_idx++;
     strcpy(n->name, name);
     memmove(&c->nodes[i + 1], &c->nodes[i], (c->n - i) * sizeof *c->nodes);
     c->nodes[i] = n;

@@ -55,12 +55,17 @@ struct brain_node {
     struct mcos_table *confirmed;   /* the table at applied_gen, or NULL */
     struct mcos_bus_request *watch; /* held long poll, or NULL */
     uint64_t watch_gen;             /* applied gen the watch carried */
+    uint16_t idx;                   /* small id for the prefix index */
+    bool kv_gone;                   /* its index entries were dropped */
+    uint32_t routed;                /* requests routed here since its
+                                       last report */
 };
 
 struct brain_cluster {
     struct brain_node **nodes; /* sorted by name */
     size_t n;                  /* number of nodes */
     size_t cap;                /* allocated slots */
+    uint16_t next_idx;         /* next node id for the prefix index */
 };
 
 void brain_cluster_init(struct brain_cluster *);

@@ -1,8 +1,9 @@
 /*
  * A separate client process for test_libmcos: `libmcos_worker URL many K`
  * stores, reads back and drops objects of its own; `... crash` opens a
- * view and a placement and exits without releasing either.  Exit status 0
- * when everything checked out.
+ * view and a placement and exits without releasing either; `... kv NS
+ * H1,H2,...` stores KV blocks of a prefix chain (hex hashes) in namespace
+ * NS, each with its parent.  Exit status 0 when everything checked out.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +45,28 @@ main(int argc, char **argv)
                 bad |= mcos_evict(c, id, MCOS_EVICT_DROP) != 0;
             }
         }
+        mcos_close(c);
+        return bad;
+    }
+    if (!strcmp(argv[2], "kv") && argc == 5) {
+        struct mcos_place_opts o = {.struct_size = sizeof o};
+        static unsigned char block[8192];
+        char *list = strdup(argv[4]), *save = NULL;
+        mcos_id_t parent = 0;
+
+        o.cls = MCOS_CLASS_KV_BLOCK;
+        o.ns = argv[3];
+        o.hotness = 0.5;
+        for (char *t = strtok_r(list, ",", &save); t;
+             t = strtok_r(NULL, ",", &save)) {
+            mcos_id_t id = strtoull(t, NULL, 16);
+
+            o.parent = parent;
+            fill(block, sizeof block, (unsigned)id);
+            bad |= mcos_put(c, id, block, sizeof block, &o) != 0;
+            parent = id;
+        }
+        free(list);
         mcos_close(c);
         return bad;
     }

@@ -1,0 +1,125 @@
+/* Tests for brain/route: the scoring, the bounded-load rule against
+ * herding, topology, and ties. */
+#include <errno.h>
+
+#include "route.h"
+#include "testutil.h"
+
+static const struct brain_route_weights w = {
+    .dram_fetch = 0.05,
+    .nvme_fetch = 0.25,
+    .load_weight = 4.0,
+    .bound_eps = 0.25,
+    .rack_penalty = 2.0,
+};
+
+START_TEST(test_scores)
+{
+    /* A 10-block request.  n1 holds 8 (6 in HBM, 2 in DRAM); n2 holds 10
+     * but 4 only on NVMe and is busier; n3 holds nothing. */
+    struct brain_route_node nodes[] = {
+        {"n1", "r1", 6, 8, 8, 1.0},
+        {"n2", "r1", 2, 6, 10, 2.0},
+        {"n3", "r2", 0, 0, 0, 0.0},
+    };
+    struct brain_route_score s[3];
+    int best = brain_route_decide(nodes, 3, 10, NULL, &w, s);
+
+    /* n1: 2 prefill + 2*0.05 + 4*1 = 6.1
+     * n2: 0 prefill + 4*0.05 + 4*0.25 + 4*2 = 9.2
+     * n3: 10 prefill + 0 = 10 */
+    ck_assert_double_eq_tol(s[0].cost, 6.1, 1e-9);
+    ck_assert_double_eq_tol(s[1].cost, 9.2, 1e-9);
+    ck_assert_double_eq_tol(s[2].cost, 10.0, 1e-9);
+    ck_assert_double_eq_tol(s[0].prefill, 2, 1e-9);
+    ck_assert_double_eq_tol(s[1].fetch, 1.2, 1e-9);
+    ck_assert_int_eq(best, 0);
+    /* Topology: a request for rack r2 pays 2 elsewhere; n3 still loses. */
+    best = brain_route_decide(nodes, 3, 10, "r2", &w, s);
+    ck_assert_double_eq_tol(s[0].topology, 2.0, 1e-9);
+    ck_assert_double_eq_tol(s[2].topology, 0.0, 1e-9);
+    ck_assert_int_eq(best, 0);
+    /* Matches longer than the chain are clipped. */
+    nodes[1].matched = 50;
+    brain_route_decide(nodes, 3, 10, NULL, &w, s);
+    ck_assert_double_eq_tol(s[1].prefill, 0, 1e-9);
+    ck_assert_int_eq(brain_route_decide(nodes, 0, 10, NULL, &w, s), -EINVAL);
+}
+END_TEST
+
+START_TEST(test_ties_and_bound)
+{
+    struct brain_route_node nodes[] = {
+        {"b", "", 0, 0, 0, 0.0},
+        {"a", "", 0, 0, 0, 0.0},
+    };
+    struct brain_route_score s[2];
+
+    ck_assert_int_eq(brain_route_decide(nodes, 2, 4, NULL, &w, s), 1);
+    /* Mean load 2, cap (1.25)(3) = 3.75: a node at load 4 is over. */
+    nodes[0].load = 4;
+    nodes[0].matched = nodes[0].matched_dram = nodes[0].matched_hbm = 4;
+    ck_assert_int_eq(brain_route_decide(nodes, 2, 4, NULL, &w, s), 1);
+    ck_assert(s[0].over_bound);
+    ck_assert(!s[1].over_bound);
+}
+END_TEST
+
+/* Herding: 300 requests for one prefix that only n1 holds.  Pure cost
+ * would send every one to n1 (0 blocks to prefill); with load and the
+ * bound, they spread, and n1's share stays within the bound. */
+START_TEST(test_herding_spreads)
+{
+    struct brain_route_node nodes[4] = {
+        {"n1", "", 64, 64, 64, 0},
+        {"n2", "", 0, 0, 0, 0},
+        {"n3", "", 0, 0, 0, 0},
+        {"n4", "", 0, 0, 0, 0},
+    };
+    struct brain_route_weights no_load = w;
+    struct brain_route_score s[4];
+    int count[4] = {0};
+
+    /* Requests stay queued (no completions): the worst case for herding. */
+    for (int r = 0; r < 300; r++) {
+        int best = brain_route_decide(nodes, 4, 64, NULL, &w, s);
+
+        count[best]++;
+        nodes[best].load += 1;
+    }
+    for (int i = 0; i < 4; i++) {
+        ck_assert_int_gt(count[i], 0);
+    }
+    /* Bounded load: n1 never exceeds (1 + eps) x (mean + 1). */
+    ck_assert_int_le(count[0], (int)(1.25 * (300 / 4.0 + 1)) + 1);
+    /* Without the load term only the bound protects n1, and it does. */
+    memset(count, 0, sizeof count);
+    for (int i = 0; i < 4; i++) {
+        nodes[i].load = 0;
+    }
+    no_load.load_weight = 0;
+    for (int r = 0; r < 300; r++) {
+        int best = brain_route_decide(nodes, 4, 64, NULL, &no_load, s);
+
+        count[best]++;
+        nodes[best].load += 1;
+    }
+    ck_assert_int_le(count[0], (int)(1.25 * (300 / 4.0 + 1)) + 1);
+    ck_assert_int_gt(count[0], 300 / 4);
+}
+END_TEST
+
+static Suite *
+suite(void)
+{
+    Suite *s = suite_create("route");
+    TCase *tc = tcase_create("core");
+
+    tcase_add_test(tc, test_scores);
+    tcase_add_test(tc, test_ties_and_bound);
+    tcase_add_test(tc, test_herding_spreads);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+MCOS_TEST_MAIN(suite)

@@ -5,7 +5,8 @@
 #   make test     install deps, build with ASan+UBSan (build/asan), run
 #                 every unit and integration test
 #   make demo     install deps, build, run a local brain + 3 agents, report
-#   make bench    install deps, build, run the benchmarks
+#   make bench    install deps, build, run the benchmarks and the evaluation
+#   make bench-eval  the trace-driven evaluation report alone
 #   make install  install binaries (PREFIX, default /usr/local)
 
 BUILD      ?= build
@@ -14,7 +15,8 @@ PREFIX     ?= /usr/local
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_ARGS ?=
 
-.PHONY: all build asan deps test unit integration demo bench install format \
+.PHONY: all build asan deps test unit integration demo bench bench-eval \
+        install format \
         clean
 
 all: build
@@ -53,6 +55,11 @@ demo: deps build
 
 bench: deps build
 	scripts/bench $(BUILD)
+	scripts/bench-eval $(BUILD)
+
+# The trace-driven evaluation: Markdown, CSV and PNG plots in build/bench/.
+bench-eval: deps build
+	scripts/bench-eval $(BUILD)
 
 install: build
 	cmake --install $(BUILD)

@@ -37,10 +37,31 @@ check(const void *cfg, char *err, size_t errlen)
     return agent_config_check(cfg, err, errlen);
 }
 
+struct daemon {
+    struct agent *agent;              /* the agent */
+    struct mcos_daemon_notify notify; /* systemd */
+};
+
+static void
+status(void *arg, char *buf, size_t len)
+{
+    const struct agent *a = ((struct daemon *)arg)->agent;
+
+    snprintf(buf, len, "generation %llu; brain %s; %zu objects",
+             (unsigned long long)agent_tables_gen(a->tables),
+             a->stale       ? "unreachable (stale)"
+             : a->connected ? "connected"
+                            : "unreachable",
+             agent_store_count(a->store));
+}
+
 static void
 stop(void *arg)
 {
-    agent_close(arg);
+    struct daemon *d = arg;
+
+    mcos_daemon_notify_stopping(&d->notify);
+    agent_close(d->agent);
 }
 
 int
@@ -60,7 +81,7 @@ main(int argc, char **argv)
     };
     struct agent_config cfg = {0};
     struct mcos_daemon_signals sig;
-    struct agent *agent;
+    struct daemon d = {0};
     char err[512];
     uv_loop_t loop;
     int r;
@@ -71,7 +92,7 @@ main(int argc, char **argv)
     }
     agent_tables_register_thread();
     uv_loop_init(&loop);
-    r = agent_create(&loop, &cfg, &mcos_clock_monotonic, &agent, err,
+    r = agent_create(&loop, &cfg, &mcos_clock_monotonic, &d.agent, err,
                      sizeof err);
     mcos_cfg_free(agent_config_opts, agent_n_config_opts, &cfg);
     if (r) {
@@ -81,7 +102,8 @@ main(int argc, char **argv)
         agent_tables_unregister_thread();
         return 1;
     }
-    mcos_daemon_signals_start(&sig, &loop, stop, agent);
+    mcos_daemon_signals_start(&sig, &loop, stop, &d);
+    mcos_daemon_notify_ready(&d.notify, &loop, status, &d);
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
     agent_tables_unregister_thread();

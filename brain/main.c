@@ -16,10 +16,32 @@ check(const void *cfg, char *err, size_t errlen)
     return brain_config_check(cfg, err, errlen);
 }
 
+struct daemon {
+    struct brain *brain;              /* the brain */
+    struct mcos_daemon_notify notify; /* systemd */
+};
+
+static void
+status(void *arg, char *buf, size_t len)
+{
+    const struct brain *b = ((struct daemon *)arg)->brain;
+
+    snprintf(buf, len,
+             "generation %llu; nodes: %zu alive, %zu suspect, "
+             "%zu failed",
+             (unsigned long long)b->gen,
+             brain_cluster_count(&b->cluster, BRAIN_ALIVE),
+             brain_cluster_count(&b->cluster, BRAIN_SUSPECT),
+             brain_cluster_count(&b->cluster, BRAIN_FAILED));
+}
+
 static void
 stop(void *arg)
 {
-    brain_close(arg);
+    struct daemon *d = arg;
+
+    mcos_daemon_notify_stopping(&d->notify);
+    brain_close(d->brain);
 }
 
 int
@@ -38,7 +60,7 @@ main(int argc, char **argv)
     };
     struct brain_config cfg = {0};
     struct mcos_daemon_signals sig;
-    struct brain *brain;
+    struct daemon d = {0};
     char err[512];
     uv_loop_t loop;
     int r;
@@ -48,7 +70,7 @@ main(int argc, char **argv)
         return r;
     }
     uv_loop_init(&loop);
-    r = brain_create(&loop, &cfg, &mcos_clock_monotonic, &brain, err,
+    r = brain_create(&loop, &cfg, &mcos_clock_monotonic, &d.brain, err,
                      sizeof err);
     mcos_cfg_free(brain_config_opts, brain_n_config_opts, &cfg);
     if (r) {
@@ -57,7 +79,8 @@ main(int argc, char **argv)
         uv_loop_close(&loop);
         return 1;
     }
-    mcos_daemon_signals_start(&sig, &loop, stop, brain);
+    mcos_daemon_signals_start(&sig, &loop, stop, &d);
+    mcos_daemon_notify_ready(&d.notify, &loop, status, &d);
     uv_run(&loop, UV_RUN_DEFAULT);
     r = uv_loop_close(&loop);
     if (r) {

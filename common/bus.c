@@ -771,58 +771,14 @@ mcos_bus_call_sync(const char *url, const void *data, size_t len,
                    uint32_t timeout_ms, void **rep, size_t *rep_len, char *err,
                    size_t errlen)
 {
-    nng_socket sock;
-    nng_msg *m = NULL;
-    int r;
+    struct mcos_bus_conn *c;
+    int r = mcos_bus_conn_open(url, timeout_ms, &c, err, errlen);
 
-    r = nng_req0_open(&sock);
-    if (r) {
-        mcos_seterr(err, errlen, "cannot open a request socket: %s",
-                    nng_strerror(r));
-        return mcos_bus_err(r);
-    }
-    nng_socket_set_ms(sock, NNG_OPT_SENDTIMEO, timeout_ms);
-    nng_socket_set_ms(sock, NNG_OPT_RECVTIMEO, timeout_ms);
-    nng_socket_set_size(sock, NNG_OPT_RECVMAXSZ, MCOS_WIRE_MAX_MSG);
-    r = nng_dial(sock, url, NULL, 0);
-    if (r) {
-        mcos_seterr(err, errlen, "cannot connect to %s: %s", url,
-                    nng_strerror(r));
-        goto out;
-    }
-    r = nng_msg_alloc(&m, 0);
     if (r == 0) {
-        r = nng_msg_append(m, data, len);
+        r = mcos_bus_conn_call(c, data, len, rep, rep_len, err, errlen);
+        mcos_bus_conn_close(c);
     }
-    if (r == 0) {
-        r = nng_sendmsg(sock, m, 0);
-        if (r == 0) {
-            m = NULL;
-        }
-    }
-    if (r) {
-        mcos_seterr(err, errlen, "cannot send to %s: %s", url,
-                    nng_strerror(r));
-        goto out;
-    }
-    r = nng_recvmsg(sock, &m, 0);
-    if (r) {
-        mcos_seterr(err, errlen, "no reply from %s: %s", url, nng_strerror(r));
-        goto out;
-    }
-    *rep_len = nng_msg_len(m);
-    *rep = malloc(*rep_len ? *rep_len : 1);
-    if (!*rep) {
-        r = NNG_ENOMEM;
-        goto out;
-    }
-    memcpy(*rep, nng_msg_body(m), *rep_len);
-out:
-    if (m) {
-        nng_msg_free(m);
-    }
-    nng_close(sock);
-    return mcos_bus_err(r);
+    return r;
 }
 
 void

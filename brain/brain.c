@@ -450,6 +450,8 @@ brain_create(uv_loop_t *loop, const struct brain_config *cfg,
     b->policy.report_interval_ms = (uint32_t)cfg->report_interval_ms;
     b->weights.dram_fetch = (double)cfg->dram_fetch_milli / 1000.0;
     b->weights.nvme_fetch = (double)cfg->nvme_fetch_milli / 1000.0;
+    /* No peer fetches until the fabric can carry them. */
+    b->weights.peer_fetch = 1.0;
     b->weights.load_weight = (double)cfg->load_weight_milli / 1000.0;
     b->weights.bound_eps = (double)cfg->bound_eps_milli / 1000.0;
     b->weights.rack_penalty = (double)cfg->rack_penalty_milli / 1000.0;

@@ -28,10 +28,18 @@ brain_route_decide(const struct brain_route_node *nodes, size_t n,
             nd->matched < chain_len ? nd->matched : (uint32_t)chain_len;
         uint32_t m_dram = nd->matched_dram < m ? nd->matched_dram : m;
         uint32_t m_hbm = nd->matched_hbm < m_dram ? nd->matched_hbm : m_dram;
+        uint32_t m_peer = nd->matched_peer < chain_len ? nd->matched_peer
+                                                       : (uint32_t)chain_len;
 
-        s->prefill = (double)(chain_len - m);
         s->fetch = w->dram_fetch * (double)(m_dram - m_hbm) +
                    w->nvme_fetch * (double)(m - m_dram);
+        /* Blocks only a peer holds are copied when that beats computing
+         * them; the local match is used up to where it ends. */
+        if (m_peer > m && w->peer_fetch < 1.0) {
+            s->fetch += w->peer_fetch * (double)(m_peer - m);
+            m = m_peer;
+        }
+        s->prefill = (double)(chain_len - m);
         s->load = w->load_weight * nd->load;
         s->topology =
             rack && *rack && strcmp(rack, nd->rack) ? w->rack_penalty : 0.0;

@@ -6,13 +6,21 @@
  *
  * Cost of sending the request to node i (in "blocks to compute" units):
  *
- *     prefill  = chain_len - matched_i            (blocks still to prefill)
+ *     prefill  = chain_len - max(matched_i, peer_i) (blocks still to prefill)
  *     fetch    = dram_fetch * (blocks matched only in DRAM)
  *              + nvme_fetch * (blocks matched only on NVMe)
+ *              + peer_fetch * (blocks only a peer holds: peer_i - matched_i)
  *     load     = load_weight * (queued + running + routed since its last
  *                               report)
  *     topology = rack_penalty if the request names a rack and i is not in it
  *     cost     = prefill + fetch + load + topology
+ *
+ * peer_i (matched_peer) is the prefix this node could copy from another
+ * node over the fabric before the prefill (0 when the caller cannot order
+ * such a fetch); it counts only when peer_fetch < 1, i.e. when moving a
+ * block is cheaper than computing it.  Without it a lightly loaded node
+ * that lacks a prefix looks as expensive as recomputing the prefix, so
+ * locality and balance fight; with it, the prefix can follow the request.
  *
  * Herding: the bounded-load rule of consistent hashing with bounded loads
  * -- a node whose load would exceed (1 + eps) * (mean load + 1) is not
@@ -31,7 +39,8 @@
 struct brain_route_weights {
     double dram_fetch;   /* cost of a block matched in DRAM, vs 1 to compute */
     double nvme_fetch;   /* cost of a block matched on NVMe */
-    double load_weight;  /* cost per request in a node's queue */
+    double peer_fetch;   /* cost of a block copied from a peer (>= 1: never) */
+    double load_weight;  /* cost per unit of load (post_route: a request) */
     double bound_eps;    /* bounded-load slack */
     double rack_penalty; /* cost of leaving the requested rack */
 };
@@ -43,12 +52,13 @@ struct brain_route_node {
     uint32_t matched_dram; /* prefix held in DRAM or faster */
     uint32_t matched;      /* prefix held anywhere (incl. NVMe) */
     double load;           /* queued + running + routed since its report */
+    uint32_t matched_peer; /* prefix fetchable from a peer, 0 if none */
 };
 
 struct brain_route_score {
     double cost;     /* total, lower is better */
     double prefill;  /* blocks to compute */
-    double fetch;    /* tier fetch cost */
+    double fetch;    /* tier and peer fetch cost */
     double load;     /* load cost */
     double topology; /* rack penalty */
     bool over_bound; /* excluded by the bounded-load rule */

@@ -66,6 +66,20 @@ struct cli {
     char *sg_rel;          /* SGLang balance_rel_threshold */
     uint64_t sg_tree;      /* SGLang max tree, blocks (0 = capacity) */
     uint64_t sg_evict_ms;  /* SGLang eviction interval */
+    char *mc_dram;         /* MCOS route weight dram_fetch */
+    char *mc_nvme;         /* MCOS route weight nvme_fetch */
+    char *mc_peer;         /* MCOS route weight peer_fetch */
+    char *mc_load_w;       /* MCOS route weight load_weight */
+    char *mc_eps;          /* MCOS route weight bound_eps */
+    char *mc_load;         /* MCOS load: queue | inflight | blocks */
+    bool mc_fetch;         /* MCOS fetches prefixes from peers */
+    bool mc_migrate;       /* MCOS drops cold copies after a fetch */
+    char *mc_hot;          /* MCOS hotness of a shared block */
+    bool mc_partial;       /* MCOS drops partial last blocks */
+    bool mc_promote;       /* MCOS promotes routed prefixes */
+    bool mc_pending;       /* MCOS counts prefixes on their way */
+    uint64_t mc_repl_bw;   /* MCOS replication budget, bytes/s */
+    uint64_t mc_tick_ms;   /* MCOS replication tick */
     bool belady;           /* compute Belady per policy */
     bool timing;           /* report wall-clock figures */
     char *log_level;       /* log spec */
@@ -136,6 +150,36 @@ struct cli {
         O("sglang_eviction_interval", "sglang-eviction-interval",             \
           MCOS_CFG_MS, sg_evict_ms, 1, 0, "60s",                              \
           "cache_aware: SGLang eviction_interval"),                           \
+        O("mcos_dram_fetch", "mcos-dram-fetch", MCOS_CFG_STRING, mc_dram, 0,  \
+          0, "0.05", "mcos: route cost of a DRAM block (1 = computing it)"),  \
+        O("mcos_nvme_fetch", "mcos-nvme-fetch", MCOS_CFG_STRING, mc_nvme, 0,  \
+          0, "0.25", "mcos: route cost of an NVMe block"),                    \
+        O("mcos_peer_fetch", "mcos-peer-fetch", MCOS_CFG_STRING, mc_peer, 0,  \
+          0, "0.1", "mcos: route cost of a block fetched from a peer"),       \
+        O("mcos_load_weight", "mcos-load-weight", MCOS_CFG_STRING, mc_load_w, \
+          0, 0, "4.0", "mcos: route cost of one unit of load"),               \
+        O("mcos_bound_eps", "mcos-bound-eps", MCOS_CFG_STRING, mc_eps, 0, 0,  \
+          "0.25", "mcos: bounded-load slack"),                                \
+        O("mcos_load", "mcos-load", MCOS_CFG_STRING, mc_load, 0, 0, "blocks", \
+          "mcos: load term: queue, inflight or blocks"),                      \
+        O("mcos_fetch", "mcos-fetch", MCOS_CFG_BOOL, mc_fetch, 0, 0, "true",  \
+          "mcos: fetch a prefix from a peer when faster than computing"),     \
+        O("mcos_migrate", "mcos-migrate", MCOS_CFG_BOOL, mc_migrate, 0, 0,    \
+          "true", "mcos: drop other copies of a cold block it fetched"),      \
+        O("mcos_hot", "mcos-hot", MCOS_CFG_STRING, mc_hot, 0, 0, "4",         \
+          "mcos: hotness from which a block is kept on several nodes"),       \
+        O("mcos_drop_partial", "mcos-drop-partial", MCOS_CFG_BOOL,            \
+          mc_partial, 0, 0, "true",                                           \
+          "mcos: drop a prompt's partial last block when it ends"),           \
+        O("mcos_promote", "mcos-promote", MCOS_CFG_BOOL, mc_promote, 0, 0,    \
+          "true", "mcos: promote a routed prefix held below HBM at once"),    \
+        O("mcos_pending", "mcos-pending", MCOS_CFG_BOOL, mc_pending, 0, 0,    \
+          "true", "mcos: count prefixes routed but not yet stored"),          \
+        O("mcos_replicate_bw", "mcos-replicate-bw", MCOS_CFG_BYTES,           \
+          mc_repl_bw, 0, 0, "0",                                              \
+          "mcos: fabric bytes/s for replicating hot prefixes (0: off)"),      \
+        O("mcos_tick", "mcos-tick", MCOS_CFG_MS, mc_tick_ms, 1, 0, "1s",      \
+          "mcos: replication period"),                                        \
         O("belady", "belady", MCOS_CFG_BOOL, belady, 0, 0, "true",            \
           "compute Belady MIN per node for each policy's routing"),           \
         O("timing", "timing", MCOS_CFG_BOOL, timing, 0, 0, "true",            \
@@ -324,6 +368,40 @@ cli_convert(const struct cli *c, struct sim_params *p, struct policy_knobs *k,
     k->sg_balance_abs = c->sg_abs;
     k->sg_max_tree_blocks = c->sg_tree;
     k->sg_eviction_ns = c->sg_evict_ms * 1000000ULL;
+    if ((rc = parse_double("mcos-dram-fetch", c->mc_dram, 0, 1e9,
+                           &k->mcos_dram_fetch, err, errlen)) ||
+        (rc = parse_double("mcos-nvme-fetch", c->mc_nvme, 0, 1e9,
+                           &k->mcos_nvme_fetch, err, errlen)) ||
+        (rc = parse_double("mcos-peer-fetch", c->mc_peer, 0, 1e9,
+                           &k->mcos_peer_fetch, err, errlen)) ||
+        (rc = parse_double("mcos-load-weight", c->mc_load_w, 0, 1e9,
+                           &k->mcos_load_weight, err, errlen)) ||
+        (rc = parse_double("mcos-bound-eps", c->mc_eps, 0, 1e9,
+                           &k->mcos_bound_eps, err, errlen)) ||
+        (rc = parse_double("mcos-hot", c->mc_hot, 0, 1e9, &k->mcos_hot, err,
+                           errlen))) {
+        return rc;
+    }
+    if (!strcmp(c->mc_load, "queue")) {
+        k->mcos_load = POLICY_MCOS_LOAD_QUEUE;
+    } else if (!strcmp(c->mc_load, "inflight")) {
+        k->mcos_load = POLICY_MCOS_LOAD_INFLIGHT;
+    } else if (!strcmp(c->mc_load, "blocks")) {
+        k->mcos_load = POLICY_MCOS_LOAD_BLOCKS;
+    } else {
+        mcos_seterr(err, errlen,
+                    "--mcos-load: expected queue, inflight or blocks, got "
+                    "'%s'",
+                    c->mc_load);
+        return -EINVAL;
+    }
+    k->mcos_fetch = c->mc_fetch;
+    k->mcos_migrate = c->mc_migrate;
+    k->mcos_drop_partial = c->mc_partial;
+    k->mcos_promote = c->mc_promote;
+    k->mcos_pending = c->mc_pending;
+    k->mcos_replicate_bw = c->mc_repl_bw;
+    k->mcos_tick_ns = c->mc_tick_ms * 1000000ULL;
     rc = policy_knobs_validate(k, err, errlen);
     if (rc) {
         return rc;
@@ -500,7 +578,10 @@ evaluate(const struct trace *t, const struct sim_params *p,
         if (!rc) {
             rc = sim_run(s, &row->r, err, errlen);
         }
-        if (!rc && belady) {
+        /* Belady per node bounds reuse without a fabric: a policy that
+         * moved blocks between nodes (MCOS's fetches) is not bounded by
+         * it, so it gets none rather than a figure below its own. */
+        if (!rc && belady && row->r.fabric_bytes == 0) {
             rc = bounds_belady_sim(s, &row->belady);
             if (rc) {
                 mcos_seterr(err, errlen, "Belady bound: %s",

@@ -10,8 +10,8 @@
 #include "error.h"
 
 const struct policy_entry policy_table[] = {
-    /* The MCOS adapter plugs in here: {"mcos", &policy_mcos, ...}. */
-    {"mcos", NULL, "MCOS brain: global prefix index, routing, placement"},
+    {"mcos", &policy_mcos,
+     "MCOS brain: global prefix index, routing, fetch, replication"},
     {"round_robin", &policy_round_robin, "nodes in turn"},
     {"random", &policy_random, "uniformly random node"},
     {"least_loaded", &policy_least_loaded, "fewest requests in flight"},
@@ -43,6 +43,21 @@ policy_knobs_default(struct policy_knobs *k)
     k->sg_balance_rel = 1.0001;
     k->sg_max_tree_blocks = 0;
     k->sg_eviction_ns = 60ULL * 1000000000ULL;
+    k->mcos_dram_fetch = 0.05;
+    k->mcos_nvme_fetch = 0.25;
+    k->mcos_peer_fetch = 0.1;
+    k->mcos_load_weight = 4.0;
+    k->mcos_bound_eps = 0.25;
+    k->mcos_rack_penalty = 2.0;
+    k->mcos_load = POLICY_MCOS_LOAD_BLOCKS;
+    k->mcos_fetch = true;
+    k->mcos_migrate = true;
+    k->mcos_hot = 4.0;
+    k->mcos_drop_partial = true;
+    k->mcos_promote = true;
+    k->mcos_pending = true;
+    k->mcos_replicate_bw = 0;
+    k->mcos_tick_ns = 1000000000ULL;
 }
 
 int
@@ -68,6 +83,31 @@ policy_knobs_validate(const struct policy_knobs *k, char *err, size_t errlen)
         mcos_seterr(err, errlen,
                     "cache_aware eviction interval must be at "
                     "least 1 ms");
+        return -EINVAL;
+    }
+    {
+        const double w[] = {k->mcos_dram_fetch, k->mcos_nvme_fetch,
+                            k->mcos_peer_fetch, k->mcos_load_weight,
+                            k->mcos_bound_eps,  k->mcos_rack_penalty,
+                            k->mcos_hot};
+
+        for (size_t i = 0; i < sizeof w / sizeof w[0]; i++) {
+            if (!(w[i] >= 0) || !isfinite(w[i])) {
+                mcos_seterr(err, errlen,
+                            "mcos weights and hotness must be non-negative "
+                            "numbers");
+                return -EINVAL;
+            }
+        }
+    }
+    if (k->mcos_load < POLICY_MCOS_LOAD_QUEUE ||
+        k->mcos_load > POLICY_MCOS_LOAD_BLOCKS) {
+        mcos_seterr(err, errlen,
+                    "mcos load must be queue, inflight or blocks");
+        return -EINVAL;
+    }
+    if (k->mcos_replicate_bw && k->mcos_tick_ns < 1000000ULL) {
+        mcos_seterr(err, errlen, "mcos tick must be at least 1 ms");
         return -EINVAL;
     }
     return 0;

@@ -11,16 +11,19 @@
  *   cache_aware  SGLang's router: the longest prefix match in a per-node
  *                approximate tree, shortest queue under imbalance
  *
- * and MCOS, whose adapter (the brain's prefix index and decide step,
- * linked as a library) is not written yet: its entry has no ops, and the
- * report says "not yet available".  The sources of each rule are cited in
- * docs/evaluation.md and at the top of each policy_*.c.
+ * and MCOS (policy_mcos.c): the brain's own prefix index and route
+ * decision, linked as a library, fed from the simulator's block events,
+ * with peer fetches, migration of cold copies and optional replication.
+ * An entry without ops would be reported as "not yet available".  The
+ * sources of each rule are cited in docs/evaluation.md and at the top of
+ * each policy_*.c.
  *
  * Thread-safety: the tables are constant; policy state belongs to a run.
  */
 #ifndef MCOS_EVAL_POLICY_H
 #define MCOS_EVAL_POLICY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -35,9 +38,38 @@ struct policy_knobs {
     uint64_t sg_max_tree_blocks; /* SGLang max_tree_size, in blocks; 0 =
                                     the node's total tier capacity */
     uint64_t sg_eviction_ns;     /* SGLang eviction_interval */
+    /* MCOS (policy_mcos.c): the brain's routing weights (brain/route.h;
+     * defaults as in brain/options.c) and the adapter's levers. */
+    double mcos_dram_fetch;     /* cost of a DRAM-matched block */
+    double mcos_nvme_fetch;     /* cost of an NVMe-matched block */
+    double mcos_peer_fetch;     /* cost of a block fetched from a peer */
+    double mcos_load_weight;    /* cost per unit of load */
+    double mcos_bound_eps;      /* bounded-load slack */
+    double mcos_rack_penalty;   /* unused here: no racks in the model */
+    int mcos_load;              /* enum policy_mcos_load */
+    bool mcos_fetch;            /* FETCH prefixes from peers */
+    bool mcos_migrate;          /* drop the other copies of a cold block
+                                   once it was fetched */
+    double mcos_hot;            /* hotness (decayed accesses) from which a
+                                   block is kept on several nodes */
+    bool mcos_drop_partial;     /* drop a prompt's partial last block when
+                                   its request ends */
+    bool mcos_promote;          /* PROMOTE a routed prefix held below HBM */
+    bool mcos_pending;          /* count prefixes routed but not yet
+                                   stored as matches */
+    uint64_t mcos_replicate_bw; /* bytes/s of fabric for replication, 0 =
+                                   off */
+    uint64_t mcos_tick_ns;      /* period of the replication tick */
 };
 
-/* The defaults: Dynamo's and SGLang's own. */
+/* What MCOS feeds into the route's load term. */
+enum policy_mcos_load {
+    POLICY_MCOS_LOAD_QUEUE = 0,    /* requests queued or prefilling */
+    POLICY_MCOS_LOAD_INFLIGHT = 1, /* requests routed and not finished */
+    POLICY_MCOS_LOAD_BLOCKS = 2,   /* estimated queued prefill blocks */
+};
+
+/* The defaults: Dynamo's, SGLang's and the MCOS brain's own. */
 void policy_knobs_default(struct policy_knobs *);
 /* Checks the knobs; -EINVAL with a message. */
 int policy_knobs_validate(const struct policy_knobs *, char *err,
@@ -63,5 +95,7 @@ extern const struct sim_policy_ops policy_random;
 extern const struct sim_policy_ops policy_least_loaded;
 extern const struct sim_policy_ops policy_kv_overlap;
 extern const struct sim_policy_ops policy_cache_aware;
+/* MCOS: the brain's prefix index and route decision (policy_mcos.c). */
+extern const struct sim_policy_ops policy_mcos;
 
 #endif /* MCOS_EVAL_POLICY_H */

@@ -837,10 +837,14 @@ run_queued(struct sim *s)
         case SIM_ORDER_PROMOTE:
             start_promote(s, x);
             break;
-        default:
-            do_demote(s, &s->xf[x].o);
+        default: {
+            /* A copy: on_evict may order more, which can move s->xf. */
+            struct sim_order o = s->xf[x].o;
+
+            do_demote(s, &o);
             xf_free(s, x);
             break;
+        }
         }
     }
     s->n_queued = 0;
@@ -867,8 +871,11 @@ static void try_start(struct sim *s, uint32_t n);
 static void
 land(struct sim *s, uint32_t x)
 {
-    struct xfer *xf = &s->xf[x];
-    struct sim_order *o = &xf->o;
+    /* Copies: the policy's hooks below may submit orders, and a new order
+     * can move s->xf (the chain itself stays put until xf_free). */
+    const struct xfer xfc = s->xf[x];
+    const struct xfer *xf = &xfc;
+    const struct sim_order *o = &xfc.o;
     uint32_t n = o->kind == SIM_ORDER_FETCH ? s->rs[xf->req].out.node : o->dst;
     struct store *st = &s->nodes[n].st;
     int tier = o->kind == SIM_ORDER_FETCH ? SIM_TIER_HBM : (int)o->tier;

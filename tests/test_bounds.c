@@ -194,7 +194,8 @@ END_TEST
 START_TEST(test_bounds_hold)
 {
     /* On a generated workload: for every baseline, LRU reuse <= MIN with
-     * the same routing <= the infinite cache. */
+     * the same routing <= the infinite cache; MCOS, which also reuses
+     * over the fabric, stays under the infinite cache. */
     struct gen_params g;
     struct trace_options o = {0};
     struct bounds_result inf;
@@ -229,7 +230,12 @@ START_TEST(test_bounds_hold)
             0);
         ck_assert_int_eq(sim_run(s, &r, err, sizeof err), 0);
         ck_assert_int_eq(bounds_belady_sim(s, &b), 0);
-        ck_assert_uint_le(r.hit_tokens, b.hit_tokens);
+        /* Per-node Belady bounds reuse without a fabric only: MCOS's
+         * fetched prefixes are reuse it cannot see. */
+        if (r.fabric_bytes == 0) {
+            ck_assert_uint_le(r.hit_tokens, b.hit_tokens);
+        }
+        ck_assert_uint_le(r.hit_tokens, inf.hit_tokens);
         ck_assert_uint_le(b.hit_tokens, inf.hit_tokens);
         ck_assert_uint_eq(b.input_tokens, inf.input_tokens);
         sim_destroy(s);

@@ -18,9 +18,9 @@ START_TEST(test_scores)
     /* A 10-block request.  n1 holds 8 (6 in HBM, 2 in DRAM); n2 holds 10
      * but 4 only on NVMe and is busier; n3 holds nothing. */
     struct brain_route_node nodes[] = {
-        {"n1", "r1", 6, 8, 8, 1.0},
-        {"n2", "r1", 2, 6, 10, 2.0},
-        {"n3", "r2", 0, 0, 0, 0.0},
+        {"n1", "r1", 6, 8, 8, 1.0, 0},
+        {"n2", "r1", 2, 6, 10, 2.0, 0},
+        {"n3", "r2", 0, 0, 0, 0.0, 0},
     };
     struct brain_route_score s[3];
     int best = brain_route_decide(nodes, 3, 10, NULL, &w, s);
@@ -50,8 +50,8 @@ END_TEST
 START_TEST(test_ties_and_bound)
 {
     struct brain_route_node nodes[] = {
-        {"b", "", 0, 0, 0, 0.0},
-        {"a", "", 0, 0, 0, 0.0},
+        {"b", "", 0, 0, 0, 0.0, 0},
+        {"a", "", 0, 0, 0, 0.0, 0},
     };
     struct brain_route_score s[2];
 
@@ -65,16 +65,65 @@ START_TEST(test_ties_and_bound)
 }
 END_TEST
 
+/* Peer fetch: a prefix only another node holds costs peer_fetch a block
+ * instead of 1 to compute, so an idle node can take a request whose
+ * prefix sits on a busy one. */
+START_TEST(test_peer_fetch)
+{
+    /* A 10-block request.  n1 holds 8 but is busy; n2 holds 2 and could
+     * copy the other 6 of n1's 8 from it; n3 holds nothing and could copy
+     * all 8. */
+    struct brain_route_node nodes[] = {
+        {"n1", "", 8, 8, 8, 3.0, 0},
+        {"n2", "", 2, 2, 2, 0.0, 8},
+        {"n3", "", 0, 0, 0, 0.0, 8},
+    };
+    struct brain_route_weights pw = w;
+    struct brain_route_score s[3];
+    int best;
+
+    pw.peer_fetch = 0.1;
+    best = brain_route_decide(nodes, 3, 10, NULL, &pw, s);
+    /* n1: 2 + 3*4 = 14;  n2: 2 + 0.1*6 = 2.6;  n3: 2 + 0.1*8 = 2.8. */
+    ck_assert_double_eq_tol(s[0].cost, 14.0, 1e-9);
+    ck_assert_double_eq_tol(s[1].cost, 2.6, 1e-9);
+    ck_assert_double_eq_tol(s[1].prefill, 2.0, 1e-9);
+    ck_assert_double_eq_tol(s[1].fetch, 0.6, 1e-9);
+    ck_assert_double_eq_tol(s[2].cost, 2.8, 1e-9);
+    ck_assert_int_eq(best, 1);
+    /* A peer prefix shorter than the local one changes nothing. */
+    nodes[1].matched_peer = 1;
+    brain_route_decide(nodes, 3, 10, NULL, &pw, s);
+    ck_assert_double_eq_tol(s[1].cost, 8.0, 1e-9);
+    ck_assert_double_eq_tol(s[1].fetch, 0.0, 1e-9);
+    /* Longer than the chain: clipped to it. */
+    nodes[2].matched_peer = 50;
+    brain_route_decide(nodes, 3, 10, NULL, &pw, s);
+    ck_assert_double_eq_tol(s[2].prefill, 0.0, 1e-9);
+    ck_assert_double_eq_tol(s[2].fetch, 1.0, 1e-9);
+    /* Moving a block at the price of computing it is never chosen: the
+     * peer prefix is ignored, and so it is with the weight left at 0 and
+     * no peer prefix given (what callers that cannot fetch pass). */
+    pw.peer_fetch = 1.0;
+    brain_route_decide(nodes, 3, 10, NULL, &pw, s);
+    ck_assert_double_eq_tol(s[2].cost, 10.0, 1e-9);
+    nodes[1].matched_peer = nodes[2].matched_peer = 0;
+    brain_route_decide(nodes, 3, 10, NULL, &w, s);
+    ck_assert_double_eq_tol(s[2].cost, 10.0, 1e-9);
+    ck_assert_double_eq_tol(s[1].cost, 8.0, 1e-9);
+}
+END_TEST
+
 /* Herding: 300 requests for one prefix that only n1 holds.  Pure cost
  * would send every one to n1 (0 blocks to prefill); with load and the
  * bound, they spread, and n1's share stays within the bound. */
 START_TEST(test_herding_spreads)
 {
     struct brain_route_node nodes[4] = {
-        {"n1", "", 64, 64, 64, 0},
-        {"n2", "", 0, 0, 0, 0},
-        {"n3", "", 0, 0, 0, 0},
-        {"n4", "", 0, 0, 0, 0},
+        {"n1", "", 64, 64, 64, 0, 0},
+        {"n2", "", 0, 0, 0, 0, 0},
+        {"n3", "", 0, 0, 0, 0, 0},
+        {"n4", "", 0, 0, 0, 0, 0},
     };
     struct brain_route_weights no_load = w;
     struct brain_route_score s[4];
@@ -117,6 +166,7 @@ suite(void)
 
     tcase_add_test(tc, test_scores);
     tcase_add_test(tc, test_ties_and_bound);
+    tcase_add_test(tc, test_peer_fetch);
     tcase_add_test(tc, test_herding_spreads);
     suite_add_tcase(s, tc);
     return s;

@@ -7,7 +7,6 @@
 #include <uv.h>
 
 #include "agent.h"
-#include "bus.h"
 #include "daemon.h"
 #include "log.h"
 
@@ -107,7 +106,6 @@ main(int argc, char **argv)
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
     agent_tables_unregister_thread();
-    mcos_bus_shutdown();
     LOG_INFO("stopped");
     return 0;
 }

@@ -4,7 +4,6 @@
 #include <uv.h>
 
 #include "brain.h"
-#include "bus.h"
 #include "daemon.h"
 #include "log.h"
 
@@ -86,7 +85,6 @@ main(int argc, char **argv)
     if (r) {
         LOG_WARN("loop closed with handles open: %s", uv_strerror(r));
     }
-    mcos_bus_shutdown();
     LOG_INFO("stopped");
     return 0;
 }

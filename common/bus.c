@@ -781,12 +781,6 @@ mcos_bus_call_sync(const char *url, const void *data, size_t len,
     return r;
 }
 
-void
-mcos_bus_shutdown(void)
-{
-    nng_fini();
-}
-
 /* ------------------------------------------------------------------------
  * Blocking connection. */
 

@@ -113,10 +113,6 @@ typedef void (*mcos_bus_peer_gone_cb)(uint32_t peer, void *arg);
 void mcos_bus_server_on_peer_gone(struct mcos_bus_server *,
                                   mcos_bus_peer_gone_cb cb, void *arg);
 
-/* Releases nng's global resources (threads, reaped sockets).  Call once at
- * exit, after every socket is closed, so leak checkers see a clean end. */
-void mcos_bus_shutdown(void);
-
 /* One blocking request/reply for command-line tools and tests.  The reply
  * is malloc'd into *rep. */
 int mcos_bus_call_sync(const char *url, const void *data, size_t len,

@@ -91,7 +91,6 @@ teardown_t(struct t *t)
     }
     uv_run(&t->loop, UV_RUN_DEFAULT);
     ck_assert_int_eq(uv_loop_close(&t->loop), 0);
-    mcos_bus_shutdown();
     test_rmrf(t->dir);
     free(t->dir);
 }

@@ -88,7 +88,6 @@ teardown_ctx(struct ctx *c)
     uv_run(&c->loop, UV_RUN_DEFAULT);
     /* Every handle was closed and freed. */
     ck_assert_int_eq(uv_loop_close(&c->loop), 0);
-    mcos_bus_shutdown();
     test_rmrf(dir);
     free(dir);
 }
@@ -230,7 +229,6 @@ START_TEST(test_listen_conflict)
     mcos_bus_server_close(first);
     uv_run(&loop, UV_RUN_DEFAULT);
     ck_assert_int_eq(uv_loop_close(&loop), 0);
-    mcos_bus_shutdown();
     test_rmrf(d);
     free(d);
 }

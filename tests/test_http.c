@@ -100,7 +100,6 @@ teardown(void)
     uv_async_send(&stop);
     pthread_join(loop_thread, NULL);
     ck_assert_int_eq(uv_loop_close(&loop), 0);
-    mcos_bus_shutdown();
 }
 
 static int

@@ -242,12 +242,20 @@ send_hello(struct agent *a)
         tier_ptrs[i] = &tiers[i];
     }
     tiers[nt].kind = MCOS__TIER_KIND__TIER_SRAM;
-    tiers[nt].capacity_bytes = l2;
-    tiers[nt].available = false;
-    snprintf(sram_note, sizeof sram_note, "%s",
-             l2 ? "GPU supports L2 persistence; the residency hint is not "
-                  "enabled yet"
-                : "no GPU with L2 persistence");
+    {
+        uint64_t l2_max, l2_window, l2_obj;
+
+        /* Available only as a residency hint over real HBM on a GPU
+         * whose L2 supports persistence; never faked. */
+        tiers[nt].available =
+            agent_store_l2(a->store, &l2_max, &l2_window, &l2_obj);
+        tiers[nt].capacity_bytes = tiers[nt].available ? l2_max : l2;
+        snprintf(sram_note, sizeof sram_note, "%s",
+                 tiers[nt].available
+                     ? "L2 persisting window over the hottest HBM object"
+                 : l2 ? "GPU supports L2 persistence, but its HBM tier is off"
+                      : "no GPU with L2 persistence");
+    }
     tiers[nt++].note = sram_note;
     for (int kind = MCOS__TIER_KIND__TIER_HBM;
          kind <= MCOS__TIER_KIND__TIER_NVME; kind++) {

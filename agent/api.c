@@ -21,6 +21,11 @@ get_status(struct mcos_http_request *req, void *arg)
     char boot[20];
     json_t *gpus = json_array();
 
+    uint64_t l2_max, l2_window, l2_obj;
+    bool l2 = agent_store_l2(a->store, &l2_max, &l2_window, &l2_obj);
+    char l2_id[20];
+
+    snprintf(l2_id, sizeof l2_id, "%016" PRIx64, l2_obj);
     snprintf(boot, sizeof boot, "%016" PRIx64, a->boot_id.v);
     for (size_t i = 0; i < a->gpus.n; i++) {
         json_array_append_new(
@@ -30,21 +35,24 @@ get_status(struct mcos_http_request *req, void *arg)
     }
     mcos_http_respond_json(
         req, 200,
-        json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:b, s:b, s:b, s:I, s:I, "
-                  "s:o, s:s, s:{s:I, s:s, s:I, s:I, s:b}}",
-                  "node", a->cfg.node, "version", MCOS_VERSION, "boot_id",
-                  boot, "brain", a->cfg.brain, "applied_gen",
-                  (json_int_t)agent_tables_gen(a->tables), "brain_gen",
-                  (json_int_t)a->brain_gen, "registered", a->registered,
-                  "connected", a->connected, "stale", a->stale,
-                  "last_contact_ms",
-                  (json_int_t)((now - a->last_contact_us) / 1000),
-                  "report_interval_ms", (json_int_t)a->interval_ms, "gpus",
-                  gpus, "gpu_note", a->gpus.note, "tiers", "dram_bytes",
-                  (json_int_t)a->cfg.dram_bytes, "nvme_dir", a->cfg.nvme_dir,
-                  "nvme_bytes", (json_int_t)a->cfg.nvme_bytes, "hbm_bytes",
-                  (json_int_t)a->cfg.emulate_hbm_bytes, "hbm_emulated",
-                  a->cfg.emulate_hbm_bytes > 0 && a->gpus.n == 0));
+        json_pack(
+            "{s:s, s:s, s:s, s:s, s:I, s:I, s:b, s:b, s:b, s:I, s:I, "
+            "s:o, s:s, s:{s:I, s:s, s:I, s:I, s:b}, "
+            "s:{s:b, s:I, s:I, s:s}}",
+            "node", a->cfg.node, "version", MCOS_VERSION, "boot_id", boot,
+            "brain", a->cfg.brain, "applied_gen",
+            (json_int_t)agent_tables_gen(a->tables), "brain_gen",
+            (json_int_t)a->brain_gen, "registered", a->registered, "connected",
+            a->connected, "stale", a->stale, "last_contact_ms",
+            (json_int_t)((now - a->last_contact_us) / 1000),
+            "report_interval_ms", (json_int_t)a->interval_ms, "gpus", gpus,
+            "gpu_note", a->gpus.note, "tiers", "dram_bytes",
+            (json_int_t)a->cfg.dram_bytes, "nvme_dir", a->cfg.nvme_dir,
+            "nvme_bytes", (json_int_t)a->cfg.nvme_bytes, "hbm_bytes",
+            (json_int_t)a->cfg.emulate_hbm_bytes, "hbm_emulated",
+            a->cfg.emulate_hbm_bytes > 0 && a->gpus.n == 0, "l2", "available",
+            l2, "persist_max_bytes", (json_int_t)l2_max, "window_bytes",
+            (json_int_t)l2_window, "object", l2_obj ? l2_id : ""));
 }
 
 static void

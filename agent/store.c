@@ -56,6 +56,7 @@ struct agent_store {
     size_t n_views, cap_views;               /* their count, capacity */
     uint64_t next_view;                      /* next view id */
     size_t inflight;                         /* moves running */
+    uint64_t l2_object;                      /* holds the L2 window, 0: none */
     struct agent_store_counters counters;    /* for /metrics */
 };
 
@@ -192,6 +193,34 @@ release_extent(struct agent_store *s, int kind, uint64_t id,
 
 static void rebalance(struct agent_store *s);
 
+/* Hotness from which an object in HBM gets the GPU's L2 persisting window
+ * (SRAM tier).  There is one window per stream: the last hot object to
+ * arrive in HBM holds it. */
+#define L2_HINT_MIN_HOTNESS_MILLI 900
+
+/* The SRAM/L2 residency hint: only on a real GPU whose L2 supports
+ * persistence -- on emulated HBM or without support nothing is set (never
+ * faked), and a refusal leaves the object where it is. */
+static void
+l2_hint(struct agent_store *s, const struct agent_object *o)
+{
+    struct agent_tier *hbm = s->tiers[MCOS__TIER_KIND__TIER_HBM];
+    int r;
+
+    if (o->tier != MCOS__TIER_KIND__TIER_HBM || !hbm ||
+        s->emulated[MCOS__TIER_KIND__TIER_HBM] ||
+        o->hotness_milli < L2_HINT_MIN_HOTNESS_MILLI) {
+        return;
+    }
+    r = agent_tier_hbm_l2_hint(hbm, &o->ext, o->size, 1.0f);
+    if (r == 0) {
+        s->l2_object = o->id;
+    } else if (r != -ENOTSUP) {
+        LOG_DBG("object %016" PRIx64 ": no L2 window: %s", o->id,
+                mcos_strerror(r));
+    }
+}
+
 /* ------------------------------------------------------------------------
  * Moves.  The residency state machine: RESIDENT(src) -> MOVING(src->dst)
  * -> RESIDENT(dst) once the copy is verified, or back to RESIDENT(src). */
@@ -292,6 +321,7 @@ move_done(struct agent_exec_job *job, void *arg)
                        src == MCOS__TIER_KIND__TIER_NVME);
         o->ext = job->de;
         agent_registry_set_tier(s->reg, o, dst);
+        l2_hint(s, o);
         s->counters.moves++;
         event(s, o,
               dst < src ? MCOS__EVENT_KIND__EVENT_PROMOTED
@@ -1169,6 +1199,24 @@ const struct agent_object *
 agent_store_find(const struct agent_store *s, uint64_t id)
 {
     return agent_registry_find(s->reg, id);
+}
+
+bool
+agent_store_l2(const struct agent_store *s, uint64_t *max_bytes,
+               uint64_t *window_bytes, uint64_t *object)
+{
+    struct agent_tier *hbm = s->tiers[MCOS__TIER_KIND__TIER_HBM];
+    struct agent_tier_stats st;
+
+    *max_bytes = *window_bytes = *object = 0;
+    if (!hbm || s->emulated[MCOS__TIER_KIND__TIER_HBM]) {
+        return false;
+    }
+    agent_tier_stats(hbm, &st);
+    *max_bytes = st.l2_persist_max;
+    *window_bytes = st.l2_window;
+    *object = st.l2_window ? s->l2_object : 0;
+    return st.l2_persist_max > 0;
 }
 
 bool

@@ -145,4 +145,10 @@ const struct agent_object *agent_store_find(const struct agent_store *,
                                             uint64_t id);
 bool agent_store_tier_emulated(const struct agent_store *, int kind);
 
+/* The SRAM tier: true when a real GPU's L2 supports persisting windows;
+ * then *max_bytes is what the device can persist, *window_bytes what the
+ * window covers now and *object the object it covers (0: none). */
+bool agent_store_l2(const struct agent_store *, uint64_t *max_bytes,
+                    uint64_t *window_bytes, uint64_t *object);
+
 #endif /* AGENT_STORE_H */

@@ -70,6 +70,19 @@ main(int argc, char **argv)
         mcos_close(c);
         return bad;
     }
+    if (!strcmp(argv[2], "hot") && argc == 4) {
+        /* One hot object that asks for HBM: what gets the L2 window. */
+        struct mcos_place_opts o = {.struct_size = sizeof o};
+        static unsigned char data[256 << 10];
+
+        o.hotness = 1.0;
+        o.preferred_tier = MCOS_TIER_HBM;
+        fill(data, sizeof data, 99);
+        bad |= mcos_put(c, strtoull(argv[3], NULL, 16), data, sizeof data,
+                        &o) != 0;
+        mcos_close(c);
+        return bad;
+    }
     if (!strcmp(argv[2], "crash")) {
         struct mcos_view v;
         void *buf;

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "brain.h"
+#include "routing.h"
 #include "error.h"
 #include "wire.h"
 
@@ -185,10 +186,6 @@ post_sync(struct mcos_http_request *req, void *arg)
                            json_pack("{s:I}", "generation", (json_int_t)gen));
 }
 
-/* Largest request chain /v1/route accepts: 4096 blocks of 512 tokens is
- * a 2M-token context. */
-#define ROUTE_MAX_BLOCKS 4096
-
 static int
 parse_hash(json_t *v, uint64_t *out)
 {
@@ -213,39 +210,22 @@ parse_hash(json_t *v, uint64_t *out)
     return -EINVAL;
 }
 
-struct ranked {
-    size_t i;    /* index into the candidates */
-    double cost; /* its cost */
-};
-
-static int
-ranked_cmp(const void *a, const void *b)
-{
-    const struct ranked *x = a, *y = b;
-
-    return x->cost < y->cost ? -1 : x->cost > y->cost;
-}
-
 /* POST /v1/route {"blocks": [...], "ns": "...", "output_len": N,
- * "rack": "..."}: the node to serve a request, and why. */
+ * "rack": "..."}: the node to serve a request, and why (routing.h). */
 static void
 post_route(struct mcos_http_request *req, void *arg)
 {
     struct brain *b = arg;
-    size_t len, n = 0, chain_len, n_alive = 0;
+    size_t len, chain_len;
     const char *body = mcos_http_request_body(req, &len), *key, *rack = NULL;
     const char *ns_name = "default";
-    struct brain_route_node *cand = NULL;
-    struct brain_route_score *score = NULL;
-    struct brain_prefix_match *m = NULL;
-    struct brain_node **who = NULL;
-    struct ranked *rk = NULL;
+    struct brain_routing rt;
     uint64_t *chain = NULL;
     json_int_t output_len = 0;
     json_error_t jerr;
     json_t *doc, *blocks = NULL, *v, *list;
-    char explain[512];
-    int ns = -ENOENT, best, found;
+    char err[256];
+    int r;
 
     doc = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!doc) {
@@ -289,11 +269,11 @@ post_route(struct mcos_http_request *req, void *arg)
         }
     }
     if (!json_is_array(blocks) || json_array_size(blocks) == 0 ||
-        json_array_size(blocks) > ROUTE_MAX_BLOCKS) {
+        json_array_size(blocks) > BRAIN_ROUTE_MAX_BLOCKS) {
         mcos_http_respond_error(req, 400,
                                 "'blocks' must be a non-empty "
                                 "array of at most %d block hashes",
-                                ROUTE_MAX_BLOCKS);
+                                BRAIN_ROUTE_MAX_BLOCKS);
         goto out;
     }
     chain_len = json_array_size(blocks);
@@ -312,104 +292,41 @@ post_route(struct mcos_http_request *req, void *arg)
             goto out;
         }
     }
-    ns = brain_kv_ns(b->kv, ns_name, false);
-    if (ns == -EINVAL) {
-        mcos_http_respond_error(req, 400,
-                                "bad namespace '%.64s' (1-63 of "
-                                "[A-Za-z0-9._/-])",
-                                ns_name);
+    r = brain_routing_decide(b, ns_name, chain, chain_len, rack, &rt, err,
+                             sizeof err);
+    if (r) {
+        mcos_http_respond_error(req,
+                                r == -EINVAL   ? 400
+                                : r == -EAGAIN ? 503
+                                               : 500,
+                                "%s", err);
         goto out;
     }
-
-    /* Candidates: alive nodes only (suspect and failed ones are avoided). */
-    cand = calloc(b->cluster.n + 1, sizeof *cand);
-    score = calloc(b->cluster.n + 1, sizeof *score);
-    who = calloc(b->cluster.n + 1, sizeof *who);
-    m = calloc(b->cluster.n + 1, sizeof *m);
-    rk = calloc(b->cluster.n + 1, sizeof *rk);
-    if (!cand || !score || !who || !m || !rk) {
-        mcos_http_respond_error(req, 500, "out of memory");
-        goto out;
-    }
-    for (size_t i = 0; i < b->cluster.n; i++) {
-        struct brain_node *nd = b->cluster.nodes[i];
-
-        if (nd->live != BRAIN_ALIVE || !nd->hello) {
-            continue;
-        }
-        who[n_alive] = nd;
-        cand[n_alive].name = nd->name;
-        cand[n_alive].rack = nd->hello->labels ? nd->hello->labels->rack : "";
-        cand[n_alive].load = (double)nd->queued_requests +
-                             (double)nd->running_requests + (double)nd->routed;
-        n_alive++;
-    }
-    if (n_alive == 0) {
-        mcos_http_respond_error(req, 503, "no live node to route to");
-        goto out;
-    }
-    found = ns >= 0 ? brain_kv_match(b->kv, (uint16_t)ns, chain, chain_len, m,
-                                     b->cluster.n + 1)
-                    : 0;
-    for (int k = 0; k < found && k < (int)b->cluster.n + 1; k++) {
-        for (size_t i = 0; i < n_alive; i++) {
-            if (who[i]->idx == m[k].node) {
-                cand[i].matched_hbm = m[k].matched[BRAIN_PREFIX_TIER_HBM];
-                cand[i].matched_dram = m[k].matched[BRAIN_PREFIX_TIER_DRAM];
-                cand[i].matched = m[k].matched[BRAIN_PREFIX_TIER_NVME];
-            }
-        }
-    }
-    best =
-        brain_route_decide(cand, n_alive, chain_len, rack, &b->weights, score);
-    who[best]->routed++;
-    b->routes++;
-    n = n_alive;
-    for (size_t i = 0; i < n; i++) {
-        rk[i].i = i;
-        rk[i].cost = score[i].over_bound ? 1e300 : score[i].cost;
-    }
-    qsort(rk, n, sizeof *rk, ranked_cmp);
     list = json_array();
-    for (size_t k = 0; k < n; k++) {
-        size_t i = rk[k].i;
+    for (size_t k = 0; k < rt.n; k++) {
+        const struct brain_route_node *c = &rt.cand[rt.ranked[k]];
+        const struct brain_route_score *sc = &rt.score[rt.ranked[k]];
 
         json_array_append_new(
-            list, json_pack("{s:s, s:f, s:f, s:f, s:f, s:f, s:b, s:f, "
-                            "s:{s:i, s:i, s:i}}",
-                            "node", cand[i].name, "cost", score[i].cost,
-                            "prefill_blocks", score[i].prefill, "fetch",
-                            score[i].fetch, "load_cost", score[i].load,
-                            "topology", score[i].topology, "over_bound",
-                            score[i].over_bound, "load", cand[i].load,
-                            "matched", "hbm", (int)cand[i].matched_hbm, "dram",
-                            (int)cand[i].matched_dram, "total",
-                            (int)cand[i].matched));
+            list,
+            json_pack("{s:s, s:f, s:f, s:f, s:f, s:f, s:b, s:f, "
+                      "s:{s:i, s:i, s:i}}",
+                      "node", c->name, "cost", sc->cost, "prefill_blocks",
+                      sc->prefill, "fetch", sc->fetch, "load_cost", sc->load,
+                      "topology", sc->topology, "over_bound", sc->over_bound,
+                      "load", c->load, "matched", "hbm", (int)c->matched_hbm,
+                      "dram", (int)c->matched_dram, "total", (int)c->matched));
     }
-    snprintf(
-        explain, sizeof explain,
-        "%s: holds %u of %zu blocks (%u in hbm, %u more in dram, %u "
-        "more on nvme), %.0f to prefill, load %.0f request(s); cost "
-        "%.2f, lowest of %zu live node(s)%s",
-        cand[best].name, cand[best].matched, chain_len, cand[best].matched_hbm,
-        cand[best].matched_dram - cand[best].matched_hbm,
-        cand[best].matched - cand[best].matched_dram, score[best].prefill,
-        cand[best].load, score[best].cost, n,
-        score[best].over_bound ? " (every node is over the load bound)" : "");
     mcos_http_respond_json(
         req, 200,
         json_pack("{s:s, s:s, s:i, s:I, s:o, s:s, s:s}", "node",
-                  cand[best].name, "ns", ns_name, "blocks", (int)chain_len,
-                  "output_len", output_len, "ranked", list, "explain", explain,
-                  "replication",
+                  rt.cand[rt.best].name, "ns", ns_name, "blocks",
+                  (int)chain_len, "output_len", output_len, "ranked", list,
+                  "explain", rt.explain, "replication",
                   "none: peer fetches need the fabric (not available yet)"));
+    brain_routing_free(&rt);
 out:
     free(chain);
-    free(cand);
-    free(score);
-    free(who);
-    free(m);
-    free(rk);
     json_decref(doc);
 }
 

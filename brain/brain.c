@@ -9,6 +9,7 @@
 #include "aggregate.h"
 #include "error.h"
 #include "log.h"
+#include "routing.h"
 #include "wire.h"
 
 MCOS_LOG_MODULE(brain);
@@ -205,6 +206,73 @@ on_watch(struct brain *b, struct mcos_bus_request *req,
     res.node->watch_gen = w->applied_gen;
 }
 
+/* A gateway's routing request over the bus: the same decision as
+ * POST /v1/route, without HTTP and JSON in the way. */
+static void
+on_route(struct brain *b, struct mcos_bus_request *req,
+         struct mcos_wire_msg *m)
+{
+    Mcos__RouteRequest *q = mcos_wire_route_request(m);
+    Mcos__RouteReply rep = MCOS__ROUTE_REPLY__INIT;
+    Mcos__RouteScore *scores = NULL, **ptrs = NULL;
+    struct brain_routing rt;
+    char err[256] = "";
+    uint8_t *buf;
+    size_t len;
+    int r;
+
+    r = brain_routing_decide(b, q->ns, q->blocks, q->n_blocks, q->rack, &rt,
+                             err, sizeof err);
+    if (r == 0) {
+        scores = calloc(rt.n, sizeof *scores);
+        ptrs = calloc(rt.n, sizeof *ptrs);
+        if (!scores || !ptrs) {
+            r = -ENOMEM;
+            snprintf(err, sizeof err, "out of memory");
+        }
+    }
+    rep.status = r;
+    rep.error = err;
+    if (r == 0) {
+        for (size_t k = 0; k < rt.n; k++) {
+            const struct brain_route_node *c = &rt.cand[rt.ranked[k]];
+            const struct brain_route_score *sc = &rt.score[rt.ranked[k]];
+
+            mcos__route_score__init(&scores[k]);
+            scores[k].node = (char *)c->name;
+            scores[k].cost = sc->cost;
+            scores[k].prefill_blocks = sc->prefill;
+            scores[k].fetch = sc->fetch;
+            scores[k].load_cost = sc->load;
+            scores[k].topology = sc->topology;
+            scores[k].over_bound = sc->over_bound;
+            scores[k].matched_hbm = c->matched_hbm;
+            scores[k].matched_dram = c->matched_dram;
+            scores[k].matched = c->matched;
+            ptrs[k] = &scores[k];
+        }
+        rep.node = (char *)rt.cand[rt.best].name;
+        rep.n_ranked = rt.n;
+        rep.ranked = ptrs;
+        rep.explain = rt.explain;
+    } else if (r != -EAGAIN) {
+        b->counters.bad_messages++;
+    }
+    r = mcos_wire_encode(MCOS__MSG_TYPE__MSG_ROUTE_REPLY, &rep.base, &buf,
+                         &len);
+    if (r == 0) {
+        mcos_bus_reply(req, buf, len);
+        free(buf);
+    } else {
+        mcos_bus_request_drop(req);
+    }
+    if (rep.status == 0) {
+        brain_routing_free(&rt);
+    }
+    free(scores);
+    free(ptrs);
+}
+
 static void
 on_request(struct mcos_bus_request *req, void *arg)
 {
@@ -230,6 +298,9 @@ on_request(struct mcos_bus_request *req, void *arg)
         break;
     case MCOS__MSG_TYPE__MSG_WATCH:
         on_watch(b, req, &m);
+        break;
+    case MCOS__MSG_TYPE__MSG_ROUTE_REQUEST:
+        on_route(b, req, &m);
         break;
     default:
         snprintf(err, sizeof err, "unexpected %s message",

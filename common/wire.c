@@ -23,6 +23,10 @@ body_descriptor(Mcos__MsgType type)
         return &mcos__api_request__descriptor;
     case MCOS__MSG_TYPE__MSG_API_REPLY:
         return &mcos__api_reply__descriptor;
+    case MCOS__MSG_TYPE__MSG_ROUTE_REQUEST:
+        return &mcos__route_request__descriptor;
+    case MCOS__MSG_TYPE__MSG_ROUTE_REPLY:
+        return &mcos__route_reply__descriptor;
     default:
         return NULL;
     }
@@ -44,6 +48,10 @@ mcos_wire_type_name(Mcos__MsgType type)
         return "api request";
     case MCOS__MSG_TYPE__MSG_API_REPLY:
         return "api reply";
+    case MCOS__MSG_TYPE__MSG_ROUTE_REQUEST:
+        return "route request";
+    case MCOS__MSG_TYPE__MSG_ROUTE_REPLY:
+        return "route reply";
     default:
         return "unknown";
     }
@@ -311,4 +319,20 @@ mcos_class_name(int cls)
         return names[cls];
     }
     return "unknown";
+}
+
+Mcos__RouteRequest *
+mcos_wire_route_request(const struct mcos_wire_msg *m)
+{
+    return m->type == MCOS__MSG_TYPE__MSG_ROUTE_REQUEST
+               ? (Mcos__RouteRequest *)m->body
+               : NULL;
+}
+
+Mcos__RouteReply *
+mcos_wire_route_reply(const struct mcos_wire_msg *m)
+{
+    return m->type == MCOS__MSG_TYPE__MSG_ROUTE_REPLY
+               ? (Mcos__RouteReply *)m->body
+               : NULL;
 }

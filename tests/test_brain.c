@@ -348,6 +348,60 @@ START_TEST(test_generations_survive_restart)
 }
 END_TEST
 
+/* Sends a routing request over the bus; returns the decoded reply. */
+static Mcos__RouteReply *
+route(struct t *t, const char *ns, uint64_t *blocks, size_t n)
+{
+    Mcos__RouteRequest q = MCOS__ROUTE_REQUEST__INIT;
+    uint8_t *buf;
+    size_t len;
+    int before = t->done;
+
+    q.ns = (char *)ns;
+    q.blocks = blocks;
+    q.n_blocks = n;
+    ck_assert_int_eq(mcos_wire_encode(MCOS__MSG_TYPE__MSG_ROUTE_REQUEST,
+                                      &q.base, &buf, &len),
+                     0);
+    send_raw(t, buf, len);
+    free(buf);
+    wait_replies(t, before + 1);
+    return mcos_wire_route_reply(&t->m);
+}
+
+START_TEST(test_route_over_bus)
+{
+    struct t t;
+    Mcos__RouteReply *r;
+    uint64_t chain[3] = {11, 12, 13};
+
+    setup_t(&t);
+    r = route(&t, "", chain, 3);
+    ck_assert_err(r->status, -EAGAIN, r->error, "no live node to route to");
+    send_hello(&t, "n1", 7, 0);
+    send_hello(&t, "n2", 8, 0);
+    r = route(&t, "", chain, 3);
+    ck_assert_int_eq(r->status, 0);
+    ck_assert_str_eq(r->node, "n1"); /* a tie goes to the first name */
+    ck_assert_uint_eq(r->n_ranked, 2);
+    ck_assert_str_eq(r->ranked[0]->node, "n1");
+    ck_assert_double_eq_tol(r->ranked[0]->prefill_blocks, 3, 1e-9);
+    ck_assert(strstr(r->explain, "n1: holds 0 of 3 blocks"));
+    /* The request routed to n1 counts as its load until it reports. */
+    r = route(&t, "", chain, 3);
+    ck_assert_str_eq(r->node, "n2");
+    r = route(&t, "bad ns", chain, 3);
+    ck_assert_err(r->status, -EINVAL, r->error,
+                  "bad namespace 'bad ns' (1-63 of [A-Za-z0-9._/-])");
+    r = route(&t, "", chain, 0);
+    ck_assert_err(r->status, -EINVAL, r->error,
+                  "'blocks' must be a non-empty array of at most 4096 block "
+                  "hashes");
+    ck_assert_uint_eq(t.brain->routes, 2);
+    teardown_t(&t);
+}
+END_TEST
+
 START_TEST(test_config_check)
 {
     struct brain_config c = {0};
@@ -385,6 +439,7 @@ suite(void)
     tcase_add_test(tc, test_report_carries_update_without_watch);
     tcase_add_test(tc, test_bad_input);
     tcase_add_test(tc, test_generations_survive_restart);
+    tcase_add_test(tc, test_route_over_bus);
     tcase_add_test(tc, test_config_check);
     suite_add_tcase(s, tc);
     return s;

@@ -724,6 +724,41 @@ agent_tlsf_alloc(struct agent_tlsf *a, uint64_t len, uint64_t align,
 }
 
 int
+agent_tlsf_alloc_extent(struct agent_tlsf *a, pthread_mutex_t *lock,
+                        uint64_t len, uint64_t align, uint64_t *fail,
+                        struct agent_tier_extent *out)
+{
+    uint64_t off;
+    int rc = -ENOSPC;
+
+    pthread_mutex_lock(lock);
+    if (align)
+        rc = agent_tlsf_alloc(a, len, align, &off);
+    if (rc == -ENOSPC)
+        rc = agent_tlsf_alloc(a, len, 0, &off);
+    if (rc == -ENOSPC)
+        (*fail)++;
+    pthread_mutex_unlock(lock);
+    if (rc < 0)
+        return rc;
+    out->off = off;
+    out->len = len;
+    return 0;
+}
+
+int
+agent_tlsf_free_extent(struct agent_tlsf *a, pthread_mutex_t *lock,
+                       const struct agent_tier_extent *e)
+{
+    int rc;
+
+    pthread_mutex_lock(lock);
+    rc = agent_tlsf_free(a, e->off, e->len);
+    pthread_mutex_unlock(lock);
+    return rc;
+}
+
+int
 agent_tlsf_free(struct agent_tlsf *a, uint64_t off, uint64_t len)
 {
     struct tblock *b, *n;

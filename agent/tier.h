@@ -23,6 +23,7 @@
 #ifndef MCOS_AGENT_TIER_H
 #define MCOS_AGENT_TIER_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -297,6 +298,22 @@ int agent_tlsf_alloc(struct agent_tlsf *a, uint64_t len, uint64_t align,
 /* -ENOENT if no block starts at off, -EINVAL if len differs from the
  * length it was allocated with. */
 int agent_tlsf_free(struct agent_tlsf *a, uint64_t off, uint64_t len);
+/* The extent calls every backend makes, under the backend's own lock.
+ * alloc tries align first when it is nonzero and falls back to the granule
+ * on -ENOSPC: alignment is a preference, never a reason to fail. A final
+ * -ENOSPC is counted in *fail. */
+int agent_tlsf_alloc_extent(struct agent_tlsf *a, pthread_mutex_t *lock,
+                            uint64_t len, uint64_t align, uint64_t *fail,
+                            struct agent_tier_extent *out);
+int agent_tlsf_free_extent(struct agent_tlsf *a, pthread_mutex_t *lock,
+                           const struct agent_tier_extent *e);
+/* The lock-free paths cannot afford an allocator lookup, but they never
+ * touch bytes outside [0, capacity), whatever extent they are handed. */
+static inline bool
+agent_tier_extent_inside(uint64_t capacity, const struct agent_tier_extent *e)
+{
+    return e->off <= capacity && e->len <= capacity - e->off;
+}
 /* Marks [off, off + len) allocated, for rebuilding state from an index.
  * -EEXIST if any of it is already allocated, -EINVAL if misaligned or out
  * of range. Ascending offsets make a rebuild linear overall. */

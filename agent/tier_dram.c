@@ -249,45 +249,20 @@ static int
 dram_alloc(struct agent_tier *t, uint64_t len, struct agent_tier_extent *out)
 {
     struct dram_tier *d = dram_of(t);
-    uint64_t off;
-    int rc;
 
-    pthread_mutex_lock(&d->lock);
-    rc = -ENOSPC;
-    /* Page alignment for big objects is a preference, never a reason to
-     * fail: retry at the granule when no aligned fit exists. */
-    if (len >= d->large_align)
-        rc = agent_tlsf_alloc(d->alloc, len, DRAM_PAGE_ALIGN, &off);
-    if (rc == -ENOSPC)
-        rc = agent_tlsf_alloc(d->alloc, len, 0, &off);
-    if (rc == -ENOSPC)
-        d->alloc_fail++;
-    pthread_mutex_unlock(&d->lock);
-    if (rc < 0)
-        return rc;
-    out->off = off;
-    out->len = len;
-    return 0;
+    /* Requests of large_align bytes or more ask for page alignment;
+     * smaller ones pack at the granule. */
+    return agent_tlsf_alloc_extent(d->alloc, &d->lock, len,
+                                   len >= d->large_align ? DRAM_PAGE_ALIGN : 0,
+                                   &d->alloc_fail, out);
 }
 
 static int
 dram_free(struct agent_tier *t, const struct agent_tier_extent *e)
 {
     struct dram_tier *d = dram_of(t);
-    int rc;
 
-    pthread_mutex_lock(&d->lock);
-    rc = agent_tlsf_free(d->alloc, e->off, e->len);
-    pthread_mutex_unlock(&d->lock);
-    return rc;
-}
-
-/* The lock-free paths cannot afford an allocator lookup, but they never
- * touch memory outside the arena, whatever extent they are handed. */
-static bool
-inside(const struct dram_tier *d, const struct agent_tier_extent *e)
-{
-    return e->off <= d->capacity && e->len <= d->capacity - e->off;
+    return agent_tlsf_free_extent(d->alloc, &d->lock, e);
 }
 
 static int
@@ -296,7 +271,7 @@ dram_read(struct agent_tier *t, const struct agent_tier_extent *e,
 {
     struct dram_tier *d = dram_of(t);
 
-    if (!inside(d, e))
+    if (!agent_tier_extent_inside(d->capacity, e))
         return -EINVAL;
     memcpy(dst, d->arena + e->off + off, len);
     return 0;
@@ -308,7 +283,7 @@ dram_write(struct agent_tier *t, const struct agent_tier_extent *e,
 {
     struct dram_tier *d = dram_of(t);
 
-    if (!inside(d, e))
+    if (!agent_tier_extent_inside(d->capacity, e))
         return -EINVAL;
     memcpy(d->arena + e->off + off, src, len);
     return 0;
@@ -319,7 +294,7 @@ dram_map(struct agent_tier *t, const struct agent_tier_extent *e)
 {
     struct dram_tier *d = dram_of(t);
 
-    if (!inside(d, e))
+    if (!agent_tier_extent_inside(d->capacity, e))
         return NULL;
     return d->arena + e->off;
 }

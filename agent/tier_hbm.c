@@ -459,39 +459,17 @@ static int
 hbm_alloc(struct agent_tier *t, uint64_t len, struct agent_tier_extent *out)
 {
     struct hbm_tier *h = hbm_of(t);
-    uint64_t off;
-    int rc;
 
-    pthread_mutex_lock(&h->lock);
-    rc = agent_tlsf_alloc(h->alloc, len, 0, &off);
-    if (rc == -ENOSPC)
-        h->alloc_fail++;
-    pthread_mutex_unlock(&h->lock);
-    if (rc < 0)
-        return rc;
-    out->off = off;
-    out->len = len;
-    return 0;
+    return agent_tlsf_alloc_extent(h->alloc, &h->lock, len, 0, &h->alloc_fail,
+                                   out);
 }
 
 static int
 hbm_free(struct agent_tier *t, const struct agent_tier_extent *e)
 {
     struct hbm_tier *h = hbm_of(t);
-    int rc;
 
-    pthread_mutex_lock(&h->lock);
-    rc = agent_tlsf_free(h->alloc, e->off, e->len);
-    pthread_mutex_unlock(&h->lock);
-    return rc;
-}
-
-/* The lock-free paths cannot afford an allocator lookup, but they never
- * let a copy touch device memory outside the region. */
-static bool
-inside(const struct hbm_tier *h, const struct agent_tier_extent *e)
-{
-    return e->off <= h->capacity && e->len <= h->capacity - e->off;
+    return agent_tlsf_free_extent(h->alloc, &h->lock, e);
 }
 
 /* --- Transfers ----------------------------------------------------------
@@ -549,7 +527,7 @@ hbm_write(struct agent_tier *t, const struct agent_tier_extent *e,
     unsigned i;
     int rc = 0;
 
-    if (!inside(h, e))
+    if (!agent_tier_extent_inside(h->capacity, e))
         return -EINVAL;
     dst = h->dev + e->off + off;
     pthread_mutex_lock(&l->lock);
@@ -584,7 +562,7 @@ hbm_read(struct agent_tier *t, const struct agent_tier_extent *e, uint64_t off,
     unsigned i;
     int rc;
 
-    if (!inside(h, e))
+    if (!agent_tier_extent_inside(h->capacity, e))
         return -EINVAL;
     src = h->dev + e->off + off;
     pthread_mutex_lock(&l->lock);
@@ -701,7 +679,8 @@ agent_tier_hbm_l2_hint(struct agent_tier *t, const struct agent_tier_extent *e,
         return -ERANGE;
 
     pthread_mutex_lock(&h->lock);
-    if (!inside(h, e) || agent_tlsf_lookup(h->alloc, e->off, e->len) < 0) {
+    if (!agent_tier_extent_inside(h->capacity, e) ||
+        agent_tlsf_lookup(h->alloc, e->off, e->len) < 0) {
         rc = -EINVAL;
         goto out;
     }

@@ -986,19 +986,9 @@ static int
 nvme_alloc(struct agent_tier *t, uint64_t len, struct agent_tier_extent *out)
 {
     struct nvme_tier *d = nvme_of(t);
-    uint64_t off;
-    int rc;
 
-    pthread_mutex_lock(&d->lock);
-    rc = agent_tlsf_alloc(d->alloc, len, 0, &off);
-    if (rc == -ENOSPC)
-        d->alloc_fail++;
-    pthread_mutex_unlock(&d->lock);
-    if (rc < 0)
-        return rc;
-    out->off = off;
-    out->len = len;
-    return 0;
+    return agent_tlsf_alloc_extent(d->alloc, &d->lock, len, 0, &d->alloc_fail,
+                                   out);
 }
 
 static int

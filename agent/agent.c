@@ -1,6 +1,7 @@
 #include "agent.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 
 #include "error.h"
 #include "log.h"
+#include "membership.h"
 #include "wire.h"
 
 MCOS_LOG_MODULE(agent);
@@ -454,7 +456,7 @@ copy_config(struct agent_config *dst, const struct agent_config *src)
     char **d[] = {&dst->api_listen, &dst->shm_name,    &dst->node,
                   &dst->brain,      &dst->http_listen, &dst->rack,
                   &dst->zone,       &dst->nvme_dir,    &dst->data_address,
-                  &dst->cuda_lib,   &dst->log_level};
+                  &dst->cuda_lib,   &dst->log_level,   &dst->etcd_endpoints};
 
     *dst = *src;
     for (size_t i = 0; i < sizeof d / sizeof d[0]; i++) {
@@ -537,6 +539,31 @@ pick_data_address(struct agent *a)
         agent_observe_nics(a->obs, &nic) ? nic[0].address : "127.0.0.1");
 }
 
+/* Registers this node in etcd under a lease, so the brain learns of its
+ * death within one TTL even when the brain cannot hear from it. */
+static int
+start_membership(struct agent *a, char *err, size_t errlen)
+{
+    char boot[17];
+    json_t *v;
+    char *s;
+    int r;
+
+    snprintf(boot, sizeof boot, "%016" PRIx64, a->boot_id.v);
+    v = json_pack("{s:s, s:s, s:s, s:s}", "node", a->cfg.node, "boot_id", boot,
+                  "brain", a->cfg.brain, "data_address", a->cfg.data_address);
+    s = v ? json_dumps(v, JSON_COMPACT) : NULL;
+    json_decref(v);
+    if (!s) {
+        return -ENOMEM;
+    }
+    r = mcos_member_start(a->loop, a->cfg.etcd_endpoints, a->cfg.node, s,
+                          (int64_t)a->cfg.etcd_lease_ttl_s, &a->member, err,
+                          errlen);
+    free(s);
+    return r;
+}
+
 int
 agent_create(uv_loop_t *loop, const struct agent_config *cfg,
              const struct mcos_clock *clock, struct agent **out, char *err,
@@ -608,6 +635,12 @@ agent_create(uv_loop_t *loop, const struct agent_config *cfg,
             goto fail_http;
         }
     }
+    if (*a->cfg.etcd_endpoints) {
+        r = start_membership(a, err, errlen);
+        if (r) {
+            goto fail_http;
+        }
+    }
     uv_timer_init(loop, &a->timer);
     a->timer.data = a;
     uv_timer_start(&a->timer, timer_cb, a->interval_ms, a->interval_ms);
@@ -656,6 +689,8 @@ agent_close(struct agent *a)
         return;
     }
     a->closing = 1;
+    mcos_member_stop(a->member);
+    a->member = NULL;
     mcos_http_server_close(a->http);
     /* The store first: it answers every request still waiting on a copy
      * while the API socket can still carry the answers. */

@@ -54,7 +54,9 @@ struct agent_config {
     uint64_t bw_hbm;             /* bandwidth budgets, bytes/s, 0: none */
     uint64_t bw_dram;
     uint64_t bw_nvme;
-    char *log_level; /* log spec */
+    char *etcd_endpoints;      /* membership registration, "" for none */
+    uint64_t etcd_lease_ttl_s; /* its lease TTL */
+    char *log_level;           /* log spec */
 };
 
 extern const struct mcos_cfg_opt agent_config_opts[];
@@ -71,6 +73,8 @@ struct agent_counters {
     uint64_t table_errors;    /* updates refused */
     uint64_t brain_errors;    /* error replies from the brain */
 };
+
+struct mcos_member;
 
 struct agent {
     uv_loop_t *loop;                /* our loop */
@@ -98,6 +102,7 @@ struct agent {
     uint64_t brain_gen;             /* newest generation the brain has */
     int closing;                    /* handles still closing */
     struct agent_counters counters; /* for /metrics */
+    struct mcos_member *member;     /* etcd registration, or NULL */
 };
 
 int agent_create(uv_loop_t *, const struct agent_config *,

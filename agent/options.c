@@ -66,6 +66,12 @@ const struct mcos_cfg_opt agent_config_opts[] = {
         0, "0", "bytes/s for DRAM (0: no limit)"),
     OPT("tiers.nvme.bandwidth", "nvme-bandwidth", MCOS_CFG_BYTES, bw_nvme, 0,
         0, "0", "bytes/s for NVMe (0: no limit)"),
+    OPT("etcd.endpoints", "etcd", MCOS_CFG_STRING, etcd_endpoints, 0, 0, "",
+        "etcd client URLs, comma-separated: register this node under a "
+        "lease (\"\" disables)"),
+    OPT("etcd.lease_ttl_s", "etcd-lease-ttl-s", MCOS_CFG_UINT,
+        etcd_lease_ttl_s, 2, 3600, "10",
+        "seconds without a renewal before etcd drops this node"),
     OPT("log_level", "log-level", MCOS_CFG_STRING, log_level, 0, 0, "info",
         "log levels, e.g. info or info,bus=debug"),
 };

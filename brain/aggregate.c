@@ -372,3 +372,19 @@ brain_aggregate_tick(struct brain_cluster *c, uint64_t now_us,
     }
     return changed;
 }
+
+bool
+brain_aggregate_lease_lost(struct brain_node *n)
+{
+    enum brain_liveness next =
+        brain_liveness_next(n->live, BRAIN_EV_LEASE_LOST, 0, 0, NULL);
+
+    if (next == n->live) {
+        return false;
+    }
+    LOG_INFO("node %s: %s -> %s: its etcd membership lease ended", n->name,
+             brain_liveness_name(n->live), brain_liveness_name(next));
+    brain_node_drop_watch(n);
+    n->live = next;
+    return true;
+}

@@ -56,4 +56,9 @@ int brain_aggregate_watch(struct brain_cluster *, const Mcos__Watch *,
 bool brain_aggregate_tick(struct brain_cluster *, uint64_t now_us,
                           const struct brain_liveness_cfg *);
 
+/* The node's etcd membership lease ended: it is failed now, whatever its
+ * silence timer says, until it is heard from again.  True if that changed
+ * its state. */
+bool brain_aggregate_lease_lost(struct brain_node *);
+
 #endif /* BRAIN_AGGREGATE_H */

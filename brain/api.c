@@ -13,6 +13,7 @@
 #include "brain.h"
 #include "routing.h"
 #include "error.h"
+#include "membership.h"
 #include "wire.h"
 
 static json_t *
@@ -155,7 +156,7 @@ get_status(struct mcos_http_request *req, void *arg)
         req, 200,
         json_pack(
             "{s:s, s:s, s:s, s:I, s:b, s:I, s:s, s:s, s:I, "
-            "s:{s:i, s:i, s:i, s:i}, s:{s:b, s:[]}}",
+            "s:{s:i, s:i, s:i, s:i}, s:{s:b, s:s, s:b}}",
             "version", MCOS_VERSION, "role", "leader", "mode", "embedded",
             "generation", (json_int_t)b->gen, "converged",
             brain_converged(b, b->gen), "min_applied_gen",
@@ -165,8 +166,9 @@ get_status(struct mcos_http_request *req, void *arg)
             "nodes", "total", (int)c->n, "alive",
             (int)brain_cluster_count(c, BRAIN_ALIVE), "suspect",
             (int)brain_cluster_count(c, BRAIN_SUSPECT), "failed",
-            (int)brain_cluster_count(c, BRAIN_FAILED), "etcd", "configured", 0,
-            "endpoints"));
+            (int)brain_cluster_count(c, BRAIN_FAILED), "etcd", "configured",
+            b->members != NULL, "endpoints", b->cfg.etcd_endpoints, "watching",
+            mcos_members_watching(b->members)));
 }
 
 static void

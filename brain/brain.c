@@ -9,6 +9,7 @@
 #include "aggregate.h"
 #include "error.h"
 #include "log.h"
+#include "membership.h"
 #include "routing.h"
 #include "wire.h"
 
@@ -475,6 +476,23 @@ brain_converged(const struct brain *b, uint64_t gen)
 /* ------------------------------------------------------------------------
  * Life cycle. */
 
+/* etcd deleted a node's registration: its lease ran out, so the agent has
+ * not renewed it for a whole TTL (dead, hung or cut off). */
+static void
+member_gone(const char *node, void *arg)
+{
+    struct brain *b = arg;
+    struct brain_node *n = brain_cluster_find(&b->cluster, node);
+
+    if (!n) {
+        return;
+    }
+    if (brain_aggregate_lease_lost(n)) {
+        b->dirty = true;
+        brain_schedule(b);
+    }
+}
+
 static int
 copy_config(struct brain_config *dst, const struct brain_config *src)
 {
@@ -483,8 +501,10 @@ copy_config(struct brain_config *dst, const struct brain_config *src)
     dst->http_listen = strdup(src->http_listen ? src->http_listen : "");
     dst->state_dir = strdup(src->state_dir);
     dst->log_level = strdup(src->log_level ? src->log_level : "info");
+    dst->etcd_endpoints =
+        strdup(src->etcd_endpoints ? src->etcd_endpoints : "");
     if (!dst->listen || !dst->http_listen || !dst->state_dir ||
-        !dst->log_level) {
+        !dst->log_level || !dst->etcd_endpoints) {
         mcos_cfg_free(brain_config_opts, brain_n_config_opts, dst);
         return -ENOMEM;
     }
@@ -563,6 +583,13 @@ brain_create(uv_loop_t *loop, const struct brain_config *cfg,
             goto fail_http;
         }
     }
+    if (*b->cfg.etcd_endpoints) {
+        r = mcos_members_watch_start(loop, b->cfg.etcd_endpoints, member_gone,
+                                     b, &b->members, err, errlen);
+        if (r) {
+            goto fail_http;
+        }
+    }
     uv_timer_init(loop, &b->tick);
     uv_timer_init(loop, &b->run_soon);
     b->tick.data = b;
@@ -616,6 +643,8 @@ brain_close(struct brain *b)
     for (size_t i = 0; i < b->cluster.n; i++) {
         brain_node_drop_watch(b->cluster.nodes[i]);
     }
+    mcos_members_watch_stop(b->members);
+    b->members = NULL;
     mcos_http_server_close(b->http);
     mcos_bus_server_close(b->bus);
     b->closing = 2;

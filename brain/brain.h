@@ -51,6 +51,7 @@ struct brain_config {
     uint64_t load_weight_milli;       /* routing: per queued request x1000 */
     uint64_t bound_eps_milli;         /* routing: bounded-load slack x1000 */
     uint64_t rack_penalty_milli;      /* routing: other rack x1000 */
+    char *etcd_endpoints;             /* membership leases, "" for none */
     char *log_level;                  /* log spec, see log.h */
 };
 
@@ -71,6 +72,8 @@ struct brain_counters {
     uint64_t compile_us;   /* duration of the last compile pass */
     uint64_t state_errors; /* failures to save the generation */
 };
+
+struct mcos_members_watch;
 
 struct brain {
     uv_loop_t *loop;                    /* our loop */
@@ -93,6 +96,7 @@ struct brain {
     struct brain_route_weights weights; /* routing knobs, from cfg */
     uint64_t routes;                    /* routing decisions made */
     struct brain_counters counters;     /* for /metrics */
+    struct mcos_members_watch *members; /* etcd membership, or NULL */
 };
 
 /* Starts a brain: state directory, bus, HTTP API, timers.  The config is

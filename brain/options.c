@@ -49,6 +49,9 @@ const struct mcos_cfg_opt brain_config_opts[] = {
     OPT("routing.rack_penalty_milli", "route-rack-penalty-milli",
         MCOS_CFG_UINT, rack_penalty_milli, 0, 100000000, "2000",
         "routing: cost of serving a request outside its rack, x1000"),
+    OPT("etcd.endpoints", "etcd", MCOS_CFG_STRING, etcd_endpoints, 0, 0, "",
+        "etcd client URLs, comma-separated: a node whose membership lease "
+        "expires is failed at once (\"\" disables)"),
     OPT("log_level", "log-level", MCOS_CFG_STRING, log_level, 0, 0, "info",
         "log levels, e.g. info or info,bus=debug"),
 };

@@ -239,6 +239,33 @@ START_TEST(test_tick_and_revive)
 }
 END_TEST
 
+START_TEST(test_lease_lost)
+{
+    struct brain_liveness_cfg cfg = {3000, 10000};
+    struct brain_node *n1;
+    Mcos__Report r;
+
+    ck_assert_int_eq(
+        hello(fix_hello("n1", 1, "r1", false, false, "10.0.0.1", 1, 0), 0), 0);
+    n1 = brain_cluster_find(&c, "n1");
+    /* Alive by its silence timer, failed by its lease: the lease wins. */
+    ck_assert(!brain_aggregate_tick(&c, 100, &cfg));
+    ck_assert_int_eq(n1->live, BRAIN_ALIVE);
+    ck_assert(brain_aggregate_lease_lost(n1));
+    ck_assert_int_eq(n1->live, BRAIN_FAILED);
+    /* Twice changes nothing, and neither does a tick. */
+    ck_assert(!brain_aggregate_lease_lost(n1));
+    ck_assert(!brain_aggregate_tick(&c, 200, &cfg));
+    ck_assert_int_eq(n1->live, BRAIN_FAILED);
+    /* A message brings it back, as after a silence. */
+    r = report("n1", 1, 1, 0);
+    ck_assert_int_eq(
+        brain_aggregate_report(&c, &r, 300, &res, err, sizeof err), 0);
+    ck_assert(res.revived);
+    ck_assert_int_eq(n1->live, BRAIN_ALIVE);
+}
+END_TEST
+
 static Suite *
 suite(void)
 {
@@ -251,6 +278,7 @@ suite(void)
     tcase_add_test(tc, test_join_rejoin);
     tcase_add_test(tc, test_reports);
     tcase_add_test(tc, test_tick_and_revive);
+    tcase_add_test(tc, test_lease_lost);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -284,7 +284,19 @@ cmd_status(const struct opts *o)
 {
     json_t *doc = call(o, "GET", "/v1/status", NULL);
     json_t *nodes = json_object_get(doc, "nodes");
+    json_t *etcd = json_object_get(doc, "etcd");
+    char etcd_line[512];
 
+    if (json_is_true(json_object_get(etcd, "configured"))) {
+        snprintf(etcd_line, sizeof etcd_line, "%s (membership watch %s)",
+                 json_string_value(json_object_get(etcd, "endpoints")),
+                 json_is_true(json_object_get(etcd, "watching"))
+                     ? "up"
+                     : "down, retrying");
+    } else {
+        snprintf(etcd_line, sizeof etcd_line,
+                 "not configured (embedded mode)");
+    }
     if (o->json) {
         print_json(doc);
     } else {
@@ -306,7 +318,7 @@ cmd_status(const struct opts *o)
             json_integer_value(json_object_get(nodes, "suspect")),
             json_integer_value(json_object_get(nodes, "failed")),
             "state dir:", json_string_value(json_object_get(doc, "state_dir")),
-            "etcd:", "not configured (embedded mode)",
+            "etcd:", etcd_line,
             "version:", json_string_value(json_object_get(doc, "version")));
     }
     json_decref(doc);

@@ -44,6 +44,10 @@ start_brain --etcd "$EP"
 brain_check '.etcd.configured and .etcd.watching' /v1/status ||
     wait_for 10 brain_check '.etcd.watching' /v1/status ||
     fail "the brain is not watching etcd: $(brain_get /v1/status)"
+admin status >"$TEST_DIR/status.out"
+grep -q "^etcd: *$EP (membership watch up)$" "$TEST_DIR/status.out" ||
+    fail "mcos-admin status: $(cat "$TEST_DIR/status.out")"
+ok "mcos-admin status: $(grep '^etcd:' "$TEST_DIR/status.out")"
 for n in n1 n2; do
     start_agent "$n" --etcd "$EP" --etcd-lease-ttl-s "$TTL"
 done

@@ -347,6 +347,19 @@ brain_aggregate_watch(struct brain_cluster *c, const Mcos__Watch *w,
     return 0;
 }
 
+/* Moves `n` to `next` from a timer or a lease; a failed node holds no
+ * watch.  True if it failed (the peers in tables change). */
+static bool
+set_live(struct brain_node *n, enum brain_liveness next)
+{
+    n->live = next;
+    if (next != BRAIN_FAILED) {
+        return false;
+    }
+    brain_node_drop_watch(n);
+    return true;
+}
+
 bool
 brain_aggregate_tick(struct brain_cluster *c, uint64_t now_us,
                      const struct brain_liveness_cfg *cfg)
@@ -364,11 +377,7 @@ brain_aggregate_tick(struct brain_cluster *c, uint64_t now_us,
         LOG_INFO("node %s: %s -> %s after %" PRIu64 " ms of silence", n->name,
                  brain_liveness_name(n->live), brain_liveness_name(next),
                  (now_us - n->last_heard_us) / 1000);
-        if (next == BRAIN_FAILED) {
-            changed = true;
-            brain_node_drop_watch(n);
-        }
-        n->live = next;
+        changed |= set_live(n, next);
     }
     return changed;
 }
@@ -384,7 +393,6 @@ brain_aggregate_lease_lost(struct brain_node *n)
     }
     LOG_INFO("node %s: %s -> %s: its etcd membership lease ended", n->name,
              brain_liveness_name(n->live), brain_liveness_name(next));
-    brain_node_drop_watch(n);
-    n->live = next;
+    set_live(n, next);
     return true;
 }

@@ -8,32 +8,28 @@
 
 #include "error.h"
 #include "etcd.h"
+#include "ids.h"
 #include "log.h"
 
 MCOS_LOG_MODULE(membership);
 
 #define PREFIX_LEN (sizeof MCOS_MEMBERSHIP_PREFIX - 1)
 
-/* The longest node name a key may carry (agents cap names well below). */
-#define MAX_NODE 200
-
 /* ------------------------------------------------------------------------
  * The agent's half: grant a lease, put the key on it, keep it alive, and
  * start over whenever any step fails or the lease is lost.
  */
 struct mcos_member {
-    struct mcos_etcd *etcd;              /* our client */
-    uv_timer_t retry;                    /* runs register_now() */
-    char key[PREFIX_LEN + MAX_NODE + 1]; /* /mcos/nodes/<node> */
-    char *value;                         /* what the key holds */
-    int64_t ttl_s;                       /* lease TTL asked for */
-    int64_t lease;                       /* current lease, 0: none */
-    struct mcos_etcd_keepalive *ka;      /* renewing `lease`, or NULL */
-    bool registered;                     /* key written, lease renewed */
-    bool stopping;                       /* mcos_member_stop was called */
-    bool timer_closed;                   /* the retry timer is closed */
-    unsigned pending;                    /* etcd callbacks still to come */
-    uint64_t registrations;              /* successful registrations */
+    struct mcos_etcd *etcd;                        /* our client */
+    uv_timer_t retry;                              /* runs register_now() */
+    char key[PREFIX_LEN + MCOS_NODE_NAME_MAX + 1]; /* /mcos/nodes/<node> */
+    char *value;                                   /* what the key holds */
+    int64_t ttl_s;                                 /* lease TTL asked for */
+    int64_t lease;                                 /* the last lease granted */
+    struct mcos_etcd_keepalive *ka; /* renewing `lease`, or NULL */
+    bool stopping;                  /* mcos_member_stop was called */
+    bool timer_closed;              /* the retry timer is closed */
+    unsigned pending;               /* etcd callbacks still to come */
 };
 
 static void register_now(struct mcos_member *);
@@ -51,8 +47,6 @@ member_free_if_done(struct mcos_member *m)
 static void
 retry_later(struct mcos_member *m)
 {
-    m->registered = false;
-    m->lease = 0;
     if (!m->stopping) {
         uv_timer_start(&m->retry, on_retry, MCOS_MEMBERSHIP_RETRY_MS, 0);
     }
@@ -96,8 +90,6 @@ on_put(const struct mcos_etcd_result *res, void *arg)
         retry_later(m);
         return;
     }
-    m->registered = true;
-    m->registrations++;
     LOG_INFO("%s registered under lease %" PRIx64 " (TTL %" PRId64 " s)",
              m->key, (uint64_t)m->lease, m->ttl_s);
 }
@@ -160,25 +152,6 @@ member_timer_closed(uv_handle_t *h)
     member_free_if_done(m);
 }
 
-static int
-check_node(const char *node, char *err, size_t errlen)
-{
-    size_t len = node ? strlen(node) : 0;
-
-    if (len == 0 || len > MAX_NODE) {
-        mcos_seterr(err, errlen,
-                    "membership: node name must be 1 to %d bytes, not %zu",
-                    MAX_NODE, len);
-        return -EINVAL;
-    }
-    if (strchr(node, '/')) {
-        mcos_seterr(err, errlen,
-                    "membership: node name \"%s\" must not contain '/'", node);
-        return -EINVAL;
-    }
-    return 0;
-}
-
 int
 mcos_member_start(uv_loop_t *loop, const char *endpoints, const char *node,
                   const char *value, int64_t ttl_s, struct mcos_member **out,
@@ -187,9 +160,10 @@ mcos_member_start(uv_loop_t *loop, const char *endpoints, const char *node,
     struct mcos_member *m;
     int r;
 
-    r = check_node(node, err, errlen);
-    if (r) {
-        return r;
+    if (!node || !mcos_node_name_valid(node)) {
+        mcos_seterr(err, errlen, "membership: bad node name '%s'",
+                    node ? node : "");
+        return -EINVAL;
     }
     if (ttl_s < 2 || ttl_s > 3600) {
         mcos_seterr(err, errlen,
@@ -221,24 +195,6 @@ mcos_member_start(uv_loop_t *loop, const char *endpoints, const char *node,
     return 0;
 }
 
-bool
-mcos_member_registered(const struct mcos_member *m)
-{
-    return m && m->registered;
-}
-
-int64_t
-mcos_member_lease(const struct mcos_member *m)
-{
-    return m && m->registered ? m->lease : 0;
-}
-
-uint64_t
-mcos_member_registrations(const struct mcos_member *m)
-{
-    return m ? m->registrations : 0;
-}
-
 void
 mcos_member_stop(struct mcos_member *m)
 {
@@ -246,7 +202,6 @@ mcos_member_stop(struct mcos_member *m)
         return;
     }
     m->stopping = true;
-    m->registered = false;
     if (m->ka) {
         mcos_etcd_keepalive_stop(m->ka);
         m->ka = NULL;
@@ -307,12 +262,16 @@ on_watch(const struct mcos_etcd_result *res, void *arg)
     }
     for (size_t i = 0; i < res->n_events; i++) {
         const struct mcos_etcd_event *ev = &res->events[i];
-        const char *node = ev->kv.key + PREFIX_LEN;
-        size_t len = ev->kv.key_len - PREFIX_LEN;
+        const char *node;
 
         if (ev->type != MCOS_ETCD_EVENT_DELETE ||
-            ev->kv.key_len <= PREFIX_LEN || len > MAX_NODE ||
-            memchr(node, '\0', len) || memchr(node, '/', len)) {
+            ev->kv.key_len <= PREFIX_LEN) {
+            continue;
+        }
+        /* Keys are NUL-terminated; one with a NUL inside is not ours. */
+        node = ev->kv.key + PREFIX_LEN;
+        if (strlen(node) != ev->kv.key_len - PREFIX_LEN ||
+            !mcos_node_name_valid(node)) {
             continue;
         }
         mw->cb(node, mw->arg);

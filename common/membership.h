@@ -43,15 +43,6 @@ int mcos_member_start(uv_loop_t *, const char *endpoints, const char *node,
                       const char *value, int64_t ttl_s,
                       struct mcos_member **out, char *err, size_t errlen);
 
-/* True while the key is written and its lease is being renewed. */
-bool mcos_member_registered(const struct mcos_member *);
-
-/* The current lease, 0 when not registered. */
-int64_t mcos_member_lease(const struct mcos_member *);
-
-/* How many times a registration was made (1 after the first). */
-uint64_t mcos_member_registrations(const struct mcos_member *);
-
 /* Stops renewing; the key goes when its lease expires.  The memory is
  * freed once the loop has run the last callbacks.  NULL is a no-op. */
 void mcos_member_stop(struct mcos_member *);

@@ -164,14 +164,20 @@ md_trace(FILE *f, const struct report *rep, const struct report_trace *tr)
             rep->timing ? " |" : "");
 }
 
-static void
-md_sweep(FILE *f, const struct report *rep, size_t ti)
-{
-    const char *cols[64];
-    size_t n_cols = 0;
-    uint64_t caps[64];
-    size_t n_caps = 0;
+/* The policies (columns) and HBM capacities (rows) swept for trace ti, in
+ * the order they first appear; at most SWEEP_AXIS_MAX of each. */
+#define SWEEP_AXIS_MAX 64
+struct sweep_axes {
+    const char *cols[SWEEP_AXIS_MAX];
+    size_t n_cols;
+    uint64_t caps[SWEEP_AXIS_MAX];
+    size_t n_caps;
+};
 
+static void
+sweep_axes(const struct report *rep, size_t ti, struct sweep_axes *ax)
+{
+    ax->n_cols = ax->n_caps = 0;
     for (size_t i = 0; i < rep->n_sweep; i++) {
         const struct report_sweep *p = &rep->sweep[i];
         size_t c;
@@ -179,17 +185,30 @@ md_sweep(FILE *f, const struct report *rep, size_t ti)
         if (p->trace != ti) {
             continue;
         }
-        for (c = 0; c < n_cols && strcmp(cols[c], p->policy); c++) {
+        for (c = 0; c < ax->n_cols && strcmp(ax->cols[c], p->policy); c++) {
         }
-        if (c == n_cols && n_cols < 64) {
-            cols[n_cols++] = p->policy;
+        if (c == ax->n_cols && ax->n_cols < SWEEP_AXIS_MAX) {
+            ax->cols[ax->n_cols++] = p->policy;
         }
-        for (c = 0; c < n_caps && caps[c] != p->hbm_blocks; c++) {
+        for (c = 0; c < ax->n_caps && ax->caps[c] != p->hbm_blocks; c++) {
         }
-        if (c == n_caps && n_caps < 64) {
-            caps[n_caps++] = p->hbm_blocks;
+        if (c == ax->n_caps && ax->n_caps < SWEEP_AXIS_MAX) {
+            ax->caps[ax->n_caps++] = p->hbm_blocks;
         }
     }
+}
+
+static void
+md_sweep(FILE *f, const struct report *rep, size_t ti)
+{
+    struct sweep_axes ax;
+    const char **cols = ax.cols;
+    const uint64_t *caps = ax.caps;
+    size_t n_cols, n_caps;
+
+    sweep_axes(rep, ti, &ax);
+    n_cols = ax.n_cols;
+    n_caps = ax.n_caps;
     if (!n_cols) {
         return;
     }
@@ -492,31 +511,17 @@ gp_sweep(const char *dir, const struct report *rep, size_t ti, char *err,
          size_t errlen)
 {
     const struct report_trace *tr = &rep->traces[ti];
-    const char *cols[64];
-    uint64_t caps[64];
-    size_t n_cols = 0, n_caps = 0;
+    struct sweep_axes ax;
+    const char **cols = ax.cols;
+    const uint64_t *caps = ax.caps;
+    size_t n_cols, n_caps;
     char s[96], name[160];
     FILE *f;
     int rc;
 
-    for (size_t i = 0; i < rep->n_sweep; i++) {
-        const struct report_sweep *p = &rep->sweep[i];
-        size_t c;
-
-        if (p->trace != ti) {
-            continue;
-        }
-        for (c = 0; c < n_cols && strcmp(cols[c], p->policy); c++) {
-        }
-        if (c == n_cols && n_cols < 64) {
-            cols[n_cols++] = p->policy;
-        }
-        for (c = 0; c < n_caps && caps[c] != p->hbm_blocks; c++) {
-        }
-        if (c == n_caps && n_caps < 64) {
-            caps[n_caps++] = p->hbm_blocks;
-        }
-    }
+    sweep_axes(rep, ti, &ax);
+    n_cols = ax.n_cols;
+    n_caps = ax.n_caps;
     if (!n_cols) {
         return 0;
     }

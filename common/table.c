@@ -121,12 +121,45 @@ mcos_table_rule_check(const Mcos__Rule *r, char *err, size_t errlen)
             const Mcos__Endpoint *ep = p->endpoints[i];
 
             if ((ep->transport != MCOS__TRANSPORT__TRANSPORT_TCP &&
-                 ep->transport != MCOS__TRANSPORT__TRANSPORT_VERBS) ||
+                 ep->transport != MCOS__TRANSPORT__TRANSPORT_VERBS &&
+                 ep->transport != MCOS__TRANSPORT__TRANSPORT_CONTROL) ||
                 !ep->address || !*ep->address || ep->port == 0 ||
                 ep->port > 65535) {
                 mcos_seterr(err, errlen, "rule %s: bad endpoint %zu", key, i);
                 return -EINVAL;
             }
+        }
+        for (size_t i = 0; i < p->n_regions; i++) {
+            const Mcos__Region *g = p->regions[i];
+
+            if ((g->transport != MCOS__TRANSPORT__TRANSPORT_TCP &&
+                 g->transport != MCOS__TRANSPORT__TRANSPORT_VERBS) ||
+                g->id == 0 || g->length == 0) {
+                mcos_seterr(err, errlen, "rule %s: bad region %zu", key, i);
+                return -EINVAL;
+            }
+        }
+        return 0;
+    }
+    case MCOS__RULE__RULE_REPLICA: {
+        const Mcos__ReplicaRule *p = r->replica;
+        char want[96];
+
+        if (!mcos_node_name_valid(p->peer) || p->object_id == 0 ||
+            (p->tier != MCOS__TIER_KIND__TIER_HBM &&
+             p->tier != MCOS__TIER_KIND__TIER_DRAM &&
+             p->tier != MCOS__TIER_KIND__TIER_NVME)) {
+            mcos_seterr(err, errlen,
+                        "rule %s: a replica needs an object, a peer and "
+                        "a tier (hbm, dram or nvme)",
+                        key);
+            return -EINVAL;
+        }
+        snprintf(want, sizeof want, "replica/%016" PRIx64 "/%s", p->object_id,
+                 p->peer);
+        if (strcmp(key, want)) {
+            mcos_seterr(err, errlen, "rule %s: key must be %s", key, want);
+            return -EINVAL;
         }
         return 0;
     }
@@ -527,11 +560,20 @@ dump_rule(FILE *f, const Mcos__Rule *r)
                     mcos_transport_name(p->endpoints[i]->transport),
                     p->endpoints[i]->address, p->endpoints[i]->port);
         }
+        for (size_t i = 0; i < p->n_regions; i++) {
+            fprintf(f, " region=%s:%u:%" PRIu64,
+                    mcos_transport_name(p->regions[i]->transport),
+                    p->regions[i]->id, p->regions[i]->length);
+        }
         fputc('\n', f);
         break;
     }
     case MCOS__RULE__RULE_PARAM:
         fprintf(f, "%s %" PRIu64 "\n", r->key, r->param->value);
+        break;
+    case MCOS__RULE__RULE_REPLICA:
+        fprintf(f, "%s -> %s:%s\n", r->key, r->replica->peer,
+                mcos_tier_name(r->replica->tier));
         break;
     default:
         fprintf(f, "%s ?\n", r->key);

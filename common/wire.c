@@ -27,6 +27,10 @@ body_descriptor(Mcos__MsgType type)
         return &mcos__route_request__descriptor;
     case MCOS__MSG_TYPE__MSG_ROUTE_REPLY:
         return &mcos__route_reply__descriptor;
+    case MCOS__MSG_TYPE__MSG_PEER_REQUEST:
+        return &mcos__peer_request__descriptor;
+    case MCOS__MSG_TYPE__MSG_PEER_REPLY:
+        return &mcos__peer_reply__descriptor;
     default:
         return NULL;
     }
@@ -52,6 +56,10 @@ mcos_wire_type_name(Mcos__MsgType type)
         return "route request";
     case MCOS__MSG_TYPE__MSG_ROUTE_REPLY:
         return "route reply";
+    case MCOS__MSG_TYPE__MSG_PEER_REQUEST:
+        return "peer request";
+    case MCOS__MSG_TYPE__MSG_PEER_REPLY:
+        return "peer reply";
     default:
         return "unknown";
     }
@@ -288,6 +296,8 @@ mcos_transport_name(int transport)
         return "tcp";
     case MCOS__TRANSPORT__TRANSPORT_VERBS:
         return "verbs";
+    case MCOS__TRANSPORT__TRANSPORT_CONTROL:
+        return "control";
     default:
         return "unknown";
     }
@@ -334,5 +344,21 @@ mcos_wire_route_reply(const struct mcos_wire_msg *m)
 {
     return m->type == MCOS__MSG_TYPE__MSG_ROUTE_REPLY
                ? (Mcos__RouteReply *)m->body
+               : NULL;
+}
+
+Mcos__PeerRequest *
+mcos_wire_peer_request(const struct mcos_wire_msg *m)
+{
+    return m->type == MCOS__MSG_TYPE__MSG_PEER_REQUEST
+               ? (Mcos__PeerRequest *)m->body
+               : NULL;
+}
+
+Mcos__PeerReply *
+mcos_wire_peer_reply(const struct mcos_wire_msg *m)
+{
+    return m->type == MCOS__MSG_TYPE__MSG_PEER_REPLY
+               ? (Mcos__PeerReply *)m->body
                : NULL;
 }

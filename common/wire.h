@@ -67,6 +67,8 @@ Mcos__ApiRequest *mcos_wire_api_request(const struct mcos_wire_msg *);
 Mcos__ApiReply *mcos_wire_api_reply(const struct mcos_wire_msg *);
 Mcos__RouteRequest *mcos_wire_route_request(const struct mcos_wire_msg *);
 Mcos__RouteReply *mcos_wire_route_reply(const struct mcos_wire_msg *);
+Mcos__PeerRequest *mcos_wire_peer_request(const struct mcos_wire_msg *);
+Mcos__PeerReply *mcos_wire_peer_reply(const struct mcos_wire_msg *);
 
 /* A single rule, packed and unpacked on its own: the table module keeps
  * rules in packed form to compare and copy them. */

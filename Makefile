@@ -7,6 +7,7 @@
 #   make demo     install deps, build, run a local brain + 3 agents, report
 #   make bench    install deps, build, run the benchmarks and the evaluation
 #   make bench-eval  the trace-driven evaluation report alone
+#   make test-rxe the RDMA (verbs) tests on soft-RoCE, in a VM if need be
 #   make install  install binaries (PREFIX, default /usr/local)
 
 BUILD      ?= build
@@ -15,8 +16,8 @@ PREFIX     ?= /usr/local
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_ARGS ?=
 
-.PHONY: all build asan deps test unit integration demo bench bench-eval \
-        install format \
+.PHONY: all build asan deps test unit integration test-rxe demo bench \
+        bench-eval install format \
         clean
 
 all: build
@@ -49,6 +50,11 @@ unit: asan
 
 integration: asan
 	cd $(ASAN_BUILD) && ctest --output-on-failure -L integration
+
+# The RDMA tests on soft-RoCE: this kernel's rdma_rxe, else a QEMU guest
+# from tools/rxe-vm (integration/test_rxe.sh); SKIP without either.
+test-rxe: deps asan
+	cd $(ASAN_BUILD) && ctest --output-on-failure -L rxe
 
 demo: deps build
 	scripts/demo $(BUILD)

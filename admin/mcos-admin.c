@@ -53,6 +53,10 @@ usage(FILE *f)
         "                          --wait, wait for every node to apply it\n"
         "  tables NODE             the node's compiled table (canonical "
         "dump)\n"
+        "  replicate NODE OBJECT PEER [--tier hbm|dram|nvme]\n"
+        "                          have NODE copy OBJECT (hex id) to PEER's "
+        "tier\n"
+        "                          (default dram), verified, before demand\n"
         "\n"
         "Global options:\n"
         "  --brain URL    the brain's HTTP API [$MCOS_BRAIN, else\n"
@@ -86,7 +90,8 @@ die(int code, const char *fmt, ...)
  * which case *text gets the body).  Exits on transport errors and on
  * error statuses. */
 static json_t *
-call(const struct opts *o, const char *method, const char *path, char **text)
+call_with(const struct opts *o, const char *method, const char *path,
+          const char *payload, char **text)
 {
     char url[1024], err[512];
     char *body = NULL;
@@ -97,7 +102,10 @@ call(const struct opts *o, const char *method, const char *path, char **text)
     int r;
 
     snprintf(url, sizeof url, "%s%s", o->brain, path);
-    r = mcos_http_fetch(method, url, !strcmp(method, "POST") ? "{}" : NULL, 2,
+    if (!payload && !strcmp(method, "POST")) {
+        payload = "{}";
+    }
+    r = mcos_http_fetch(method, url, payload, payload ? strlen(payload) : 0,
                         o->timeout_ms, &status, &body, &len, err, sizeof err);
     if (r) {
         die(EXIT_RUNTIME, "cannot reach the brain at %s: %s", o->brain, err);
@@ -123,6 +131,12 @@ call(const struct opts *o, const char *method, const char *path, char **text)
     }
     free(body);
     return doc;
+}
+
+static json_t *
+call(const struct opts *o, const char *method, const char *path, char **text)
+{
+    return call_with(o, method, path, NULL, text);
 }
 
 /* GETs an absolute URL (an agent's API); returns the HTTP status, the
@@ -454,6 +468,40 @@ cmd_sync(const struct opts *o, int argc, char **argv)
         printf("{\"generation\": %" PRIu64 "}\n", gen);
     }
     return wait ? wait_gen(o, gen, 30) : 0;
+}
+
+/* replicate NODE OBJECT PEER [--tier T]: a replication task. */
+static int
+cmd_replicate(const struct opts *o, int argc, char **argv)
+{
+    const char *tier = "dram";
+    json_t *body, *doc;
+    char *text;
+
+    if (argc != 3 && !(argc == 5 && !strcmp(argv[3], "--tier"))) {
+        die(EXIT_USAGE, "replicate: usage: replicate NODE OBJECT PEER "
+                        "[--tier hbm|dram|nvme]");
+    }
+    if (argc == 5) {
+        tier = argv[4];
+    }
+    body = json_pack("{s:s, s:s, s:s, s:s}", "node", argv[0], "object",
+                     argv[1], "peer", argv[2], "tier", tier);
+    text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    doc = call_with(o, "POST", "/v1/replicate", text, NULL);
+    free(text);
+    if (o->json) {
+        print_json(doc);
+    } else {
+        printf(
+            "replicate %s from %s to %s (%s): in generation %" PRIu64 "\n",
+            json_string_value(json_object_get(doc, "object")), argv[0],
+            argv[2], json_string_value(json_object_get(doc, "tier")),
+            (uint64_t)json_integer_value(json_object_get(doc, "generation")));
+    }
+    json_decref(doc);
+    return 0;
 }
 
 static int
@@ -814,6 +862,8 @@ main(int argc, char **argv)
         return cmd_object(&o, args[0]);
     } else if (!strcmp(cmd, "route")) {
         return cmd_route(&o, rest, args);
+    } else if (!strcmp(cmd, "replicate")) {
+        return cmd_replicate(&o, rest, args);
     }
     if (!strcmp(cmd, "nodes") || !strcmp(cmd, "status") ||
         !strcmp(cmd, "node") || !strcmp(cmd, "tables") ||

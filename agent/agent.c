@@ -91,6 +91,10 @@ apply_table(struct agent *a, const Mcos__TableUpdate *u)
                  u->gen, u->base_gen ? "delta" : "full", u->n_upserts,
                  u->n_removed);
         set_interval(a, interval);
+        if (a->fabric) {
+            agent_fabric_tables_changed(a->fabric);
+            agent_store_replicate(a->store);
+        }
     }
 }
 
@@ -215,7 +219,9 @@ send_hello(struct agent *a)
     Mcos__TierInfo tiers[4], *tier_ptrs[4];
     Mcos__GpuInfo gpus[AGENT_MAX_GPUS], *gpu_ptrs[AGENT_MAX_GPUS];
     Mcos__NicInfo nics[AGENT_MAX_NICS], *nic_ptrs[AGENT_MAX_NICS];
-    Mcos__Endpoint ep = MCOS__ENDPOINT__INIT, *ep_ptr = &ep;
+    Mcos__Endpoint eps[4], *ep_ptrs[4];
+    Mcos__Region regions[4], *region_ptrs[4];
+    size_t n_eps = 0, n_regions = 0;
     const struct agent_nic *nic;
     size_t n_nics = agent_observe_nics(a->obs, &nic);
     uint64_t hbm = 0, l2 = 0;
@@ -299,9 +305,18 @@ send_hello(struct agent *a)
         nics[i].speed_mbps = nic[i].speed_mbps;
         nic_ptrs[i] = &nics[i];
     }
-    ep.transport = MCOS__TRANSPORT__TRANSPORT_TCP;
-    ep.address = a->cfg.data_address;
-    ep.port = (uint32_t)a->cfg.data_port;
+    /* Peers learn where to reach us, and which memory they may touch,
+     * from the brain, which relays this only to nodes it admitted. */
+    if (a->fabric) {
+        n_eps = agent_fabric_endpoints(a->fabric, eps, 4);
+        n_regions = agent_fabric_regions(a->fabric, regions, 4);
+    }
+    for (size_t i = 0; i < n_eps; i++) {
+        ep_ptrs[i] = &eps[i];
+    }
+    for (size_t i = 0; i < n_regions; i++) {
+        region_ptrs[i] = &regions[i];
+    }
 
     h.node = a->cfg.node;
     h.boot_id = a->boot_id.v;
@@ -312,8 +327,10 @@ send_hello(struct agent *a)
     h.gpus = gpu_ptrs;
     h.n_nics = n_nics;
     h.nics = nic_ptrs;
-    h.n_endpoints = 1;
-    h.endpoints = &ep_ptr;
+    h.n_endpoints = n_eps;
+    h.endpoints = ep_ptrs;
+    h.n_regions = n_regions;
+    h.regions = region_ptrs;
     h.applied_gen = agent_tables_gen(a->tables);
     h.version = MCOS_VERSION;
     h.gpu_note = a->gpus.note;
@@ -344,9 +361,11 @@ send_report(struct agent *a)
     Mcos__Report rep = MCOS__REPORT__INIT;
     Mcos__Load load = MCOS__LOAD__INIT;
     Mcos__TierUsage tiers[4], *tier_ptrs[4];
-    Mcos__LinkUsage links[AGENT_MAX_NICS], *link_ptrs[AGENT_MAX_NICS];
+    Mcos__LinkUsage links[AGENT_MAX_NICS + AGENT_MAX_PEER_LINKS];
+    Mcos__LinkUsage *link_ptrs[AGENT_MAX_NICS + AGENT_MAX_PEER_LINKS];
+    struct agent_fabric_link fl[AGENT_MAX_PEER_LINKS];
     const struct agent_nic *nic;
-    size_t n_nics, nt = 0;
+    size_t n_nics, n_fl = 0, nt = 0;
     Mcos__ObjectEvent **events;
     uint64_t dropped;
     size_t n_events;
@@ -361,6 +380,22 @@ send_report(struct agent *a)
         links[i].tx_bps = nic[i].tx_bps;
         links[i].rx_bps = nic[i].rx_bps;
         link_ptrs[i] = &links[i];
+    }
+    /* Peer links: what the fabric moved, verified, per peer. */
+    if (a->fabric) {
+        n_fl = agent_fabric_links(a->fabric, fl, AGENT_MAX_PEER_LINKS);
+    }
+    for (size_t i = 0; i < n_fl; i++) {
+        Mcos__LinkUsage *l = &links[n_nics + i];
+
+        mcos__link_usage__init(l);
+        l->name = fl[i].peer;
+        l->tx_bytes = fl[i].tx_bytes;
+        l->rx_bytes = fl[i].rx_bytes;
+        l->transfers = fl[i].transfers;
+        l->errors = fl[i].errors;
+        l->busy_us = fl[i].busy_us;
+        link_ptrs[n_nics + i] = l;
     }
     for (int kind = MCOS__TIER_KIND__TIER_HBM;
          kind <= MCOS__TIER_KIND__TIER_NVME; kind++) {
@@ -388,7 +423,7 @@ send_report(struct agent *a)
     rep.applied_gen = agent_tables_gen(a->tables);
     rep.n_tiers = nt;
     rep.tiers = tier_ptrs;
-    rep.n_links = n_nics;
+    rep.n_links = n_nics + n_fl;
     rep.links = link_ptrs;
     rep.load = &load;
     rep.n_events = n_events;
@@ -441,6 +476,10 @@ timer_cb(uv_timer_t *t)
     struct agent *a = t->data;
 
     agent_store_tick(a->store);
+    if (a->fabric) {
+        agent_fabric_tick(a->fabric);
+        agent_store_replicate(a->store);
+    }
     if (a->registered && !a->report_in_flight) {
         send_report(a);
     }
@@ -453,10 +492,12 @@ timer_cb(uv_timer_t *t)
 static int
 copy_config(struct agent_config *dst, const struct agent_config *src)
 {
-    char **d[] = {&dst->api_listen, &dst->shm_name,    &dst->node,
-                  &dst->brain,      &dst->http_listen, &dst->rack,
-                  &dst->zone,       &dst->nvme_dir,    &dst->data_address,
-                  &dst->cuda_lib,   &dst->log_level,   &dst->etcd_endpoints};
+    char **d[] = {
+        &dst->api_listen,     &dst->shm_name,    &dst->node,
+        &dst->brain,          &dst->http_listen, &dst->rack,
+        &dst->zone,           &dst->nvme_dir,    &dst->data_address,
+        &dst->cuda_lib,       &dst->log_level,   &dst->etcd_endpoints,
+        &dst->data_transports};
 
     *dst = *src;
     for (size_t i = 0; i < sizeof d / sizeof d[0]; i++) {
@@ -524,6 +565,35 @@ open_store(struct agent *a, char *err, size_t errlen)
     sc.budgets[MCOS__TIER_KIND__TIER_NVME] = a->cfg.bw_nvme;
     return agent_store_create(a->loop, a->clock, &sc, a->tables, a->obs,
                               &a->store, err, errlen);
+}
+
+/* The fabric: control endpoint and data transports to peer agents, over
+ * the store's DRAM arena.  "off" runs the node without one. */
+static int
+open_fabric(struct agent *a, char *err, size_t errlen)
+{
+    struct agent_fabric_config fc = {0};
+    struct agent_fabric_hooks hooks;
+    int r;
+
+    if (!strcmp(a->cfg.data_transports, "off")) {
+        return 0;
+    }
+    fc.node = a->cfg.node;
+    fc.boot_id = a->boot_id.v;
+    fc.address = a->cfg.data_address;
+    fc.port = (uint16_t)a->cfg.data_port;
+    fc.transports = a->cfg.data_transports;
+    fc.conns = (unsigned)a->cfg.data_conns;
+    agent_store_fabric_hooks(a->store, &hooks);
+    r = agent_fabric_create(
+        a->loop, a->clock, &fc, a->tables,
+        agent_store_tier(a->store, MCOS__TIER_KIND__TIER_DRAM), &hooks,
+        &a->fabric, err, errlen);
+    if (r == 0) {
+        agent_store_set_fabric(a->store, a->fabric);
+    }
+    return r;
 }
 
 static void
@@ -609,6 +679,10 @@ agent_create(uv_loop_t *loop, const struct agent_config *cfg,
     if (r) {
         goto fail_tables;
     }
+    r = open_fabric(a, err, errlen);
+    if (r) {
+        goto fail_store;
+    }
     r = make_ipc_dir(cfg->api_listen, err, errlen);
     if (r == 0) {
         r = agent_local_api_create(loop, cfg->api_listen, a->store, &a->api,
@@ -659,6 +733,7 @@ fail_bus:
 fail_api:
     agent_local_api_close(a->api);
 fail_store:
+    agent_fabric_close(a->fabric);
     agent_store_close(a->store);
 fail_tables:
     agent_tables_destroy(a->tables);
@@ -692,8 +767,11 @@ agent_close(struct agent *a)
     mcos_member_stop(a->member);
     a->member = NULL;
     mcos_http_server_close(a->http);
-    /* The store first: it answers every request still waiting on a copy
-     * while the API socket can still carry the answers. */
+    /* The fabric, then the store: together they answer every request
+     * still waiting on a copy while the API socket can still carry the
+     * answers. */
+    agent_fabric_close(a->fabric);
+    a->fabric = NULL;
     agent_store_close(a->store);
     a->store = NULL;
     agent_local_api_close(a->api);

@@ -30,6 +30,7 @@
 #include "ids.h"
 #include "local_api.h"
 #include "observe.h"
+#include "fabric.h"
 #include "store.h"
 #include "tables.h"
 
@@ -47,7 +48,9 @@ struct agent_config {
     uint64_t emulate_hbm_bytes;  /* DRAM-backed HBM for tests, 0: off */
     uint64_t hbm_bytes;          /* GPU memory the HBM tier may use */
     char *data_address;          /* data-plane address peers dial */
-    uint64_t data_port;          /* data-plane TCP port */
+    uint64_t data_port;          /* fabric control port (+1: transports) */
+    char *data_transports;       /* "auto", "tcp", "verbs" or "off" */
+    uint64_t data_conns;         /* TCP sockets per peer */
     char *cuda_lib;              /* CUDA runtime to dlopen, "" for usual */
     char *api_listen;            /* local intent API (nng ipc URL) */
     char *shm_name;              /* DRAM arena's shm name, "" for default */
@@ -85,6 +88,7 @@ struct agent {
     struct agent_observe *obs;      /* telemetry sources */
     struct agent_tables *tables;    /* current table */
     struct agent_store *store;      /* objects and tiers */
+    struct agent_fabric *fabric;    /* peers, or NULL when off */
     struct agent_local_api *api;    /* libmcos clients */
     struct mcos_bus_client *bus;    /* to the brain */
     struct mcos_http_server *http;  /* /metrics, or NULL */

@@ -280,12 +280,108 @@ get_metrics(struct mcos_http_request *req, void *arg)
                  "Prefetched objects evicted unused.", sc.prefetch_wasted);
         SCOUNTER("mcos_agent_drops_total", "Objects evicted by intent.",
                  sc.drops);
+        SCOUNTER("mcos_agent_remote_demotions_total",
+                 "Objects demoted to a peer's memory, verified there.",
+                 sc.remote_demotions);
+        SCOUNTER("mcos_agent_remote_fetches_total",
+                 "Objects brought back from a peer, verified.",
+                 sc.remote_fetches);
+        SCOUNTER("mcos_agent_remote_lost_total",
+                 "Objects lost because the peer holding them restarted.",
+                 sc.remote_lost);
+        SCOUNTER("mcos_agent_replicas_sent_total",
+                 "Replication tasks whose copy the peer verified.",
+                 sc.replicas_sent);
+        SCOUNTER("mcos_agent_replica_failures_total",
+                 "Replication attempts that failed (retried with backoff).",
+                 sc.replica_failures);
+        SCOUNTER("mcos_agent_replicas_adopted_total",
+                 "Replicas peers sent here, verified and kept.",
+                 sc.replicas_adopted);
         SCOUNTER("mcos_agent_api_requests_total", "Local API requests.",
                  ac.requests);
         SCOUNTER("mcos_agent_api_errors_total",
                  "Local API requests answered with an error.", ac.errors);
         SCOUNTER("mcos_agent_api_malformed_total",
                  "Local API requests refused as malformed.", ac.malformed);
+        if (a->fabric) {
+            struct agent_fabric_counters fc;
+            struct agent_transport_stats ts;
+            struct agent_fabric_link links[AGENT_MAX_PEER_LINKS];
+            size_t nl;
+
+            agent_fabric_counters(a->fabric, &fc);
+            agent_fabric_transport_stats(a->fabric, &ts);
+            SCOUNTER("mcos_agent_fabric_puts_total",
+                     "Transfers to peers (replicas and demotions).", fc.puts);
+            SCOUNTER("mcos_agent_fabric_put_failures_total",
+                     "Transfers to peers that failed.", fc.put_failures);
+            SCOUNTER("mcos_agent_fabric_gets_total", "Transfers from peers.",
+                     fc.gets);
+            SCOUNTER("mcos_agent_fabric_get_failures_total",
+                     "Transfers from peers that failed.", fc.get_failures);
+            SCOUNTER("mcos_agent_fabric_allocs_served_total",
+                     "Reservations granted to peers (ALLOC).",
+                     fc.served_allocs);
+            SCOUNTER("mcos_agent_fabric_refused_total",
+                     "Peer control requests refused.", fc.refused);
+            SCOUNTER("mcos_agent_fabric_checksum_failures_total",
+                     "Peer commits whose bytes did not match.",
+                     fc.checksum_failures);
+            SCOUNTER("mcos_agent_fabric_expired_total",
+                     "Peer reservations never committed.", fc.expired);
+            SCOUNTER("mcos_agent_fabric_bytes_served",
+                     "Payload bytes peers moved in our regions.",
+                     ts.bytes_served);
+            SCOUNTER("mcos_agent_fabric_transport_refused_total",
+                     "Transport requests refused (key, range, handshake).",
+                     ts.refused);
+            SCOUNTER("mcos_agent_fabric_cpu_copy_bytes",
+                     "Payload bytes the transports copied in user space.",
+                     ts.cpu_copy_bytes);
+            metric(f, "mcos_agent_fabric_hosted_objects", "gauge",
+                   "Objects peers demoted to this node.");
+            fprintf(f,
+                    "mcos_agent_fabric_hosted_objects{node=\"%s\"} %" PRIu64
+                    "\n",
+                    node, fc.hosted_objects);
+            nl = agent_fabric_links(a->fabric, links, AGENT_MAX_PEER_LINKS);
+            metric(f, "mcos_agent_peer_bytes_total", "counter",
+                   "Verified bytes moved to (tx) and from (rx) each peer.");
+            for (size_t i = 0; i < nl; i++) {
+                fprintf(f,
+                        "mcos_agent_peer_bytes_total{node=\"%s\",peer=\"%s\","
+                        "dir=\"tx\"} %" PRIu64 "\n"
+                        "mcos_agent_peer_bytes_total{node=\"%s\",peer=\"%s\","
+                        "dir=\"rx\"} %" PRIu64 "\n",
+                        node, links[i].peer, links[i].tx_bytes, node,
+                        links[i].peer, links[i].rx_bytes);
+            }
+            metric(f, "mcos_agent_peer_transfers_total", "counter",
+                   "Verified transfers with each peer.");
+            for (size_t i = 0; i < nl; i++) {
+                fprintf(f,
+                        "mcos_agent_peer_transfers_total{node=\"%s\","
+                        "peer=\"%s\"} %" PRIu64 "\n",
+                        node, links[i].peer, links[i].transfers);
+            }
+            metric(f, "mcos_agent_peer_transfer_errors_total", "counter",
+                   "Failed transfers with each peer.");
+            for (size_t i = 0; i < nl; i++) {
+                fprintf(f,
+                        "mcos_agent_peer_transfer_errors_total{node=\"%s\","
+                        "peer=\"%s\"} %" PRIu64 "\n",
+                        node, links[i].peer, links[i].errors);
+            }
+            metric(f, "mcos_agent_peer_transfer_seconds_total", "counter",
+                   "Time spent in transfers with each peer.");
+            for (size_t i = 0; i < nl; i++) {
+                fprintf(f,
+                        "mcos_agent_peer_transfer_seconds_total{node=\"%s\","
+                        "peer=\"%s\"} %.6f\n",
+                        node, links[i].peer, links[i].busy_us / 1e6);
+            }
+        }
 #undef SCOUNTER
         metric(f, "mcos_agent_objects", "gauge", "Objects held.");
         fprintf(f, "mcos_agent_objects{node=\"%s\"} %zu\n", node,

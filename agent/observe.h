@@ -20,7 +20,9 @@
 
 #include "mcos.pb-c.h"
 
-#define AGENT_MAX_NICS              16
+#define AGENT_MAX_NICS 16
+/* Peers whose link counters go into one report. */
+#define AGENT_MAX_PEER_LINKS        64
 #define AGENT_MAX_EVENTS_PER_REPORT 4096
 #define AGENT_EVENT_QUEUE_MAX       65536
 

@@ -48,8 +48,15 @@ const struct mcos_cfg_opt agent_config_opts[] = {
         "",
         "data-plane address peers dial (default: first NIC, else "
         "127.0.0.1)"),
-    OPT("data.port", "data-port", MCOS_CFG_UINT, data_port, 1, 65535, "7653",
-        "data-plane TCP port"),
+    OPT("data.port", "data-port", MCOS_CFG_UINT, data_port, 1, 65534, "7653",
+        "fabric control port (nng); the data transports listen on the "
+        "next port"),
+    OPT("data.transports", "data-transports", MCOS_CFG_STRING, data_transports,
+        0, 0, "auto",
+        "data transports to peers: auto (verbs where an RDMA device is, "
+        "and tcp), tcp, verbs, or off (no fabric)"),
+    OPT("data.conns", "data-conns", MCOS_CFG_UINT, data_conns, 1, 64, "4",
+        "TCP transport: sockets per peer"),
     OPT("cuda_lib", "cuda-lib", MCOS_CFG_STRING, cuda_lib, 0, 0, "",
         "CUDA runtime library to dlopen (default: libcudart.so ...)"),
     OPT("api_listen", "api", MCOS_CFG_STRING, api_listen, 0, 0,
@@ -173,6 +180,15 @@ agent_config_check(const struct agent_config *c, char *err, size_t errlen)
         snprintf(err, errlen,
                  "tiers.nvme.bytes is set but tiers.nvme.dir "
                  "is not");
+        return -EINVAL;
+    }
+    if (strcmp(c->data_transports, "auto") &&
+        strcmp(c->data_transports, "tcp") &&
+        strcmp(c->data_transports, "verbs") &&
+        strcmp(c->data_transports, "off")) {
+        snprintf(err, errlen,
+                 "data.transports: '%s' is not auto, tcp, verbs or off",
+                 c->data_transports);
         return -EINVAL;
     }
     if (strlen(c->data_address) > 255 || !label_ok(c->data_address)) {

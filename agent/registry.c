@@ -51,6 +51,9 @@ agent_registry_destroy(struct agent_registry *r)
         return;
     }
     for (size_t i = 0; i < r->cap; i++) {
+        if (r->slots[i]) {
+            free(r->slots[i]->remote);
+        }
         free(r->slots[i]);
     }
     free(r->slots);
@@ -176,6 +179,7 @@ agent_registry_remove(struct agent_registry *r, struct agent_object *o)
         r->slots[j] = NULL;
         r->slots[probe(r, m->id)] = m;
     }
+    free(o->remote);
     free(o);
 }
 

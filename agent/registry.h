@@ -23,7 +23,7 @@
 #include "tier.h"
 
 /* Tier kinds indexed directly (TierKind values). */
-#define AGENT_N_TIERS 5
+#define AGENT_N_TIERS 6 /* up to TIER_REMOTE */
 
 enum agent_obj_state {
     AGENT_OBJ_PLACED = MCOS__OBJECT_STATE__OBJ_PLACED,     /* reserved */
@@ -53,6 +53,8 @@ struct agent_object {
     uint64_t prefetch_deadline;    /* when that prefetch was due, us */
     uint32_t placer;               /* PLACED: the client's connection */
     void *inflight;                /* the store's move in progress, or NULL */
+    void *remote;                  /* REMOTE: where (agent_fabric_loc,
+                                      malloc'd, freed with the object) */
     uint64_t created_us;           /* stored, monotonic */
     uint64_t last_access_us;       /* last get, monotonic */
     struct agent_object *lru_prev; /* towards the hot end of tier's list */

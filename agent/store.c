@@ -9,6 +9,7 @@
 
 #include "error.h"
 #include "executor.h"
+#include "fabric.h"
 #include "log.h"
 #include "wire.h"
 
@@ -20,12 +21,32 @@ MCOS_LOG_MODULE(store);
 
 /* Why a move was started, which decides what its completion means. */
 enum move_kind {
-    MOVE_PLACE,    /* commit sends the object to its intended tier */
-    MOVE_FETCH,    /* a get needs it in DRAM */
-    MOVE_EXPLICIT, /* mcos_move */
-    MOVE_DEMOTE,   /* mcos_evict(DEMOTE) */
-    MOVE_PREFETCH, /* mcos_prefetch */
-    MOVE_WATERMARK /* background demotion over the high watermark */
+    MOVE_PLACE,     /* commit sends the object to its intended tier */
+    MOVE_FETCH,     /* a get needs it in DRAM */
+    MOVE_EXPLICIT,  /* mcos_move */
+    MOVE_DEMOTE,    /* mcos_evict(DEMOTE) */
+    MOVE_PREFETCH,  /* mcos_prefetch */
+    MOVE_WATERMARK, /* background demotion over the high watermark */
+    MOVE_REMOTE     /* mcos_evict(DEMOTE_TO_REMOTE) */
+};
+
+/* Replication attempts before a task gives up, and the first backoff. */
+#define REPLICA_ATTEMPTS       5
+#define REPLICA_BACKOFF_US     (1000 * 1000)
+#define REPLICA_BACKOFF_MAX_US (30 * 1000 * 1000)
+
+/* One replica rule of the table, as this node carries it out. */
+struct replica_task {
+    char key[128];        /* the rule's key */
+    uint64_t object;      /* what to copy */
+    char peer[64];        /* to whom */
+    int tier;             /* into which of its tiers */
+    int attempts;         /* failed so far */
+    uint64_t next_us;     /* not before (backoff) */
+    bool inflight;        /* a put is running */
+    bool done;            /* the peer holds a verified copy */
+    bool seen;            /* still in the table (refresh marker) */
+    char last_error[200]; /* why the last attempt failed */
 };
 
 struct move {
@@ -35,6 +56,8 @@ struct move {
     enum move_kind kind;             /* why */
     uint64_t deadline_us;            /* absolute; UINT64_MAX: none */
     struct agent_store_req *waiters; /* requests to finish after */
+    bool remote;                     /* over the fabric, not the executor */
+    struct agent_fabric_loc loc;     /* fetch: where the copy is */
 };
 
 struct view {
@@ -58,6 +81,10 @@ struct agent_store {
     size_t inflight;                         /* moves running */
     uint64_t l2_object;                      /* holds the L2 window, 0: none */
     struct agent_store_counters counters;    /* for /metrics */
+    struct agent_fabric *fabric;             /* peers, or NULL */
+    char remote_err[200];                    /* why start_remote failed */
+    struct replica_task *tasks;              /* replica rules */
+    size_t n_tasks;                          /* their count */
 };
 
 /* ------------------------------------------------------------------------
@@ -192,6 +219,7 @@ release_extent(struct agent_store *s, int kind, uint64_t id,
 }
 
 static void rebalance(struct agent_store *s);
+static bool ns_ok(const char *ns);
 
 /* Hotness from which an object in HBM gets the GPU's L2 persisting window
  * (SRAM tier).  There is one window per stream: the last hot object to
@@ -226,6 +254,12 @@ l2_hint(struct agent_store *s, const struct agent_object *o)
  * -> RESIDENT(dst) once the copy is verified, or back to RESIDENT(src). */
 
 static void move_done(struct agent_exec_job *job, void *arg);
+static void move_end(struct agent_store *s, struct move *m,
+                     struct agent_object *o, int status, const char *why,
+                     bool late);
+static int start_remote(struct agent_store *s, struct agent_object *o, int dst,
+                        enum move_kind kind, uint64_t deadline_us,
+                        struct move **out);
 
 static int
 start_move(struct agent_store *s, struct agent_object *o, int dst,
@@ -236,6 +270,11 @@ start_move(struct agent_store *s, struct agent_object *o, int dst,
 
     if (!m) {
         return -ENOMEM;
+    }
+    if (o->tier == MCOS__TIER_KIND__TIER_REMOTE ||
+        dst == MCOS__TIER_KIND__TIER_REMOTE) {
+        free(m);
+        return start_remote(s, o, dst, kind, deadline_us, out);
     }
     r = agent_tier_alloc(s->tiers[dst], o->size, &m->job.de);
     if (r) {
@@ -281,7 +320,6 @@ move_done(struct agent_exec_job *job, void *arg)
     struct agent_object *o = agent_registry_find(s->reg, m->id);
     int src = job->src_kind, dst = job->dst_kind;
     int status = job->status;
-    struct agent_store_req *w;
     char why[160] = "";
 
     s->inflight--;
@@ -343,6 +381,17 @@ move_done(struct agent_exec_job *job, void *arg)
         s->counters.move_failures++;
         LOG_WARN("object %016" PRIx64 ": %s", o->id, why);
     }
+    move_end(s, m, o, status, why, job->late);
+}
+
+/* The end of every move: the object is RESIDENT again (where it is now)
+ * and the requests that waited for the move go on. */
+static void
+move_end(struct agent_store *s, struct move *m, struct agent_object *o,
+         int status, const char *why, bool late)
+{
+    struct agent_store_req *w;
+
     o->state = AGENT_OBJ_RESIDENT;
     o->moving_to = 0;
     o->inflight = NULL;
@@ -352,7 +401,7 @@ move_done(struct agent_exec_job *job, void *arg)
     while (w) {
         struct agent_store_req *next = w->next_waiter;
 
-        w->late = job->late;
+        w->late = late;
         /* A get that waited for its own fetch fails with it, rather than
          * fetching again and again. */
         if (status &&
@@ -419,6 +468,476 @@ rebalance(struct agent_store *s)
             used = used > o->size ? used - o->size : 0;
         }
     }
+}
+
+/* ------------------------------------------------------------------------
+ * Remote moves: one hop over the fabric, DRAM to a peer (demote) or back
+ * (fetch).  The fabric verifies every byte before it reports success. */
+
+static void remote_done(const struct agent_fabric_result *res, void *arg);
+
+static int
+start_remote(struct agent_store *s, struct agent_object *o, int dst,
+             enum move_kind kind, uint64_t deadline_us, struct move **out)
+{
+    struct agent_tier *dram = s->tiers[MCOS__TIER_KIND__TIER_DRAM];
+    struct move *m;
+    int r;
+
+    s->remote_err[0] = '\0';
+    if (!s->fabric) {
+        snprintf(s->remote_err, sizeof s->remote_err,
+                 "this agent runs without the fabric");
+        return -ENOTSUP;
+    }
+    if ((o->tier == MCOS__TIER_KIND__TIER_REMOTE &&
+         dst != MCOS__TIER_KIND__TIER_DRAM) ||
+        (dst == MCOS__TIER_KIND__TIER_REMOTE &&
+         o->tier != MCOS__TIER_KIND__TIER_DRAM)) {
+        snprintf(s->remote_err, sizeof s->remote_err,
+                 "objects cross the fabric from and to dram only");
+        return -ENOTSUP;
+    }
+    if (!(m = calloc(1, sizeof *m))) {
+        return -ENOMEM;
+    }
+    m->s = s;
+    m->id = o->id;
+    m->kind = kind;
+    m->deadline_us = deadline_us;
+    m->remote = true;
+    m->job.src_kind = o->tier;
+    m->job.dst_kind = dst;
+    m->job.se = o->ext;
+    if (dst == MCOS__TIER_KIND__TIER_REMOTE) {
+        Mcos__PeerRequest meta = MCOS__PEER_REQUEST__INIT;
+
+        meta.object_id = o->id;
+        meta.class_ = (Mcos__ObjectClass)o->cls;
+        meta.ns = o->ns;
+        meta.parent_id = o->parent;
+        meta.hotness_milli = o->hotness_milli;
+        r = agent_fabric_put(s->fabric, NULL,
+                             MCOS__PEER_PURPOSE__PURPOSE_HOSTED, 0, &meta,
+                             &o->ext, o->size, o->checksum, remote_done, m,
+                             s->remote_err, sizeof s->remote_err);
+    } else {
+        r = agent_tier_alloc(dram, o->size, &m->job.de);
+        if (r) {
+            snprintf(s->remote_err, sizeof s->remote_err,
+                     "no room in dram for %" PRIu64 " bytes", o->size);
+        } else {
+            m->loc = *(const struct agent_fabric_loc *)o->remote;
+            r = agent_fabric_get(s->fabric, &m->loc, &m->job.de, o->size,
+                                 o->checksum, remote_done, m, s->remote_err,
+                                 sizeof s->remote_err);
+            if (r) {
+                agent_tier_free(dram, &m->job.de);
+            }
+        }
+    }
+    if (r) {
+        LOG_WARN("object %016" PRIx64 ": %s", o->id, s->remote_err);
+        free(m);
+        return r;
+    }
+    o->state = AGENT_OBJ_MOVING;
+    o->moving_to = dst;
+    o->inflight = m;
+    s->inflight++;
+    if (out) {
+        *out = m;
+    }
+    return 0;
+}
+
+static void
+remote_done(const struct agent_fabric_result *res, void *arg)
+{
+    struct move *m = arg;
+    struct agent_store *s = m->s;
+    struct agent_tier *dram = s->tiers[MCOS__TIER_KIND__TIER_DRAM];
+    struct agent_object *o = agent_registry_find(s->reg, m->id);
+    int src = m->job.src_kind, dst = m->job.dst_kind;
+    int status = res->status;
+    char why[260] = "";
+
+    s->inflight--;
+    if (!o) {
+        LOG_ERR("remote move of unknown object %016" PRIx64, m->id);
+        if (dst == MCOS__TIER_KIND__TIER_DRAM) {
+            agent_tier_free(dram, &m->job.de);
+        }
+        free(m);
+        return;
+    }
+    if (status == 0 && dst == MCOS__TIER_KIND__TIER_REMOTE) {
+        struct agent_fabric_loc *loc = malloc(sizeof *loc);
+
+        if (!loc) {
+            agent_fabric_free(s->fabric, &res->loc, o->id);
+            status = -ENOMEM;
+            snprintf(why, sizeof why, "out of memory");
+        } else {
+            /* The peer holds a verified copy: ours may go. */
+            *loc = res->loc;
+            release_extent(s, src, o->id, &m->job.se, false);
+            o->remote = loc;
+            o->ext.off = loc->offset;
+            agent_registry_set_tier(s->reg, o, dst);
+            s->counters.moves++;
+            s->counters.remote_demotions++;
+            event(s, o, MCOS__EVENT_KIND__EVENT_DEMOTED, dst);
+            LOG_INFO("object %016" PRIx64 " (%" PRIu64
+                     " bytes) now lives on %s",
+                     o->id, o->size, loc->peer);
+        }
+    } else if (status == 0) {
+        /* Back in our DRAM, verified: the peer's copy may go. */
+        agent_fabric_free(s->fabric, &m->loc, o->id);
+        free(o->remote);
+        o->remote = NULL;
+        o->ext = m->job.de;
+        agent_registry_set_tier(s->reg, o, dst);
+        s->counters.moves++;
+        s->counters.remote_fetches++;
+        event(s, o, MCOS__EVENT_KIND__EVENT_PROMOTED, dst);
+        if (m->kind == MOVE_PREFETCH) {
+            o->prefetched = true;
+            o->prefetch_deadline = m->deadline_us;
+        }
+    } else {
+        if (dst == MCOS__TIER_KIND__TIER_DRAM) {
+            agent_tier_free(dram, &m->job.de);
+        }
+        snprintf(why, sizeof why, "%.200s; the object stays in %s", res->error,
+                 tname(src));
+        s->counters.move_failures++;
+        LOG_WARN("object %016" PRIx64 ": %s", o->id, why);
+    }
+    move_end(s, m, o, status, why, false);
+}
+
+/* ------------------------------------------------------------------------
+ * Replication: the table's replica rules, carried out with retries. */
+
+struct replica_ctx {
+    struct agent_store *s; /* owner */
+    char key[128];         /* the task's rule key */
+    uint64_t object;       /* pinned while it is sent */
+};
+
+static struct replica_task *
+task_find(struct agent_store *s, const char *key)
+{
+    for (size_t i = 0; i < s->n_tasks; i++) {
+        if (!strcmp(s->tasks[i].key, key)) {
+            return &s->tasks[i];
+        }
+    }
+    return NULL;
+}
+
+static void
+tasks_compact(struct agent_store *s)
+{
+    size_t j = 0;
+
+    for (size_t i = 0; i < s->n_tasks; i++) {
+        if (s->tasks[i].seen || s->tasks[i].inflight) {
+            s->tasks[j++] = s->tasks[i];
+        }
+    }
+    s->n_tasks = j;
+}
+
+static void
+replica_done(const struct agent_fabric_result *res, void *arg)
+{
+    struct replica_ctx *c = arg;
+    struct agent_store *s = c->s;
+    struct agent_object *o = agent_registry_find(s->reg, c->object);
+    struct replica_task *t = task_find(s, c->key);
+
+    if (o && o->pins) {
+        o->pins--;
+    }
+    if (t) {
+        t->inflight = false;
+        if (res->status == 0 || res->status == -EEXIST) {
+            t->done = true;
+            s->counters.replicas_sent += res->status == 0;
+            LOG_INFO("object %016" PRIx64 " replicated to %s (%s)", t->object,
+                     t->peer, tname(t->tier));
+        } else {
+            uint64_t backoff = REPLICA_BACKOFF_US << t->attempts;
+
+            t->attempts++;
+            s->counters.replica_failures++;
+            snprintf(t->last_error, sizeof t->last_error, "%.190s",
+                     res->error);
+            t->next_us = now_us(s) + (backoff > REPLICA_BACKOFF_MAX_US
+                                          ? REPLICA_BACKOFF_MAX_US
+                                          : backoff);
+            if (t->attempts >= REPLICA_ATTEMPTS) {
+                LOG_ERR("replica of %016" PRIx64 " to %s: giving up after "
+                        "%d attempts: %s",
+                        t->object, t->peer, t->attempts, res->error);
+            }
+        }
+        tasks_compact(s);
+    }
+    free(c);
+    if (o) {
+        rebalance(s);
+    }
+}
+
+static void
+replica_start(struct agent_store *s, struct replica_task *t)
+{
+    struct agent_object *o = agent_registry_find(s->reg, t->object);
+    Mcos__PeerRequest meta = MCOS__PEER_REQUEST__INIT;
+    struct replica_ctx *c;
+    char err[200];
+    int r;
+
+    if (!o || o->state != AGENT_OBJ_RESIDENT ||
+        o->tier != MCOS__TIER_KIND__TIER_DRAM) {
+        snprintf(t->last_error, sizeof t->last_error,
+                 "object %016" PRIx64 " is not resident in dram here",
+                 t->object);
+        t->next_us = now_us(s) + REPLICA_BACKOFF_US;
+        return;
+    }
+    if (!(c = calloc(1, sizeof *c))) {
+        return;
+    }
+    c->s = s;
+    c->object = o->id;
+    snprintf(c->key, sizeof c->key, "%s", t->key);
+    meta.object_id = o->id;
+    meta.class_ = (Mcos__ObjectClass)o->cls;
+    meta.ns = o->ns;
+    meta.parent_id = o->parent;
+    meta.hotness_milli = o->hotness_milli;
+    /* Pinned while its bytes are read, so nothing moves or frees them. */
+    o->pins++;
+    t->inflight = true;
+    r = agent_fabric_put(s->fabric, t->peer,
+                         MCOS__PEER_PURPOSE__PURPOSE_REPLICA, t->tier, &meta,
+                         &o->ext, o->size, o->checksum, replica_done, c, err,
+                         sizeof err);
+    if (r) {
+        struct agent_fabric_result res = {.status = r};
+
+        snprintf(res.error, sizeof res.error, "%s", err);
+        replica_done(&res, c);
+    }
+}
+
+void
+agent_store_replicate(struct agent_store *s)
+{
+    const struct mcos_table *t;
+    uint64_t now = now_us(s);
+    size_t n;
+
+    if (!s->fabric) {
+        return;
+    }
+    for (size_t i = 0; i < s->n_tasks; i++) {
+        s->tasks[i].seen = false;
+    }
+    t = agent_tables_read_lock(s->tables);
+    n = t ? mcos_table_n_rules(t) : 0;
+    for (size_t i = 0; i < n; i++) {
+        const Mcos__Rule *r = mcos_table_rule(t, i);
+        struct replica_task *k;
+
+        if (r->rule_case != MCOS__RULE__RULE_REPLICA) {
+            continue;
+        }
+        k = task_find(s, r->key);
+        if (!k) {
+            void *p = realloc(s->tasks, (s->n_tasks + 1) * sizeof *s->tasks);
+
+            if (!p) {
+                break;
+            }
+            s->tasks = p;
+            k = &s->tasks[s->n_tasks++];
+            memset(k, 0, sizeof *k);
+            snprintf(k->key, sizeof k->key, "%s", r->key);
+            k->object = r->replica->object_id;
+            snprintf(k->peer, sizeof k->peer, "%s", r->replica->peer);
+            k->tier = r->replica->tier;
+        }
+        k->seen = true;
+    }
+    agent_tables_read_unlock(s->tables);
+    tasks_compact(s);
+    for (size_t i = 0; i < s->n_tasks; i++) {
+        struct replica_task *k = &s->tasks[i];
+
+        if (k->seen && !k->done && !k->inflight &&
+            k->attempts < REPLICA_ATTEMPTS && now >= k->next_us) {
+            replica_start(s, k);
+        }
+    }
+}
+
+size_t
+agent_store_replicas(const struct agent_store *s,
+                     struct agent_store_replica *out, size_t max)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < s->n_tasks && n < max; i++, n++) {
+        const struct replica_task *k = &s->tasks[i];
+
+        out[n].object = k->object;
+        snprintf(out[n].peer, sizeof out[n].peer, "%s", k->peer);
+        out[n].tier = k->tier;
+        out[n].attempts = k->attempts;
+        out[n].state = k->done                           ? "done"
+                       : k->inflight                     ? "sending"
+                       : k->attempts >= REPLICA_ATTEMPTS ? "failed"
+                                                         : "waiting";
+        snprintf(out[n].last_error, sizeof out[n].last_error, "%s",
+                 k->last_error);
+    }
+    return n;
+}
+
+/* ------------------------------------------------------------------------
+ * What the fabric asks of the store. */
+
+static int
+hook_adopt(void *arg, const Mcos__PeerRequest *a,
+           const struct agent_tier_extent *e, uint64_t sum, char *err,
+           size_t errlen)
+{
+    struct agent_store *s = arg;
+    struct agent_object *o;
+    int r = agent_registry_add(s->reg, a->object_id, &o);
+
+    if (r) {
+        snprintf(err, errlen, "cannot keep object %016" PRIx64 ": %s",
+                 a->object_id,
+                 r == -EEXIST ? "it is here already" : mcos_strerror(r));
+        return r;
+    }
+    o->size = a->size;
+    o->cls = a->class_ >= MCOS__OBJECT_CLASS__CLASS_OTHER &&
+                     a->class_ <= MCOS__OBJECT_CLASS__CLASS_PROMPT_CHUNK
+                 ? (int)a->class_
+                 : MCOS__OBJECT_CLASS__CLASS_OTHER;
+    o->hotness_milli = a->hotness_milli;
+    if (a->ns && ns_ok(a->ns)) {
+        snprintf(o->ns, sizeof o->ns, "%s", a->ns);
+    }
+    o->parent = a->parent_id;
+    o->state = AGENT_OBJ_RESIDENT;
+    o->tier = MCOS__TIER_KIND__TIER_DRAM;
+    o->ext = *e;
+    o->checksum = sum;
+    o->created_us = o->last_access_us = now_us(s);
+    agent_registry_set_tier(s->reg, o, MCOS__TIER_KIND__TIER_DRAM);
+    s->counters.replicas_adopted++;
+    event(s, o, MCOS__EVENT_KIND__EVENT_STORED, o->tier);
+    if ((int)a->tier != MCOS__TIER_KIND__TIER_DRAM && tier_ok(a->tier) &&
+        s->tiers[a->tier]) {
+        r = start_move(s, o, a->tier, MOVE_EXPLICIT, UINT64_MAX, NULL);
+        if (r) {
+            LOG_WARN("replica %016" PRIx64 " stays in dram: no room in %s",
+                     o->id, tname(a->tier));
+        }
+    }
+    return 0;
+}
+
+static bool
+hook_holds(void *arg, uint64_t id)
+{
+    struct agent_store *s = arg;
+
+    return agent_registry_find(s->reg, id) != NULL;
+}
+
+struct lost_scan {
+    const char *peer;
+    uint64_t boot;
+    uint64_t *ids;
+    size_t n, cap;
+};
+
+static int
+lost_one(struct agent_object *o, void *arg)
+{
+    struct lost_scan *ls = arg;
+    const struct agent_fabric_loc *loc = o->remote;
+
+    if (o->tier == MCOS__TIER_KIND__TIER_REMOTE && loc &&
+        o->state == AGENT_OBJ_RESIDENT && !strcmp(loc->peer, ls->peer) &&
+        loc->peer_boot == ls->boot) {
+        if (ls->n == ls->cap) {
+            size_t cap = ls->cap ? ls->cap * 2 : 64;
+            void *p = realloc(ls->ids, cap * sizeof *ls->ids);
+
+            if (!p) {
+                return 1;
+            }
+            ls->ids = p;
+            ls->cap = cap;
+        }
+        ls->ids[ls->n++] = o->id;
+    }
+    return 0;
+}
+
+static void
+hook_peer_lost(void *arg, const char *peer, uint64_t old_boot)
+{
+    struct agent_store *s = arg;
+    struct lost_scan ls = {.peer = peer, .boot = old_boot};
+
+    agent_registry_foreach(s->reg, lost_one, &ls);
+    for (size_t i = 0; i < ls.n; i++) {
+        struct agent_object *o = agent_registry_find(s->reg, ls.ids[i]);
+
+        if (o) {
+            event(s, o, MCOS__EVENT_KIND__EVENT_REMOVED, o->tier);
+            agent_registry_remove(s->reg, o);
+            s->counters.remote_lost++;
+        }
+    }
+    if (ls.n) {
+        LOG_WARN("peer %s restarted: %zu objects demoted to it are lost", peer,
+                 ls.n);
+    }
+    free(ls.ids);
+}
+
+void
+agent_store_fabric_hooks(struct agent_store *s, struct agent_fabric_hooks *out)
+{
+    out->adopt = hook_adopt;
+    out->holds = hook_holds;
+    out->peer_lost = hook_peer_lost;
+    out->arg = s;
+}
+
+void
+agent_store_set_fabric(struct agent_store *s, struct agent_fabric *f)
+{
+    s->fabric = f;
+}
+
+struct agent_tier *
+agent_store_tier(const struct agent_store *s, int kind)
+{
+    return kind > 0 && kind < AGENT_N_TIERS ? s->tiers[kind] : NULL;
 }
 
 /* ------------------------------------------------------------------------
@@ -569,7 +1088,8 @@ do_place(struct agent_store *s, struct agent_store_req *req)
     if (req->tier == MCOS__TIER_KIND__TIER_REMOTE ||
         req->fallback_tier == MCOS__TIER_KIND__TIER_REMOTE) {
         finish(s, req, -ENOTSUP, NULL,
-               "the remote tier needs the fabric (not available yet)");
+               "objects are placed locally; evict demote_to_remote sends "
+               "one to a peer");
         return;
     }
     if ((req->tier && !tier_ok(req->tier)) ||
@@ -726,7 +1246,10 @@ do_get(struct agent_store *s, struct agent_store_req *req)
         if (r) {
             finish(s, req, r == -ENOSPC ? -ENOSPC : r, o,
                    "cannot bring the object from %s into DRAM: %s",
-                   tname(o->tier), mcos_strerror(r));
+                   tname(o->tier),
+                   o->tier == MCOS__TIER_KIND__TIER_REMOTE && *s->remote_err
+                       ? s->remote_err
+                       : mcos_strerror(r));
             return;
         }
         o->misses++;
@@ -780,7 +1303,7 @@ target_ok(struct agent_store *s, struct agent_store_req *req, int kind)
 {
     if (kind == MCOS__TIER_KIND__TIER_REMOTE) {
         finish(s, req, -ENOTSUP, NULL,
-               "the remote tier needs the fabric (not available yet)");
+               "objects go to a peer with evict demote_to_remote");
         return false;
     }
     if (!tier_ok(kind)) {
@@ -863,7 +1386,18 @@ move_common(struct agent_store *s, struct agent_store_req *req,
         finish(s, req, 0, o, NULL);
         return;
     }
+    if (o->tier == MCOS__TIER_KIND__TIER_REMOTE &&
+        dst != MCOS__TIER_KIND__TIER_DRAM) {
+        finish(s, req, -ENOTSUP, o,
+               "an object on a peer comes back to dram first");
+        return;
+    }
     r = start_move(s, o, dst, kind, UINT64_MAX, NULL);
+    if (r && o->tier == MCOS__TIER_KIND__TIER_REMOTE) {
+        finish(s, req, r, o, "cannot fetch the object from its peer: %s",
+               s->remote_err);
+        return;
+    }
     if (r) {
         finish(s, req, r, o,
                "no room in %s for %" PRIu64 " bytes; nothing "
@@ -913,10 +1447,60 @@ drop(struct agent_store *s, struct agent_object *o)
         event(s, o, MCOS__EVENT_KIND__EVENT_PREFETCH_WASTED, o->tier);
     }
     event(s, o, MCOS__EVENT_KIND__EVENT_REMOVED, o->tier);
-    release_extent(s, o->tier, o->id, &o->ext,
-                   o->tier == MCOS__TIER_KIND__TIER_NVME);
+    if (o->tier == MCOS__TIER_KIND__TIER_REMOTE) {
+        agent_fabric_free(s->fabric, o->remote, o->id);
+    } else {
+        release_extent(s, o->tier, o->id, &o->ext,
+                       o->tier == MCOS__TIER_KIND__TIER_NVME);
+    }
     agent_registry_remove(s->reg, o);
     s->counters.drops++;
+}
+
+/* evict demote_to_remote: the object leaves this node for a peer's
+ * memory, and stays readable (a get brings it back). */
+static void
+evict_to_remote(struct agent_store *s, struct agent_store_req *req,
+                struct agent_object *o)
+{
+    int r;
+
+    if (o->tier == MCOS__TIER_KIND__TIER_REMOTE &&
+        o->state == AGENT_OBJ_RESIDENT) {
+        finish(s, req, 0, o, NULL);
+        return;
+    }
+    if (!s->fabric) {
+        finish(s, req, -ENOTSUP, o,
+               "demote_to_remote needs the fabric; this agent runs without "
+               "one (fabric.enabled is false)");
+        return;
+    }
+    if (o->state == AGENT_OBJ_MOVING || o->pins || o->views) {
+        finish(s, req, -EBUSY, o, "object is %s",
+               o->state == AGENT_OBJ_MOVING ? "moving" : "pinned");
+        return;
+    }
+    if (o->tier != MCOS__TIER_KIND__TIER_DRAM) {
+        finish(s, req, -ENOTSUP, o,
+               "demote_to_remote sends from dram; the object is in %s "
+               "(move it to dram first)",
+               tname(o->tier));
+        return;
+    }
+    if (o->prefetched) {
+        s->counters.prefetch_wasted++;
+        event(s, o, MCOS__EVENT_KIND__EVENT_PREFETCH_WASTED, o->tier);
+        o->prefetched = false;
+    }
+    r = start_remote(s, o, MCOS__TIER_KIND__TIER_REMOTE, MOVE_REMOTE,
+                     UINT64_MAX, NULL);
+    if (r) {
+        finish(s, req, r, o, "cannot demote to a peer: %s", s->remote_err);
+        return;
+    }
+    req->next_waiter = NULL;
+    add_waiter(o, req);
 }
 
 static void
@@ -928,11 +1512,8 @@ do_evict(struct agent_store *s, struct agent_store_req *req)
     switch (req->policy) {
     case 1: /* drop */
     case 2: /* demote */
+    case 3: /* demote to a peer */
         break;
-    case 3:
-        finish(s, req, -ENOTSUP, NULL,
-               "demote_to_remote needs the fabric (not available yet)");
-        return;
     default:
         finish(s, req, -EINVAL, NULL, "unknown eviction policy %u",
                req->policy);
@@ -946,6 +1527,10 @@ do_evict(struct agent_store *s, struct agent_store_req *req)
                "object %016" PRIx64 " is not committed; "
                "use abort",
                o->id);
+        return;
+    }
+    if (req->policy == 3) {
+        evict_to_remote(s, req, o);
         return;
     }
     if (req->policy == 1) {
@@ -1367,5 +1952,6 @@ agent_store_close(struct agent_store *s)
     }
     agent_registry_destroy(s->reg);
     free(s->views);
+    free(s->tasks);
     free(s);
 }

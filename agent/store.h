@@ -121,18 +121,24 @@ void agent_store_tier_usage(const struct agent_store *, int kind,
                             struct agent_store_tier *out);
 
 struct agent_store_counters {
-    uint64_t puts;            /* commits */
-    uint64_t gets;            /* views given */
-    uint64_t hits;            /* gets served from DRAM */
-    uint64_t misses;          /* gets that had to fetch */
-    uint64_t moves;           /* verified moves */
-    uint64_t move_failures;   /* moves that failed or did not verify */
-    uint64_t demotions;       /* watermark demotions */
-    uint64_t prefetch_late;   /* prefetches done after their deadline */
-    uint64_t prefetch_hits;   /* prefetched objects then used */
-    uint64_t prefetch_wasted; /* prefetched objects dropped unused */
-    uint64_t drops;           /* objects evicted by intent */
-    uint64_t recovered;       /* objects found on NVMe at start */
+    uint64_t puts;             /* commits */
+    uint64_t gets;             /* views given */
+    uint64_t hits;             /* gets served from DRAM */
+    uint64_t misses;           /* gets that had to fetch */
+    uint64_t moves;            /* verified moves */
+    uint64_t move_failures;    /* moves that failed or did not verify */
+    uint64_t demotions;        /* watermark demotions */
+    uint64_t prefetch_late;    /* prefetches done after their deadline */
+    uint64_t prefetch_hits;    /* prefetched objects then used */
+    uint64_t prefetch_wasted;  /* prefetched objects dropped unused */
+    uint64_t drops;            /* objects evicted by intent */
+    uint64_t recovered;        /* objects found on NVMe at start */
+    uint64_t remote_demotions; /* objects sent to a peer's memory */
+    uint64_t remote_fetches;   /* objects brought back from a peer */
+    uint64_t remote_lost;      /* objects lost with a restarted peer */
+    uint64_t replicas_sent;    /* replica tasks verified on the peer */
+    uint64_t replica_failures; /* replica attempts that failed */
+    uint64_t replicas_adopted; /* replicas peers sent here */
 };
 
 void agent_store_counters(const struct agent_store *,
@@ -150,5 +156,35 @@ bool agent_store_tier_emulated(const struct agent_store *, int kind);
  * window covers now and *object the object it covers (0: none). */
 bool agent_store_l2(const struct agent_store *, uint64_t *max_bytes,
                     uint64_t *window_bytes, uint64_t *object);
+
+/* --- The fabric (fabric.h) -------------------------------------------- */
+
+struct agent_fabric;
+struct agent_fabric_hooks;
+
+/* What the fabric calls back into the store for (replicas arriving,
+ * peers restarting). */
+void agent_store_fabric_hooks(struct agent_store *,
+                              struct agent_fabric_hooks *out);
+/* Objects can go to peers from now on; NULL: no fabric. */
+void agent_store_set_fabric(struct agent_store *, struct agent_fabric *);
+/* A tier the store owns (the fabric registers the DRAM arena). */
+struct agent_tier *agent_store_tier(const struct agent_store *, int kind);
+
+/* Carries out the table's replica rules: starts what is due, retries
+ * failures with backoff.  Call after a table is applied and on ticks. */
+void agent_store_replicate(struct agent_store *);
+
+struct agent_store_replica {
+    uint64_t object;      /* what */
+    char peer[64];        /* to whom */
+    int tier;             /* its tier there */
+    int attempts;         /* failed attempts */
+    const char *state;    /* "waiting", "sending", "done", "failed" */
+    char last_error[200]; /* why the last attempt failed */
+};
+
+size_t agent_store_replicas(const struct agent_store *,
+                            struct agent_store_replica *out, size_t max);
 
 #endif /* AGENT_STORE_H */

@@ -59,7 +59,8 @@ start_agent(const char *dir, char *url, size_t urllen, char *shm,
         freopen(log, "w", stderr);
         execl(agent, "mcos-agent", "--node", "bench", "--brain",
               "tcp://127.0.0.1:1", "--http", "", "--api", url, "--shm-name",
-              shm, "--dram-bytes", "1GiB", "--log-level", "err", (char *)NULL);
+              shm, "--dram-bytes", "1GiB", "--log-level", "err",
+              "--data-transports", "off", (char *)NULL);
         _exit(127);
     }
     return pid;

@@ -35,7 +35,8 @@ static int
 check_endpoint(const Mcos__Endpoint *ep, size_t i, char *err, size_t errlen)
 {
     if (ep->transport != MCOS__TRANSPORT__TRANSPORT_TCP &&
-        ep->transport != MCOS__TRANSPORT__TRANSPORT_VERBS) {
+        ep->transport != MCOS__TRANSPORT__TRANSPORT_VERBS &&
+        ep->transport != MCOS__TRANSPORT__TRANSPORT_CONTROL) {
         mcos_seterr(err, errlen, "endpoint %zu: unknown transport %d", i,
                     ep->transport);
         return -EINVAL;
@@ -105,6 +106,24 @@ brain_hello_check(const Mcos__Hello *h, char *err, size_t errlen)
 
         if (r) {
             return r;
+        }
+    }
+    if (h->n_regions > BRAIN_MAX_ENDPOINTS) {
+        mcos_seterr(err, errlen, "node %s: %zu regions (at most %d)", h->node,
+                    h->n_regions, BRAIN_MAX_ENDPOINTS);
+        return -EINVAL;
+    }
+    for (size_t i = 0; i < h->n_regions; i++) {
+        const Mcos__Region *g = h->regions[i];
+
+        if ((g->transport != MCOS__TRANSPORT__TRANSPORT_TCP &&
+             g->transport != MCOS__TRANSPORT__TRANSPORT_VERBS) ||
+            g->id == 0 || g->length == 0) {
+            mcos_seterr(err, errlen,
+                        "region %zu: needs a tcp or verbs transport, an id "
+                        "and a length",
+                        i);
+            return -EINVAL;
         }
     }
     if (*h->http_url) {
@@ -275,7 +294,7 @@ brain_aggregate_report(struct brain_cluster *c, const Mcos__Report *rep,
         return -ESTALE;
     }
     if (rep->n_events > BRAIN_MAX_EVENTS || rep->n_tiers > BRAIN_MAX_TIERS ||
-        rep->n_links > BRAIN_MAX_NICS) {
+        rep->n_links > BRAIN_MAX_LINKS) {
         mcos_seterr(err, errlen,
                     "report from node %s: too many events, tiers or "
                     "links",
@@ -325,6 +344,90 @@ brain_aggregate_report(struct brain_cluster *c, const Mcos__Report *rep,
     }
     brain_node_ack(n, rep->applied_gen);
     res->node = n;
+    for (size_t i = 0; i < rep->n_events; i++) {
+        if (rep->events[i]->kind == MCOS__EVENT_KIND__EVENT_STORED &&
+            brain_replica_done(c, n->name, rep->events[i]->object_id)) {
+            res->replicas_done = true;
+        }
+    }
+    return 0;
+}
+
+bool
+brain_replica_done(struct brain_cluster *c, const char *peer, uint64_t object)
+{
+    bool any = false;
+
+    for (size_t i = 0; i < c->n; i++) {
+        struct brain_node *src = c->nodes[i];
+        size_t j = 0;
+
+        for (size_t k = 0; k < src->n_replicas; k++) {
+            const struct brain_replica *r = &src->replicas[k];
+
+            if (r->object == object && !strcmp(r->peer, peer)) {
+                any = true;
+                continue;
+            }
+            src->replicas[j++] = *r;
+        }
+        src->n_replicas = j;
+    }
+    return any;
+}
+
+int
+brain_replica_add(struct brain_cluster *c, const char *node, uint64_t object,
+                  const char *peer, int tier, char *err, size_t errlen)
+{
+    struct brain_node *n = brain_cluster_find(c, node);
+    struct brain_node *p = brain_cluster_find(c, peer);
+    struct brain_replica *v;
+
+    if (!n || !n->hello) {
+        mcos_seterr(err, errlen, "unknown node '%s'", node);
+        return -ENOENT;
+    }
+    if (!p || !p->hello) {
+        mcos_seterr(err, errlen, "unknown peer '%s'", peer);
+        return -ENOENT;
+    }
+    if (n == p) {
+        mcos_seterr(err, errlen, "a node cannot replicate to itself");
+        return -EINVAL;
+    }
+    if (object == 0) {
+        mcos_seterr(err, errlen, "object id must not be 0");
+        return -EINVAL;
+    }
+    if (tier != MCOS__TIER_KIND__TIER_HBM &&
+        tier != MCOS__TIER_KIND__TIER_DRAM &&
+        tier != MCOS__TIER_KIND__TIER_NVME) {
+        mcos_seterr(err, errlen, "a replica goes to hbm, dram or nvme");
+        return -EINVAL;
+    }
+    for (size_t i = 0; i < n->n_replicas; i++) {
+        if (n->replicas[i].object == object &&
+            !strcmp(n->replicas[i].peer, peer)) {
+            n->replicas[i].tier = tier;
+            return 0;
+        }
+    }
+    if (n->n_replicas >= BRAIN_MAX_REPLICAS) {
+        mcos_seterr(err, errlen, "node %s has %d replication tasks open", node,
+                    BRAIN_MAX_REPLICAS);
+        return -ENOSPC;
+    }
+    v = realloc(n->replicas, (n->n_replicas + 1) * sizeof *v);
+    if (!v) {
+        return -ENOMEM;
+    }
+    n->replicas = v;
+    v = &n->replicas[n->n_replicas++];
+    memset(v, 0, sizeof *v);
+    v->object = object;
+    snprintf(v->peer, sizeof v->peer, "%s", peer);
+    v->tier = tier;
     return 0;
 }
 

@@ -20,6 +20,7 @@
 #define BRAIN_MAX_TIERS     8
 #define BRAIN_MAX_GPUS      64
 #define BRAIN_MAX_NICS      64
+#define BRAIN_MAX_LINKS     128 /* NICs and peer links in a report */
 #define BRAIN_MAX_ENDPOINTS 16
 #define BRAIN_MAX_EVENTS    65536
 #define BRAIN_MAX_LABEL     63
@@ -30,7 +31,23 @@ struct brain_agg_result {
     bool topology_changed;   /* membership, tiers or endpoints changed */
     bool rejoined;           /* a new boot of a known node */
     bool revived;            /* a failed node came back */
+    bool replicas_done;      /* replication tasks completed */
 };
+
+/* Replication tasks open per source node. */
+#define BRAIN_MAX_REPLICAS 4096
+
+/* Asks `node` to copy `object` to `peer`'s `tier` (an existing task for
+ * the same object and peer is updated).  -ENOENT for an unknown node or
+ * peer, -EINVAL for a bad request, -ENOSPC when too many are open. */
+int brain_replica_add(struct brain_cluster *, const char *node,
+                      uint64_t object, const char *peer, int tier, char *err,
+                      size_t errlen);
+
+/* `peer` reported `object` stored: the tasks that asked for it are done.
+ * True if any was. */
+bool brain_replica_done(struct brain_cluster *, const char *peer,
+                        uint64_t object);
 
 /* Validates a hello; 0 or -EINVAL with `err` saying why. */
 int brain_hello_check(const Mcos__Hello *, char *err, size_t errlen);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "aggregate.h"
 #include "brain.h"
 #include "routing.h"
 #include "error.h"
@@ -210,6 +211,68 @@ parse_hash(json_t *v, uint64_t *out)
         return errno || *end ? -EINVAL : 0;
     }
     return -EINVAL;
+}
+
+/* POST /v1/replicate {"node": N, "object": "0x..", "peer": P, "tier": T}:
+ * a replication task, compiled into N's table until P holds the object. */
+static void
+post_replicate(struct mcos_http_request *req, void *arg)
+{
+    struct brain *b = arg;
+    size_t len;
+    const char *body = mcos_http_request_body(req, &len);
+    const char *node = NULL, *peer = NULL, *tier = "dram";
+    json_t *doc, *obj = NULL;
+    json_error_t jerr;
+    uint64_t object;
+    char err[256];
+    int r, kind;
+
+    doc = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!doc) {
+        mcos_http_respond_error(req, 400,
+                                "body is not valid JSON: line %d "
+                                "column %d: %s",
+                                jerr.line, jerr.column, jerr.text);
+        return;
+    }
+    if (json_unpack_ex(doc, &jerr, JSON_STRICT, "{s:s, s:o, s:s, s?:s}",
+                       "node", &node, "object", &obj, "peer", &peer, "tier",
+                       &tier)) {
+        mcos_http_respond_error(req, 400, "bad replicate request: %s",
+                                jerr.text);
+        json_decref(doc);
+        return;
+    }
+    if (parse_hash(obj, &object)) {
+        mcos_http_respond_error(req, 400,
+                                "object: want a hex id (\"0x..\") or an "
+                                "integer");
+        json_decref(doc);
+        return;
+    }
+    kind = mcos_tier_parse(tier);
+    if (kind < 0) {
+        mcos_http_respond_error(req, 400, "tier: unknown tier '%s'", tier);
+        json_decref(doc);
+        return;
+    }
+    r = brain_replica_add(&b->cluster, node, object, peer, kind, err,
+                          sizeof err);
+    if (r) {
+        mcos_http_respond_error(req, r == -ENOENT ? 404 : 400, "%s", err);
+        json_decref(doc);
+        return;
+    }
+    b->dirty = true;
+    brain_run(b);
+    snprintf(err, sizeof err, "%016" PRIx64, object);
+    mcos_http_respond_json(req, 200,
+                           json_pack("{s:s, s:s, s:s, s:s, s:I}", "node", node,
+                                     "object", err, "peer", peer, "tier",
+                                     mcos_tier_name(kind), "generation",
+                                     (json_int_t)b->gen));
+    json_decref(doc);
 }
 
 /* POST /v1/route {"blocks": [...], "ns": "...", "output_len": N,
@@ -447,6 +510,7 @@ brain_api_register(struct brain *b)
         {"GET", "/v1/status", false, get_status},
         {"POST", "/v1/sync", false, post_sync},
         {"POST", "/v1/route", false, post_route},
+        {"POST", "/v1/replicate", false, post_replicate},
         {"GET", "/metrics", false, get_metrics},
     };
 

@@ -163,7 +163,7 @@ on_report(struct brain *b, struct mcos_bus_request *req,
     }
     brain_kv_report(b->kv, res.node->idx, rep, mcos_clock_now(b->clock));
     res.node->routed = 0;
-    if (res.topology_changed) {
+    if (res.topology_changed || res.replicas_done) {
         b->dirty = true;
         brain_schedule(b);
     }

@@ -17,6 +17,7 @@ node_free(struct brain_node *n)
     if (n->hello) {
         mcos__hello__free_unpacked(n->hello, NULL);
     }
+    free(n->replicas);
     free(n);
 }
 

@@ -31,6 +31,15 @@ struct brain_tier_usage {
     uint64_t objects;  /* objects held */
 };
 
+/* A replication task an operator (or policy) asked for: copy `object`
+ * from this node to `peer`'s `tier`.  It is compiled into this node's
+ * table until `peer` reports the object stored. */
+struct brain_replica {
+    uint64_t object;                   /* what */
+    char peer[MCOS_NODE_NAME_MAX + 1]; /* to whom */
+    int tier;                          /* into which tier there */
+};
+
 struct brain_node {
     char name[MCOS_NODE_NAME_MAX + 1]; /* unique node name */
     struct mcos_boot_id boot_id;       /* the agent process we know */
@@ -59,6 +68,8 @@ struct brain_node {
     bool kv_gone;                   /* its index entries were dropped */
     uint32_t routed;                /* requests routed here since its
                                        last report */
+    struct brain_replica *replicas; /* tasks with this node as source */
+    size_t n_replicas;              /* their count */
 };
 
 struct brain_cluster {

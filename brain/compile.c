@@ -1,6 +1,7 @@
 #include "compile.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -191,8 +192,36 @@ add_peers(struct rules *rs, const struct brain_cluster *c,
         pr->labels = n->hello->labels;
         pr->n_endpoints = n->hello->n_endpoints;
         pr->endpoints = n->hello->endpoints;
+        pr->boot_id = n->boot_id.v;
+        pr->n_regions = n->hello->n_regions;
+        pr->regions = n->hello->regions;
         r->rule_case = MCOS__RULE__RULE_PEER;
         r->peer = pr;
+    }
+    return 0;
+}
+
+static int
+add_replicas(struct rules *rs, const struct brain_node *n)
+{
+    for (size_t i = 0; i < n->n_replicas; i++) {
+        const struct brain_replica *v = &n->replicas[i];
+        char sub[96];
+        Mcos__ReplicaRule *rr;
+        Mcos__Rule *r;
+
+        snprintf(sub, sizeof sub, "%016" PRIx64 "/%s", v->object, v->peer);
+        r = add_rule(rs, "replica/", sub);
+        rr = own(rs, sizeof *rr);
+        if (!r || !rr) {
+            return -ENOMEM;
+        }
+        mcos__replica_rule__init(rr);
+        rr->object_id = v->object;
+        rr->peer = (char *)v->peer;
+        rr->tier = v->tier;
+        r->rule_case = MCOS__RULE__RULE_REPLICA;
+        r->replica = rr;
     }
     return 0;
 }
@@ -229,6 +258,9 @@ brain_compile_node(const struct brain_cluster *c, const struct brain_node *n,
     r = add_tiers(&rs, n->hello, p);
     if (r == 0) {
         r = add_peers(&rs, c, n);
+    }
+    if (r == 0) {
+        r = add_replicas(&rs, n);
     }
     if (r == 0) {
         r = add_param(&rs, "report_interval_ms", p->report_interval_ms);

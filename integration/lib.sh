@@ -446,7 +446,15 @@ start_agent() {
     done
     if [[ -z ${AGENT_HTTP[$name]:-} ]]; then
         local hp dp
-        alloc_ports hp dp
+        alloc_ports hp
+        # The data port and the next one (the agent's transports).
+        while :; do
+            alloc_ports dp
+            if ! port_in_use $((dp + 1)); then
+                _NEXT_PORT=$((dp + 2))
+                break
+            fi
+        done
         AGENT_HTTP[$name]=http://${AGENT_IP[$name]}:$hp
         AGENT_DATA_PORT[$name]=$dp
     fi

@@ -192,7 +192,7 @@ expect_fail 2 "mcos-agent: option --dram-bytes: key 'tiers.dram.bytes': expected
     "$AGENT" --dram-bytes lots
 expect_fail 2 "mcos-agent: option --stale-after-ms: key 'stale_after_ms': expected a duration such as 1500 (ms) or 1.5s, got \"abc\"" \
     "$AGENT" --stale-after-ms abc
-expect_fail 2 "mcos-agent: option --data-port: key 'data.port': 70000 is out of range (1 to 65535)" \
+expect_fail 2 "mcos-agent: option --data-port: key 'data.port': 70000 is out of range (1 to 65534)" \
     "$AGENT" --data-port 70000
 expect_fail 2 "mcos-agent: option '--config' needs a value" "$AGENT" --config
 expect_fail 2 "mcos-agent: node: bad name 'bad!name' (1-63 of [A-Za-z0-9._-], starting with a letter or digit)" \

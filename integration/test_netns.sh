@@ -77,8 +77,8 @@ ok "brain's connections on :$BRAIN_PORT come from $want_peers"
 for n in "${NODES[@]}"; do
     ep=$(brain_jq '.endpoints[0] | "\(.transport):\(.address):\(.port)"' \
         "/v1/nodes/$n")
-    [[ $ep == "tcp:${IP[$n]}:${AGENT_DATA_PORT[$n]}" ]] ||
-        fail "$n advertises $ep, want tcp:${IP[$n]}:${AGENT_DATA_PORT[$n]}"
+    [[ $ep == "control:${IP[$n]}:${AGENT_DATA_PORT[$n]}" ]] ||
+        fail "$n advertises $ep, want control:${IP[$n]}:${AGENT_DATA_PORT[$n]}"
     ok "$n: endpoint $ep"
 done
 addrs=$(brain_jq '[.nodes[].endpoints[0].address] | unique | length' /v1/nodes)
@@ -88,12 +88,12 @@ ok "three distinct endpoint addresses in /v1/nodes"
 # ---------------------------------------------------------------------------
 step "n1's table lists n2 and n3 at their namespace addresses"
 peer_line() {
-    echo "peer/$1 rack=r${1#n} zone=z1 tcp:${IP[$1]}:${AGENT_DATA_PORT[$1]}"
+    echo "peer/$1 rack=r${1#n} zone=z1 control:${IP[$1]}:${AGENT_DATA_PORT[$1]} tcp:${IP[$1]}:$((${AGENT_DATA_PORT[$1]} + 1))"
 }
 admin tables n1 >"$TEST_DIR/table-n1.txt" ||
     fail "mcos-admin tables n1 failed"
 for n in n2 n3; do
-    grep -qxF "$(peer_line "$n")" "$TEST_DIR/table-n1.txt" ||
+    grep -qF "$(peer_line "$n") region=tcp:1:" "$TEST_DIR/table-n1.txt" ||
         fail "brain's table for n1 lacks '$(peer_line "$n")':
 $(cat "$TEST_DIR/table-n1.txt")"
     ok "mcos-admin tables n1: $(peer_line "$n")"
@@ -103,7 +103,7 @@ grep -q '^peer/n1 ' "$TEST_DIR/table-n1.txt" &&
 # The table n1 runs (from its own namespace) says the same.
 agent_get n1 /v1/table >"$TEST_DIR/agent-table-n1.txt"
 for n in n2 n3; do
-    grep -qxF "$(peer_line "$n")" "$TEST_DIR/agent-table-n1.txt" ||
+    grep -qF "$(peer_line "$n") region=tcp:1:" "$TEST_DIR/agent-table-n1.txt" ||
         fail "agent n1's table lacks '$(peer_line "$n")'"
 done
 ok "agent n1 runs a table with both peers"

@@ -83,6 +83,65 @@ main(int argc, char **argv)
         mcos_close(c);
         return bad;
     }
+    /* put ID SIZE SEED / check ID SIZE SEED: one object with bytes from
+     * SEED, stored or read back and compared.  evict ID POLICY (1 drop,
+     * 2 demote, 3 to a peer) prints the agent's error on failure; stat ID
+     * prints "tier=N state=N". */
+    if (!strcmp(argv[2], "put") && argc == 6) {
+        size_t len = strtoull(argv[4], NULL, 0);
+        unsigned char *data = malloc(len ? len : 1);
+        int r;
+
+        fill(data, len, (unsigned)strtoul(argv[5], NULL, 0));
+        r = mcos_put(c, strtoull(argv[3], NULL, 16), data, len, NULL);
+        if (r) {
+            fprintf(stderr, "put: %s\n", mcos_strerror(r));
+        }
+        free(data);
+        mcos_close(c);
+        return r != 0;
+    }
+    if (!strcmp(argv[2], "check") && argc == 6) {
+        size_t len = strtoull(argv[4], NULL, 0), got = 0;
+        unsigned char *data = malloc(len ? len : 1), *out = malloc(len + 1);
+        int r;
+
+        fill(data, len, (unsigned)strtoul(argv[5], NULL, 0));
+        r = mcos_get_copy(c, strtoull(argv[3], NULL, 16), out, len + 1, &got);
+        if (r) {
+            fprintf(stderr, "get: %s\n", mcos_strerror(r));
+        } else if (got != len || memcmp(out, data, len)) {
+            fprintf(stderr, "get: %zu bytes that differ from what was put\n",
+                    got);
+            r = -1;
+        }
+        free(data);
+        free(out);
+        mcos_close(c);
+        return r != 0;
+    }
+    if (!strcmp(argv[2], "evict") && argc == 5) {
+        int r = mcos_evict(c, strtoull(argv[3], NULL, 16),
+                           (enum mcos_evict_policy)atoi(argv[4]));
+
+        if (r) {
+            fprintf(stderr, "evict: %s\n", mcos_strerror(r));
+        }
+        mcos_close(c);
+        return r != 0;
+    }
+    if (!strcmp(argv[2], "stat") && argc == 4) {
+        struct mcos_stat st = {.struct_size = sizeof st};
+        int r = mcos_stat(c, strtoull(argv[3], NULL, 16), &st);
+
+        if (r) {
+            fprintf(stderr, "stat: %s\n", mcos_strerror(r));
+        } else {
+            printf("tier=%d state=%d\n", (int)st.tier, (int)st.state);
+        }
+        mcos_close(c);
+        return r != 0;
+    }
     if (!strcmp(argv[2], "crash")) {
         struct mcos_view v;
         void *buf;

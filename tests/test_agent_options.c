@@ -89,7 +89,12 @@ START_TEST(test_errors)
                                   sizeof err),
                      -EINVAL);
     ck_assert_str_eq(err, "test: key 'data.port': 70000 is out of range (1 "
-                          "to 65535)");
+                          "to 65534)");
+    set("data-address", "127.0.0.1");
+    set("data-transports", "carrier-pigeon");
+    ck_assert_err(agent_config_check(&c, err, sizeof err), -EINVAL, err,
+                  "data.transports: 'carrier-pigeon' is not auto, tcp, "
+                  "verbs or off");
     test_rmrf(dir);
     free(dir);
 }

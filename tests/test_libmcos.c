@@ -57,7 +57,7 @@ start_agent(struct agent_proc *a, const char *dram, bool fresh)
               a->shm, "--dram-bytes", dram, "--emulate-hbm", "4MiB",
               "--nvme-dir", nvme, "--nvme-bytes", "64MiB",
               "--report-interval-ms", "100", "--log-level", "warn",
-              (char *)NULL);
+              "--data-transports", "off", (char *)NULL);
         _exit(127);
     }
     for (int i = 0; i < 500; i++) {

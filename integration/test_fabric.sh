@@ -1,0 +1,197 @@
+#!/usr/bin/env bash
+#
+# integration/test_fabric.sh: objects move node to node over the TCP data
+# transport, each agent in its own network namespace (netns.sh).
+#
+#   - every agent announces a control endpoint, a TCP transport endpoint
+#     and its DRAM arena as a region; the brain relays them to peers;
+#   - evict demote_to_remote puts an object in a peer's memory, the owner's
+#     copy goes only after the peer verified the bytes, and a get brings
+#     it back intact (the peer's copy is then freed);
+#   - `mcos-admin replicate` makes n1 copy an object to n2's DRAM; the
+#     brain drops the task once n2 reports the object; its bytes match;
+#   - a peer killed mid-transfer (its link slowed with tbf so the kill
+#     lands during the WRITE): the transfer fails, nothing is counted,
+#     the source is intact, and the task is retried until the restarted
+#     peer holds a verified copy;
+#   - bad input on the control endpoint (a node the brain never admitted,
+#     a wrong boot id, garbage bytes, an unknown op, an oversize alloc)
+#     is refused with a clear error.
+#
+# Needs root and namespaces; without them it prints SKIP and exits 77.
+
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source-path=SCRIPTDIR
+source "$(dirname "${BASH_SOURCE[0]}")/netns.sh"
+
+test_init fabric
+netns_require
+
+NODES=(n1 n2 n3)
+step "network: brain and three agents in their own namespaces"
+netns_setup
+netns_add_host brain 254
+for i in 1 2 3; do
+    netns_add_host "n$i" "$i"
+done
+declare -A IP=()
+for h in brain "${NODES[@]}"; do
+    IP[$h]=$(netns_ip "$h")
+done
+start_brain --host brain --ip "${IP[brain]}"
+for i in 1 2 3; do
+    start_agent "n$i" --host "n$i" --ip "${IP[n$i]}" --data-transports tcp
+done
+wait_for 15 nodes_alive 3 || fail "the brain does not see 3 alive nodes"
+G=$(brain_generation)
+admin wait --gen "$G" --timeout 15 >/dev/null 2>&1 ||
+    fail "the cluster did not converge on generation $G"
+ok "3 agents alive, generation $G applied everywhere"
+
+api() { echo "ipc://$TEST_DIR/$1.api.sock"; }
+worker() {
+    local node=$1
+    shift
+    run_on "$node" "$MCOS_BIN/libmcos_worker" "$(api "$node")" "$@"
+}
+
+# ---------------------------------------------------------------------------
+step "each agent announces control and tcp endpoints and its region"
+for n in "${NODES[@]}"; do
+    dp=${AGENT_DATA_PORT[$n]}
+    eps=$(brain_jq '[.endpoints[] | "\(.transport):\(.address):\(.port)"] |
+        join(" ")' "/v1/nodes/$n")
+    [[ $eps == "control:${IP[$n]}:$dp tcp:${IP[$n]}:$((dp + 1))" ]] ||
+        fail "$n announces '$eps'"
+    ok "$n: $eps"
+done
+admin tables n1 >"$TEST_DIR/t1.txt"
+grep -q "^peer/n2 .*control:${IP[n2]}:${AGENT_DATA_PORT[n2]} tcp:" \
+    "$TEST_DIR/t1.txt" || fail "n1's table lacks n2's endpoints:
+$(cat "$TEST_DIR/t1.txt")"
+grep -q "^peer/n2 .* region=tcp:1:" "$TEST_DIR/t1.txt" ||
+    fail "n1's table lacks n2's region: $(cat "$TEST_DIR/t1.txt")"
+ok "n1's table: $(grep '^peer/n2 ' "$TEST_DIR/t1.txt")"
+
+# ---------------------------------------------------------------------------
+step "evict demote_to_remote: the object lives on a peer, and comes back"
+A=a11ce
+SIZE_A=$((3 * 1024 * 1024 + 7))
+worker n1 put "$A" "$SIZE_A" 1 || fail "put $A on n1"
+worker n1 evict "$A" 3 || fail "evict $A demote_to_remote"
+st=$(worker n1 stat "$A")
+[[ $st == "tier=5 state=2" ]] || fail "after demotion: $st, want tier=5"
+hosted() {
+    local sum=0 v
+    for n in n2 n3; do
+        v=$(agent_metric "$n" mcos_agent_fabric_hosted_objects) || v=0
+        sum=$((sum + v))
+    done
+    echo "$sum"
+}
+[[ $(hosted) == 1 ]] || fail "peers host $(hosted) objects, want 1"
+ok "object $A ($SIZE_A bytes) is in the remote tier; one peer hosts it"
+worker n1 check "$A" "$SIZE_A" 1 || fail "get of the demoted object"
+st=$(worker n1 stat "$A")
+[[ $st == "tier=3 state=2" ]] || fail "after the get: $st, want tier=3"
+wait_for 5 eval '[[ $(hosted) == 0 ]]' ||
+    fail "the peer still hosts the object after it came back"
+ok "a get brought it back to n1's dram with the same bytes; peer copy freed"
+v=$(agent_metric n1 mcos_agent_remote_demotions_total)
+[[ $v == 1 ]] || fail "remote demotions: $v"
+v=$(agent_metric n1 mcos_agent_remote_fetches_total)
+[[ $v == 1 ]] || fail "remote fetches: $v"
+ok "n1 counted 1 remote demotion and 1 remote fetch"
+
+# ---------------------------------------------------------------------------
+step "mcos-admin replicate: n1 copies an object to n2, verified"
+B=b0b0
+SIZE_B=$((5 * 1024 * 1024))
+worker n1 put "$B" "$SIZE_B" 2 || fail "put $B on n1"
+out=$(admin replicate n1 "$B" n2 --tier dram) || fail "replicate: $out"
+ok "$out"
+n2_has_b() { worker n2 stat "$B" >/dev/null 2>&1; }
+wait_for 15 n2_has_b || fail "n2 never got $B"
+worker n2 check "$B" "$SIZE_B" 2 || fail "n2's replica differs"
+worker n1 check "$B" "$SIZE_B" 2 || fail "n1's copy differs"
+no_task() { ! table_has n1 "replica/"; }
+wait_for 10 no_task || fail "the brain kept the replica task:
+$(admin tables n1)"
+ok "n2 holds a verified replica; the brain dropped the task"
+v=$(agent_metric n1 mcos_agent_replicas_sent_total)
+[[ $v == 1 ]] || fail "replicas sent: $v"
+v=$(agent_metric n2 mcos_agent_replicas_adopted_total)
+[[ $v == 1 ]] || fail "replicas adopted on n2: $v"
+out=$(admin replicate n1 "$B" n1 2>&1) &&
+    fail "replicating to itself was accepted"
+[[ $out == *"cannot replicate to itself"* ]] || fail "self: $out"
+out=$(admin replicate n1 "$B" nosuch 2>&1) &&
+    fail "an unknown peer was accepted"
+[[ $out == *"unknown peer 'nosuch'"* ]] || fail "unknown peer: $out"
+out=$(admin replicate n1 "$B" n2 --tier tape 2>&1) &&
+    fail "an unknown tier was accepted"
+[[ $out == *"unknown tier 'tape'"* ]] || fail "bad tier: $out"
+ok "bad replicate requests refused: self, unknown peer, unknown tier"
+
+# ---------------------------------------------------------------------------
+step "n3 killed mid-transfer: nothing counted, source intact, retried"
+C=c0ffee
+SIZE_C=$((24 * 1024 * 1024))
+worker n1 put "$C" "$SIZE_C" 3 || fail "put $C on n1"
+# 40 Mbit/s towards n3 (the switch's port to it, p4: brain, n1, n2, n3
+# were added in that order): the 24 MiB WRITE takes about 5 s.
+ip netns exec "$NETNS_SWITCH" tc qdisc add dev p4 root tbf rate 40mbit \
+    burst 64kbit latency 200ms || fail "tbf towards n3"
+served() { agent_get n3 /metrics | awk '/^mcos_agent_fabric_bytes_served/ { print $2 }'; }
+base=$(served)
+admin replicate n1 "$C" n3 >/dev/null || fail "replicate $C to n3"
+writing() { local s; s=$(served) && ((s > base + 1048576)); }
+wait_for 10 writing || fail "the transfer to n3 never started"
+got=$(($(served) - base))
+daemon_kill9 n3
+((got < SIZE_C)) || fail "the transfer finished before the kill ($got bytes)"
+ok "n3 killed after it had received $got of $SIZE_C bytes"
+failed_attempt() {
+    local v
+    v=$(agent_metric n1 mcos_agent_replica_failures_total) && ((v >= 1))
+}
+wait_for 15 failed_attempt || fail "the transfer did not fail"
+v=$(agent_metric n1 mcos_agent_replicas_sent_total)
+[[ $v == 1 ]] || fail "replicas sent changed to $v"
+worker n1 check "$C" "$SIZE_C" 3 || fail "the source changed"
+ok "the transfer failed, counted as a failure only; the source is intact"
+ip netns exec "$NETNS_SWITCH" tc qdisc del dev p4 root 2>/dev/null || true
+start_agent n3 --host n3 --ip "${IP[n3]}" --data-transports tcp
+n3_has_c() { worker n3 check "$C" "$SIZE_C" 3 >/dev/null 2>&1; }
+wait_for 40 n3_has_c || fail "the retry never delivered $C to the new n3"
+wait_for 10 eval '! table_has n1 "replica/"' || fail "task not dropped"
+ok "retried after backoff: the restarted n3 holds a verified copy"
+
+# ---------------------------------------------------------------------------
+step "bad input on the control endpoint is refused with a clear error"
+CTL="tcp://${IP[n2]}:${AGENT_DATA_PORT[n2]}"
+probe() { run_on n1 "$MCOS_BIN/fabric_probe" "$CTL" "$@"; }
+boot1=$(brain_jq '.boot_id' /v1/nodes/n1)
+expect_probe() {
+    local want=$1
+    shift
+    local got
+    got=$(probe "$@") || fail "fabric_probe $*: no answer"
+    [[ $got == *"$want"* ]] || fail "fabric_probe $*: '$got', want '$want'"
+    ok "$* -> $got"
+}
+expect_probe "status=-13 error=node intruder is not an admitted peer of n2" \
+    intruder 1 alloc 4096
+expect_probe "is not the one the brain admitted" n1 1 alloc 4096
+expect_probe "status=-74" - - garbage
+expect_probe "status=-22 error=unknown peer op 77" n1 "$boot1" badop
+expect_probe "exceed n2's DRAM arena" n1 "$boot1" alloc $((1 << 40))
+expect_probe "no open reservation 999 for n1" n1 "$boot1" commit 999
+v=$(agent_metric n2 mcos_agent_fabric_refused_total)
+((v >= 6)) || fail "n2 counted $v refusals"
+worker n2 check "$B" "$SIZE_B" 2 || fail "n2's replica changed"
+ok "n2 counted $v refusals; what it holds is intact"
+
+finish

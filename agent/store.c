@@ -261,6 +261,21 @@ static int start_remote(struct agent_store *s, struct agent_object *o, int dst,
                         enum move_kind kind, uint64_t deadline_us,
                         struct move **out);
 
+/* The object's copy to `dst` is under way (executor or fabric). */
+static int
+moving(struct agent_store *s, struct agent_object *o, int dst, struct move *m,
+       struct move **out)
+{
+    o->state = AGENT_OBJ_MOVING;
+    o->moving_to = dst;
+    o->inflight = m;
+    s->inflight++;
+    if (out) {
+        *out = m;
+    }
+    return 0;
+}
+
 static int
 start_move(struct agent_store *s, struct agent_object *o, int dst,
            enum move_kind kind, uint64_t deadline_us, struct move **out)
@@ -300,14 +315,7 @@ start_move(struct agent_store *s, struct agent_object *o, int dst,
         free(m);
         return r;
     }
-    o->state = AGENT_OBJ_MOVING;
-    o->moving_to = dst;
-    o->inflight = m;
-    s->inflight++;
-    if (out) {
-        *out = m;
-    }
-    return 0;
+    return moving(s, o, dst, m, out);
 }
 
 static void dispatch(struct agent_store *s, struct agent_store_req *req);
@@ -541,14 +549,7 @@ start_remote(struct agent_store *s, struct agent_object *o, int dst,
         free(m);
         return r;
     }
-    o->state = AGENT_OBJ_MOVING;
-    o->moving_to = dst;
-    o->inflight = m;
-    s->inflight++;
-    if (out) {
-        *out = m;
-    }
-    return 0;
+    return moving(s, o, dst, m, out);
 }
 
 static void

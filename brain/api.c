@@ -189,6 +189,22 @@ post_sync(struct mcos_http_request *req, void *arg)
                            json_pack("{s:I}", "generation", (json_int_t)gen));
 }
 
+/* Parses a request body, or answers 400 saying where it is broken. */
+static json_t *
+load_body(struct mcos_http_request *req, const char *body, size_t len)
+{
+    json_error_t jerr;
+    json_t *doc = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+
+    if (!doc) {
+        mcos_http_respond_error(req, 400,
+                                "body is not valid JSON: line %d "
+                                "column %d: %s",
+                                jerr.line, jerr.column, jerr.text);
+    }
+    return doc;
+}
+
 static int
 parse_hash(json_t *v, uint64_t *out)
 {
@@ -228,12 +244,8 @@ post_replicate(struct mcos_http_request *req, void *arg)
     char err[256];
     int r, kind;
 
-    doc = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    doc = load_body(req, body, len);
     if (!doc) {
-        mcos_http_respond_error(req, 400,
-                                "body is not valid JSON: line %d "
-                                "column %d: %s",
-                                jerr.line, jerr.column, jerr.text);
         return;
     }
     if (json_unpack_ex(doc, &jerr, JSON_STRICT, "{s:s, s:o, s:s, s?:s}",
@@ -287,17 +299,12 @@ post_route(struct mcos_http_request *req, void *arg)
     struct brain_routing rt;
     uint64_t *chain = NULL;
     json_int_t output_len = 0;
-    json_error_t jerr;
     json_t *doc, *blocks = NULL, *v, *list;
     char err[256];
     int r;
 
-    doc = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    doc = load_body(req, body, len);
     if (!doc) {
-        mcos_http_respond_error(req, 400,
-                                "body is not valid JSON: line %d "
-                                "column %d: %s",
-                                jerr.line, jerr.column, jerr.text);
         return;
     }
     if (!json_is_object(doc)) {

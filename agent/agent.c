@@ -478,7 +478,6 @@ timer_cb(uv_timer_t *t)
     agent_store_tick(a->store);
     if (a->fabric) {
         agent_fabric_tick(a->fabric);
-        agent_store_replicate(a->store);
     }
     if (a->registered && !a->report_in_flight) {
         send_report(a);

@@ -387,14 +387,6 @@ agent_fabric_tick(struct agent_fabric *f)
     }
 }
 
-static bool
-admitted_now(struct agent_fabric *f, const char *node, uint64_t boot,
-             char *why, size_t whylen)
-{
-    return node && mcos_node_name_valid(node) &&
-           admit_cb(f, node, boot, why, whylen);
-}
-
 static int
 serve_alloc(struct agent_fabric *f, const Mcos__PeerRequest *q,
             Mcos__PeerReply *rep, Mcos__Region *rg, char *err, size_t errlen)
@@ -601,10 +593,10 @@ on_request(struct mcos_bus_request *req, void *arg)
         snprintf(err, sizeof err, "expected a peer request, got a %s",
                  mcos_wire_type_name(m.type));
         r = -EPROTO;
-    } else if (!admitted_now(f, q->node, q->boot_id, err, sizeof err)) {
-        if (!q->node || !mcos_node_name_valid(q->node)) {
-            snprintf(err, sizeof err, "bad sender node name");
-        }
+    } else if (!mcos_node_name_valid(q->node)) {
+        snprintf(err, sizeof err, "bad sender node name");
+        r = -EACCES;
+    } else if (!admit_cb(f, q->node, q->boot_id, err, sizeof err)) {
         r = -EACCES;
     } else {
         switch (q->op) {
@@ -989,6 +981,14 @@ xfer_unlink(struct xfer *x)
     }
 }
 
+/* Forgets a transfer that never started (no callback). */
+static void
+xfer_drop(struct xfer *x)
+{
+    xfer_unlink(x);
+    free(x);
+}
+
 static void
 xfer_finish(struct xfer *x)
 {
@@ -1096,8 +1096,7 @@ agent_fabric_put(struct agent_fabric *f, const char *peer,
         if (!p || !p->present) {
             snprintf(err, errlen, "%s is not an admitted peer of %s", peer,
                      f->node);
-            xfer_unlink(x);
-            free(x);
+            xfer_drop(x);
             return -EHOSTUNREACH;
         }
     } else {
@@ -1108,8 +1107,7 @@ agent_fabric_put(struct agent_fabric *f, const char *peer,
             snprintf(err, errlen,
                      "no peer to demote to: the brain has admitted none "
                      "with a transport in common");
-            xfer_unlink(x);
-            free(x);
+            xfer_drop(x);
             return -EHOSTUNREACH;
         }
     }
@@ -1118,8 +1116,7 @@ agent_fabric_put(struct agent_fabric *f, const char *peer,
         snprintf(err, errlen, "%s", x->res.error);
         int r = x->res.status;
 
-        xfer_unlink(x);
-        free(x);
+        xfer_drop(x);
         return r;
     }
     return 0;
@@ -1161,8 +1158,7 @@ agent_fabric_get(struct agent_fabric *f, const struct agent_fabric_loc *loc,
     r = post_op(x, p);
     if (r) {
         snprintf(err, errlen, "%s", x->res.error);
-        xfer_unlink(x);
-        free(x);
+        xfer_drop(x);
     }
     return r;
 }

@@ -37,16 +37,15 @@ enum move_kind {
 
 /* One replica rule of the table, as this node carries it out. */
 struct replica_task {
-    char key[128];        /* the rule's key */
-    uint64_t object;      /* what to copy */
-    char peer[64];        /* to whom */
-    int tier;             /* into which of its tiers */
-    int attempts;         /* failed so far */
-    uint64_t next_us;     /* not before (backoff) */
-    bool inflight;        /* a put is running */
-    bool done;            /* the peer holds a verified copy */
-    bool seen;            /* still in the table (refresh marker) */
-    char last_error[200]; /* why the last attempt failed */
+    char key[128];    /* the rule's key */
+    uint64_t object;  /* what to copy */
+    char peer[64];    /* to whom */
+    int tier;         /* into which of its tiers */
+    int attempts;     /* failed so far */
+    uint64_t next_us; /* not before (backoff) */
+    bool inflight;    /* a put is running */
+    bool done;        /* the peer holds a verified copy */
+    bool seen;        /* still in the table (refresh marker) */
 };
 
 struct move {
@@ -484,6 +483,17 @@ rebalance(struct agent_store *s)
 
 static void remote_done(const struct agent_fabric_result *res, void *arg);
 
+/* What a peer learns of an object it receives: its intent. */
+static void
+peer_meta(const struct agent_object *o, Mcos__PeerRequest *meta)
+{
+    meta->object_id = o->id;
+    meta->class_ = (Mcos__ObjectClass)o->cls;
+    meta->ns = (char *)o->ns;
+    meta->parent_id = o->parent;
+    meta->hotness_milli = o->hotness_milli;
+}
+
 static int
 start_remote(struct agent_store *s, struct agent_object *o, int dst,
              enum move_kind kind, uint64_t deadline_us, struct move **out)
@@ -520,11 +530,7 @@ start_remote(struct agent_store *s, struct agent_object *o, int dst,
     if (dst == MCOS__TIER_KIND__TIER_REMOTE) {
         Mcos__PeerRequest meta = MCOS__PEER_REQUEST__INIT;
 
-        meta.object_id = o->id;
-        meta.class_ = (Mcos__ObjectClass)o->cls;
-        meta.ns = o->ns;
-        meta.parent_id = o->parent;
-        meta.hotness_milli = o->hotness_milli;
+        peer_meta(o, &meta);
         r = agent_fabric_put(s->fabric, NULL,
                              MCOS__PEER_PURPOSE__PURPOSE_HOSTED, 0, &meta,
                              &o->ext, o->size, o->checksum, remote_done, m,
@@ -675,8 +681,6 @@ replica_done(const struct agent_fabric_result *res, void *arg)
 
             t->attempts++;
             s->counters.replica_failures++;
-            snprintf(t->last_error, sizeof t->last_error, "%.190s",
-                     res->error);
             t->next_us = now_us(s) + (backoff > REPLICA_BACKOFF_MAX_US
                                           ? REPLICA_BACKOFF_MAX_US
                                           : backoff);
@@ -705,9 +709,7 @@ replica_start(struct agent_store *s, struct replica_task *t)
 
     if (!o || o->state != AGENT_OBJ_RESIDENT ||
         o->tier != MCOS__TIER_KIND__TIER_DRAM) {
-        snprintf(t->last_error, sizeof t->last_error,
-                 "object %016" PRIx64 " is not resident in dram here",
-                 t->object);
+        /* Not here, or not in dram (yet): look again later. */
         t->next_us = now_us(s) + REPLICA_BACKOFF_US;
         return;
     }
@@ -717,11 +719,7 @@ replica_start(struct agent_store *s, struct replica_task *t)
     c->s = s;
     c->object = o->id;
     snprintf(c->key, sizeof c->key, "%s", t->key);
-    meta.object_id = o->id;
-    meta.class_ = (Mcos__ObjectClass)o->cls;
-    meta.ns = o->ns;
-    meta.parent_id = o->parent;
-    meta.hotness_milli = o->hotness_milli;
+    peer_meta(o, &meta);
     /* Pinned while its bytes are read, so nothing moves or frees them. */
     o->pins++;
     t->inflight = true;
@@ -737,11 +735,27 @@ replica_start(struct agent_store *s, struct replica_task *t)
     }
 }
 
+/* Starts the tasks that are due: new ones, and retries past their
+ * backoff.  Cheap: the table is not read. */
+static void
+replicas_due(struct agent_store *s)
+{
+    uint64_t now = now_us(s);
+
+    for (size_t i = 0; i < s->n_tasks; i++) {
+        struct replica_task *k = &s->tasks[i];
+
+        if (k->seen && !k->done && !k->inflight &&
+            k->attempts < REPLICA_ATTEMPTS && now >= k->next_us) {
+            replica_start(s, k);
+        }
+    }
+}
+
 void
 agent_store_replicate(struct agent_store *s)
 {
     const struct mcos_table *t;
-    uint64_t now = now_us(s);
     size_t n;
 
     if (!s->fabric) {
@@ -778,37 +792,7 @@ agent_store_replicate(struct agent_store *s)
     }
     agent_tables_read_unlock(s->tables);
     tasks_compact(s);
-    for (size_t i = 0; i < s->n_tasks; i++) {
-        struct replica_task *k = &s->tasks[i];
-
-        if (k->seen && !k->done && !k->inflight &&
-            k->attempts < REPLICA_ATTEMPTS && now >= k->next_us) {
-            replica_start(s, k);
-        }
-    }
-}
-
-size_t
-agent_store_replicas(const struct agent_store *s,
-                     struct agent_store_replica *out, size_t max)
-{
-    size_t n = 0;
-
-    for (size_t i = 0; i < s->n_tasks && n < max; i++, n++) {
-        const struct replica_task *k = &s->tasks[i];
-
-        out[n].object = k->object;
-        snprintf(out[n].peer, sizeof out[n].peer, "%s", k->peer);
-        out[n].tier = k->tier;
-        out[n].attempts = k->attempts;
-        out[n].state = k->done                           ? "done"
-                       : k->inflight                     ? "sending"
-                       : k->attempts >= REPLICA_ATTEMPTS ? "failed"
-                                                         : "waiting";
-        snprintf(out[n].last_error, sizeof out[n].last_error, "%s",
-                 k->last_error);
-    }
-    return n;
+    replicas_due(s);
 }
 
 /* ------------------------------------------------------------------------
@@ -1725,6 +1709,7 @@ void
 agent_store_tick(struct agent_store *s)
 {
     rebalance(s);
+    replicas_due(s);
 }
 
 const char *

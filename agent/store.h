@@ -102,7 +102,7 @@ void agent_store_peer_gone(struct agent_store *, uint32_t peer);
  * about this node gets its full inventory with the next reports. */
 void agent_store_inventory(struct agent_store *);
 
-/* Periodic work: watermark demotion. */
+/* Periodic work: watermark demotion, replica retries that are due. */
 void agent_store_tick(struct agent_store *);
 
 /* The DRAM arena clients map. */
@@ -171,20 +171,9 @@ void agent_store_set_fabric(struct agent_store *, struct agent_fabric *);
 /* A tier the store owns (the fabric registers the DRAM arena). */
 struct agent_tier *agent_store_tier(const struct agent_store *, int kind);
 
-/* Carries out the table's replica rules: starts what is due, retries
- * failures with backoff.  Call after a table is applied and on ticks. */
+/* A new table is in force: takes up its replica rules (and drops tasks
+ * whose rule is gone) and starts what is due.  Retries after a backoff
+ * start from agent_store_tick. */
 void agent_store_replicate(struct agent_store *);
-
-struct agent_store_replica {
-    uint64_t object;      /* what */
-    char peer[64];        /* to whom */
-    int tier;             /* its tier there */
-    int attempts;         /* failed attempts */
-    const char *state;    /* "waiting", "sending", "done", "failed" */
-    char last_error[200]; /* why the last attempt failed */
-};
-
-size_t agent_store_replicas(const struct agent_store *,
-                            struct agent_store_replica *out, size_t max);
 
 #endif /* AGENT_STORE_H */

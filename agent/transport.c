@@ -244,18 +244,6 @@ find_reg_locked(struct agent_transport *t, const void *p, uint64_t len)
 }
 
 const struct agent_transport_reg *
-agent_transport_find_reg(struct agent_transport *t, const void *p,
-                         uint64_t len)
-{
-    int i;
-
-    pthread_mutex_lock(t->regs_lock);
-    i = find_reg_locked(t, p, len);
-    pthread_mutex_unlock(t->regs_lock);
-    return i < 0 ? NULL : &t->regs[i];
-}
-
-const struct agent_transport_reg *
 agent_transport_reg_at(struct agent_transport *t, uint32_t index)
 {
     return index < AGENT_TRANSPORT_MAX_REGIONS ? &t->regs[index] : NULL;

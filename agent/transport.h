@@ -239,11 +239,6 @@ int agent_transport_register(struct agent_transport *t, void *base,
                              char *err, size_t errlen);
 /* -ENOENT if id is not registered. */
 int agent_transport_deregister(struct agent_transport *t, uint32_t id);
-/* The registration covering [p, p+len), or NULL; used by backends to find
- * the local key of an op's buffer. */
-const struct agent_transport_reg *
-agent_transport_find_reg(struct agent_transport *t, const void *p,
-                         uint64_t len);
 /* The registration in slot index (internal; op->lregion). */
 const struct agent_transport_reg *
 agent_transport_reg_at(struct agent_transport *t, uint32_t index);

@@ -16,6 +16,15 @@
  * admit callback approves; then each request's region, key and range are
  * checked against this backend's copy of the registration table.
  *
+ * Small ops are batched without changing the wire format: the slices one
+ * dispatch puts on a socket go out in one uv_write (one writev), the
+ * responses a server socket makes during one turn of the loop go out
+ * together when the turn's reads are done (a uv_check handle), and a
+ * client reads as many response headers at once as it has requests
+ * outstanding, up to the first READ (whose payload goes straight to its
+ * destination).  Freed slots are refilled once per turn, not once per
+ * answer, so the next batch forms.
+ *
  * Payload is never copied in user space: the server receives a WRITE
  * straight into the registered region (the read buffer libuv is handed
  * points into the destination and covers exactly the payload still to
@@ -108,6 +117,11 @@
 /* Responses a server socket may have queued before it stops reading: a
  * client that does not read its answers cannot make us buffer more. */
 #define TCP_SRV_PENDING 256
+/* Responses a server socket gathers into one write: every response made
+ * while the loop handles one batch of reads goes out in one writev. */
+#define TCP_OUT_MAX 64
+/* Header and error-text bytes one such write can hold. */
+#define TCP_OUT_HEADS 4096
 /* Server sockets at once; more are answered "busy". */
 #define TCP_MAX_SOCKS 1024
 /* Where refused WRITE payload is read to be dropped. */
@@ -197,15 +211,18 @@ struct tcp_transport {
     struct tcp_region regions[AGENT_TRANSPORT_MAX_REGIONS]; /* by index */
     bool stopping; /* fini has begun: refuse new work */
     /* The loop thread's own. */
-    uv_loop_t loop;          /* the event loop */
-    uv_async_t async;        /* wakes it for commands */
-    uv_tcp_t listener;       /* accepts peers */
-    bool listening;          /* listener is initialised */
-    struct tcp_conn *conns;  /* client connections */
-    struct srv_sock *socks;  /* accepted sockets */
-    unsigned nsocks;         /* ... how many */
-    uint8_t *scratch;        /* refused payload is dropped here */
-    struct tcp_counters cnt; /* counters */
+    uv_loop_t loop;              /* the event loop */
+    uv_async_t async;            /* wakes it for commands */
+    uv_tcp_t listener;           /* accepts peers */
+    uv_check_t flusher;          /* sends gathered writes, once a turn */
+    struct srv_sock *flush;      /* sockets with gathered responses */
+    struct tcp_conn *redispatch; /* conns with slots freed this turn */
+    bool listening;              /* listener is initialised */
+    struct tcp_conn *conns;      /* client connections */
+    struct srv_sock *socks;      /* accepted sockets */
+    unsigned nsocks;             /* ... how many */
+    uint8_t *scratch;            /* refused payload is dropped here */
+    struct tcp_counters cnt;     /* counters */
 };
 
 /* --- Server side state ------------------------------------------------ */
@@ -242,22 +259,32 @@ struct srv_sock {
     char peer[AGENT_TRANSPORT_NODE_MAX]; /* the client's node name */
     /* READ payloads queued for writing, by region. */
     unsigned reads_from[AGENT_TRANSPORT_MAX_REGIONS];
-    unsigned pending; /* writes queued */
-    bool paused;      /* reading stopped for backpressure */
-    bool admitted;    /* hello accepted */
-    bool counted;     /* refusal already counted */
-    bool ending;      /* refused: answer, shut down, drain, close */
-    bool shut_sent;   /* uv_shutdown called */
-    bool closing;     /* uv_close called */
+    unsigned pending;            /* responses not yet written */
+    struct srv_out *out;         /* responses gathered, not yet sent */
+    struct srv_sock *flush_next; /* t->flush link */
+    bool on_flush;               /* on t->flush */
+    bool paused;                 /* reading stopped for backpressure */
+    bool admitted;               /* hello accepted */
+    bool counted;                /* refusal already counted */
+    bool ending;                 /* refused: answer, shut down, drain, close */
+    bool shut_sent;              /* uv_shutdown called */
+    bool closing;                /* uv_close called */
 };
 
-/* A queued server write: a hello answer or a response. */
-struct srv_resp {
-    uv_write_t req;     /* the write */
-    struct srv_sock *s; /* the socket */
-    int region;         /* index the payload comes from, or -1 */
-    uint64_t payload;   /* payload bytes after the header */
-    uint8_t head[];     /* header and text, copied */
+/* Server writes: responses (and hello answers) made during one turn of
+ * the loop, sent with one uv_write when the turn's reads are done.
+ * Headers and texts are copied into `heads`; READ payload is sent in
+ * place from its region, whose reference the batch holds. */
+struct srv_out {
+    uv_write_t req;                /* the write */
+    struct srv_sock *s;            /* the socket */
+    unsigned n;                    /* responses */
+    unsigned nbufs;                /* entries of bufs */
+    size_t used;                   /* bytes of heads */
+    int region[TCP_OUT_MAX];       /* per response: payload's region, -1 */
+    uint64_t payload[TCP_OUT_MAX]; /* per response: payload bytes */
+    uv_buf_t bufs[2 * TCP_OUT_MAX];
+    uint8_t heads[TCP_OUT_HEADS];
 };
 
 /* --- Client side state ------------------------------------------------ */
@@ -283,15 +310,26 @@ struct cli_sock;
 
 /* One request in flight: a slice of an op. */
 struct tcp_slot {
-    struct cli_sock *s;            /* the socket it went out on */
     struct agent_transport_op *op; /* the op, NULL when free */
     uint64_t off;                  /* offset of the slice in the op */
     uint64_t len;                  /* its bytes */
     uint64_t tag;                  /* request tag */
     int status;                    /* answer: 0 or a negative errno */
-    uv_write_t req;                /* the request's write */
     uint8_t hdr[TCP_REQ_LEN];      /* the request header */
 };
+
+/* The requests one dispatch issued on one socket: one uv_write. */
+struct cli_out {
+    uv_write_t req;               /* the write */
+    struct cli_sock *s;           /* the socket */
+    unsigned n;                   /* requests (consecutive slots) */
+    unsigned nbufs;               /* entries of bufs */
+    uv_buf_t bufs[2 * TCP_DEPTH]; /* headers and WRITE payloads */
+};
+
+/* Response bytes a client socket reads at once: as many headers as it
+ * has requests outstanding (payload never lands here). */
+#define CLI_RBUF (TCP_DEPTH * TCP_RESP_LEN)
 
 /* One socket of a connection.  Slots form a ring: `issued`, `answered`
  * and `written` count requests sent, answered and fully written; a slot
@@ -306,8 +344,10 @@ struct cli_sock {
     int handles_open;     /* tcp and timer not yet closed */
     enum cli_state state; /* see enum */
     enum cli_rx rx;       /* what is being read */
-    /* The server hello, a response header, or a refusal's text. */
-    uint8_t buf[TCP_WELCOME_LEN + TCP_NAME_MAX + TCP_TEXT_MAX];
+    /* The server hello, response headers, or a refusal's text. */
+    uint8_t buf[CLI_RBUF > TCP_WELCOME_LEN + TCP_NAME_MAX + TCP_TEXT_MAX
+                    ? CLI_RBUF
+                    : TCP_WELCOME_LEN + TCP_NAME_MAX + TCP_TEXT_MAX];
     uint8_t *dst;                     /* PAYLOAD: where it goes */
     uint64_t got;                     /* bytes of the current unit read */
     uint64_t need;                    /* bytes it has */
@@ -316,6 +356,7 @@ struct cli_sock {
     uint64_t answered;                /* ... answered */
     uint64_t written;                 /* ... whose write completed */
     uint64_t bytes_out;               /* payload bytes of unfinished slots */
+    struct cli_out *out;              /* this dispatch's requests */
     struct tcp_slot slots[TCP_DEPTH]; /* ring */
 };
 
@@ -350,6 +391,8 @@ struct tcp_conn {
     bool linked;                            /* on t->conns */
     bool freeing;                           /* free when open reaches 0 */
     bool *done;                             /* disconnect's flag */
+    bool on_redispatch;                     /* on t->redispatch */
+    struct tcp_conn *redispatch_next;       /* t->redispatch link */
     struct cli_sock *socks[64];             /* by index */
 };
 
@@ -555,6 +598,7 @@ fail_list(struct tcp_transport *t, struct agent_transport_op *ops, int status,
 /* --- Server side -------------------------------------------------------- */
 
 static void srv_close(struct srv_sock *s);
+static void conn_dispatch(struct tcp_conn *c);
 static void srv_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf);
 static void srv_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
 
@@ -612,22 +656,34 @@ srv_shut(uv_shutdown_t *req, int status)
     }
 }
 
+/* Drops a batch's region references; `sent` counts its payload. */
 static void
-srv_written(uv_write_t *req, int status)
+out_release(struct srv_out *w, bool sent)
 {
-    struct srv_resp *w = AGENT_CONTAINER_OF(req, struct srv_resp, req);
     struct srv_sock *s = w->s;
     struct tcp_transport *t = s->t;
 
-    if (w->region >= 0) {
-        s->reads_from[w->region]--;
-        region_put(t, (uint32_t)w->region);
-        if (status == 0) {
-            COUNT(t, bytes_served, w->payload);
+    for (unsigned i = 0; i < w->n; i++) {
+        if (w->region[i] < 0) {
+            continue;
+        }
+        s->reads_from[w->region[i]]--;
+        region_put(t, (uint32_t)w->region[i]);
+        if (sent) {
+            COUNT(t, bytes_served, w->payload[i]);
         }
     }
+    s->pending -= w->n;
     free(w);
-    s->pending--;
+}
+
+static void
+srv_written(uv_write_t *req, int status)
+{
+    struct srv_out *w = AGENT_CONTAINER_OF(req, struct srv_out, req);
+    struct srv_sock *s = w->s;
+
+    out_release(w, status == 0);
     if (s->closing) {
         return;
     }
@@ -653,50 +709,122 @@ srv_written(uv_write_t *req, int status)
     }
 }
 
+/* Sends what the socket has gathered, in one write. */
+static void
+srv_flush(struct srv_sock *s)
+{
+    struct srv_out *w = s->out;
+    int r;
+
+    if (!w) {
+        return;
+    }
+    s->out = NULL;
+    r = uv_write(&w->req, (uv_stream_t *)&s->tcp, w->bufs, w->nbufs,
+                 srv_written);
+    if (r < 0) {
+        out_release(w, false);
+        srv_close(s);
+    }
+}
+
+/* The loop has handled this turn's reads: send every gathered batch. */
+static void
+flush_cb(uv_check_t *check)
+{
+    struct tcp_transport *t = check->data;
+    struct tcp_conn *c;
+    struct srv_sock *s;
+
+    while ((c = t->redispatch) != NULL) {
+        t->redispatch = c->redispatch_next;
+        c->on_redispatch = false;
+        c->redispatch_next = NULL;
+        conn_dispatch(c);
+    }
+    while ((s = t->flush) != NULL) {
+        t->flush = s->flush_next;
+        s->on_flush = false;
+        s->flush_next = NULL;
+        srv_flush(s);
+    }
+    uv_check_stop(check);
+}
+
+/* Takes s off t->flush. */
+static void
+flush_unlink(struct srv_sock *s)
+{
+    struct srv_sock **pp = &s->t->flush;
+
+    if (!s->on_flush) {
+        return;
+    }
+    while (*pp != s) {
+        pp = &(*pp)->flush_next;
+    }
+    *pp = s->flush_next;
+    s->on_flush = false;
+    s->flush_next = NULL;
+}
+
 /* Queues a header (copied) and optional payload (sent in place, from
- * region `region`, whose reference the write then owns). */
+ * region `region`, whose reference the write then owns).  It goes out
+ * with the other responses of this turn of the loop. */
 static int
 srv_send(struct srv_sock *s, const void *head, size_t hlen, void *payload,
          uint64_t plen, int region)
 {
-    struct srv_resp *w = malloc(sizeof *w + hlen);
-    uv_buf_t bufs[2];
-    unsigned n = 1;
-    int r;
+    struct tcp_transport *t = s->t;
+    struct srv_out *w = s->out;
 
-    if (!w) {
-        if (region >= 0) {
-            region_put(s->t, (uint32_t)region);
+    if (w && (w->n == TCP_OUT_MAX || w->used + hlen > TCP_OUT_HEADS)) {
+        srv_flush(s);
+        if (s->closing) {
+            if (region >= 0) {
+                region_put(t, (uint32_t)region);
+            }
+            return -EPIPE;
         }
-        srv_close(s);
-        return -ENOMEM;
+        w = NULL;
     }
-    memcpy(w->head, head, hlen);
-    w->s = s;
-    w->region = region;
-    w->payload = plen;
-    bufs[0].base = (char *)w->head;
-    bufs[0].len = hlen;
+    if (!w) {
+        w = malloc(sizeof *w);
+        if (!w) {
+            if (region >= 0) {
+                region_put(t, (uint32_t)region);
+            }
+            srv_close(s);
+            return -ENOMEM;
+        }
+        w->s = s;
+        w->n = 0;
+        w->nbufs = 0;
+        w->used = 0;
+        s->out = w;
+        if (!s->on_flush) {
+            if (!t->flush && !t->redispatch) {
+                uv_check_start(&t->flusher, flush_cb);
+            }
+            s->on_flush = true;
+            s->flush_next = t->flush;
+            t->flush = s;
+        }
+    }
+    memcpy(w->heads + w->used, head, hlen);
+    w->bufs[w->nbufs++] =
+        uv_buf_init((char *)w->heads + w->used, (unsigned)hlen);
+    w->used += hlen;
     if (plen > 0) {
-        bufs[1].base = payload;
-        bufs[1].len = plen;
-        n = 2;
+        w->bufs[w->nbufs++] = uv_buf_init(payload, (unsigned)plen);
     }
+    w->region[w->n] = region;
+    w->payload[w->n] = plen;
+    w->n++;
     if (region >= 0) {
         s->reads_from[region]++;
     }
     s->pending++;
-    r = uv_write(&w->req, (uv_stream_t *)&s->tcp, bufs, n, srv_written);
-    if (r < 0) {
-        s->pending--;
-        if (region >= 0) {
-            s->reads_from[region]--;
-            region_put(s->t, (uint32_t)region);
-        }
-        free(w);
-        srv_close(s);
-        return r;
-    }
     if (s->pending >= TCP_SRV_PENDING && !s->paused) {
         s->paused = true;
         uv_read_stop((uv_stream_t *)&s->tcp);
@@ -833,6 +961,11 @@ srv_close(struct srv_sock *s)
     }
     if (s->rx == SRX_PAYLOAD) {
         region_put(s->t, s->region);
+    }
+    flush_unlink(s);
+    if (s->out) {
+        out_release(s->out, false);
+        s->out = NULL;
     }
     s->rx = SRX_NONE;
     uv_close((uv_handle_t *)&s->tcp, srv_closed);
@@ -1138,8 +1271,12 @@ withdraw(struct tcp_transport *t, uint32_t index)
                      "region %u was deregistered during the write", index + 1);
             region_put(t, index);
         }
+        /* Payload gathered but not yet sent, or sent but still in
+         * libuv's queue, would be read from the region after it is
+         * gone. */
         if (s->reads_from[index] > 0 &&
-            uv_stream_get_write_queue_size((uv_stream_t *)&s->tcp) > 0) {
+            (s->out ||
+             uv_stream_get_write_queue_size((uv_stream_t *)&s->tcp) > 0)) {
             srv_close(s);
         }
     }
@@ -1149,13 +1286,22 @@ withdraw(struct tcp_transport *t, uint32_t index)
 
 static void conn_fail(struct tcp_conn *c, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-static void conn_dispatch(struct tcp_conn *c);
+static void conn_redispatch(struct tcp_conn *c);
 
 static void
 conn_free(struct tcp_conn *c)
 {
     struct tcp_transport *t = c->t;
 
+    if (c->on_redispatch) {
+        struct tcp_conn **pp = &t->redispatch;
+
+        while (*pp != c) {
+            pp = &(*pp)->redispatch_next;
+        }
+        *pp = c->redispatch_next;
+        c->on_redispatch = false;
+    }
     if (c->linked) {
         if (c->prev) {
             c->prev->next = c->next;
@@ -1255,6 +1401,8 @@ cli_close(struct cli_sock *s)
     }
     s->state = CS_CLOSED;
     s->rx = CRX_NONE;
+    free(s->out); /* its slots fail below, as unwritten ones */
+    s->out = NULL;
     uv_close((uv_handle_t *)&s->tcp, cli_closed);
     uv_close((uv_handle_t *)&s->timer, cli_closed);
     first = s->answered < s->written ? s->answered : s->written;
@@ -1343,10 +1491,11 @@ cli_lost(struct cli_sock *s, int uverr)
 static void
 cli_request_written(uv_write_t *req, int status)
 {
-    struct tcp_slot *sl = req->data;
-    struct cli_sock *s = sl->s;
-    uint64_t idx;
+    struct cli_out *w = AGENT_CONTAINER_OF(req, struct cli_out, req);
+    struct cli_sock *s = w->s;
+    unsigned n = w->n;
 
+    free(w);
     if (s->state == CS_CLOSED) {
         return;
     }
@@ -1354,52 +1503,78 @@ cli_request_written(uv_write_t *req, int status)
         cli_lost(s, status);
         return;
     }
-    idx = s->written++;
-    if (s->answered > idx) {
-        slot_done(s, &s->slots[idx % TCP_DEPTH]);
+    while (n-- > 0) {
+        uint64_t idx = s->written++;
+
+        if (s->answered > idx) {
+            slot_done(s, &s->slots[idx % TCP_DEPTH]);
+        }
     }
     if (s->state == CS_UP) {
-        conn_dispatch(s->c);
+        conn_redispatch(s->c);
     }
 }
 
-/* Sends one slice of op on s. */
+/* Sends the requests this dispatch put on s, in one write. */
+static int
+cli_flush(struct cli_sock *s)
+{
+    struct cli_out *w = s->out;
+    int r;
+
+    if (!w) {
+        return 0;
+    }
+    s->out = NULL;
+    r = uv_write(&w->req, (uv_stream_t *)&s->tcp, w->bufs, w->nbufs,
+                 cli_request_written);
+    if (r < 0) {
+        free(w);
+        cli_lost(s, r);
+    }
+    return r;
+}
+
+/* Puts one slice of op on s; cli_flush sends it. */
 static int
 cli_issue(struct cli_sock *s, struct agent_transport_op *op, uint64_t off,
           uint64_t len)
 {
     struct tcp_slot *sl = &s->slots[s->issued % TCP_DEPTH];
-    uv_buf_t bufs[2];
-    unsigned n = 1;
-    int r;
+    struct cli_out *w = s->out;
 
+    if (!w) {
+        w = malloc(sizeof *w);
+        if (!w) {
+            conn_fail(s->c, -ENOMEM, "sending to %s: out of memory",
+                      s->c->node);
+            return -ENOMEM;
+        }
+        w->s = s;
+        w->n = 0;
+        w->nbufs = 0;
+        s->out = w;
+    }
     sl->op = op;
     sl->off = off;
     sl->len = len;
     sl->tag = s->issued;
     sl->status = 0;
-    sl->req.data = sl;
     put32(sl->hdr, (uint32_t)op->opcode);
     put32(sl->hdr + 4, op->remote.id);
     put64(sl->hdr + 8, op->remote.addr + op->remote_off + off);
     put64(sl->hdr + 16, len);
     put64(sl->hdr + 24, op->remote.key);
     put64(sl->hdr + 32, sl->tag);
-    bufs[0].base = (char *)sl->hdr;
-    bufs[0].len = TCP_REQ_LEN;
+    w->bufs[w->nbufs++] = uv_buf_init((char *)sl->hdr, TCP_REQ_LEN);
     if (op->opcode == AGENT_TRANSPORT_WRITE) {
-        bufs[1].base = (char *)op->local + off;
-        bufs[1].len = len;
-        n = 2;
+        w->bufs[w->nbufs++] =
+            uv_buf_init((char *)op->local + off, (unsigned)len);
     }
+    w->n++;
     s->issued++;
     s->bytes_out += len;
-    r = uv_write(&sl->req, (uv_stream_t *)&s->tcp, bufs, n,
-                 cli_request_written);
-    if (r < 0) {
-        cli_lost(s, r);
-    }
-    return r;
+    return 0;
 }
 
 /* The admitted socket with the fewest bytes outstanding that has room
@@ -1430,7 +1605,8 @@ conn_pick(struct tcp_conn *c, uint64_t len)
     return best;
 }
 
-/* Issues queued slices while some socket has room. */
+/* Issues queued slices while some socket has room; each socket's share
+ * goes out in one write. */
 static void
 conn_dispatch(struct tcp_conn *c)
 {
@@ -1442,7 +1618,7 @@ conn_dispatch(struct tcp_conn *c)
         struct cli_sock *s = conn_pick(c, len);
 
         if (!s) {
-            return;
+            break;
         }
         c->head_off += len;
         if (c->head_off == op->len) {
@@ -1457,6 +1633,29 @@ conn_dispatch(struct tcp_conn *c)
             return;
         }
     }
+    for (unsigned i = 0; i < c->nsocks && c->status == 0; i++) {
+        if (c->socks[i] && c->socks[i]->out) {
+            cli_flush(c->socks[i]);
+        }
+    }
+}
+
+/* Slots were freed: dispatch once this turn's reads are all handled, so
+ * that the requests they make room for go out together. */
+static void
+conn_redispatch(struct tcp_conn *c)
+{
+    struct tcp_transport *t = c->t;
+
+    if (c->on_redispatch || !c->queue) {
+        return;
+    }
+    if (!t->flush && !t->redispatch) {
+        uv_check_start(&t->flusher, flush_cb);
+    }
+    c->on_redispatch = true;
+    c->redispatch_next = t->redispatch;
+    t->redispatch = c;
 }
 
 static void cli_protocol(struct cli_sock *s, const char *fmt, ...)
@@ -1494,54 +1693,102 @@ slot_answered(struct cli_sock *s, int status, const char *text)
     }
 }
 
+/* Handles the responses in s->buf: every complete one, up to a READ's
+ * payload or an error text that has not fully arrived.  A partial header
+ * stays at the start of the buffer. */
 static void
-cli_response(struct cli_sock *s)
+cli_responses(struct cli_sock *s)
 {
-    const uint8_t *p = s->buf;
-    uint64_t tag = get64(p);
-    uint32_t st = get32(p + 8), len = get32(p + 12);
-    struct tcp_slot *sl;
+    uint64_t pos = 0;
 
-    s->got = 0;
-    s->need = TCP_RESP_LEN;
-    if (s->answered == s->issued) {
-        cli_protocol(s, "a response to no request");
-        return;
-    }
-    sl = &s->slots[s->answered % TCP_DEPTH];
-    if (tag != sl->tag) {
-        cli_protocol(s, "response tag %llu, expected %llu",
-                     (unsigned long long)tag, (unsigned long long)sl->tag);
-        return;
-    }
-    if (st == TCP_ST_OK) {
-        uint64_t want = sl->op->opcode == AGENT_TRANSPORT_READ ? sl->len : 0;
+    while (s->state == CS_UP && s->got - pos >= TCP_RESP_LEN) {
+        const uint8_t *p = s->buf + pos;
+        uint64_t tag = get64(p);
+        uint32_t st = get32(p + 8), len = get32(p + 12);
+        struct tcp_slot *sl;
+        char text[TCP_TEXT_MAX + 1];
+        int status;
 
-        if (len != want) {
-            cli_protocol(s, "%u bytes answer a request for %llu", len,
-                         (unsigned long long)want);
+        pos += TCP_RESP_LEN;
+        if (s->answered == s->issued) {
+            cli_protocol(s, "a response to no request");
             return;
         }
+        sl = &s->slots[s->answered % TCP_DEPTH];
+        if (tag != sl->tag) {
+            cli_protocol(s, "response tag %llu, expected %llu",
+                         (unsigned long long)tag, (unsigned long long)sl->tag);
+            return;
+        }
+        if (st == TCP_ST_OK) {
+            uint64_t want =
+                sl->op->opcode == AGENT_TRANSPORT_READ ? sl->len : 0;
+
+            if (len != want) {
+                cli_protocol(s, "%u bytes answer a request for %llu", len,
+                             (unsigned long long)want);
+                return;
+            }
+            if (len == 0) {
+                slot_answered(s, 0, NULL);
+                continue;
+            }
+            /* cli_alloc never reads past a READ's response header. */
+            s->rx = CRX_PAYLOAD;
+            s->dst = (uint8_t *)sl->op->local + sl->off;
+            s->got = 0;
+            s->need = len;
+            return;
+        }
+        if (len > TCP_TEXT_MAX) {
+            cli_protocol(s, "an error text of %u bytes", len);
+            return;
+        }
+        status = status_errno(st);
         if (len == 0) {
-            slot_answered(s, 0, NULL);
+            slot_answered(s, status, "refused, no reason given");
+            continue;
+        }
+        if (s->got - pos < len) {
+            /* The rest of the text is still to come. */
+            memmove(s->buf, s->buf + pos, s->got - pos);
+            s->got -= pos;
+            s->rx = CRX_ERRTEXT;
+            s->resp_status = status;
+            s->need = len;
             return;
         }
-        s->rx = CRX_PAYLOAD;
-        s->dst = (uint8_t *)sl->op->local + sl->off;
-        s->need = len;
+        copy_text(text, s->buf + pos, len);
+        pos += len;
+        slot_answered(s, status, text);
+    }
+    if (s->state != CS_UP) {
         return;
     }
-    if (len > TCP_TEXT_MAX) {
-        cli_protocol(s, "an error text of %u bytes", len);
-        return;
+    memmove(s->buf, s->buf + pos, s->got - pos);
+    s->got -= pos;
+    s->need = TCP_RESP_LEN;
+}
+
+/* Bytes to read into s->buf for responses: the minimal response (a bare
+ * header) for each outstanding request up to and including the first
+ * READ, whose payload must go straight to its destination.  Responses
+ * are never shorter, so this never reads past that READ's header. */
+static uint64_t
+cli_resp_room(const struct cli_sock *s)
+{
+    uint64_t k = 0;
+
+    for (uint64_t i = s->answered; i < s->issued; i++) {
+        k++;
+        if (s->slots[i % TCP_DEPTH].op->opcode == AGENT_TRANSPORT_READ) {
+            break;
+        }
     }
-    s->resp_status = status_errno(st);
-    if (len == 0) {
-        slot_answered(s, s->resp_status, "refused, no reason given");
-        return;
+    if (k == 0) {
+        k = 1; /* nothing asked: read one header, to refuse it */
     }
-    s->rx = CRX_ERRTEXT;
-    s->need = len;
+    return k * TCP_RESP_LEN;
 }
 
 static void
@@ -1624,10 +1871,13 @@ cli_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
     switch (s->rx) {
     case CRX_WELCOME:
     case CRX_WELCOME_TAIL:
-    case CRX_RESP:
     case CRX_ERRTEXT:
         buf->base = (char *)s->buf + s->got;
         buf->len = left;
+        return;
+    case CRX_RESP:
+        buf->base = (char *)s->buf + s->got;
+        buf->len = cli_resp_room(s) - s->got;
         return;
     case CRX_PAYLOAD:
         buf->base = (char *)s->dst + s->got;
@@ -1666,7 +1916,7 @@ cli_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         cli_welcome(s);
         break;
     case CRX_RESP:
-        cli_response(s);
+        cli_responses(s);
         break;
     case CRX_PAYLOAD:
         s->rx = CRX_RESP;
@@ -1685,7 +1935,7 @@ cli_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         break;
     }
     if (s->state == CS_UP) {
-        conn_dispatch(s->c);
+        conn_redispatch(s->c);
     }
 }
 
@@ -1767,9 +2017,6 @@ conn_start(struct tcp_conn *c)
         }
         s->c = c;
         s->index = i;
-        for (unsigned j = 0; j < TCP_DEPTH; j++) {
-            s->slots[j].s = s;
-        }
         uv_tcp_init(&t->loop, &s->tcp);
         uv_timer_init(&t->loop, &s->timer);
         s->tcp.data = s;
@@ -1859,6 +2106,7 @@ tcp_stop(struct tcp_transport *t)
     if (t->listening) {
         uv_close((uv_handle_t *)&t->listener, NULL);
     }
+    uv_close((uv_handle_t *)&t->flusher, NULL);
     uv_close((uv_handle_t *)&t->async, NULL);
 }
 
@@ -2033,6 +2281,8 @@ tcp_init(struct agent_transport *base,
         goto fail_async;
     }
     t->async.data = t;
+    uv_check_init(&t->loop, &t->flusher);
+    t->flusher.data = t;
     if (cfg->address && *cfg->address) {
         r = tcp_listen(t, cfg, err, errlen);
         if (r < 0) {
@@ -2062,6 +2312,7 @@ fail_listen:
     if (t->listening) {
         uv_close((uv_handle_t *)&t->listener, NULL);
     }
+    uv_close((uv_handle_t *)&t->flusher, NULL);
     uv_close((uv_handle_t *)&t->async, NULL);
     uv_run(&t->loop, UV_RUN_DEFAULT);
 fail_async:

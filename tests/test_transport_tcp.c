@@ -623,6 +623,59 @@ START_TEST(test_batch)
 }
 END_TEST
 
+/* One socket, one post: answers come back several to a read, with
+ * refusals' texts and READ payloads between them.  Each op must get its
+ * own answer, and every READ its own bytes. */
+START_TEST(test_mixed_batch)
+{
+    enum { N = 60, STRIDE = 8 * 1024 };
+    struct agent_transport_op ops[N], *p[N];
+    struct agent_transport_region bad;
+    uint8_t *src;
+
+    fix_up(CLI_NODE, 1, 0, 2 * N * STRIDE, 2 * N * STRIDE);
+    src = F.cmem;
+    bad = F.sreg;
+    bad.key ^= 1;
+    fill(src, N * STRIDE, 31);
+    fill(F.smem + N * STRIDE, N * STRIDE, 47);
+    for (int i = 0; i < N; i++) {
+        uint64_t len = (uint64_t)(i * 397 % STRIDE) + 1;
+        bool read = i % 4 == 1 || i % 4 == 3;
+
+        op_set(&ops[i], read ? AGENT_TRANSPORT_READ : AGENT_TRANSPORT_WRITE,
+               read ? F.cmem + N * STRIDE + i * STRIDE : src + i * STRIDE, len,
+               i % 4 >= 2 ? &bad : &F.sreg,
+               (uint64_t)(read ? N + i : i) * STRIDE);
+        p[i] = &ops[i];
+    }
+    run(F.cli, F.conn, p, N);
+    for (int i = 0; i < N; i++) {
+        uint64_t off = (uint64_t)i * STRIDE;
+
+        switch (i % 4) {
+        case 0:
+            ck_assert_msg(ops[i].status == 0, "write %d: %s", i, ops[i].error);
+            ck_assert_mem_eq(F.smem + off, src + off, ops[i].len);
+            break;
+        case 1:
+            ck_assert_msg(ops[i].status == 0, "read %d: %s", i, ops[i].error);
+            ck_assert_mem_eq(F.cmem + N * STRIDE + off,
+                             F.smem + N * STRIDE + off, ops[i].len);
+            break;
+        default:
+            ck_assert_err(ops[i].status, -EACCES, ops[i].error,
+                          "region 1: wrong key");
+            break;
+        }
+    }
+    ck_assert_uint_eq(STAT(F.srv, refused), N / 2);
+    ck_assert_uint_eq(STAT(F.cli, op_errors), N / 2);
+    ck_assert_int_eq(agent_transport_conn_status(F.cli, F.conn, NULL, 0), 0);
+    fix_down();
+}
+END_TEST
+
 /* --- Refusals by the server --------------------------------------------- */
 
 enum forge {
@@ -1123,6 +1176,7 @@ transport_tcp_suite(void)
     tcase_add_loop_test(tc, test_roundtrip, 0,
                         sizeof rt_cases / sizeof rt_cases[0]);
     tcase_add_test(tc, test_batch);
+    tcase_add_test(tc, test_mixed_batch);
     tcase_add_loop_test(tc, test_refused, 0,
                         sizeof refuse_cases / sizeof refuse_cases[0]);
     tcase_add_test(tc, test_generic_range);

@@ -298,6 +298,10 @@ get_metrics(struct mcos_http_request *req, void *arg)
         SCOUNTER("mcos_agent_replicas_adopted_total",
                  "Replicas peers sent here, verified and kept.",
                  sc.replicas_adopted);
+        SCOUNTER("mcos_agent_replicas_staged_total",
+                 "Replica attempts that first copied the object from hbm or "
+                 "nvme into dram, where peers read it.",
+                 sc.replicas_staged);
         SCOUNTER("mcos_agent_api_requests_total", "Local API requests.",
                  ac.requests);
         SCOUNTER("mcos_agent_api_errors_total",

@@ -629,9 +629,12 @@ remote_done(const struct agent_fabric_result *res, void *arg)
  * Replication: the table's replica rules, carried out with retries. */
 
 struct replica_ctx {
-    struct agent_store *s; /* owner */
-    char key[128];         /* the task's rule key */
-    uint64_t object;       /* pinned while it is sent */
+    struct agent_store *s;     /* owner */
+    char key[128];             /* the task's rule key */
+    uint64_t object;           /* pinned while it is sent */
+    uint64_t checksum;         /* the object's, when the attempt began */
+    bool staged;               /* job.de is a DRAM copy to send from */
+    struct agent_exec_job job; /* staging copy out of hbm or nvme */
 };
 
 static struct replica_task *
@@ -692,9 +695,75 @@ replica_done(const struct agent_fabric_result *res, void *arg)
         }
         tasks_compact(s);
     }
+    if (c->staged) {
+        agent_tier_free(s->tiers[MCOS__TIER_KIND__TIER_DRAM], &c->job.de);
+    }
     free(c);
     if (o) {
         rebalance(s);
+    }
+}
+
+/* Ends an attempt that failed before the fabric took it. */
+static void replica_failed(struct replica_ctx *c, int status, const char *fmt,
+                           ...) __attribute__((format(printf, 3, 4)));
+
+static void
+replica_failed(struct replica_ctx *c, int status, const char *fmt, ...)
+{
+    struct agent_fabric_result res = {.status = status};
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(res.error, sizeof res.error, fmt, ap);
+    va_end(ap);
+    replica_done(&res, c);
+}
+
+/* Hands the bytes at `e` (the object's own DRAM extent, or a staged
+ * copy) to the fabric. */
+static void
+replica_send(struct agent_store *s, struct replica_ctx *c,
+             struct agent_object *o, const struct agent_tier_extent *e)
+{
+    struct replica_task *t = task_find(s, c->key);
+    Mcos__PeerRequest meta = MCOS__PEER_REQUEST__INIT;
+    char err[200];
+    int r;
+
+    if (!t) {
+        replica_failed(c, -ECANCELED, "the task left the table");
+        return;
+    }
+    peer_meta(o, &meta);
+    r = agent_fabric_put(
+        s->fabric, t->peer, MCOS__PEER_PURPOSE__PURPOSE_REPLICA, t->tier,
+        &meta, e, o->size, c->checksum, replica_done, c, err, sizeof err);
+    if (r) {
+        replica_failed(c, r, "%s", err);
+    }
+}
+
+/* The staging copy is done: send it if its bytes are the object's. */
+static void
+replica_staged(struct agent_exec_job *job, void *arg)
+{
+    struct replica_ctx *c = arg;
+    struct agent_store *s = c->s;
+    struct agent_object *o = agent_registry_find(s->reg, c->object);
+
+    if (job->status) {
+        replica_failed(c, job->status, "staging out of %s: %s",
+                       tname(job->src_kind), mcos_strerror(job->status));
+    } else if (job->checksum != c->checksum) {
+        replica_failed(c, -EIO,
+                       "staging out of %s: checksum %016" PRIx64
+                       ", want %016" PRIx64,
+                       tname(job->src_kind), job->checksum, c->checksum);
+    } else if (!o) {
+        replica_failed(c, -ENOENT, "the object is gone");
+    } else {
+        replica_send(s, c, o, &job->de);
     }
 }
 
@@ -702,14 +771,12 @@ static void
 replica_start(struct agent_store *s, struct replica_task *t)
 {
     struct agent_object *o = agent_registry_find(s->reg, t->object);
-    Mcos__PeerRequest meta = MCOS__PEER_REQUEST__INIT;
+    struct agent_tier *dram = s->tiers[MCOS__TIER_KIND__TIER_DRAM];
     struct replica_ctx *c;
-    char err[200];
     int r;
 
-    if (!o || o->state != AGENT_OBJ_RESIDENT ||
-        o->tier != MCOS__TIER_KIND__TIER_DRAM) {
-        /* Not here, or not in dram (yet): look again later. */
+    if (!o || o->state != AGENT_OBJ_RESIDENT || !dram) {
+        /* Not here, or moving: look again later. */
         t->next_us = now_us(s) + REPLICA_BACKOFF_US;
         return;
     }
@@ -718,20 +785,39 @@ replica_start(struct agent_store *s, struct replica_task *t)
     }
     c->s = s;
     c->object = o->id;
+    c->checksum = o->checksum;
     snprintf(c->key, sizeof c->key, "%s", t->key);
-    peer_meta(o, &meta);
     /* Pinned while its bytes are read, so nothing moves or frees them. */
     o->pins++;
     t->inflight = true;
-    r = agent_fabric_put(s->fabric, t->peer,
-                         MCOS__PEER_PURPOSE__PURPOSE_REPLICA, t->tier, &meta,
-                         &o->ext, o->size, o->checksum, replica_done, c, err,
-                         sizeof err);
+    if (o->tier == MCOS__TIER_KIND__TIER_DRAM) {
+        replica_send(s, c, o, &o->ext);
+        return;
+    }
+    /* Peers WRITE into and READ from registered DRAM only: copy the
+     * object there first (on the dataplane thread, verified), send the
+     * copy, free it when the attempt ends. */
+    r = agent_tier_alloc(dram, o->size, &c->job.de);
     if (r) {
-        struct agent_fabric_result res = {.status = r};
-
-        snprintf(res.error, sizeof res.error, "%s", err);
-        replica_done(&res, c);
+        replica_failed(c, r, "no room in dram to stage it from %s",
+                       tname(o->tier));
+        return;
+    }
+    c->staged = true;
+    s->counters.replicas_staged++;
+    c->job.deadline_us = UINT64_MAX;
+    c->job.src_kind = o->tier;
+    c->job.dst_kind = MCOS__TIER_KIND__TIER_DRAM;
+    c->job.src = s->tiers[o->tier];
+    c->job.se = o->ext;
+    c->job.dst = dram;
+    c->job.len = o->size;
+    c->job.done = replica_staged;
+    c->job.arg = c;
+    r = agent_exec_submit(s->exec, &c->job);
+    if (r) {
+        replica_failed(c, r, "staging out of %s: %s", tname(o->tier),
+                       mcos_strerror(r));
     }
 }
 

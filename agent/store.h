@@ -139,6 +139,7 @@ struct agent_store_counters {
     uint64_t replicas_sent;    /* replica tasks verified on the peer */
     uint64_t replica_failures; /* replica attempts that failed */
     uint64_t replicas_adopted; /* replicas peers sent here */
+    uint64_t replicas_staged;  /* replicas copied to dram to be sent */
 };
 
 void agent_store_counters(const struct agent_store *,

@@ -10,6 +10,8 @@
 #     it back intact (the peer's copy is then freed);
 #   - `mcos-admin replicate` makes n1 copy an object to n2's DRAM; the
 #     brain drops the task once n2 reports the object; its bytes match;
+#   - an object on n1's NVMe tier is replicated too: staged into DRAM,
+#     sent, n1's copy stays on NVMe;
 #   - a peer killed mid-transfer (its link slowed with tbf so the kill
 #     lands during the WRITE): the transfer fails, nothing is counted,
 #     the source is intact, and the task is retried until the restarted
@@ -42,7 +44,13 @@ for h in brain "${NODES[@]}"; do
 done
 start_brain --host brain --ip "${IP[brain]}"
 for i in 1 2 3; do
-    start_agent "n$i" --host "n$i" --ip "${IP[n$i]}" --data-transports tcp
+    nvme=()
+    if ((i == 1)); then
+        nvme=(--nvme-dir "$TEST_DIR/n1-nvme" --nvme-bytes 32MiB)
+        mkdir -p "$TEST_DIR/n1-nvme"
+    fi
+    start_agent "n$i" --host "n$i" --ip "${IP[n$i]}" --data-transports tcp \
+        "${nvme[@]}"
 done
 wait_for 15 nodes_alive 3 || fail "the brain does not see 3 alive nodes"
 G=$(brain_generation)
@@ -135,6 +143,26 @@ out=$(admin replicate n1 "$B" n2 --tier tape 2>&1) &&
 [[ $out == *"unknown tier 'tape'"* ]] || fail "bad tier: $out"
 ok "bad replicate requests refused: self, unknown peer, unknown tier"
 
+step "replicating an object that lives on NVMe: staged through DRAM"
+D=d00d
+SIZE_D=$((3 * 1024 * 1024 + 77))
+worker n1 put "$D" "$SIZE_D" 4 || fail "put $D on n1"
+worker n1 move "$D" 4 || fail "move $D to nvme on n1"
+st=$(worker n1 stat "$D")
+[[ $st == "tier=4 state=2" ]] || fail "before: $st, want tier=4 (nvme)"
+admin replicate n1 "$D" n2 >/dev/null || fail "replicate $D to n2"
+n2_has_d() { worker n2 stat "$D" >/dev/null 2>&1; }
+wait_for 15 n2_has_d || fail "n2 never got $D"
+worker n2 check "$D" "$SIZE_D" 4 || fail "n2's replica of $D differs"
+st=$(worker n1 stat "$D")
+[[ $st == "tier=4 state=2" ]] || fail "after: $st, want n1's copy on nvme"
+worker n1 check "$D" "$SIZE_D" 4 || fail "n1's copy of $D differs"
+v=$(agent_metric n1 mcos_agent_replicas_staged_total)
+[[ $v == 1 ]] || fail "replicas staged: $v"
+v=$(agent_metric n1 mcos_agent_replicas_sent_total)
+[[ $v == 2 ]] || fail "replicas sent: $v"
+ok "n2 holds a verified replica of an NVMe object; n1's stays on NVMe"
+
 # ---------------------------------------------------------------------------
 step "n3 killed mid-transfer: nothing counted, source intact, retried"
 C=c0ffee
@@ -159,7 +187,7 @@ failed_attempt() {
 }
 wait_for 15 failed_attempt || fail "the transfer did not fail"
 v=$(agent_metric n1 mcos_agent_replicas_sent_total)
-[[ $v == 1 ]] || fail "replicas sent changed to $v"
+[[ $v == 2 ]] || fail "replicas sent changed to $v"
 worker n1 check "$C" "$SIZE_C" 3 || fail "the source changed"
 ok "the transfer failed, counted as a failure only; the source is intact"
 ip netns exec "$NETNS_SWITCH" tc qdisc del dev p4 root 2>/dev/null || true

@@ -130,6 +130,16 @@ main(int argc, char **argv)
         mcos_close(c);
         return r != 0;
     }
+    if (!strcmp(argv[2], "move") && argc == 5) {
+        int r = mcos_move(c, strtoull(argv[3], NULL, 16), MCOS_TIER_ANY,
+                          (enum mcos_tier)atoi(argv[4]), MCOS_MOVE_WAIT);
+
+        if (r) {
+            fprintf(stderr, "move: %s\n", mcos_strerror(r));
+        }
+        mcos_close(c);
+        return r != 0;
+    }
     if (!strcmp(argv[2], "stat") && argc == 4) {
         struct mcos_stat st = {.struct_size = sizeof st};
         int r = mcos_stat(c, strtoull(argv[3], NULL, 16), &st);

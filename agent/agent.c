@@ -414,6 +414,15 @@ send_report(struct agent *a)
         nt++;
     }
     load.cpu_load_milli = agent_observe_load_milli();
+    {
+        struct agent_engine_load el;
+
+        agent_local_api_load(a->api, &el);
+        load.engines = el.engines;
+        load.queued_requests = el.queued_requests;
+        load.running_requests = el.running_requests;
+        load.queued_prefill_blocks = el.queued_prefill_blocks;
+    }
 
     n_events = agent_observe_take_events(a->obs, AGENT_MAX_EVENTS_PER_REPORT,
                                          &events, &dropped);

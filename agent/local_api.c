@@ -15,11 +15,25 @@ MCOS_LOG_MODULE(api);
 
 #define LIST_DEFAULT 1000
 #define LIST_MAX     100000
+/* Bounds on an engine's load report: far above any real engine, so a
+ * value past them is a bug or garbage, not a busy node. */
+#define LOAD_REQUESTS_MAX 1000000
+#define LOAD_BLOCKS_MAX   UINT32_MAX
+
+/* A client's latest load report. */
+struct engine {
+    uint32_t peer;                  /* its bus connection */
+    uint32_t queued_requests;       /* as reported */
+    uint32_t running_requests;      /* as reported */
+    uint64_t queued_prefill_blocks; /* as reported */
+};
 
 struct agent_local_api {
     struct mcos_bus_server *bus;              /* the ipc socket */
     struct agent_store *store;                /* where intents go */
     struct agent_local_api_counters counters; /* for /metrics */
+    struct engine *engines;                   /* clients that report load */
+    size_t n_engines, cap_engines;            /* ... count, room */
 };
 
 /* A request on its way through the store. */
@@ -161,6 +175,85 @@ do_list(struct agent_local_api *api, struct mcos_bus_request *bus,
     free(l.ptrs);
 }
 
+/* Records a client's load report (API_LOAD). */
+static void
+do_load(struct agent_local_api *api, struct mcos_bus_request *bus,
+        const Mcos__ApiRequest *q)
+{
+    Mcos__ApiReply rep = MCOS__API_REPLY__INIT;
+    uint32_t peer = mcos_bus_request_peer(bus);
+    char err[160];
+    struct engine *e = NULL;
+
+    if (q->queued_requests > LOAD_REQUESTS_MAX ||
+        q->running_requests > LOAD_REQUESTS_MAX) {
+        snprintf(err, sizeof err,
+                 "load: %u queued and %u running requests; each must be at "
+                 "most %d",
+                 q->queued_requests, q->running_requests, LOAD_REQUESTS_MAX);
+        refuse(api, bus, -EINVAL, err);
+        return;
+    }
+    if (q->queued_prefill_blocks > LOAD_BLOCKS_MAX) {
+        snprintf(err, sizeof err,
+                 "load: %llu queued prefill blocks; at most %llu",
+                 (unsigned long long)q->queued_prefill_blocks,
+                 (unsigned long long)LOAD_BLOCKS_MAX);
+        refuse(api, bus, -EINVAL, err);
+        return;
+    }
+    for (size_t i = 0; i < api->n_engines; i++) {
+        if (api->engines[i].peer == peer) {
+            e = &api->engines[i];
+        }
+    }
+    if (!e) {
+        if (api->n_engines == api->cap_engines) {
+            size_t cap = api->cap_engines ? 2 * api->cap_engines : 8;
+            struct engine *v = realloc(api->engines, cap * sizeof *v);
+
+            if (!v) {
+                refuse(api, bus, -ENOMEM, "out of memory");
+                return;
+            }
+            api->engines = v;
+            api->cap_engines = cap;
+        }
+        e = &api->engines[api->n_engines++];
+        e->peer = peer;
+    }
+    e->queued_requests = q->queued_requests;
+    e->running_requests = q->running_requests;
+    e->queued_prefill_blocks = q->queued_prefill_blocks;
+    reply(api, bus, &rep);
+}
+
+static uint32_t
+sat_add32(uint32_t a, uint32_t b)
+{
+    return a > UINT32_MAX - b ? UINT32_MAX : a + b;
+}
+
+void
+agent_local_api_load(const struct agent_local_api *api,
+                     struct agent_engine_load *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!api) {
+        return;
+    }
+    for (size_t i = 0; i < api->n_engines; i++) {
+        const struct engine *e = &api->engines[i];
+
+        out->engines++;
+        out->queued_requests =
+            sat_add32(out->queued_requests, e->queued_requests);
+        out->running_requests =
+            sat_add32(out->running_requests, e->running_requests);
+        out->queued_prefill_blocks += e->queued_prefill_blocks;
+    }
+}
+
 static void
 on_request(struct mcos_bus_request *bus, void *arg)
 {
@@ -196,6 +289,8 @@ on_request(struct mcos_bus_request *bus, void *arg)
         reply(api, bus, &rep);
     } else if (q->op == MCOS__API_OP__API_LIST) {
         do_list(api, bus, q->max_objects);
+    } else if (q->op == MCOS__API_OP__API_LOAD) {
+        do_load(api, bus, q);
     } else if (!(c = calloc(1, sizeof *c))) {
         refuse(api, bus, -ENOMEM, "out of memory");
     } else {
@@ -232,6 +327,12 @@ on_peer_gone(uint32_t peer, void *arg)
 {
     struct agent_local_api *api = arg;
 
+    for (size_t i = 0; i < api->n_engines; i++) {
+        if (api->engines[i].peer == peer) {
+            api->engines[i] = api->engines[--api->n_engines];
+            break;
+        }
+    }
     agent_store_peer_gone(api->store, peer);
 }
 
@@ -263,6 +364,7 @@ agent_local_api_close(struct agent_local_api *api)
 {
     if (api) {
         mcos_bus_server_close(api->bus);
+        free(api->engines);
         free(api);
     }
 }

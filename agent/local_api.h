@@ -8,6 +8,10 @@
  * A client whose connection closes has its views released and its
  * uncommitted placements given back.
  *
+ * Engines report their queue (API_LOAD); the module keeps each client's
+ * latest report and sums them for the node's Load, dropping a client's
+ * share when it disconnects.
+ *
  * Where it sits: the entry of the execute step.  Thread-safety: loop
  * thread only.
  */
@@ -38,6 +42,18 @@ struct agent_local_api_counters {
 
 void agent_local_api_counters(const struct agent_local_api *,
                               struct agent_local_api_counters *out);
+
+/* The engines' queue on this node: the sum of every connected client's
+ * latest mcos_report_load. */
+struct agent_engine_load {
+    uint32_t engines;               /* clients that reported */
+    uint32_t queued_requests;       /* summed (saturating) */
+    uint32_t running_requests;      /* summed (saturating) */
+    uint64_t queued_prefill_blocks; /* summed */
+};
+
+void agent_local_api_load(const struct agent_local_api *,
+                          struct agent_engine_load *out);
 
 /* Fills an ObjectInfo from an object (for the API and the HTTP views). */
 void agent_object_info(const struct agent_store *, const struct agent_object *,

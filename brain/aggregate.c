@@ -341,6 +341,8 @@ brain_aggregate_report(struct brain_cluster *c, const Mcos__Report *rep,
         n->queued_requests = rep->load->queued_requests;
         n->running_requests = rep->load->running_requests;
         n->cpu_load_milli = rep->load->cpu_load_milli;
+        n->queued_prefill_blocks = rep->load->queued_prefill_blocks;
+        n->engines = rep->load->engines;
     }
     brain_node_ack(n, rep->applied_gen);
     res->node = n;

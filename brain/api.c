@@ -55,7 +55,7 @@ node_json(const struct brain *b, const struct brain_node *n, uint64_t now)
     }
     return json_pack(
         "{s:s, s:s, s:s, s:I, s:I, s:b, s:s, s:s, s:s, s:s, s:I, s:b, s:I, "
-        "s:I, s:I, s:o, s:o, s:s, s:o, s:{s:i, s:i, s:f}, s:s}",
+        "s:I, s:I, s:o, s:o, s:s, s:o, s:{s:i, s:i, s:f, s:I, s:i}, s:s}",
         "name", n->name, "state", brain_liveness_name(n->live), "boot_id",
         boot, "applied_gen", (json_int_t)n->applied_gen, "desired_gen",
         (json_int_t)(n->desired ? mcos_table_gen(n->desired) : 0), "in_sync",
@@ -69,7 +69,8 @@ node_json(const struct brain *b, const struct brain_node *n, uint64_t now)
         "tiers", tiers, "gpus", gpus, "gpu_note", h ? h->gpu_note : "",
         "endpoints", eps, "load", "queued", (int)n->queued_requests, "running",
         (int)n->running_requests, "cpu_load", n->cpu_load_milli / 1000.0,
-        "http_url", h ? h->http_url : "");
+        "queued_prefill_blocks", (json_int_t)n->queued_prefill_blocks,
+        "engines", (int)n->engines, "http_url", h ? h->http_url : "");
 }
 
 static void
@@ -381,13 +382,14 @@ post_route(struct mcos_http_request *req, void *arg)
 
         json_array_append_new(
             list,
-            json_pack("{s:s, s:f, s:f, s:f, s:f, s:f, s:b, s:f, "
+            json_pack("{s:s, s:f, s:f, s:f, s:f, s:f, s:b, s:f, s:f, "
                       "s:{s:i, s:i, s:i}}",
                       "node", c->name, "cost", sc->cost, "prefill_blocks",
                       sc->prefill, "fetch", sc->fetch, "load_cost", sc->load,
                       "topology", sc->topology, "over_bound", sc->over_bound,
-                      "load", c->load, "matched", "hbm", (int)c->matched_hbm,
-                      "dram", (int)c->matched_dram, "total", (int)c->matched));
+                      "load", c->load, "queued_blocks", c->queued_blocks,
+                      "matched", "hbm", (int)c->matched_hbm, "dram",
+                      (int)c->matched_dram, "total", (int)c->matched));
     }
     mcos_http_respond_json(
         req, 200,

@@ -163,6 +163,7 @@ on_report(struct brain *b, struct mcos_bus_request *req,
     }
     brain_kv_report(b->kv, res.node->idx, rep, mcos_clock_now(b->clock));
     res.node->routed = 0;
+    res.node->routed_blocks = 0;
     if (res.topology_changed || res.replicas_done) {
         b->dirty = true;
         brain_schedule(b);
@@ -544,6 +545,7 @@ brain_create(uv_loop_t *loop, const struct brain_config *cfg,
     /* No peer fetches until the fabric can carry them. */
     b->weights.peer_fetch = 1.0;
     b->weights.load_weight = (double)cfg->load_weight_milli / 1000.0;
+    b->weights.queue_block_weight = (double)cfg->queue_block_milli / 1000.0;
     b->weights.bound_eps = (double)cfg->bound_eps_milli / 1000.0;
     b->weights.rack_penalty = (double)cfg->rack_penalty_milli / 1000.0;
     b->start_us = mcos_clock_now(clock);

@@ -54,6 +54,8 @@ struct brain_node {
     uint32_t queued_requests;                     /* last reported load */
     uint32_t running_requests;                    /* last reported load */
     uint32_t cpu_load_milli;                      /* last reported load */
+    uint64_t queued_prefill_blocks; /* last reported: engines' queue */
+    uint32_t engines;               /* engines that reported it */
     uint64_t reports;               /* reports received this boot */
     uint64_t events;                /* object events received */
     uint64_t events_dropped;        /* events the agent could not send */
@@ -68,6 +70,9 @@ struct brain_node {
     bool kv_gone;                   /* its index entries were dropped */
     uint32_t routed;                /* requests routed here since its
                                        last report */
+    double routed_blocks;           /* ... and the blocks they will
+                                       prefill here, by the route's own
+                                       estimate */
     struct brain_replica *replicas; /* tasks with this node as source */
     size_t n_replicas;              /* their count */
 };

@@ -43,6 +43,10 @@ const struct mcos_cfg_opt brain_config_opts[] = {
     OPT("routing.load_weight_milli", "route-load-weight-milli", MCOS_CFG_UINT,
         load_weight_milli, 0, 100000000, "4000",
         "routing: cost of one queued request, in blocks x1000"),
+    OPT("routing.queue_block_milli", "route-queue-block-milli", MCOS_CFG_UINT,
+        queue_block_milli, 0, 100000, "1000",
+        "routing: cost of one prefill block queued on a node (engines "
+        "report them), x1000 of computing a block"),
     OPT("routing.bound_eps_milli", "route-bound-eps-milli", MCOS_CFG_UINT,
         bound_eps_milli, 0, 100000, "250",
         "routing: bounded-load slack (no node above (1+eps) x mean load)"),

@@ -40,7 +40,8 @@ brain_route_decide(const struct brain_route_node *nodes, size_t n,
             m = m_peer;
         }
         s->prefill = (double)(chain_len - m);
-        s->load = w->load_weight * nd->load;
+        s->load = w->load_weight * nd->load +
+                  w->queue_block_weight * nd->queued_blocks;
         s->topology =
             rack && *rack && strcmp(rack, nd->rack) ? w->rack_penalty : 0.0;
         s->cost = s->prefill + s->fetch + s->load + s->topology;

@@ -12,6 +12,9 @@
  *              + peer_fetch * (blocks only a peer holds: peer_i - matched_i)
  *     load     = load_weight * (queued + running + routed since its last
  *                               report)
+ *              + queue_block_weight * (prefill blocks queued on it: what
+ *                its engines report through mcos_report_load, plus the
+ *                estimate for requests routed since that report)
  *     topology = rack_penalty if the request names a rack and i is not in it
  *     cost     = prefill + fetch + load + topology
  *
@@ -37,12 +40,13 @@
 #include <stdint.h>
 
 struct brain_route_weights {
-    double dram_fetch;   /* cost of a block matched in DRAM, vs 1 to compute */
-    double nvme_fetch;   /* cost of a block matched on NVMe */
-    double peer_fetch;   /* cost of a block copied from a peer (>= 1: never) */
-    double load_weight;  /* cost per unit of load (post_route: a request) */
-    double bound_eps;    /* bounded-load slack */
-    double rack_penalty; /* cost of leaving the requested rack */
+    double dram_fetch;  /* cost of a block matched in DRAM, vs 1 to compute */
+    double nvme_fetch;  /* cost of a block matched on NVMe */
+    double peer_fetch;  /* cost of a block copied from a peer (>= 1: never) */
+    double load_weight; /* cost per unit of load (post_route: a request) */
+    double queue_block_weight; /* cost per prefill block queued there */
+    double bound_eps;          /* bounded-load slack */
+    double rack_penalty;       /* cost of leaving the requested rack */
 };
 
 struct brain_route_node {
@@ -53,6 +57,7 @@ struct brain_route_node {
     uint32_t matched;      /* prefix held anywhere (incl. NVMe) */
     double load;           /* queued + running + routed since its report */
     uint32_t matched_peer; /* prefix fetchable from a peer, 0 if none */
+    double queued_blocks;  /* prefill blocks waiting there */
 };
 
 struct brain_route_score {

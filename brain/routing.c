@@ -82,6 +82,8 @@ brain_routing_decide(struct brain *b, const char *ns_name,
         out->cand[out->n].load = (double)nd->queued_requests +
                                  (double)nd->running_requests +
                                  (double)nd->routed;
+        out->cand[out->n].queued_blocks =
+            (double)nd->queued_prefill_blocks + nd->routed_blocks;
         out->n++;
     }
     if (out->n == 0) {
@@ -106,6 +108,7 @@ brain_routing_decide(struct brain *b, const char *ns_name,
     out->best = (size_t)best;
     out->chain_len = n;
     who[best]->routed++;
+    who[best]->routed_blocks += out->score[best].prefill;
     b->routes++;
     for (size_t i = 0; i < out->n; i++) {
         rk[i].i = i;
@@ -121,12 +124,13 @@ brain_routing_decide(struct brain *b, const char *ns_name,
 
         snprintf(out->explain, sizeof out->explain,
                  "%s: holds %u of %zu blocks (%u in hbm, %u more in dram, "
-                 "%u more on nvme), %.0f to prefill, load %.0f request(s); "
-                 "cost %.2f, lowest of %zu live node(s)%s",
+                 "%u more on nvme), %.0f to prefill, load %.0f request(s) "
+                 "and %.0f queued block(s); cost %.2f, lowest of %zu live "
+                 "node(s)%s",
                  c->name, c->matched, n, c->matched_hbm,
                  c->matched_dram - c->matched_hbm,
-                 c->matched - c->matched_dram, s->prefill, c->load, s->cost,
-                 out->n,
+                 c->matched - c->matched_dram, s->prefill, c->load,
+                 c->queued_blocks, s->cost, out->n,
                  s->over_bound ? " (every node is over the load bound)" : "");
     }
 out:

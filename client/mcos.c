@@ -460,6 +460,21 @@ mcos_unpin(mcos_client_t *c, mcos_id_t id)
 }
 
 int
+mcos_report_load(mcos_client_t *c, const struct mcos_load *load)
+{
+    Mcos__ApiRequest q = MCOS__API_REQUEST__INIT;
+
+    if (!c || !load || load->struct_size < sizeof *load) {
+        return -EINVAL;
+    }
+    q.op = MCOS__API_OP__API_LOAD;
+    q.queued_requests = load->queued_requests;
+    q.running_requests = load->running_requests;
+    q.queued_prefill_blocks = load->queued_prefill_blocks;
+    return simple(c, &q);
+}
+
+int
 mcos_stat(mcos_client_t *c, mcos_id_t id, struct mcos_stat *st)
 {
     Mcos__ApiRequest q = MCOS__API_REQUEST__INIT;

@@ -53,6 +53,45 @@ grep -q '^route to n' "$TEST_DIR/explain.out" ||
 grep -q 'why: ' "$TEST_DIR/explain.out" || fail "admin route: no why"
 ok "mcos-admin route --explain: $(head -1 "$TEST_DIR/explain.out")"
 
+step "an engine's queued prefill work steers routes away, and leaves with it"
+# n2 holds 5 of 6 blocks (1 to prefill), n3 2 (4 to prefill).  An engine
+# on n2 reports 40 blocks of prefill queued: n2 now costs 1 + 40.
+"$W" "ipc://$TEST_DIR/n2.api.sock" load 3 1 40 3 &
+eng=$!
+n2_loaded() {
+    brain_get /v1/nodes | jq -e '.nodes[] | select(.name == "n2") |
+        .load.queued_prefill_blocks == 40 and .load.engines == 1 and
+        .load.queued == 3 and .load.running == 1' >/dev/null
+}
+wait_for 10 n2_loaded || fail "the brain never saw n2's engine load:
+$(brain_get /v1/nodes)"
+[[ $(route '{"ns":"llama","blocks":["a1","a2","a3","a4","a5","a6"]}') == 200 ]] ||
+    fail "route: $(cat "$TEST_DIR/route.json")"
+jq -e '.node == "n3" and (.ranked[] | select(.node == "n2") |
+       .queued_blocks == 40)' "$TEST_DIR/route.json" >/dev/null ||
+    fail "route with n2 busy: $(cat "$TEST_DIR/route.json")"
+ok "n2 busy with 40 queued blocks: $(jq -r .explain "$TEST_DIR/route.json")"
+wait "$eng" || fail "the load worker failed"
+n2_idle() {
+    brain_get /v1/nodes | jq -e '.nodes[] | select(.name == "n2") |
+        .load.queued_prefill_blocks == 0 and .load.engines == 0' >/dev/null
+}
+wait_for 10 n2_idle || fail "n2's engine load outlived its client"
+[[ $(route '{"ns":"llama","blocks":["a1","a2","a3","a4","a5","a6"]}') == 200 &&
+    $(jq -r .node "$TEST_DIR/route.json") == n2 ]] ||
+    fail "route after the engine left: $(cat "$TEST_DIR/route.json")"
+"$W" "ipc://$TEST_DIR/n2.api.sock" load 2000000 0 0 0 2>"$TEST_DIR/load.err" &&
+    fail "2000000 queued requests were accepted"
+grep -q "load: Invalid argument" "$TEST_DIR/load.err" ||
+    fail "bad load: $(cat "$TEST_DIR/load.err")"
+grep -q "load: 2000000 queued and 0 running requests; each must be at most 1000000" \
+    "$TEST_DIR/n2.log" || fail "the agent did not say why it refused the load"
+"$W" "ipc://$TEST_DIR/n2.api.sock" load 0 0 5000000000 0 2>/dev/null &&
+    fail "5000000000 queued blocks were accepted"
+grep -q "load: 5000000000 queued prefill blocks; at most 4294967295" \
+    "$TEST_DIR/n2.log" || fail "the agent did not say why it refused the blocks"
+ok "the engine left: n2 again; bad load reports refused with the reason"
+
 step "herding: 30 requests for the hot prefix do not all go to its holder"
 declare -A got=()
 for _ in $(seq 30); do

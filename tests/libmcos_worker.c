@@ -3,11 +3,14 @@
  * stores, reads back and drops objects of its own; `... crash` opens a
  * view and a placement and exits without releasing either; `... kv NS
  * H1,H2,...` stores KV blocks of a prefix chain (hex hashes) in namespace
- * NS, each with its parent.  Exit status 0 when everything checked out.
+ * NS, each with its parent; `... load Q R B SECS` reports an engine's
+ * queue and holds it for SECS.  Exit status 0 when everything checked
+ * out.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "mcos/mcos.h"
 
@@ -126,6 +129,25 @@ main(int argc, char **argv)
 
         if (r) {
             fprintf(stderr, "evict: %s\n", mcos_strerror(r));
+        }
+        mcos_close(c);
+        return r != 0;
+    }
+    if (!strcmp(argv[2], "load") && argc == 7) {
+        /* An engine's queue: report it, hold the connection (the report
+         * counts while the client is connected), then leave. */
+        struct mcos_load l = {
+            .struct_size = sizeof l,
+            .queued_requests = (uint32_t)strtoul(argv[3], NULL, 0),
+            .running_requests = (uint32_t)strtoul(argv[4], NULL, 0),
+            .queued_prefill_blocks = strtoull(argv[5], NULL, 0),
+        };
+        int r = mcos_report_load(c, &l);
+
+        if (r) {
+            fprintf(stderr, "load: %s\n", mcos_strerror(r));
+        } else {
+            usleep((useconds_t)(strtod(argv[6], NULL) * 1e6));
         }
         mcos_close(c);
         return r != 0;

@@ -9,6 +9,7 @@ static const struct brain_route_weights w = {
     .dram_fetch = 0.05,
     .nvme_fetch = 0.25,
     .load_weight = 4.0,
+    .queue_block_weight = 1.0,
     .bound_eps = 0.25,
     .rack_penalty = 2.0,
 };
@@ -18,9 +19,9 @@ START_TEST(test_scores)
     /* A 10-block request.  n1 holds 8 (6 in HBM, 2 in DRAM); n2 holds 10
      * but 4 only on NVMe and is busier; n3 holds nothing. */
     struct brain_route_node nodes[] = {
-        {"n1", "r1", 6, 8, 8, 1.0, 0},
-        {"n2", "r1", 2, 6, 10, 2.0, 0},
-        {"n3", "r2", 0, 0, 0, 0.0, 0},
+        {"n1", "r1", 6, 8, 8, 1.0, 0, 0},
+        {"n2", "r1", 2, 6, 10, 2.0, 0, 0},
+        {"n3", "r2", 0, 0, 0, 0.0, 0, 0},
     };
     struct brain_route_score s[3];
     int best = brain_route_decide(nodes, 3, 10, NULL, &w, s);
@@ -50,8 +51,8 @@ END_TEST
 START_TEST(test_ties_and_bound)
 {
     struct brain_route_node nodes[] = {
-        {"b", "", 0, 0, 0, 0.0, 0},
-        {"a", "", 0, 0, 0, 0.0, 0},
+        {"b", "", 0, 0, 0, 0.0, 0, 0},
+        {"a", "", 0, 0, 0, 0.0, 0, 0},
     };
     struct brain_route_score s[2];
 
@@ -74,9 +75,9 @@ START_TEST(test_peer_fetch)
      * copy the other 6 of n1's 8 from it; n3 holds nothing and could copy
      * all 8. */
     struct brain_route_node nodes[] = {
-        {"n1", "", 8, 8, 8, 3.0, 0},
-        {"n2", "", 2, 2, 2, 0.0, 8},
-        {"n3", "", 0, 0, 0, 0.0, 8},
+        {"n1", "", 8, 8, 8, 3.0, 0, 0},
+        {"n2", "", 2, 2, 2, 0.0, 8, 0},
+        {"n3", "", 0, 0, 0, 0.0, 8, 0},
     };
     struct brain_route_weights pw = w;
     struct brain_route_score s[3];
@@ -114,16 +115,37 @@ START_TEST(test_peer_fetch)
 }
 END_TEST
 
+/* Prefill blocks queued on a node cost like blocks to compute: n1 holds
+ * 6 more blocks of the prefix but has 10 blocks of other requests' prefill
+ * ahead, so n2 (4 to prefill, nothing queued) wins; with 3 queued, n1. */
+START_TEST(test_queued_blocks)
+{
+    struct brain_route_node nodes[] = {
+        {"n1", "", 10, 10, 10, 0, 0, 10},
+        {"n2", "", 6, 6, 6, 0, 0, 0},
+    };
+    struct brain_route_score s[2];
+
+    ck_assert_int_eq(brain_route_decide(nodes, 2, 10, NULL, &w, s), 1);
+    ck_assert_double_eq_tol(s[0].load, 10.0, 1e-9);
+    ck_assert_double_eq_tol(s[0].cost, 10.0, 1e-9);
+    ck_assert_double_eq_tol(s[1].cost, 4.0, 1e-9);
+    nodes[0].queued_blocks = 3;
+    ck_assert_int_eq(brain_route_decide(nodes, 2, 10, NULL, &w, s), 0);
+    ck_assert_double_eq_tol(s[0].cost, 3.0, 1e-9);
+}
+END_TEST
+
 /* Herding: 300 requests for one prefix that only n1 holds.  Pure cost
  * would send every one to n1 (0 blocks to prefill); with load and the
  * bound, they spread, and n1's share stays within the bound. */
 START_TEST(test_herding_spreads)
 {
     struct brain_route_node nodes[4] = {
-        {"n1", "", 64, 64, 64, 0, 0},
-        {"n2", "", 0, 0, 0, 0, 0},
-        {"n3", "", 0, 0, 0, 0, 0},
-        {"n4", "", 0, 0, 0, 0, 0},
+        {"n1", "", 64, 64, 64, 0, 0, 0},
+        {"n2", "", 0, 0, 0, 0, 0, 0},
+        {"n3", "", 0, 0, 0, 0, 0, 0},
+        {"n4", "", 0, 0, 0, 0, 0, 0},
     };
     struct brain_route_weights no_load = w;
     struct brain_route_score s[4];
@@ -167,6 +189,7 @@ suite(void)
     tcase_add_test(tc, test_scores);
     tcase_add_test(tc, test_ties_and_bound);
     tcase_add_test(tc, test_peer_fetch);
+    tcase_add_test(tc, test_queued_blocks);
     tcase_add_test(tc, test_herding_spreads);
     suite_add_tcase(s, tc);
     return s;

@@ -223,6 +223,24 @@ int mcos_unpin(mcos_client_t *c, mcos_id_t id);
  * st->struct_size before the call. */
 int mcos_stat(mcos_client_t *c, mcos_id_t id, struct mcos_stat *st);
 
+/* An inference engine's queue, for the brain's routing. */
+struct mcos_load {
+    size_t struct_size;             /* sizeof(struct mcos_load), by caller */
+    uint32_t queued_requests;       /* waiting, at most 1000000 */
+    uint32_t running_requests;      /* being served, at most 1000000 */
+    uint64_t queued_prefill_blocks; /* KV blocks the queued and running
+                                       requests still have to prefill, at
+                                       most 2^32 - 1 */
+};
+
+/* Reports the engine's queue (call it whenever it changes, or every
+ * scheduler step).  The agent sums the latest report of every connected
+ * client into the node's load; a client's share leaves with it.  The
+ * brain weighs queued prefill blocks against blocks to compute when it
+ * routes (POST /v1/route).  -EINVAL (with nothing recorded) for a value
+ * over its bound. */
+int mcos_report_load(mcos_client_t *c, const struct mcos_load *load);
+
 /* A description of an error code returned by any call (static string). */
 const char *mcos_strerror(int err);
 

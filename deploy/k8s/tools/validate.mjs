@@ -49,7 +49,10 @@ function modelPath(apiVersion, kind) {
     return `kubernetes-models/${apiVersion}/${kind}`;
 }
 
-function describe(obj) {
+function describe(obj, n) {
+    if (typeof obj !== "object" || Array.isArray(obj)) {
+        return `document ${n}`;
+    }
     const md = obj.metadata ?? {};
     const ns = md.namespace ? `${md.namespace}/` : "";
     return `${obj.kind} ${ns}${md.name ?? "(no name)"}`;
@@ -170,16 +173,15 @@ async function main() {
     await schemaPass(items);
     strictPass(items);
     let bad = 0;
-    for (const it of items) {
+    items.forEach((it, n) => {
+        const what = describe(it.obj, n + 1);
         if (it.errors.length) {
             bad++;
-            for (const e of it.errors) {
-                console.log(`invalid  ${describe(it.obj)}: ${e}`);
-            }
+            for (const e of it.errors) console.log(`invalid  ${what}: ${e}`);
         } else {
-            console.log(`ok  ${describe(it.obj)}`);
+            console.log(`ok  ${what}`);
         }
-    }
+    });
     console.log(`${items.length - bad} valid, ${bad} invalid ` +
         `(Kubernetes ${KUBERNETES_VERSION} schemas, kubernetes-models ` +
         `${MODELS_VERSION}, strict)`);

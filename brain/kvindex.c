@@ -193,3 +193,21 @@ brain_kv_stats(const struct brain_kv *kv, struct brain_kv_stats *out)
     out->namespaces = kv->n_ns;
     out->events = kv->events;
 }
+
+struct brain_prefix_index *
+brain_kv_index(struct brain_kv *kv)
+{
+    return kv->idx;
+}
+
+size_t
+brain_kv_n_ns(const struct brain_kv *kv)
+{
+    return kv->n_ns;
+}
+
+const char *
+brain_kv_ns_name(const struct brain_kv *kv, uint16_t ns)
+{
+    return ns < kv->n_ns ? kv->ns[ns] : NULL;
+}

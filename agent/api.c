@@ -298,6 +298,14 @@ get_metrics(struct mcos_http_request *req, void *arg)
         SCOUNTER("mcos_agent_replicas_adopted_total",
                  "Replicas peers sent here, verified and kept.",
                  sc.replicas_adopted);
+        SCOUNTER("mcos_agent_rule_drops_total",
+                 "Objects dropped by the brain's drop rules (unused "
+                 "replicas).",
+                 sc.rule_drops);
+        SCOUNTER("mcos_agent_rule_prefetches_total",
+                 "Moves started by prefetch rules when their trigger was "
+                 "read.",
+                 sc.rule_prefetches);
         SCOUNTER("mcos_agent_api_requests_total", "Local API requests.",
                  ac.requests);
         SCOUNTER("mcos_agent_api_errors_total",

@@ -4,7 +4,8 @@
  *
  *   en_members   hello, boot and failed-or-not of every node; any change
  *                touches every table (every table lists the peers)
- *   en_policy    the tier policy knobs; a change touches every table
+ *   en_policy    every knob (tier policy, replication, placement,
+ *                prefetch); a change touches every table
  *   en_replicas  operators' replication tasks, per source node
  *   en_usage     reported tier usage, per node
  *   en_hot       the hottest KV blocks of every namespace with their
@@ -93,20 +94,33 @@ const struct brain_en_class brain_en_members = {
 /* ------------------------------------------------------------------------
  * en_policy */
 
+/* Every knob a decide or compile node reads. */
+struct knobs {
+    struct brain_policy policy;      /* tier policy */
+    struct brain_repl_config repl;   /* replication */
+    struct brain_place_config place; /* placement, prefetch */
+};
+
 static int
 policy_create(void **out)
 {
-    return zalloc(sizeof(struct brain_policy), out);
+    return zalloc(sizeof(struct knobs), out);
 }
 
 static int
 policy_run(struct brain_engine_node *en, bool recompute, void *arg)
 {
     struct brain_en_ctx *ctx = arg;
-    struct brain_policy *was = en->data;
+    struct knobs *was = en->data;
 
-    if (recompute || memcmp(was, ctx->g->policy, sizeof *was)) {
-        *was = *ctx->g->policy;
+    /* Byte copies on both sides, so padding compares equal. */
+    if (recompute ||
+        memcmp(&was->policy, ctx->g->policy, sizeof was->policy) ||
+        memcmp(&was->repl, ctx->g->repl, sizeof was->repl) ||
+        memcmp(&was->place, ctx->g->place, sizeof was->place)) {
+        memcpy(&was->policy, ctx->g->policy, sizeof was->policy);
+        memcpy(&was->repl, ctx->g->repl, sizeof was->repl);
+        memcpy(&was->place, ctx->g->place, sizeof was->place);
         brain_nodeset_add_all(&en->changed);
     }
     return 0;

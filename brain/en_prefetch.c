@@ -1,11 +1,13 @@
 /*
  * en_prefetch (decide): prefetch rules from learned access pairs.  Inputs:
- * en_access (pairs per node), en_members (the node's tiers), en_policy.
+ * en_access (pairs per node), en_members (which nodes are up), en_policy
+ * (the prefetch knobs).
  *
  * For each object a node accessed, the objects that followed it at least
  * prefetch.min_support times (up to BRAIN_PREFETCH_FANOUT, most frequent
- * first) become one rule: trigger -> objects, into HBM when the node has
- * it, else DRAM, within prefetch.deadline_ms.  A node gets at most
+ * first) become one rule: trigger -> objects, into DRAM (the tier an
+ * agent serves reads from; an object in HBM or NVMe is fetched into DRAM
+ * on a get), within prefetch.deadline_ms.  A node gets at most
  * prefetch.max_rules rules, the best supported (the count of the most
  * frequent follower, then the trigger id) kept.
  */
@@ -88,18 +90,6 @@ trigger_cmp(const void *a, const void *b)
     return x->p.trigger < y->p.trigger ? -1 : x->p.trigger > y->p.trigger;
 }
 
-static int
-fast_tier(const struct brain_node *n)
-{
-    for (size_t i = 0; i < n->hello->n_tiers; i++) {
-        if (n->hello->tiers[i]->kind == MCOS__TIER_KIND__TIER_HBM &&
-            n->hello->tiers[i]->available) {
-            return MCOS__TIER_KIND__TIER_HBM;
-        }
-    }
-    return MCOS__TIER_KIND__TIER_DRAM;
-}
-
 static bool
 same_rules(const struct node_rules *a, const struct rule *v, size_t n)
 {
@@ -160,7 +150,7 @@ derive(const struct brain_en_ctx *ctx, const struct brain_node *node,
         }
         if (r->p.n_objects) {
             r->p.trigger = p[i].from;
-            r->p.tier = fast_tier(node);
+            r->p.tier = MCOS__TIER_KIND__TIER_DRAM;
             r->p.deadline_ms = pc->prefetch_deadline_ms;
             nr++;
         }

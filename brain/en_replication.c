@@ -3,7 +3,8 @@
  * demand reaches them, and copies nobody uses are dropped again.
  *
  * Inputs: en_hot (the hottest blocks and their holders, resampled once per
- * replication interval: a new sample is a new round) and en_members.
+ * replication interval: a new sample is a new round), en_members and
+ * en_policy (a knob change rebuilds the output, it takes no new round).
  *
  * A round, in order:
  *  1. The ledger of copies the brain asked for is brought up to date from

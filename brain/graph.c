@@ -23,7 +23,7 @@ static const struct {
     {&brain_en_usage, {NULL}},
     {&brain_en_hot, {NULL}},
     {&brain_en_access, {NULL}},
-    {&brain_en_replication, {"en_hot", "en_members"}},
+    {&brain_en_replication, {"en_hot", "en_members", "en_policy"}},
     {&brain_en_placement, {"en_usage", "en_policy", "en_members"}},
     {&brain_en_prefetch, {"en_access", "en_members", "en_policy"}},
     {&brain_en_tables,

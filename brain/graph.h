@@ -8,7 +8,7 @@
  *                resampled per interval-+      idle copies -> drops
  *   en_usage     reported tier usage  -----> en_placement (decide)
  *   en_access    learned access pairs -----> en_prefetch (decide)
- *   en_policy    policy knobs         --+
+ *   en_policy    every knob           --+
  *   en_replicas  operator tasks       --+--> en_tables (compile): one
  *   (and every decide node above)  ----+     table per node, only for the
  *                                            nodes whose inputs changed

@@ -348,7 +348,9 @@ hot_run(struct brain_engine_node *en, bool recompute, void *arg)
             return r;
         }
     }
-    qsort(d->v, d->n, sizeof *d->v, hot_cmp);
+    if (d->n) {
+        qsort(d->v, d->n, sizeof *d->v, hot_cmp);
+    }
     /* A new sample: no per-node meaning, the decide node re-decides. */
     en->changed.any = true;
     return 0;

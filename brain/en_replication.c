@@ -13,8 +13,9 @@
  *     after drop_after, is forgotten; a held copy whose window ends with
  *     fewer than drop_hits accesses on the target is "dropping" -- but only
  *     while another live node holds the block; a copy the target no longer
- *     holds is forgotten, except a dropped one, which is remembered for
- *     drop_after and counts as a copy meanwhile (not made again at once).
+ *     holds is forgotten, except a dropped one, which is remembered (and
+ *     counts as a copy, so none is made again) until the block cools
+ *     below min_hotness.
  *  2. Blocks of the sample (hottest first) with fewer than `copies` live
  *     holders (copies under way count) get new copies, at most `budget` in
  *     the round: the source is a holder with the block in DRAM (the agent
@@ -140,12 +141,14 @@ has_dram(const struct brain_node *n)
  * target holds it. */
 static void
 look(struct brain_prefix_index *idx, const struct brain_en_ctx *ctx,
-     const struct copy *c, int *others, bool *target_holds)
+     const struct copy *c, int *others, bool *target_holds, double *hotness)
 {
     struct brain_prefix_holder h[64];
+    struct brain_prefix_block info = {0};
     int n = brain_prefix_index_lookup(idx, c->ns, c->hash, ctx->g->now_us,
-                                      NULL, h, 64);
+                                      &info, h, 64);
 
+    *hotness = n > 0 ? info.hotness : 0;
     *others = 0;
     *target_holds = false;
     for (int i = 0; i < n && i < 64; i++) {
@@ -168,9 +171,10 @@ update_ledger(struct repl *d, const struct brain_en_ctx *ctx)
     for (size_t i = 0; i < d->n; i++) {
         struct copy c = d->v[i];
         bool keep = true, holds;
+        double hot;
         int others;
 
-        look(idx, ctx, &c, &others, &holds);
+        look(idx, ctx, &c, &others, &holds, &hot);
         switch (c.state) {
         case COPYING:
             if (holds && node_up(ctx, c.target)) {
@@ -196,8 +200,8 @@ update_ledger(struct repl *d, const struct brain_en_ctx *ctx)
             break;
         case DROPPING:
             if (!holds || !node_up(ctx, c.target)) {
-                /* Remembered a while, so a block whose copy nobody used
-                 * is not copied again at once. */
+                /* Remembered, so a block whose copy nobody used is not
+                 * copied again at once. */
                 c.state = DROPPED;
                 c.since_us = now;
             } else if (others == 0) {
@@ -208,7 +212,9 @@ update_ledger(struct repl *d, const struct brain_en_ctx *ctx)
             }
             break;
         case DROPPED:
-            keep = now - c.since_us < rc->drop_after_us;
+            /* Until the block cools down: while it stays as hot, another
+             * copy would be as idle as this one was. */
+            keep = hot >= rc->min_hotness_milli / 1000.0;
             break;
         }
         if (keep) {
@@ -511,7 +517,9 @@ repl_run(struct brain_engine_node *en, bool recompute, void *arg)
         for (size_t i = 0; i < n && budget > 0 && r == 0; i++) {
             r = plan_block(d, ctx, &b[i], &budget);
         }
-        qsort(d->v, d->n, sizeof *d->v, copy_cmp);
+        if (d->n) {
+            qsort(d->v, d->n, sizeof *d->v, copy_cmp);
+        }
     }
     if (r == 0) {
         r = build_outputs(d, ctx, &en->changed);

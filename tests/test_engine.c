@@ -466,6 +466,11 @@ START_TEST(test_replication)
     ck_assert_ptr_null(strstr(d, "replica/"));
     free(d);
     check_recompute(&f);
+    /* Two minutes later the block has cooled below the bar: forgotten. */
+    f.now += 120 * SEC;
+    pass(&f);
+    ck_assert_str_eq(ledger(&f, &s), "");
+    check_recompute(&f);
     fix_fini(&f);
 }
 END_TEST

@@ -52,12 +52,6 @@ admin wait --gen "$G" --timeout 15 >/dev/null 2>&1 ||
     fail "the cluster did not converge on generation $G"
 ok "3 agents alive (n1 r1, n2 r2, n3 r1), generation $G applied"
 
-api() { echo "ipc://$TEST_DIR/$1.api.sock"; }
-worker() {
-    local node=$1
-    shift
-    run_on "$node" "$MCOS_BIN/libmcos_worker" "$(api "$node")" "$@"
-}
 repl_state() {
     brain_jq ".replicas[] | select(.object == \"$1\") | .state" \
         /v1/replication

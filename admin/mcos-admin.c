@@ -527,11 +527,11 @@ cmd_replication(const struct opts *o)
         json_decref(doc);
         return 0;
     }
-    printf("%-16s %-8s %-10s %-10s %-9s %5s  %s\n", "OBJECT", "NS", "FROM",
+    printf("%-16s %-10s %-10s %-10s %-9s %5s  %s\n", "OBJECT", "NS", "FROM",
            "TO", "STATE", "HITS", "WHY");
     json_array_foreach(list, i, r)
     {
-        printf("%-16s %-8s %-10s %-10s %-9s %5d  %s\n",
+        printf("%-16s %-10s %-10s %-10s %-9s %5d  %s\n",
                json_string_value(json_object_get(r, "object")),
                json_string_value(json_object_get(r, "ns")),
                json_string_value(json_object_get(r, "source")),

@@ -13,15 +13,16 @@
 
 #define SEC 1000000ULL
 
+/* A hand-made cluster and the graph under test. */
 struct fix {
-    struct brain_cluster c;
-    struct brain_kv *kv;
-    struct brain_graph *g;
-    struct brain_policy policy;
-    struct brain_repl_config repl;
-    struct brain_place_config place;
-    uint64_t now;
-    uint64_t seq[8];
+    struct brain_cluster c;          /* n1..n4 */
+    struct brain_kv *kv;             /* their KV blocks */
+    struct brain_graph *g;           /* under test */
+    struct brain_policy policy;      /* tier knobs */
+    struct brain_repl_config repl;   /* replication knobs */
+    struct brain_place_config place; /* placement/prefetch knobs */
+    uint64_t now;                    /* fake clock */
+    uint64_t seq[8];                 /* report numbers, by node idx */
 };
 
 static void

@@ -359,8 +359,16 @@ main(int argc, char **argv)
     mcos_log_set_spec("warn");
     memset(&w, 0, sizeof w);
     w.policy = (struct brain_policy){90, 75, 250, 1000};
-    w.repl =
-        (struct brain_repl_config){2000, 2, 64, 256, 5 * SEC, 1, 60 * SEC};
+    w.repl = (struct brain_repl_config){
+        .min_hotness_milli = 2000,
+        .copies = 2,
+        .budget = 64,
+        .budget_bytes = 256 << 20,
+        .candidates = 256,
+        .interval_us = 5 * SEC,
+        .drop_hits = 1,
+        .drop_after_us = 60 * SEC,
+    };
     w.place = (struct brain_place_config){1000, 3, 50, 256};
     w.now = 1000 * SEC;
     brain_cluster_init(&w.c);

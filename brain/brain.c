@@ -546,6 +546,7 @@ brain_create(uv_loop_t *loop, const struct brain_config *cfg,
     b->repl.min_hotness_milli = (uint32_t)cfg->repl_min_hotness_milli;
     b->repl.copies = (uint32_t)cfg->repl_copies;
     b->repl.budget = (uint32_t)cfg->repl_budget;
+    b->repl.budget_bytes = cfg->repl_budget_bytes;
     b->repl.candidates = (uint32_t)cfg->repl_candidates;
     b->repl.interval_us = cfg->repl_interval_ms * 1000;
     b->repl.drop_hits = (uint32_t)cfg->repl_drop_hits;

@@ -55,6 +55,7 @@ struct brain_config {
     uint64_t repl_min_hotness_milli;  /* replication: hot enough x1000 */
     uint64_t repl_copies;             /* replication: live holders wanted */
     uint64_t repl_budget;             /* replication: new copies a round */
+    uint64_t repl_budget_bytes;       /* replication: bytes a round */
     uint64_t repl_candidates;         /* replication: blocks per namespace */
     uint64_t repl_interval_ms;        /* replication: round period */
     uint64_t repl_drop_hits;          /* replication: hits a copy needs */

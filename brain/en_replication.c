@@ -17,12 +17,15 @@
  *     counts as a copy, so none is made again) until the block cools
  *     below min_hotness.
  *  2. Blocks of the sample (hottest first) with fewer than `copies` live
- *     holders (copies under way count) get new copies, at most `budget` in
- *     the round: the source is a holder with the block in DRAM (the agent
- *     replicates from DRAM), else the lowest-numbered holder; targets are
- *     live nodes that do not hold it, first those in racks where no holder
- *     (or chosen target) is, then by a hash of (block, node) so copies of
- *     different blocks spread over the cluster.
+ *     holders (copies under way and dropped ones count) get new copies, at
+ *     most `budget` copies and `budget_bytes` bytes in the round (a
+ *     bandwidth cap: bytes per interval; a copy is charged the largest
+ *     block seen in its namespace).  The source is a holder with the block
+ *     in DRAM (the agent replicates from DRAM), else the lowest-numbered
+ *     holder; targets are live nodes that do not hold it, first those in
+ *     racks where no holder (or chosen target) is, then by a hash of
+ *     (block, node) so copies of different blocks spread over the
+ *     cluster.
  *
  * Output per node: replica/ rules on sources for copies under way, drop/
  * rules on targets for copies being dropped.  A recompute rebuilds these
@@ -325,10 +328,17 @@ best_target(const struct brain_en_ctx *ctx, const struct brain_hot_block *b,
     return best;
 }
 
+/* What is left of a round's budget. */
+struct budget {
+    uint32_t copies; /* copies */
+    uint64_t bytes;  /* bytes */
+};
+
 static int
 plan_block(struct repl *d, const struct brain_en_ctx *ctx,
-           const struct brain_hot_block *b, uint32_t *budget)
+           const struct brain_hot_block *b, struct budget *budget)
 {
+    uint64_t cost = brain_kv_ns_block_bytes(ctx->g->kv, b->ns);
     const struct brain_repl_config *rc = ctx->g->repl;
     const char *racks[BRAIN_HOT_MAX_HOLDERS * 2 + 8];
     uint16_t taken[64];
@@ -364,7 +374,8 @@ plan_block(struct repl *d, const struct brain_en_ctx *ctx,
             racks[n_racks++] = r;
         }
     }
-    while (live + n_taken<rc->copies && * budget> 0 && n_taken < 64) {
+    while (live + n_taken < rc->copies && budget->copies > 0 &&
+           budget->bytes >= cost && n_taken < 64) {
         struct copy c = {0};
         bool other;
         int t = best_target(ctx, b, racks, n_racks, taken, n_taken, &other);
@@ -390,7 +401,8 @@ plan_block(struct repl *d, const struct brain_en_ctx *ctx,
         if (n_racks < sizeof racks / sizeof racks[0]) {
             racks[n_racks++] = rack_of(ctx->by_idx[t]);
         }
-        (*budget)--;
+        budget->copies--;
+        budget->bytes -= cost;
     }
     return 0;
 }
@@ -509,12 +521,13 @@ repl_run(struct brain_engine_node *en, bool recompute, void *arg)
 
     if (hot->changed.any) {
         const struct brain_hot_block *b;
-        uint32_t budget = ctx->g->repl->budget;
+        struct budget budget = {ctx->g->repl->budget,
+                                ctx->g->repl->budget_bytes};
         size_t n;
 
         update_ledger(d, ctx);
         b = brain_en_hot_blocks(hot->data, &n);
-        for (size_t i = 0; i < n && budget > 0 && r == 0; i++) {
+        for (size_t i = 0; i < n && budget.copies > 0 && r == 0; i++) {
             r = plan_block(d, ctx, &b[i], &budget);
         }
         if (d->n) {

@@ -41,6 +41,7 @@ struct brain_repl_config {
     uint32_t min_hotness_milli; /* a block at least this hot x1000 */
     uint32_t copies;            /* is kept on this many live nodes */
     uint32_t budget;            /* new copies started per round, at most */
+    uint64_t budget_bytes;      /* and at most these bytes per round */
     uint32_t candidates;        /* hottest blocks examined per namespace */
     uint64_t interval_us;       /* a round every so often */
     uint32_t drop_hits;         /* a copy with fewer hits than this ... */

@@ -56,6 +56,10 @@ const struct mcos_cfg_opt brain_config_opts[] = {
         "2", "replication: live nodes a hot block is kept on (1 disables)"),
     OPT("replication.budget", "repl-budget", MCOS_CFG_UINT, repl_budget, 0,
         100000, "64", "replication: new copies started per round, at most"),
+    OPT("replication.budget_bytes", "repl-budget-bytes", MCOS_CFG_BYTES,
+        repl_budget_bytes, 0, 0, "256MiB",
+        "replication: bytes of new copies per round, at most (each copy "
+        "charged its namespace's largest block)"),
     OPT("replication.candidates", "repl-candidates", MCOS_CFG_UINT,
         repl_candidates, 1, 100000, "256",
         "replication: hottest blocks examined per namespace and round"),

@@ -44,7 +44,16 @@ fix_init(struct fix *f)
 {
     memset(f, 0, sizeof *f);
     f->policy = (struct brain_policy){90, 75, 250, 1000};
-    f->repl = (struct brain_repl_config){2000, 2, 8, 64, 5 * SEC, 1, 60 * SEC};
+    f->repl = (struct brain_repl_config){
+        .min_hotness_milli = 2000,
+        .copies = 2,
+        .budget = 8,
+        .budget_bytes = 256 << 20,
+        .candidates = 64,
+        .interval_us = 5 * SEC,
+        .drop_hits = 1,
+        .drop_after_us = 60 * SEC,
+    };
     f->place = (struct brain_place_config){1000, 3, 50, 256};
     f->now = 1000 * SEC;
     brain_cluster_init(&f->c);
@@ -541,6 +550,33 @@ START_TEST(test_replication_budget)
     ck_assert_uint_eq(lines, 2);
     ck_assert_ptr_nonnull(strstr(s.text, "00000000000000d3"));
     ck_assert_ptr_nonnull(strstr(s.text, "00000000000000d2"));
+    check_recompute(&f);
+    fix_fini(&f);
+
+    /* The byte budget binds first: blocks are 4096 bytes, 3 fit. */
+    fix_init(&f);
+    f.repl.budget = 8;
+    f.repl.budget_bytes = 3 * 4096 + 100;
+    report(&f, "n2", ev, n);
+    pass(&f);
+    lines = 0;
+    for (const char *p = ledger(&f, &s); (p = strchr(p, '\n')); p++) {
+        lines++;
+    }
+    ck_assert_uint_eq(lines, 3);
+    check_recompute(&f);
+    fix_fini(&f);
+
+    /* The byte budget binds first: blocks are 4096 bytes, 3 fit. */
+    fix_init(&f);
+    f.repl.budget_bytes = 3 * 4096 + 100;
+    report(&f, "n2", ev, n);
+    pass(&f);
+    lines = 0;
+    for (const char *p = ledger(&f, &s); (p = strchr(p, '\n')); p++) {
+        lines++;
+    }
+    ck_assert_uint_eq(lines, 3);
     check_recompute(&f);
     fix_fini(&f);
 }

@@ -42,10 +42,11 @@
 #define MAX_PHASE 8
 
 struct phase {
-    const char *name; /* row label */
-    double best_s;    /* fastest of the reps */
-    long rss_kib;     /* peak RSS growth over the phase */
-    size_t changed;   /* tables the pass changed */
+    const char *name;  /* row label */
+    double best_s;     /* fastest of the reps */
+    long rss_kib;      /* peak RSS growth over the phase */
+    size_t changed;    /* tables the pass changed */
+    uint64_t compiled; /* tables the pass compiled */
 };
 
 static double
@@ -238,9 +239,12 @@ fill(struct world *w, size_t blocks, size_t nodes)
     return 0;
 }
 
+static uint64_t last_compiled; /* tables compiled by the last pass */
+
 static int
 run_pass(struct world *w, bool recompute, size_t *changed)
 {
+    uint64_t before = brain_graph_tables_compiled(w->g);
     struct brain_graph_ctx ctx = {&w->c,    &w->policy, w->kv,
                                   &w->repl, &w->place,  w->now};
     const struct brain_nodeset *cs;
@@ -251,6 +255,7 @@ run_pass(struct world *w, bool recompute, size_t *changed)
         fprintf(stderr, "bench_compile: pass failed: %s\n", err);
         return r;
     }
+    last_compiled = brain_graph_tables_compiled(w->g) - before;
     cs = brain_graph_tables_changed(w->g);
     *changed = 0;
     for (size_t i = 0; i < w->c.n; i++) {
@@ -412,6 +417,7 @@ main(int argc, char **argv)
                 p->best_s = s;                                                \
             }                                                                 \
             p->changed = changed;                                             \
+            p->compiled = last_compiled;                                      \
         }                                                                     \
         p->rss_kib = maxrss_kib() - r0;                                       \
     } while (0)
@@ -428,6 +434,7 @@ main(int argc, char **argv)
         p->best_s = now_s() - s;
         p->rss_kib = maxrss_kib() - r0;
         p->changed = changed;
+        p->compiled = last_compiled;
     }
     PHASE("full", (void)0, true);
     PHASE("idle", (void)0, false);
@@ -461,12 +468,12 @@ main(int argc, char **argv)
         free(stamped);
     }
 
-    printf("\n%-8s %12s %14s %14s %10s\n", "phase", "seconds", "vs full",
-           "RSS growth", "tables");
+    printf("\n%-8s %12s %14s %14s %9s %9s\n", "phase", "seconds", "vs full",
+           "RSS growth", "compiled", "changed");
     for (size_t i = 0; i < nph; i++) {
-        printf("%-8s %12.6f %13.4fx %10ld KiB %10zu\n", ph[i].name,
+        printf("%-8s %12.6f %13.4fx %10ld KiB %9" PRIu64 " %9zu\n", ph[i].name,
                ph[i].best_s, ph[i].best_s / ph[1].best_s, ph[i].rss_kib,
-               ph[i].changed);
+               ph[i].compiled, ph[i].changed);
     }
     printf("(full recompute is the baseline; tick = 1%% of nodes cross a "
            "usage step + 1 operator task; round = a replication round "
@@ -480,8 +487,9 @@ main(int argc, char **argv)
                     strerror(errno));
             return 1;
         }
-        fprintf(f, "phase,nodes,blocks,seconds,ratio_vs_full,"
-                   "rss_growth_kib,tables_changed,peak_rss_kib\n");
+        fprintf(
+            f, "phase,nodes,blocks,seconds,ratio_vs_full,"
+               "rss_growth_kib,tables_compiled,tables_changed,peak_rss_kib\n");
         for (size_t i = 0; i < nph; i++) {
             fprintf(f, "%s,%zu,%zu,%.9f,%.6f,%ld,%zu,%ld\n", ph[i].name, nodes,
                     blocks, ph[i].best_s, ph[i].best_s / ph[1].best_s,

@@ -551,6 +551,11 @@ get_metrics(struct mcos_http_request *req, void *arg)
             "Decide/compile passes that failed (the next one recomputes).");
     COUNTER("mcos_brain_recomputes_total", recomputes,
             "Forced full recomputes of the decide/compile graph.");
+    metric(f, "mcos_brain_tables_compiled_total", "counter",
+           "Node tables compiled by the decide/compile graph (only those "
+           "whose inputs changed).");
+    fprintf(f, "mcos_brain_tables_compiled_total %" PRIu64 "\n",
+            brain_graph_tables_compiled(b->graph));
 #undef COUNTER
     {
         struct brain_kv_stats kv;

@@ -97,5 +97,7 @@ void brain_en_prefetch_decisions(const void *data, uint16_t idx,
 
 /* en_tables: the compiled table of one node (gen 0). */
 const struct mcos_table *brain_en_tables_get(const void *data, uint16_t idx);
+/* en_tables: how many tables it compiled so far. */
+uint64_t brain_en_tables_compiled(const void *data);
 
 #endif /* BRAIN_EN_H */

@@ -424,6 +424,16 @@ out_cmp(const void *a, const void *b)
     return strcmp(x->rep.peer, y->rep.peer);
 }
 
+/* Orders drop outputs by (node, object). */
+static int
+drop_cmp(uint16_t na, uint64_t oa, uint16_t nb, uint64_t ob)
+{
+    if (na != nb) {
+        return na < nb ? -1 : 1;
+    }
+    return oa < ob ? -1 : oa > ob;
+}
+
 /* Rebuilds the per-node outputs from the ledger; marks in `changed` the
  * nodes whose outputs differ from before. */
 static int
@@ -473,29 +483,38 @@ build_outputs(struct repl *d, const struct brain_en_ctx *ctx,
     for (size_t i = 0; i < nr; i++) {
         rep_v[i] = reps[i].rep;
     }
-    /* What changed: compare old and new per node, by merging. */
-    for (size_t i = 0; i < d->n_reps; i++) {
-        bool same = i < nr && !out_cmp(&d->reps[i], &reps[i]);
+    /* What changed: both sides are sorted by (node, rule), so one merge
+     * finds the rules only one side has; their nodes changed. */
+    for (size_t i = 0, j = 0; i < d->n_reps || j < nr;) {
+        int c = i == d->n_reps ? 1
+                : j == nr      ? -1
+                               : out_cmp(&d->reps[i], &reps[j]);
 
-        if (!same) {
-            brain_nodeset_add(changed, d->reps[i].node);
+        if (c < 0) {
+            brain_nodeset_add(changed, d->reps[i++].node);
+        } else if (c > 0) {
+            brain_nodeset_add(changed, reps[j++].node);
+        } else {
+            if (d->reps[i].rep.tier != reps[j].rep.tier) {
+                brain_nodeset_add(changed, reps[j].node);
+            }
+            i++;
+            j++;
         }
     }
-    for (size_t i = 0; i < nr; i++) {
-        if (i >= d->n_reps || out_cmp(&d->reps[i], &reps[i])) {
-            brain_nodeset_add(changed, reps[i].node);
-        }
-    }
-    for (size_t i = 0; i < d->n_drops; i++) {
-        if (i >= nd || d->drop_node[i] != drop_node[i] ||
-            d->drops[i] != drops[i]) {
-            brain_nodeset_add(changed, d->drop_node[i]);
-        }
-    }
-    for (size_t i = 0; i < nd; i++) {
-        if (i >= d->n_drops || d->drop_node[i] != drop_node[i] ||
-            d->drops[i] != drops[i]) {
-            brain_nodeset_add(changed, drop_node[i]);
+    for (size_t i = 0, j = 0; i < d->n_drops || j < nd;) {
+        int c = i == d->n_drops ? 1
+                : j == nd       ? -1
+                                : drop_cmp(d->drop_node[i], d->drops[i],
+                                           drop_node[j], drops[j]);
+
+        if (c < 0) {
+            brain_nodeset_add(changed, d->drop_node[i++]);
+        } else if (c > 0) {
+            brain_nodeset_add(changed, drop_node[j++]);
+        } else {
+            i++;
+            j++;
         }
     }
     free(d->reps);

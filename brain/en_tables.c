@@ -16,6 +16,7 @@
 
 struct tables {
     struct mcos_table *t[BRAIN_PREFIX_MAX_NODES]; /* by idx, or NULL */
+    uint64_t compiled; /* tables compiled so far (changed or not) */
 };
 
 static int
@@ -73,6 +74,7 @@ compile_one(struct brain_engine_node *en, struct brain_en_ctx *ctx,
         return 0;
     }
     decisions(en, n->idx, &dec);
+    d->compiled++;
     r = brain_compile_node_decided(ctx->g->cluster, n, ctx->g->policy, &dec, 0,
                                    &t, err, sizeof err);
     if (r) {
@@ -125,6 +127,12 @@ brain_en_tables_get(const void *data, uint16_t idx)
     const struct tables *d = data;
 
     return idx < BRAIN_PREFIX_MAX_NODES ? d->t[idx] : NULL;
+}
+
+uint64_t
+brain_en_tables_compiled(const void *data)
+{
+    return ((const struct tables *)data)->compiled;
 }
 
 const struct brain_en_class brain_en_tables = {

@@ -126,6 +126,12 @@ brain_graph_table(const struct brain_graph *g, uint16_t idx)
     return brain_en_tables_get(node(g, &brain_en_tables)->data, idx);
 }
 
+uint64_t
+brain_graph_tables_compiled(const struct brain_graph *g)
+{
+    return brain_en_tables_compiled(node(g, &brain_en_tables)->data);
+}
+
 const struct brain_nodeset *
 brain_graph_tables_changed(const struct brain_graph *g)
 {

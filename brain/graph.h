@@ -81,6 +81,10 @@ int brain_graph_run(struct brain_graph *, const struct brain_graph_ctx *,
 const struct mcos_table *brain_graph_table(const struct brain_graph *,
                                            uint16_t idx);
 
+/* How many tables the graph compiled so far (whether or not they came out
+ * changed): what "only the nodes whose inputs changed recompile" means. */
+uint64_t brain_graph_tables_compiled(const struct brain_graph *);
+
 /* The nodes whose table changed in the last pass. */
 const struct brain_nodeset *
 brain_graph_tables_changed(const struct brain_graph *);

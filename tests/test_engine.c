@@ -289,12 +289,14 @@ START_TEST(test_only_changed_nodes_recompile)
 
     fix_init(&f);
     pass(&f);
-    /* An operator's task on n2: only n2's table changes. */
+    ck_assert_uint_eq(brain_graph_tables_compiled(f.g), 4);
+    /* An operator's task on n2: only n2's table is compiled again. */
     ck_assert_int_eq(brain_replica_add(&f.c, "n2", 0xabc, "n4",
                                        MCOS__TIER_KIND__TIER_DRAM, err,
                                        sizeof err),
                      0);
     pass(&f);
+    ck_assert_uint_eq(brain_graph_tables_compiled(f.g), 5);
     ck_assert(changed(&f, "n2"));
     ck_assert(!changed(&f, "n1") && !changed(&f, "n3") && !changed(&f, "n4"));
     check_recompute(&f);
@@ -320,6 +322,7 @@ START_TEST(test_placement)
 {
     struct fix f;
     struct brain_node *n1;
+    uint64_t compiled;
     char *d;
 
     fix_init(&f);
@@ -345,8 +348,10 @@ START_TEST(test_placement)
     check_recompute(&f);
     /* A small change within the same quarter recompiles nothing. */
     n1->tiers[MCOS__TIER_KIND__TIER_DRAM].used = 860;
+    compiled = brain_graph_tables_compiled(f.g);
     pass(&f);
     ck_assert(!brain_graph_tables_changed(f.g)->any);
+    ck_assert_uint_eq(brain_graph_tables_compiled(f.g), compiled);
     check_recompute(&f);
     fix_fini(&f);
 }

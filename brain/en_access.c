@@ -8,7 +8,9 @@
  *
  * Reports are folded in as they arrive (brain_graph_report); a pass says
  * which nodes learned something since the last one.  A node keeps at most
- * BRAIN_ACCESS_MAX_PAIRS pairs; later new pairs are not learned.
+ * BRAIN_ACCESS_MAX_PAIRS pairs; when it is full, every count is halved
+ * and the pairs that reach 0 are forgotten (old patterns fade, so new
+ * ones can be learned).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -17,7 +19,8 @@
 #include "en.h"
 #include "ids.h"
 
-#define BRAIN_ACCESS_MAX_PAIRS 65536
+/* Pairs one node keeps: bounds the learner at about 256 KiB a node. */
+#define BRAIN_ACCESS_MAX_PAIRS 8192
 
 struct node_pairs {
     uint64_t last;               /* last object accessed, 0: none */
@@ -30,7 +33,7 @@ struct node_pairs {
 
 struct access {
     struct node_pairs *node[BRAIN_PREFIX_MAX_NODES]; /* by idx, lazily */
-    uint64_t dropped; /* pairs not learned: a node was full */
+    uint64_t dropped; /* pairs not learned: out of memory */
 };
 
 static int
@@ -64,19 +67,13 @@ slot_of(uint64_t from, uint64_t to, size_t mask)
     return (size_t)mcos_mix64(from * 0x9e3779b97f4a7c15ULL ^ to) & mask;
 }
 
+/* Rebuilds the open-addressing slots for `cap` pairs. */
 static int
-grow(struct node_pairs *p)
+reindex(struct node_pairs *p, size_t cap)
 {
-    size_t cap = p->cap ? p->cap * 2 : 64;
     size_t mask = cap * 2 - 1;
-    void *v = realloc(p->v, cap * sizeof *p->v);
-    uint32_t *slots;
+    uint32_t *slots = calloc(mask + 1, sizeof *slots);
 
-    if (!v) {
-        return -ENOMEM;
-    }
-    p->v = v;
-    slots = calloc(mask + 1, sizeof *slots);
     if (!slots) {
         return -ENOMEM;
     }
@@ -91,8 +88,41 @@ grow(struct node_pairs *p)
     free(p->slots);
     p->slots = slots;
     p->mask = mask;
+    return 0;
+}
+
+static int
+grow(struct node_pairs *p)
+{
+    size_t cap = p->cap ? p->cap * 2 : 64;
+    void *v = realloc(p->v, cap * sizeof *p->v);
+
+    if (!v) {
+        return -ENOMEM;
+    }
+    p->v = v;
+    if (reindex(p, cap)) {
+        return -ENOMEM;
+    }
     p->cap = cap;
     return 0;
+}
+
+/* A full node: halve every count, forget the pairs that reach 0. */
+static int
+age(struct node_pairs *p)
+{
+    size_t j = 0;
+
+    for (size_t i = 0; i < p->n; i++) {
+        p->v[i].count /= 2;
+        if (p->v[i].count) {
+            p->v[j++] = p->v[i];
+        }
+    }
+    p->n = j;
+    p->dirty = true;
+    return reindex(p, p->cap);
 }
 
 static void
@@ -114,7 +144,12 @@ learn(struct access *d, struct node_pairs *p, uint64_t from, uint64_t to)
             }
         }
     }
-    if (p->n >= BRAIN_ACCESS_MAX_PAIRS || (p->n == p->cap && grow(p) != 0)) {
+    if (p->n >= BRAIN_ACCESS_MAX_PAIRS &&
+        (age(p) != 0 || p->n >= BRAIN_ACCESS_MAX_PAIRS)) {
+        d->dropped++;
+        return;
+    }
+    if (p->n == p->cap && grow(p) != 0) {
         d->dropped++;
         return;
     }

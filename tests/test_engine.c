@@ -383,6 +383,25 @@ START_TEST(test_prefetch_learned)
     check_golden("engine_n3_prefetch.txt", d);
     free(d);
     check_recompute(&f);
+
+    /* 9000 new pairs overflow n3's 8192: counts are halved (3 -> 1,
+     * below the support of 3) and the old rules fade. */
+    {
+        Mcos__ObjectEvent *flood = calloc(9001, sizeof *flood);
+
+        for (int i = 0; i < 9001; i++) {
+            flood[i] = kv_event(MCOS__EVENT_KIND__EVENT_ACCESSED,
+                                0x100000 + (uint64_t)i, 3);
+        }
+        report(&f, "n3", flood, 9001);
+        free(flood);
+    }
+    pass(&f);
+    ck_assert(changed(&f, "n3"));
+    d = dump_node(&f, "n3");
+    ck_assert_ptr_null(strstr(d, "prefetch/"));
+    free(d);
+    check_recompute(&f);
     fix_fini(&f);
 }
 END_TEST

@@ -49,14 +49,21 @@ usage(FILE *f)
         "runs\n"
         "                          generation N or later (default timeout 30 "
         "s)\n"
-        "  sync [--wait]           compile and push a new generation; with\n"
-        "                          --wait, wait for every node to apply it\n"
+        "  sync [--wait] [--recompute]\n"
+        "                          compile and push a new generation; with\n"
+        "                          --wait, wait for every node to apply it;\n"
+        "                          --recompute runs every decide/compile "
+        "step\n"
+        "                          from scratch (must not change any table)\n"
         "  tables NODE             the node's compiled table (canonical "
         "dump)\n"
         "  replicate NODE OBJECT PEER [--tier hbm|dram|nvme]\n"
         "                          have NODE copy OBJECT (hex id) to PEER's "
         "tier\n"
         "                          (default dram), verified, before demand\n"
+        "  replication             the copies of hot prefixes the brain "
+        "made,\n"
+        "                          their state and why\n"
         "\n"
         "Global options:\n"
         "  --brain URL    the brain's HTTP API [$MCOS_BRAIN, else\n"
@@ -448,18 +455,21 @@ cmd_wait(const struct opts *o, int argc, char **argv)
 static int
 cmd_sync(const struct opts *o, int argc, char **argv)
 {
-    bool wait = false;
+    bool wait = false, recompute = false;
     json_t *doc;
     uint64_t gen;
 
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--wait")) {
             wait = true;
+        } else if (!strcmp(argv[i], "--recompute")) {
+            recompute = true;
         } else {
             die(EXIT_USAGE, "sync: unexpected argument '%s'", argv[i]);
         }
     }
-    doc = call(o, "POST", "/v1/sync", NULL);
+    doc =
+        call(o, "POST", recompute ? "/v1/sync?recompute=1" : "/v1/sync", NULL);
     gen = (uint64_t)json_integer_value(json_object_get(doc, "generation"));
     json_decref(doc);
     if (!o->json) {
@@ -499,6 +509,39 @@ cmd_replicate(const struct opts *o, int argc, char **argv)
             json_string_value(json_object_get(doc, "object")), argv[0],
             argv[2], json_string_value(json_object_get(doc, "tier")),
             (uint64_t)json_integer_value(json_object_get(doc, "generation")));
+    }
+    json_decref(doc);
+    return 0;
+}
+
+/* replication: the brain's copies of hot prefixes. */
+static int
+cmd_replication(const struct opts *o)
+{
+    json_t *doc = call(o, "GET", "/v1/replication", NULL);
+    json_t *list = json_object_get(doc, "replicas"), *r;
+    size_t i;
+
+    if (o->json) {
+        print_json(doc);
+        json_decref(doc);
+        return 0;
+    }
+    printf("%-16s %-10s %-10s %-10s %-9s %5s  %s\n", "OBJECT", "NS", "FROM",
+           "TO", "STATE", "HITS", "WHY");
+    json_array_foreach(list, i, r)
+    {
+        printf("%-16s %-10s %-10s %-10s %-9s %5d  %s\n",
+               json_string_value(json_object_get(r, "object")),
+               json_string_value(json_object_get(r, "ns")),
+               json_string_value(json_object_get(r, "source")),
+               json_string_value(json_object_get(r, "target")),
+               json_string_value(json_object_get(r, "state")),
+               (int)json_integer_value(json_object_get(r, "hits")),
+               json_string_value(json_object_get(r, "why")));
+    }
+    if (json_array_size(list) == 0) {
+        printf("(no copies)\n");
     }
     json_decref(doc);
     return 0;
@@ -854,6 +897,8 @@ main(int argc, char **argv)
         return cmd_wait(&o, rest, args);
     } else if (!strcmp(cmd, "sync")) {
         return cmd_sync(&o, rest, args);
+    } else if (!strcmp(cmd, "replication") && rest == 0) {
+        return cmd_replication(&o);
     } else if (!strcmp(cmd, "tables") && rest == 1) {
         return cmd_tables(&o, args[0]);
     } else if (!strcmp(cmd, "objects")) {
@@ -867,7 +912,7 @@ main(int argc, char **argv)
     }
     if (!strcmp(cmd, "nodes") || !strcmp(cmd, "status") ||
         !strcmp(cmd, "node") || !strcmp(cmd, "tables") ||
-        !strcmp(cmd, "object")) {
+        !strcmp(cmd, "object") || !strcmp(cmd, "replication")) {
         die(EXIT_USAGE, "%s: wrong number of arguments (see --help)", cmd);
     }
     die(EXIT_USAGE, "unknown command '%s' (see --help)", cmd);

@@ -93,8 +93,8 @@ apply_table(struct agent *a, const Mcos__TableUpdate *u)
         set_interval(a, interval);
         if (a->fabric) {
             agent_fabric_tables_changed(a->fabric);
-            agent_store_replicate(a->store);
         }
+        agent_store_replicate(a->store);
     }
 }
 

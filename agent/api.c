@@ -302,6 +302,14 @@ get_metrics(struct mcos_http_request *req, void *arg)
                  "Replica attempts that first copied the object from hbm or "
                  "nvme into dram, where peers read it.",
                  sc.replicas_staged);
+        SCOUNTER("mcos_agent_rule_drops_total",
+                 "Objects dropped by the brain's drop rules (unused "
+                 "replicas).",
+                 sc.rule_drops);
+        SCOUNTER("mcos_agent_rule_prefetches_total",
+                 "Moves started by prefetch rules when their trigger was "
+                 "read.",
+                 sc.rule_prefetches);
         SCOUNTER("mcos_agent_api_requests_total", "Local API requests.",
                  ac.requests);
         SCOUNTER("mcos_agent_api_errors_total",

@@ -838,12 +838,90 @@ replicas_due(struct agent_store *s)
     }
 }
 
+static void drop(struct agent_store *s, struct agent_object *o);
+
+/* The table's drop/ rules: copies the brain made that nobody used (it
+ * sends them only while another node holds the object). */
+static void
+drops_apply(struct agent_store *s)
+{
+    const struct mcos_table *t = agent_tables_read_lock(s->tables);
+    size_t n = t ? mcos_table_n_rules(t) : 0, k = 0;
+    uint64_t *ids = calloc(n + 1, sizeof *ids);
+
+    for (size_t i = 0; ids && i < n; i++) {
+        const Mcos__Rule *r = mcos_table_rule(t, i);
+
+        if (r->rule_case == MCOS__RULE__RULE_DROP) {
+            ids[k++] = r->drop->object_id;
+        }
+    }
+    agent_tables_read_unlock(s->tables);
+    for (size_t i = 0; i < k; i++) {
+        struct agent_object *o = agent_registry_find(s->reg, ids[i]);
+
+        if (!o || o->state != AGENT_OBJ_RESIDENT || o->pins || o->views ||
+            o->tier == MCOS__TIER_KIND__TIER_REMOTE) {
+            continue;
+        }
+        LOG_INFO("object %016" PRIx64 " dropped from %s: the brain's "
+                 "replica was not used",
+                 o->id, tname(o->tier));
+        drop(s, o);
+        s->counters.rule_drops++;
+    }
+    free(ids);
+}
+
+/* A prefetch/ rule fires: `trigger` was just read here, so the objects
+ * that usually follow it move up now, before they are asked for. */
+static void
+prefetch_by_rule(struct agent_store *s, uint64_t trigger)
+{
+    const struct mcos_table *t = agent_tables_read_lock(s->tables);
+    uint64_t ids[MCOS_TABLE_MAX_PREFETCH];
+    const Mcos__Rule *r = NULL;
+    uint32_t deadline_ms = 0;
+    size_t n = 0;
+    int tier = 0;
+    char key[32];
+
+    if (t) {
+        snprintf(key, sizeof key, "prefetch/%016" PRIx64, trigger);
+        r = mcos_table_find(t, key);
+    }
+    if (r && r->rule_case == MCOS__RULE__RULE_PREFETCH) {
+        n = r->prefetch->n_objects;
+        memcpy(ids, r->prefetch->objects, n * sizeof *ids);
+        tier = r->prefetch->tier;
+        deadline_ms = r->prefetch->deadline_ms;
+    }
+    agent_tables_read_unlock(s->tables);
+    if (n == 0 || !tier_ok(tier) || !s->tiers[tier]) {
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct agent_object *o = agent_registry_find(s->reg, ids[i]);
+
+        /* Only an object at rest in a slower tier of this node. */
+        if (!o || o->state != AGENT_OBJ_RESIDENT || o->pins || o->views ||
+            o->tier <= tier || o->tier == MCOS__TIER_KIND__TIER_REMOTE) {
+            continue;
+        }
+        if (start_move(s, o, tier, MOVE_PREFETCH,
+                       now_us(s) + (uint64_t)deadline_ms * 1000, NULL) == 0) {
+            s->counters.rule_prefetches++;
+        }
+    }
+}
+
 void
 agent_store_replicate(struct agent_store *s)
 {
     const struct mcos_table *t;
     size_t n;
 
+    drops_apply(s);
     if (!s->fabric) {
         return;
     }
@@ -1348,6 +1426,7 @@ do_get(struct agent_store *s, struct agent_store_req *req)
     agent_registry_touch(s->reg, o);
     s->counters.gets++;
     event(s, o, MCOS__EVENT_KIND__EVENT_ACCESSED, o->tier);
+    prefetch_by_rule(s, o->id);
     req->offset = o->ext.off;
     req->length = o->size;
     req->view_out = view;

@@ -140,6 +140,8 @@ struct agent_store_counters {
     uint64_t replica_failures; /* replica attempts that failed */
     uint64_t replicas_adopted; /* replicas peers sent here */
     uint64_t replicas_staged;  /* replicas copied to dram to be sent */
+    uint64_t rule_drops;       /* objects dropped by drop/ rules */
+    uint64_t rule_prefetches;  /* moves started by prefetch/ rules */
 };
 
 void agent_store_counters(const struct agent_store *,
@@ -172,9 +174,11 @@ void agent_store_set_fabric(struct agent_store *, struct agent_fabric *);
 /* A tier the store owns (the fabric registers the DRAM arena). */
 struct agent_tier *agent_store_tier(const struct agent_store *, int kind);
 
-/* A new table is in force: takes up its replica rules (and drops tasks
- * whose rule is gone) and starts what is due.  Retries after a backoff
- * start from agent_store_tick. */
+/* A new table is in force: drops the objects its drop/ rules name (those
+ * at rest: not pinned, viewed or moving; a busy one is looked at again with
+ * the next table), takes up its replica rules (and drops tasks whose rule
+ * is gone) and starts what is due.  Retries after a backoff start from
+ * agent_store_tick.  Replica rules need the fabric; drops do not. */
 void agent_store_replicate(struct agent_store *);
 
 #endif /* AGENT_STORE_H */

@@ -369,6 +369,7 @@ brain_replica_done(struct brain_cluster *c, const char *peer, uint64_t object)
 
             if (r->object == object && !strcmp(r->peer, peer)) {
                 any = true;
+                src->replicas_ver++;
                 continue;
             }
             src->replicas[j++] = *r;
@@ -411,6 +412,7 @@ brain_replica_add(struct brain_cluster *c, const char *node, uint64_t object,
     for (size_t i = 0; i < n->n_replicas; i++) {
         if (n->replicas[i].object == object &&
             !strcmp(n->replicas[i].peer, peer)) {
+            n->replicas_ver += n->replicas[i].tier != tier;
             n->replicas[i].tier = tier;
             return 0;
         }
@@ -430,6 +432,7 @@ brain_replica_add(struct brain_cluster *c, const char *node, uint64_t object,
     v->object = object;
     snprintf(v->peer, sizeof v->peer, "%s", peer);
     v->tier = tier;
+    n->replicas_ver++;
     return 0;
 }
 

@@ -173,12 +173,25 @@ get_status(struct mcos_http_request *req, void *arg)
             mcos_members_watching(b->members)));
 }
 
+/* POST /v1/sync[?recompute=1]: a new generation now; with recompute, the
+ * decide/compile graph runs every node from scratch. */
 static void
 post_sync(struct mcos_http_request *req, void *arg)
 {
     struct brain *b = arg;
-    int64_t gen = brain_sync(b);
+    const char *q = mcos_http_request_query(req);
+    bool recompute = !strcmp(q, "recompute=1");
+    int64_t gen;
 
+    if (*q && !recompute && strcmp(q, "recompute=0")) {
+        mcos_http_respond_error(req, 400,
+                                "sync: unknown query '%.64s' (want "
+                                "recompute=1 or nothing)",
+                                q);
+        return;
+    }
+    b->recompute = recompute;
+    gen = brain_sync(b);
     if (gen < 0) {
         mcos_http_respond_error(req, 500,
                                 "could not publish a new "
@@ -187,7 +200,63 @@ post_sync(struct mcos_http_request *req, void *arg)
         return;
     }
     mcos_http_respond_json(req, 200,
-                           json_pack("{s:I}", "generation", (json_int_t)gen));
+                           json_pack("{s:I, s:b}", "generation",
+                                     (json_int_t)gen, "recompute", recompute));
+}
+
+struct repl_json {
+    struct brain *b; /* for names */
+    json_t *list;    /* what we fill */
+};
+
+static const char *
+idx_name(const struct brain *b, uint16_t idx)
+{
+    for (size_t i = 0; i < b->cluster.n; i++) {
+        if (b->cluster.nodes[i]->idx == idx) {
+            return b->cluster.nodes[i]->name;
+        }
+    }
+    return "?";
+}
+
+static void
+repl_one(const struct brain_repl_info *i, void *arg)
+{
+    struct repl_json *rj = arg;
+    const char *ns = brain_kv_ns_name(rj->b->kv, i->ns);
+    char obj[24], why[256];
+
+    snprintf(obj, sizeof obj, "%016" PRIx64, i->object);
+    snprintf(why, sizeof why,
+             "hotness %.2f >= %.3f with %u live holder(s), below %u "
+             "copies; %s",
+             i->hotness, rj->b->repl.min_hotness_milli / 1000.0, i->holders,
+             rj->b->repl.copies,
+             i->other_rack ? "copied into a rack no holder was in"
+                           : "no node in another rack could take it");
+    json_array_append_new(
+        rj->list,
+        json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:f, s:i, s:b, s:s}", "ns",
+                  ns ? ns : "?", "object", obj, "source",
+                  idx_name(rj->b, i->source), "target",
+                  idx_name(rj->b, i->target), "state", i->state, "hits",
+                  (int)i->hits, "hotness", i->hotness, "holders",
+                  (int)i->holders, "other_rack", i->other_rack, "why", why));
+}
+
+/* GET /v1/replication: the copies the brain decided, and why. */
+static void
+get_replication(struct mcos_http_request *req, void *arg)
+{
+    struct repl_json rj = {arg, json_array()};
+
+    brain_graph_replicas(rj.b->graph, repl_one, &rj);
+    mcos_http_respond_json(
+        req, 200,
+        json_pack("{s:o, s:i, s:i, s:i}", "replicas", rj.list, "copies",
+                  (int)rj.b->repl.copies, "budget", (int)rj.b->repl.budget,
+                  "interval_ms", (int)(rj.b->repl.interval_us / 1000)));
 }
 
 /* Parses a request body, or answers 400 saying where it is broken. */
@@ -480,6 +549,15 @@ get_metrics(struct mcos_http_request *req, void *arg)
     COUNTER("mcos_brain_compiles_total", compiles, "Compile passes.");
     COUNTER("mcos_brain_state_errors_total", state_errors,
             "Failures to save the generation counter.");
+    COUNTER("mcos_brain_engine_errors_total", engine_errors,
+            "Decide/compile passes that failed (the next one recomputes).");
+    COUNTER("mcos_brain_recomputes_total", recomputes,
+            "Forced full recomputes of the decide/compile graph.");
+    metric(f, "mcos_brain_tables_compiled_total", "counter",
+           "Node tables compiled by the decide/compile graph (only those "
+           "whose inputs changed).");
+    fprintf(f, "mcos_brain_tables_compiled_total %" PRIu64 "\n",
+            brain_graph_tables_compiled(b->graph));
 #undef COUNTER
     {
         struct brain_kv_stats kv;
@@ -520,6 +598,7 @@ brain_api_register(struct brain *b)
         {"POST", "/v1/sync", false, post_sync},
         {"POST", "/v1/route", false, post_route},
         {"POST", "/v1/replicate", false, post_replicate},
+        {"GET", "/v1/replication", false, get_replication},
         {"GET", "/metrics", false, get_metrics},
     };
 

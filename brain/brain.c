@@ -162,6 +162,7 @@ on_report(struct brain *b, struct mcos_bus_request *req,
         return;
     }
     brain_kv_report(b->kv, res.node->idx, rep, mcos_clock_now(b->clock));
+    brain_graph_report(b->graph, res.node->idx, rep);
     res.node->routed = 0;
     res.node->routed_blocks = 0;
     if (res.topology_changed || res.replicas_done) {
@@ -329,58 +330,54 @@ save_gen(struct brain *b, uint64_t gen)
     return r;
 }
 
-/* Compiles every node at gen+1; publishes only if something changed (or a
- * sync forced it). */
+/* Runs the decide/compile graph; when a table changed (or a sync forced
+ * it), publishes generation gen+1 to every node that is up: changed tables
+ * as compiled, the others restamped. */
 static void
 compile_all(struct brain *b)
 {
     struct brain_cluster *c = &b->cluster;
     uint64_t start = mcos_clock_now(b->clock);
     uint64_t gen = b->gen + 1;
-    struct mcos_table **next;
-    bool changed = b->force;
+    struct brain_graph_ctx ctx = {c,        &b->policy, b->kv,
+                                  &b->repl, &b->place,  start};
+    bool changed = b->force, recompute = b->recompute;
+    char err[256];
+    size_t published = 0;
 
-    next = calloc(c->n ? c->n : 1, sizeof *next);
-    if (!next) {
-        LOG_ERR("out of memory compiling tables");
-        return;
+    if (brain_graph_run(b->graph, &ctx, recompute, err, sizeof err)) {
+        b->counters.engine_errors++;
+        LOG_ERR("%s", err);
     }
-    for (size_t i = 0; i < c->n; i++) {
-        struct brain_node *n = c->nodes[i];
-        char err[MCOS_TABLE_ERR_LEN];
-
-        if (n->live == BRAIN_FAILED || !n->hello) {
-            continue;
-        }
-        if (brain_compile_node(c, n, &b->policy, gen, &next[i], err,
-                               sizeof err)) {
-            LOG_ERR("cannot compile the table of node %s: %s", n->name, err);
-            continue;
-        }
-        if (!n->desired || !mcos_table_same_rules(n->desired, next[i])) {
-            changed = true;
-        }
+    b->recompute = false;
+    b->counters.recomputes += recompute;
+    changed |= brain_graph_tables_changed(b->graph)->any;
+    for (size_t i = 0; i < c->n && !changed; i++) {
+        /* A node that restarted lost its desired table. */
+        changed = !c->nodes[i]->desired &&
+                  brain_graph_table(b->graph, c->nodes[i]->idx);
     }
     b->counters.compiles++;
     if (changed && save_gen(b, gen) == 0) {
         b->gen = gen;
         for (size_t i = 0; i < c->n; i++) {
-            if (next[i]) {
-                brain_node_set_desired(c->nodes[i], next[i]);
-                next[i] = NULL;
+            const struct mcos_table *t =
+                brain_graph_table(b->graph, c->nodes[i]->idx);
+            struct mcos_table *stamped;
+
+            if (!t || mcos_table_restamp(t, gen, &stamped)) {
+                continue;
             }
+            brain_node_set_desired(c->nodes[i], stamped);
+            published++;
         }
         b->dirty = false;
         b->force = false;
-        LOG_INFO("generation %" PRIu64 " compiled for %zu nodes", gen,
-                 c->n - brain_cluster_count(c, BRAIN_FAILED));
+        LOG_INFO("generation %" PRIu64 " compiled for %zu nodes%s", gen,
+                 published, recompute ? " (full recompute)" : "");
     } else if (!changed) {
         b->dirty = false;
     }
-    for (size_t i = 0; i < c->n; i++) {
-        mcos_table_free(next[i]);
-    }
-    free(next);
     b->counters.compile_us = mcos_clock_now(b->clock) - start;
 }
 
@@ -422,9 +419,9 @@ brain_run(struct brain *b)
         }
     }
     brain_kv_tick(b->kv);
-    if (b->dirty || b->force) {
-        compile_all(b);
-    }
+    /* The graph's inputs notice what changed; a pass with no change is a
+     * few comparisons per node. */
+    compile_all(b);
     push_watches(b);
 }
 
@@ -548,6 +545,18 @@ brain_create(uv_loop_t *loop, const struct brain_config *cfg,
     b->weights.queue_block_weight = (double)cfg->queue_block_milli / 1000.0;
     b->weights.bound_eps = (double)cfg->bound_eps_milli / 1000.0;
     b->weights.rack_penalty = (double)cfg->rack_penalty_milli / 1000.0;
+    b->repl.min_hotness_milli = (uint32_t)cfg->repl_min_hotness_milli;
+    b->repl.copies = (uint32_t)cfg->repl_copies;
+    b->repl.budget = (uint32_t)cfg->repl_budget;
+    b->repl.budget_bytes = cfg->repl_budget_bytes;
+    b->repl.candidates = (uint32_t)cfg->repl_candidates;
+    b->repl.interval_us = cfg->repl_interval_ms * 1000;
+    b->repl.drop_hits = (uint32_t)cfg->repl_drop_hits;
+    b->repl.drop_after_us = cfg->repl_drop_after_ms * 1000;
+    b->place.admit_pressure_milli = (uint32_t)cfg->admit_pressure_milli;
+    b->place.prefetch_min_support = (uint32_t)cfg->prefetch_min_support;
+    b->place.prefetch_deadline_ms = (uint32_t)cfg->prefetch_deadline_ms;
+    b->place.prefetch_max_rules = (uint32_t)cfg->prefetch_max_rules;
     b->start_us = mcos_clock_now(clock);
     brain_cluster_init(&b->cluster);
 
@@ -557,9 +566,15 @@ brain_create(uv_loop_t *loop, const struct brain_config *cfg,
                     mcos_strerror(r));
         goto fail_cfg;
     }
+    r = brain_graph_create(&b->graph);
+    if (r) {
+        mcos_seterr(err, errlen, "cannot create the decide/compile graph: %s",
+                    mcos_strerror(r));
+        goto fail_kv;
+    }
     r = brain_state_open(cfg->state_dir, &b->state, err, errlen);
     if (r) {
-        goto fail_kv;
+        goto fail_graph;
     }
     /* A new brain starts a new generation: what agents run was compiled
      * by another brain, which may have had other inputs. */
@@ -610,6 +625,8 @@ fail_bus:
     mcos_bus_server_close(b->bus);
 fail_state:
     brain_state_close(b->state);
+fail_graph:
+    brain_graph_destroy(b->graph);
 fail_kv:
     brain_kv_destroy(b->kv);
 fail_cfg:
@@ -628,6 +645,7 @@ closed_cb(uv_handle_t *h)
 
     if (--b->closing == 0) {
         brain_cluster_destroy(&b->cluster);
+        brain_graph_destroy(b->graph);
         brain_kv_destroy(b->kv);
         brain_state_close(b->state);
         mcos_cfg_free(brain_config_opts, brain_n_config_opts, &b->cfg);

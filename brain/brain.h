@@ -31,6 +31,7 @@
 #include "cluster.h"
 #include "compile.h"
 #include "config.h"
+#include "graph.h"
 #include "http.h"
 #include "kvindex.h"
 #include "route.h"
@@ -52,6 +53,18 @@ struct brain_config {
     uint64_t queue_block_milli;       /* routing: per queued block x1000 */
     uint64_t bound_eps_milli;         /* routing: bounded-load slack x1000 */
     uint64_t rack_penalty_milli;      /* routing: other rack x1000 */
+    uint64_t repl_min_hotness_milli;  /* replication: hot enough x1000 */
+    uint64_t repl_copies;             /* replication: live holders wanted */
+    uint64_t repl_budget;             /* replication: new copies a round */
+    uint64_t repl_budget_bytes;       /* replication: bytes a round */
+    uint64_t repl_candidates;         /* replication: blocks per namespace */
+    uint64_t repl_interval_ms;        /* replication: round period */
+    uint64_t repl_drop_hits;          /* replication: hits a copy needs */
+    uint64_t repl_drop_after_ms;      /* replication: per this window */
+    uint64_t admit_pressure_milli;    /* placement: admission rise x1000 */
+    uint64_t prefetch_min_support;    /* prefetch: pair seen this often */
+    uint64_t prefetch_deadline_ms;    /* prefetch: rules' deadline */
+    uint64_t prefetch_max_rules;      /* prefetch: rules per node */
     char *etcd_endpoints;             /* membership leases, "" for none */
     char *log_level;                  /* log spec, see log.h */
 };
@@ -63,15 +76,17 @@ extern const size_t brain_n_config_opts;
 int brain_config_check(const struct brain_config *, char *err, size_t errlen);
 
 struct brain_counters {
-    uint64_t hellos;       /* hellos accepted */
-    uint64_t reports;      /* reports accepted */
-    uint64_t watches;      /* watches accepted */
-    uint64_t bad_messages; /* messages refused */
-    uint64_t updates_sent; /* table updates sent */
-    uint64_t full_updates; /* of which full snapshots */
-    uint64_t compiles;     /* compile passes */
-    uint64_t compile_us;   /* duration of the last compile pass */
-    uint64_t state_errors; /* failures to save the generation */
+    uint64_t hellos;        /* hellos accepted */
+    uint64_t reports;       /* reports accepted */
+    uint64_t watches;       /* watches accepted */
+    uint64_t bad_messages;  /* messages refused */
+    uint64_t updates_sent;  /* table updates sent */
+    uint64_t full_updates;  /* of which full snapshots */
+    uint64_t compiles;      /* compile passes */
+    uint64_t compile_us;    /* duration of the last compile pass */
+    uint64_t state_errors;  /* failures to save the generation */
+    uint64_t engine_errors; /* decide/compile passes that failed */
+    uint64_t recomputes;    /* forced full recomputes */
 };
 
 struct mcos_members_watch;
@@ -98,6 +113,10 @@ struct brain {
     uint64_t routes;                    /* routing decisions made */
     struct brain_counters counters;     /* for /metrics */
     struct mcos_members_watch *members; /* etcd membership, or NULL */
+    struct brain_graph *graph;          /* decide/compile engine */
+    struct brain_repl_config repl;      /* replication knobs, from cfg */
+    struct brain_place_config place;    /* placement knobs, from cfg */
+    bool recompute;                     /* next run: full recompute */
 };
 
 /* Starts a brain: state directory, bus, HTTP API, timers.  The config is
@@ -116,7 +135,9 @@ void brain_run(struct brain *);
 void brain_schedule(struct brain *);
 
 /* Forces a new generation (mcos-admin sync); returns it, or a negative
- * errno if it could not be saved. */
+ * errno if it could not be saved.  With b->recompute set first, the
+ * decide/compile graph recomputes every node from scratch (sync
+ * --recompute), which must give the tables the incremental path gave. */
 int64_t brain_sync(struct brain *);
 
 /* True when every node that is not failed runs generation >= gen. */

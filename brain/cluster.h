@@ -75,6 +75,7 @@ struct brain_node {
                                        estimate */
     struct brain_replica *replicas; /* tasks with this node as source */
     size_t n_replicas;              /* their count */
+    uint64_t replicas_ver;          /* bumped when `replicas` changes */
 };
 
 struct brain_cluster {

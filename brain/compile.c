@@ -112,7 +112,8 @@ has_tier(const Mcos__Hello *h, int kind)
 }
 
 static int
-add_tiers(struct rules *rs, const Mcos__Hello *h, const struct brain_policy *p)
+add_tiers(struct rules *rs, const Mcos__Hello *h, const struct brain_policy *p,
+          const struct brain_node_decisions *dec)
 {
     int prev = 0;
 
@@ -134,6 +135,9 @@ add_tiers(struct rules *rs, const Mcos__Hello *h, const struct brain_policy *p)
         tr->high_watermark_pct = p->high_watermark_pct;
         tr->low_watermark_pct = p->low_watermark_pct;
         tr->admit_min_hotness_milli = p->admit_min_hotness_milli;
+        if (dec && ti->kind < BRAIN_N_TIERS && dec->admit_set[ti->kind]) {
+            tr->admit_min_hotness_milli = dec->admit_milli[ti->kind];
+        }
         r->rule_case = MCOS__RULE__RULE_TIER;
         r->tier = tr;
     }
@@ -201,27 +205,100 @@ add_peers(struct rules *rs, const struct brain_cluster *c,
     return 0;
 }
 
+static Mcos__Rule *
+add_replica(struct rules *rs, uint64_t object, const char *peer, int tier)
+{
+    char sub[96];
+    Mcos__ReplicaRule *rr;
+    Mcos__Rule *r;
+
+    snprintf(sub, sizeof sub, "%016" PRIx64 "/%s", object, peer);
+    r = add_rule(rs, "replica/", sub);
+    rr = own(rs, sizeof *rr);
+    if (!r || !rr) {
+        return NULL;
+    }
+    mcos__replica_rule__init(rr);
+    rr->object_id = object;
+    rr->peer = (char *)peer;
+    rr->tier = tier;
+    r->rule_case = MCOS__RULE__RULE_REPLICA;
+    r->replica = rr;
+    return r;
+}
+
+static bool
+operator_has(const struct brain_node *n, uint64_t object, const char *peer)
+{
+    for (size_t i = 0; i < n->n_replicas; i++) {
+        if (n->replicas[i].object == object &&
+            !strcmp(n->replicas[i].peer, peer)) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static int
-add_replicas(struct rules *rs, const struct brain_node *n)
+add_replicas(struct rules *rs, const struct brain_node *n,
+             const struct brain_node_decisions *d)
 {
     for (size_t i = 0; i < n->n_replicas; i++) {
         const struct brain_replica *v = &n->replicas[i];
-        char sub[96];
-        Mcos__ReplicaRule *rr;
-        Mcos__Rule *r;
 
-        snprintf(sub, sizeof sub, "%016" PRIx64 "/%s", v->object, v->peer);
-        r = add_rule(rs, "replica/", sub);
-        rr = own(rs, sizeof *rr);
-        if (!r || !rr) {
+        if (!add_replica(rs, v->object, v->peer, v->tier)) {
             return -ENOMEM;
         }
-        mcos__replica_rule__init(rr);
-        rr->object_id = v->object;
-        rr->peer = (char *)v->peer;
-        rr->tier = v->tier;
-        r->rule_case = MCOS__RULE__RULE_REPLICA;
-        r->replica = rr;
+    }
+    for (size_t i = 0; d && i < d->n_replicas; i++) {
+        const struct brain_replica *v = &d->replicas[i];
+
+        if (!operator_has(n, v->object, v->peer) &&
+            !add_replica(rs, v->object, v->peer, v->tier)) {
+            return -ENOMEM;
+        }
+    }
+    return 0;
+}
+
+static int
+add_decided(struct rules *rs, const struct brain_node_decisions *d)
+{
+    char sub[24];
+
+    for (size_t i = 0; d && i < d->n_drops; i++) {
+        Mcos__DropRule *dr = own(rs, sizeof *dr);
+        Mcos__Rule *r;
+
+        snprintf(sub, sizeof sub, "%016" PRIx64, d->drops[i]);
+        r = add_rule(rs, "drop/", sub);
+        if (!r || !dr) {
+            return -ENOMEM;
+        }
+        mcos__drop_rule__init(dr);
+        dr->object_id = d->drops[i];
+        r->rule_case = MCOS__RULE__RULE_DROP;
+        r->drop = dr;
+    }
+    for (size_t i = 0; d && i < d->n_prefetch; i++) {
+        const struct brain_prefetch *p = &d->prefetch[i];
+        Mcos__PrefetchRule *pr = own(rs, sizeof *pr);
+        Mcos__Rule *r;
+
+        snprintf(sub, sizeof sub, "%016" PRIx64, p->trigger);
+        r = add_rule(rs, "prefetch/", sub);
+        if (!r || !pr) {
+            return -ENOMEM;
+        }
+        mcos__prefetch_rule__init(pr);
+        pr->trigger = p->trigger;
+        /* The build copies what it needs. */
+        pr->objects = (uint64_t *)p->objects;
+        pr->n_objects = p->n_objects;
+        pr->tier = p->tier;
+        pr->deadline_ms = p->deadline_ms;
+        r->rule_case = MCOS__RULE__RULE_PREFETCH;
+        r->prefetch = pr;
     }
     return 0;
 }
@@ -248,6 +325,16 @@ brain_compile_node(const struct brain_cluster *c, const struct brain_node *n,
                    const struct brain_policy *p, uint64_t gen,
                    struct mcos_table **out, char *err, size_t errlen)
 {
+    return brain_compile_node_decided(c, n, p, NULL, gen, out, err, errlen);
+}
+
+int
+brain_compile_node_decided(const struct brain_cluster *c,
+                           const struct brain_node *n,
+                           const struct brain_policy *p,
+                           const struct brain_node_decisions *d, uint64_t gen,
+                           struct mcos_table **out, char *err, size_t errlen)
+{
     struct rules rs = {0};
     int r;
 
@@ -255,12 +342,15 @@ brain_compile_node(const struct brain_cluster *c, const struct brain_node *n,
         snprintf(err, errlen, "node %s has not said hello", n->name);
         return -ENOENT;
     }
-    r = add_tiers(&rs, n->hello, p);
+    r = add_tiers(&rs, n->hello, p, d);
     if (r == 0) {
         r = add_peers(&rs, c, n);
     }
     if (r == 0) {
-        r = add_replicas(&rs, n);
+        r = add_replicas(&rs, n, d);
+    }
+    if (r == 0) {
+        r = add_decided(&rs, d);
     }
     if (r == 0) {
         r = add_param(&rs, "report_interval_ms", p->report_interval_ms);

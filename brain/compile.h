@@ -14,6 +14,15 @@
  *                    and data-plane endpoints (how peers find each other;
  *                    a node the brain has not admitted is never listed)
  *   param/<name>     numeric knobs the agent follows (report interval)
+ *   replica/<o>/<p>  copy object o to peer p: operator tasks (POST
+ *                    /v1/replicate) and the brain's own (hot prefixes)
+ *   drop/<o>         drop this node's copy of o (a brain replica that
+ *                    stopped paying; another node holds o)
+ *   prefetch/<t>     when t is accessed here, bring these objects up
+ *
+ * The decide steps (engine nodes en_*.c) hand their choices for one node
+ * in struct brain_node_decisions; without them (NULL) a table holds the
+ * model-derived rules only.
  *
  * Where it sits: steps 3-4 (decide, compile).  Thread-safety: pure.
  */
@@ -33,8 +42,40 @@ struct brain_policy {
     uint32_t report_interval_ms;      /* agents' report interval */
 };
 
+/* A learned prefetch: trigger -> objects into tier within deadline_ms. */
+struct brain_prefetch {
+    uint64_t trigger;        /* the access that fires it */
+    const uint64_t *objects; /* what to bring up */
+    size_t n_objects;        /* how many (1..MCOS_TABLE_MAX_PREFETCH) */
+    int tier;                /* into which tier */
+    uint32_t deadline_ms;    /* how soon */
+};
+
+/* What the decide steps chose for one node, beside the model. */
+struct brain_node_decisions {
+    const struct brain_replica *replicas;  /* brain-made copies from here */
+    size_t n_replicas;                     /* their count */
+    const uint64_t *drops;                 /* replicas to drop here */
+    size_t n_drops;                        /* their count */
+    const struct brain_prefetch *prefetch; /* learned, sorted by trigger */
+    size_t n_prefetch;                     /* their count */
+    /* Per-tier admission threshold x1000 from placement; tiers with
+     * admit_set false keep the policy's. */
+    uint32_t admit_milli[BRAIN_N_TIERS];
+    bool admit_set[BRAIN_N_TIERS];
+};
+
 int brain_compile_node(const struct brain_cluster *, const struct brain_node *,
                        const struct brain_policy *, uint64_t gen,
                        struct mcos_table **out, char *err, size_t errlen);
+
+/* The same with the decide steps' choices (NULL: none).  A brain replica
+ * with the key of an operator's task is left out: the operator's wins. */
+int brain_compile_node_decided(const struct brain_cluster *,
+                               const struct brain_node *,
+                               const struct brain_policy *,
+                               const struct brain_node_decisions *,
+                               uint64_t gen, struct mcos_table **out,
+                               char *err, size_t errlen);
 
 #endif /* BRAIN_COMPILE_H */

@@ -13,6 +13,7 @@ MCOS_LOG_MODULE(kvindex);
 struct brain_kv {
     struct brain_prefix_index *idx; /* the index */
     char *ns[MAX_NS];               /* interned names, by id */
+    uint64_t block_bytes[MAX_NS];   /* largest block stored, by id */
     size_t n_ns;                    /* how many */
     uint64_t events;                /* events folded in */
 };
@@ -121,6 +122,9 @@ brain_kv_report(struct brain_kv *kv, uint16_t node, const Mcos__Report *rep,
         }
         switch (e->kind) {
         case MCOS__EVENT_KIND__EVENT_STORED:
+            if (e->size_bytes > kv->block_bytes[ns]) {
+                kv->block_bytes[ns] = e->size_bytes;
+            }
             if (tier >= 1 && tier <= BRAIN_PREFIX_TIER_MAX) {
                 brain_prefix_index_store(kv->idx, (uint16_t)ns, node,
                                          (uint8_t)tier, e->object_id,
@@ -192,4 +196,28 @@ brain_kv_stats(const struct brain_kv *kv, struct brain_kv_stats *out)
     out->memory_bytes = st.memory_bytes;
     out->namespaces = kv->n_ns;
     out->events = kv->events;
+}
+
+struct brain_prefix_index *
+brain_kv_index(struct brain_kv *kv)
+{
+    return kv->idx;
+}
+
+size_t
+brain_kv_n_ns(const struct brain_kv *kv)
+{
+    return kv->n_ns;
+}
+
+const char *
+brain_kv_ns_name(const struct brain_kv *kv, uint16_t ns)
+{
+    return ns < kv->n_ns ? kv->ns[ns] : NULL;
+}
+
+uint64_t
+brain_kv_ns_block_bytes(const struct brain_kv *kv, uint16_t ns)
+{
+    return ns < kv->n_ns ? kv->block_bytes[ns] : 0;
 }

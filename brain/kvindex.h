@@ -43,6 +43,16 @@ void brain_kv_node_gone(struct brain_kv *, uint16_t node);
 int brain_kv_match(struct brain_kv *, uint16_t ns, const uint64_t *chain,
                    size_t n, struct brain_prefix_match *out, size_t cap);
 
+/* The index itself, for decide steps that scan it (replication); the
+ * caller must not change it.  Namespaces are ids 0 .. brain_kv_n_ns - 1. */
+struct brain_prefix_index *brain_kv_index(struct brain_kv *);
+size_t brain_kv_n_ns(const struct brain_kv *);
+/* The largest block stored in a namespace so far (bytes; 0 unknown): what
+ * replication charges a copy against its byte budget. */
+uint64_t brain_kv_ns_block_bytes(const struct brain_kv *, uint16_t ns);
+/* A namespace's name by id, or NULL. */
+const char *brain_kv_ns_name(const struct brain_kv *, uint16_t ns);
+
 /* Spreads the index's cleanup of gone nodes over ticks. */
 void brain_kv_tick(struct brain_kv *);
 

@@ -61,4 +61,17 @@ struct mcos_boot_id mcos_boot_id_new(void);
 /* The object id for a name: a stable 64-bit hash, never 0. */
 struct mcos_object_id mcos_object_id_from_name(const char *name, size_t len);
 
+/* A 64-bit finaliser (murmur3's fmix64): spreads ids that are small or
+ * consecutive over all bits, for hash tables and deterministic spreading. */
+static inline uint64_t
+mcos_mix64(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ULL;
+    x ^= x >> 33;
+    return x;
+}
+
 #endif /* MCOS_IDS_H */

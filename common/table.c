@@ -21,10 +21,11 @@ struct entry {
 };
 
 struct mcos_table {
-    char node[MCOS_NODE_NAME_MAX + 1];        /* whose table */
-    uint64_t gen;                             /* its generation */
-    size_t n;                                 /* number of rules */
-    struct entry *e;                          /* rules sorted by key */
+    char node[MCOS_NODE_NAME_MAX + 1]; /* whose table */
+    uint64_t gen;                      /* its generation */
+    size_t n;                          /* number of rules */
+    struct entry *e;                   /* rules sorted by key */
+    unsigned *refs; /* tables sharing `e` (restamped copies), atomic */
     const Mcos__TierRule *tier[N_TIER_SLOTS]; /* tier rules by kind */
     int demote_next[N_TIER_SLOTS];            /* demotion chain by kind */
 };
@@ -163,6 +164,50 @@ mcos_table_rule_check(const Mcos__Rule *r, char *err, size_t errlen)
         }
         return 0;
     }
+    case MCOS__RULE__RULE_DROP: {
+        char want[48];
+
+        snprintf(want, sizeof want, "drop/%016" PRIx64, r->drop->object_id);
+        if (r->drop->object_id == 0 || strcmp(key, want)) {
+            mcos_seterr(err, errlen,
+                        "rule %s: a drop needs an object and the key "
+                        "drop/<object as 16 hex digits>",
+                        key);
+            return -EINVAL;
+        }
+        return 0;
+    }
+    case MCOS__RULE__RULE_PREFETCH: {
+        const Mcos__PrefetchRule *p = r->prefetch;
+        char want[48];
+
+        snprintf(want, sizeof want, "prefetch/%016" PRIx64, p->trigger);
+        if (p->trigger == 0 || strcmp(key, want)) {
+            mcos_seterr(err, errlen,
+                        "rule %s: a prefetch needs a trigger and the key "
+                        "prefetch/<trigger as 16 hex digits>",
+                        key);
+            return -EINVAL;
+        }
+        if (p->n_objects == 0 || p->n_objects > MCOS_TABLE_MAX_PREFETCH ||
+            (p->tier != MCOS__TIER_KIND__TIER_HBM &&
+             p->tier != MCOS__TIER_KIND__TIER_DRAM) ||
+            p->deadline_ms == 0) {
+            mcos_seterr(err, errlen,
+                        "rule %s: a prefetch needs 1 to %d objects, a tier "
+                        "(hbm or dram) and a deadline",
+                        key, MCOS_TABLE_MAX_PREFETCH);
+            return -EINVAL;
+        }
+        for (size_t i = 0; i < p->n_objects; i++) {
+            if (p->objects[i] == 0 || p->objects[i] == p->trigger) {
+                mcos_seterr(err, errlen,
+                            "rule %s: object %zu is 0 or the trigger", key, i);
+                return -EINVAL;
+            }
+        }
+        return 0;
+    }
     case MCOS__RULE__RULE_PARAM:
         if (!r->param->name || !key_is(key, "param/", r->param->name)) {
             mcos_seterr(err, errlen, "rule %s: key must be param/NAME", key);
@@ -228,10 +273,15 @@ finish_table(const char *node, uint64_t gen, struct entry *e, size_t n,
         }
     }
     t = calloc(1, sizeof *t);
-    if (!t) {
+    if (t) {
+        t->refs = malloc(sizeof *t->refs);
+    }
+    if (!t || !t->refs) {
+        free(t);
         entries_free(e, n);
         return -ENOMEM;
     }
+    *t->refs = 1;
     snprintf(t->node, sizeof t->node, "%s", node);
     t->gen = gen;
     t->n = n;
@@ -286,10 +336,30 @@ mcos_table_build(const char *node, uint64_t gen,
 void
 mcos_table_free(struct mcos_table *t)
 {
-    if (t) {
-        entries_free(t->e, t->n);
-        free(t);
+    if (!t) {
+        return;
     }
+    if (__atomic_sub_fetch(t->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+        entries_free(t->e, t->n);
+        free(t->refs);
+    }
+    free(t);
+}
+
+int
+mcos_table_restamp(const struct mcos_table *t, uint64_t gen,
+                   struct mcos_table **out)
+{
+    struct mcos_table *c = malloc(sizeof *c);
+
+    if (!c) {
+        return -ENOMEM;
+    }
+    *c = *t;
+    c->gen = gen;
+    __atomic_add_fetch(c->refs, 1, __ATOMIC_ACQ_REL);
+    *out = c;
+    return 0;
 }
 
 const char *
@@ -574,6 +644,17 @@ dump_rule(FILE *f, const Mcos__Rule *r)
     case MCOS__RULE__RULE_REPLICA:
         fprintf(f, "%s -> %s:%s\n", r->key, r->replica->peer,
                 mcos_tier_name(r->replica->tier));
+        break;
+    case MCOS__RULE__RULE_DROP:
+        fprintf(f, "%s drop\n", r->key);
+        break;
+    case MCOS__RULE__RULE_PREFETCH:
+        fprintf(f, "%s ->", r->key);
+        for (size_t i = 0; i < r->prefetch->n_objects; i++) {
+            fprintf(f, " %016" PRIx64, r->prefetch->objects[i]);
+        }
+        fprintf(f, " into %s within %ums\n", mcos_tier_name(r->prefetch->tier),
+                r->prefetch->deadline_ms);
         break;
     default:
         fprintf(f, "%s ?\n", r->key);

@@ -9,7 +9,8 @@
  * change, readers in the hot path use them without locks.
  *
  * Rules are keyed by kind and subject ("tier/dram", "demotion/hbm",
- * "peer/n2", "param/report_interval_ms").  A delta names rules to insert or
+ * "peer/n2", "param/report_interval_ms", "replica/<obj>/<peer>",
+ * "drop/<obj>", "prefetch/<trigger>").  A delta names rules to insert or
  * replace and keys to remove, and applies only to a table at exactly its
  * base generation; anything else is refused with a clear error and the
  * current table stays as it was.  Applying the same update twice is a
@@ -35,6 +36,8 @@ struct mcos_table;
 /* Most rules one table may hold: bounds memory for a hostile update. */
 #define MCOS_TABLE_MAX_RULES 100000
 #define MCOS_TABLE_MAX_KEY   128
+/* Most objects one prefetch rule may name. */
+#define MCOS_TABLE_MAX_PREFETCH 64
 
 /* Builds a table from rules (copied; the caller keeps its own).  Fails
  * with -EINVAL on an invalid rule and -EEXIST on a duplicate key. */
@@ -43,6 +46,12 @@ int mcos_table_build(const char *node, uint64_t gen,
                      struct mcos_table **out, char *err, size_t errlen);
 
 void mcos_table_free(struct mcos_table *);
+
+/* The same rules at another generation, sharing `t`'s rule storage (which
+ * lives until the last table using it is freed), so stamping an unchanged
+ * table with a new generation costs one small allocation. */
+int mcos_table_restamp(const struct mcos_table *t, uint64_t gen,
+                       struct mcos_table **out);
 
 const char *mcos_table_node(const struct mcos_table *);
 uint64_t mcos_table_gen(const struct mcos_table *);

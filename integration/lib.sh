@@ -486,6 +486,16 @@ agent_get() {
     run_on "${AGENT_HOST[$1]}" curl -sSf --max-time 3 "${AGENT_HTTP[$1]}$2"
 }
 
+# api NAME: agent NAME's local API socket; worker NAME ARGS...: the test
+# client (tests/libmcos_worker.c) against it, inside NAME's namespace.
+api() { echo "ipc://$TEST_DIR/$1.api.sock"; }
+worker() {
+    local node=$1
+    shift
+    run_on "${AGENT_HOST[$node]-$node}" "$MCOS_BIN/libmcos_worker" \
+        "$(api "$node")" "$@"
+}
+
 # admin ARGS...: mcos-admin against this test's brain.
 admin() {
     run_on "$BRAIN_HOST" "$MCOS_BIN/mcos-admin" --brain "$BRAIN_HTTP" "$@"

@@ -58,12 +58,6 @@ admin wait --gen "$G" --timeout 15 >/dev/null 2>&1 ||
     fail "the cluster did not converge on generation $G"
 ok "3 agents alive, generation $G applied everywhere"
 
-api() { echo "ipc://$TEST_DIR/$1.api.sock"; }
-worker() {
-    local node=$1
-    shift
-    run_on "$node" "$MCOS_BIN/libmcos_worker" "$(api "$node")" "$@"
-}
 
 # ---------------------------------------------------------------------------
 step "each agent announces control and tcp endpoints and its region"

@@ -8,34 +8,6 @@
 
 static const struct brain_policy policy = {90, 75, 250, 1000};
 
-/* Reads a golden file; with MCOS_UPDATE_GOLDEN=1, writes it instead. */
-static void
-check_golden(const char *name, const char *got)
-{
-    const char *dir = getenv("MCOS_TEST_DATA");
-    char path[512];
-    char *want = NULL;
-    size_t len = 0;
-    FILE *f;
-
-    ck_assert_ptr_nonnull(dir);
-    snprintf(path, sizeof path, "%s/golden/%s", dir, name);
-    if (getenv("MCOS_UPDATE_GOLDEN")) {
-        f = fopen(path, "w");
-        ck_assert_ptr_nonnull(f);
-        fputs(got, f);
-        fclose(f);
-        return;
-    }
-    f = fopen(path, "r");
-    ck_assert_msg(f != NULL, "missing golden file %s", path);
-    ck_assert_int_ne(getdelim(&want, &len, '\0', f), -1);
-    fclose(f);
-    ck_assert_msg(!strcmp(want, got), "%s differs:\n--- want\n%s--- got\n%s",
-                  path, want, got);
-    free(want);
-}
-
 static void
 join(struct brain_cluster *c, Mcos__Hello *h)
 {

@@ -15,6 +15,8 @@ struct rb {
     Mcos__DemotionRule dems[16];
     Mcos__PeerRule peers[16];
     Mcos__ParamRule params[16];
+    Mcos__DropRule drops[16];
+    Mcos__PrefetchRule prefetches[16];
     Mcos__Endpoint eps[16];
     Mcos__Endpoint *ep_ptrs[16];
     size_t n;
@@ -97,6 +99,38 @@ add_param(struct rb *b, const char *key, const char *name, uint64_t v)
     b->n++;
 }
 
+static void
+add_drop(struct rb *b, const char *key, uint64_t object)
+{
+    Mcos__Rule *r = next_rule(b, key);
+    Mcos__DropRule *d = &b->drops[b->n];
+
+    mcos__drop_rule__init(d);
+    d->object_id = object;
+    r->rule_case = MCOS__RULE__RULE_DROP;
+    r->drop = d;
+    b->n++;
+}
+
+/* A prefetch rule over `objects` (n of them), into `tier`. */
+static void
+add_prefetch(struct rb *b, const char *key, uint64_t trigger,
+             uint64_t *objects, size_t n, int tier, uint32_t deadline_ms)
+{
+    Mcos__Rule *r = next_rule(b, key);
+    Mcos__PrefetchRule *p = &b->prefetches[b->n];
+
+    mcos__prefetch_rule__init(p);
+    p->trigger = trigger;
+    p->objects = objects;
+    p->n_objects = n;
+    p->tier = tier;
+    p->deadline_ms = deadline_ms;
+    r->rule_case = MCOS__RULE__RULE_PREFETCH;
+    r->prefetch = p;
+    b->n++;
+}
+
 static struct mcos_table *
 build(struct rb *b, const char *node, uint64_t gen)
 {
@@ -168,6 +202,7 @@ START_TEST(test_invalid_rules)
 {
     struct rb b;
     struct mcos_table *t = NULL;
+    uint64_t objs[] = {0xa2}, self[] = {0xa2, 0xa1};
 
 #define BAD(SETUP, RC, MSG)                                                   \
     do {                                                                      \
@@ -197,6 +232,27 @@ START_TEST(test_invalid_rules)
         "rule key 'peer/bad name' is empty, too long or has spaces");
     BAD(add_param(&b, "param/x", "y", 1), -EINVAL,
         "rule param/x: key must be param/NAME");
+    BAD(add_drop(&b, "drop/00000000000000ab", 0xac), -EINVAL,
+        "rule drop/00000000000000ab: a drop needs an object and the key "
+        "drop/<object as 16 hex digits>");
+    BAD(add_drop(&b, "drop/0000000000000000", 0), -EINVAL,
+        "a drop needs an object");
+    BAD(add_prefetch(&b, "prefetch/00000000000000a1", 0xa2, objs, 1, 3, 50),
+        -EINVAL,
+        "rule prefetch/00000000000000a1: a prefetch needs a trigger and the "
+        "key prefetch/<trigger as 16 hex digits>");
+    BAD(add_prefetch(&b, "prefetch/00000000000000a1", 0xa1, objs, 0, 3, 50),
+        -EINVAL,
+        "rule prefetch/00000000000000a1: a prefetch needs 1 to 64 objects, "
+        "a tier (hbm or dram) and a deadline");
+    BAD(add_prefetch(&b, "prefetch/00000000000000a1", 0xa1, objs, 1, 4, 50),
+        -EINVAL, "a tier (hbm or dram)");
+    BAD(add_prefetch(&b, "prefetch/00000000000000a1", 0xa1, objs, 1, 3, 0),
+        -EINVAL, "and a deadline");
+    BAD(add_prefetch(&b, "prefetch/00000000000000a1", 0xa1, self, 2, 3, 50),
+        -EINVAL,
+        "rule prefetch/00000000000000a1: object 1 is 0 or the "
+        "trigger");
     BAD(next_rule(&b, "empty/rule");
         b.n++, -EINVAL, "rule empty/rule: no rule body");
     BAD(add_tier(&b, "tier/dram", MCOS__TIER_KIND__TIER_DRAM, 90, 60);
@@ -207,6 +263,32 @@ START_TEST(test_invalid_rules)
     ck_assert_err(
         mcos_table_build("bad name", 1, NULL, 0, &t, err, sizeof err), -EINVAL,
         err, "bad node name 'bad name'");
+}
+END_TEST
+
+/* Drop and prefetch rules dump canonically; a restamped table shares the
+ * rules, carries the new generation and outlives the original. */
+START_TEST(test_decided_rules_and_restamp)
+{
+    struct rb b = {0};
+    uint64_t objs[] = {0xa2, 0xa3};
+    struct mcos_table *t, *r;
+    char *dump;
+
+    add_drop(&b, "drop/00000000000000b1", 0xb1);
+    add_prefetch(&b, "prefetch/00000000000000a1", 0xa1, objs, 2,
+                 MCOS__TIER_KIND__TIER_DRAM, 50);
+    t = build(&b, "n1", 0);
+    ck_assert_int_eq(mcos_table_restamp(t, 9, &r), 0);
+    mcos_table_free(t);
+    ck_assert_uint_eq(mcos_table_gen(r), 9);
+    ck_assert_int_eq(mcos_table_dump(r, true, &dump), 0);
+    ck_assert_str_eq(dump, "# table node=n1 gen=9 format=1 rules=2\n"
+                           "drop/00000000000000b1 drop\n"
+                           "prefetch/00000000000000a1 -> 00000000000000a2 "
+                           "00000000000000a3 into dram within 50ms\n");
+    free(dump);
+    mcos_table_free(r);
 }
 END_TEST
 
@@ -344,6 +426,7 @@ suite(void)
 
     tcase_add_test(tc, test_build_and_dump);
     tcase_add_test(tc, test_invalid_rules);
+    tcase_add_test(tc, test_decided_rules_and_restamp);
     tcase_add_test(tc, test_diff_apply);
     tcase_add_test(tc, test_apply_refusals);
     tcase_add_test(tc, test_apply_bad_rule);

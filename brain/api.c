@@ -674,6 +674,12 @@ get_metrics(struct mcos_http_request *req, void *arg)
     metric(f, "mcos_brain_generation", "gauge",
            "Current policy table generation.");
     fprintf(f, "mcos_brain_generation %" PRIu64 "\n", b->gen);
+    metric(f, "mcos_brain_leader", "gauge",
+           "1 while this brain leads (always 1 when embedded).");
+    fprintf(f, "mcos_brain_leader %d\n", brain_leading(b) ? 1 : 0);
+    metric(f, "mcos_brain_elections_won_total", "counter",
+           "Times this brain became the leader (etcd mode).");
+    fprintf(f, "mcos_brain_elections_won_total %" PRIu64 "\n", b->failovers);
     metric(f, "mcos_brain_nodes", "gauge", "Nodes by liveness state.");
     for (int s = BRAIN_ALIVE; s <= BRAIN_FAILED; s++) {
         fprintf(f, "mcos_brain_nodes{state=\"%s\"} %zu\n",

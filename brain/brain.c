@@ -114,22 +114,15 @@ brain_not_leader_msg(const struct brain *b, char *buf, size_t len)
     }
 }
 
-/* A standby answers agents with -EREMOTE and the leader's bus URL, so
- * they go there at once; they keep running their last table meanwhile. */
+/* Encodes `body` as a `type` message and answers `req` with it. */
 static void
-refuse_not_leader(struct brain *b, struct mcos_bus_request *req)
+answer(struct mcos_bus_request *req, Mcos__MsgType type,
+       const ProtobufCMessage *body)
 {
-    Mcos__Reply rep = MCOS__REPLY__INIT;
-    const char *bus = brain_election_leader_bus(b->election);
-    char msg[512];
     uint8_t *buf;
     size_t len;
 
-    brain_not_leader_msg(b, msg, sizeof msg);
-    rep.status = -EREMOTE;
-    rep.error = msg;
-    rep.leader = (char *)(bus ? bus : "");
-    if (mcos_wire_encode(MCOS__MSG_TYPE__MSG_REPLY, &rep.base, &buf, &len)) {
+    if (mcos_wire_encode(type, body, &buf, &len)) {
         mcos_bus_request_drop(req);
         return;
     }
@@ -137,6 +130,34 @@ refuse_not_leader(struct brain *b, struct mcos_bus_request *req)
         LOG_DBG("reply not sent");
     }
     free(buf);
+}
+
+/* A standby answers agents with -EREMOTE and the leader's bus URL, so
+ * they go there at once; they keep running their last table meanwhile.
+ * A gateway's routing request gets -EREMOTE too, the leader named in the
+ * message (RouteReply has no field for its URL). */
+static void
+refuse_not_leader(struct brain *b, struct mcos_bus_request *req,
+                  Mcos__MsgType asked)
+{
+    const char *bus = brain_election_leader_bus(b->election);
+    char msg[512];
+
+    brain_not_leader_msg(b, msg, sizeof msg);
+    if (asked == MCOS__MSG_TYPE__MSG_ROUTE_REQUEST) {
+        Mcos__RouteReply rep = MCOS__ROUTE_REPLY__INIT;
+
+        rep.status = -EREMOTE;
+        rep.error = msg;
+        answer(req, MCOS__MSG_TYPE__MSG_ROUTE_REPLY, &rep.base);
+    } else {
+        Mcos__Reply rep = MCOS__REPLY__INIT;
+
+        rep.status = -EREMOTE;
+        rep.error = msg;
+        rep.leader = (char *)(bus ? bus : "");
+        answer(req, MCOS__MSG_TYPE__MSG_REPLY, &rep.base);
+    }
 }
 
 /* ------------------------------------------------------------------------
@@ -344,11 +365,7 @@ on_request(struct mcos_bus_request *req, void *arg)
                               m.type == MCOS__MSG_TYPE__MSG_REPORT ||
                               m.type == MCOS__MSG_TYPE__MSG_WATCH ||
                               m.type == MCOS__MSG_TYPE__MSG_ROUTE_REQUEST)) {
-        if (m.type == MCOS__MSG_TYPE__MSG_ROUTE_REQUEST) {
-            mcos_bus_request_drop(req);
-        } else {
-            refuse_not_leader(b, req);
-        }
+        refuse_not_leader(b, req, m.type);
         mcos_wire_msg_free(&m);
         return;
     }
@@ -709,7 +726,7 @@ reset_soft_state(struct brain *b)
         struct brain_node *n = b->cluster.nodes[i];
 
         if (n->watch) {
-            refuse_not_leader(b, n->watch);
+            refuse_not_leader(b, n->watch, MCOS__MSG_TYPE__MSG_WATCH);
             n->watch = NULL;
         }
     }

@@ -98,6 +98,7 @@ expect_fail 2 "mcos-admin: sync: unexpected argument '--bogus'" \
 expect_fail 2 "mcos-admin: option '--brain' needs a value" "$ADMIN" --brain
 expect_fail 2 "mcos-admin: option '--timeout' needs a value" "$ADMIN" --timeout
 expect_fail 2 "mcos-admin: wait: option '--gen' needs a value" "${A[@]}" wait --gen
+ok "exit 2: mcos-admin --brain (no value): $(cat "$TEST_DIR/err")"
 expect_fail 2 "mcos-admin: config: usage: config get [KEY] | config set KEY VALUE" \
     "${A[@]}" config
 expect_fail 2 "mcos-admin: config: usage: config get [KEY] | config set KEY VALUE" \
@@ -108,7 +109,6 @@ expect_fail 2 "mcos-admin: config: usage: config get [KEY] | config set KEY VALU
     "${A[@]}" config get a b
 expect_fail 2 "mcos-admin: config set: bad key 'a/b'" "${A[@]}" config set a/b 1
 expect_fail 2 "mcos-admin: config get: bad key 'a?b'" "${A[@]}" config get 'a?b'
-ok "exit 2: mcos-admin --brain (no value): $(cat "$TEST_DIR/err")"
 # No command at all: the usage text on stderr, exit 2.
 capture "${A[@]}"
 ((CAPTURED_RC == 2)) || fail "mcos-admin with no command: exit $CAPTURED_RC, want 2"
@@ -119,11 +119,12 @@ ok "exit 2: mcos-admin with no command prints the usage"
 # ---------------------------------------------------------------------------
 step "--help and --version of every program"
 expect_ok "$ADMIN" --help
-for cmd in nodes "node NAME" status "wait --gen N" sync tables; do
+for cmd in nodes "node NAME" status "wait --gen N" sync tables "config get" \
+    "config set KEY VALUE"; do
     grep -q -- "^  $cmd" "$TEST_DIR/out" ||
         fail "mcos-admin --help does not describe '$cmd'"
 done
-ok "mcos-admin --help: exit 0, lists nodes, node, status, wait, sync, tables"
+ok "mcos-admin --help: exit 0, lists nodes, node, status, wait, sync, tables, config"
 for prog in mcos-brain mcos-agent; do
     expect_ok "$MCOS_BIN/$prog" --help
     grep -q "^usage: $prog" "$TEST_DIR/out" || fail "$prog --help: no usage line"

@@ -41,7 +41,7 @@ STALE_MS=1500
 # Beyond TTL + one report interval: etcd checks lease expiry every 500 ms,
 # and the standby's watch and campaign add a few round trips; ASan on a
 # shared 2-core machine adds the rest.
-SLACK_MS=1500
+SLACK_MS=2000
 BOUND_MS=$((TTL * 1000 + REPORT_MS + SLACK_MS))
 
 declare -A HB_PORT=() HB_HTTP=()

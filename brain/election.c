@@ -17,12 +17,16 @@ MCOS_LOG_MODULE(election);
 #define MIN_MARGIN_US   250000u
 #define MAX_MARGIN_US   2000000u
 #define HEALTH_EVERY_MS 2000u
+#define STOP_REVOKE_MS  1000u
 #define WATCH_PREFIX    "/mcos/"
 #define LEADER_KEY      BRAIN_ELECTION_LEADER_KEY
 #define GEN_KEY         BRAIN_ELECTION_GEN_KEY
 #define BRAINS_PREFIX   BRAIN_ELECTION_BRAINS_PREFIX
 #define CONFIG_PREFIX   BRAIN_ELECTION_CONFIG_PREFIX
 #define KLEN(s)         (sizeof(s) - 1)
+
+/* etcd errors repeat every retry while it is unreachable. */
+static struct mcos_ratelimit retry_rl = MCOS_RATELIMIT_INIT(5000, 5);
 
 /* ------------------------------------------------------------------------
  * The lease guard. */
@@ -136,6 +140,7 @@ struct brain_election {
     uv_timer_t retry;               /* runs start_over() */
     unsigned pending;               /* request callbacks still to come */
     bool timer_closed;              /* `retry` is closed */
+    bool etcd_closed;               /* the client is closed */
     bool stopping;                  /* brain_election_stop was called */
 };
 
@@ -308,7 +313,7 @@ on_campaign(const struct mcos_etcd_result *res, void *arg)
         return;
     }
     if (res->status) {
-        LOG_WARN("campaign failed: %s", res->error);
+        LOG_WARN_RL(&retry_rl, "campaign failed: %s", res->error);
         retry_later(el);
         return;
     }
@@ -376,7 +381,8 @@ campaign(struct brain_election *el)
         return;
     }
     if (mcos_etcd_txn(el->etcd, &t, on_campaign, el)) {
-        LOG_WARN("cannot campaign: %s", mcos_etcd_last_error(el->etcd));
+        LOG_WARN_RL(&retry_rl, "cannot campaign: %s",
+                    mcos_etcd_last_error(el->etcd));
         retry_later(el);
         return;
     }
@@ -417,7 +423,8 @@ config_seen(struct brain_election *el, const struct mcos_etcd_kv *kv,
 
     if (strlen(key) != kv->key_len - KLEN(CONFIG_PREFIX) ||
         (!gone && strlen(kv->value) != kv->value_len)) {
-        LOG_WARN("ignoring %.*s: not text", (int)kv->key_len, kv->key);
+        LOG_WARN_RL(&retry_rl, "ignoring %.*s: not text", (int)kv->key_len,
+                    kv->key);
         return;
     }
     el->cbs.config(el->arg, key, gone ? NULL : kv->value);
@@ -463,7 +470,8 @@ on_watch(const struct mcos_etcd_result *res, void *arg)
         el->watching = false;
         /* After a compaction the history is gone: read everything again. */
         el->next_rev = res->status == -ESTALE ? 0 : res->revision + 1;
-        LOG_WARN("watch on %s ended (%s); resuming", WATCH_PREFIX, res->error);
+        LOG_WARN_RL(&retry_rl, "watch on %s ended (%s); resuming",
+                    WATCH_PREFIX, res->error);
         retry_later(el);
         return;
     }
@@ -481,8 +489,8 @@ watch_from(struct brain_election *el, int64_t rev)
 {
     if (mcos_etcd_watch(el->etcd, WATCH_PREFIX, KLEN(WATCH_PREFIX), true, rev,
                         on_watch, el, &el->w)) {
-        LOG_WARN("cannot watch %s: %s", WATCH_PREFIX,
-                 mcos_etcd_last_error(el->etcd));
+        LOG_WARN_RL(&retry_rl, "cannot watch %s: %s", WATCH_PREFIX,
+                    mcos_etcd_last_error(el->etcd));
         el->w = NULL;
         retry_later(el);
         return;
@@ -501,7 +509,8 @@ on_state(const struct mcos_etcd_result *res, void *arg)
         return;
     }
     if (res->status) {
-        LOG_WARN("cannot read the cluster state: %s", res->error);
+        LOG_WARN_RL(&retry_rl, "cannot read the cluster state: %s",
+                    res->error);
         retry_later(el);
         return;
     }
@@ -549,8 +558,8 @@ read_state(struct brain_election *el)
         return;
     }
     if (mcos_etcd_txn(el->etcd, &t, on_state, el)) {
-        LOG_WARN("cannot read the cluster state: %s",
-                 mcos_etcd_last_error(el->etcd));
+        LOG_WARN_RL(&retry_rl, "cannot read the cluster state: %s",
+                    mcos_etcd_last_error(el->etcd));
         retry_later(el);
         return;
     }
@@ -569,7 +578,7 @@ on_registered(const struct mcos_etcd_result *res, void *arg)
         return;
     }
     if (res->status) {
-        LOG_WARN("cannot register: %s", res->error);
+        LOG_WARN_RL(&retry_rl, "cannot register: %s", res->error);
         drop_lease(el, "cannot register");
         return;
     }
@@ -596,7 +605,7 @@ on_grant(const struct mcos_etcd_result *res, void *arg)
         return;
     }
     if (res->status) {
-        LOG_WARN("cannot get a lease: %s", res->error);
+        LOG_WARN_RL(&retry_rl, "cannot get a lease: %s", res->error);
         retry_later(el);
         return;
     }
@@ -609,15 +618,16 @@ on_grant(const struct mcos_etcd_result *res, void *arg)
                                   (uint32_t)(res->ttl * 1000 / 4),
                                   on_lease_lost, el, &el->ka);
     if (r) {
-        LOG_WARN("cannot renew lease %" PRIx64 ": %s", (uint64_t)el->lease,
-                 mcos_etcd_last_error(el->etcd));
+        LOG_WARN_RL(&retry_rl, "cannot renew lease %" PRIx64 ": %s",
+                    (uint64_t)el->lease, mcos_etcd_last_error(el->etcd));
         drop_lease(el, "cannot renew the lease");
         return;
     }
     snprintf(key, sizeof key, "%s%s", BRAINS_PREFIX, el->name);
     if (mcos_etcd_put(el->etcd, key, strlen(key), el->me, strlen(el->me),
                       el->lease, on_registered, el)) {
-        LOG_WARN("cannot register: %s", mcos_etcd_last_error(el->etcd));
+        LOG_WARN_RL(&retry_rl, "cannot register: %s",
+                    mcos_etcd_last_error(el->etcd));
         drop_lease(el, "cannot register");
         return;
     }
@@ -629,7 +639,8 @@ start_over(struct brain_election *el)
 {
     el->grant_sent_us = now_us(el);
     if (mcos_etcd_lease_grant(el->etcd, (int64_t)el->ttl_s, on_grant, el)) {
-        LOG_WARN("cannot ask for a lease: %s", mcos_etcd_last_error(el->etcd));
+        LOG_WARN_RL(&retry_rl, "cannot ask for a lease: %s",
+                    mcos_etcd_last_error(el->etcd));
         retry_later(el);
         return;
     }
@@ -970,6 +981,38 @@ timer_closed(uv_handle_t *h)
     free_if_done(el);
 }
 
+/* The last step of stopping: no more I/O. */
+static void
+finish_stop(struct brain_election *el)
+{
+    if (el->etcd_closed) {
+        return;
+    }
+    el->etcd_closed = true;
+    mcos_etcd_close(el->etcd);
+    uv_close((uv_handle_t *)&el->retry, timer_closed);
+}
+
+static void
+on_stop_timeout(uv_timer_t *t)
+{
+    finish_stop(t->data);
+}
+
+static void
+on_revoked(const struct mcos_etcd_result *res, void *arg)
+{
+    struct brain_election *el = arg;
+
+    if (res->status == 0) {
+        LOG_INFO("lease %" PRIx64 " revoked: %s", (uint64_t)res->lease_id,
+                 el->leading ? "the leader key is free" : "registration gone");
+    }
+    el->pending--;
+    finish_stop(el);
+    free_if_done(el);
+}
+
 void
 brain_election_stop(struct brain_election *el)
 {
@@ -985,6 +1028,13 @@ brain_election_stop(struct brain_election *el)
         mcos_etcd_watch_cancel(el->w);
         el->w = NULL;
     }
-    mcos_etcd_close(el->etcd);
-    uv_close((uv_handle_t *)&el->retry, timer_closed);
+    /* A clean stop gives the lease back, so a standby need not wait out
+     * the TTL; etcd gets STOP_REVOKE_MS to answer. */
+    if (el->lease &&
+        mcos_etcd_lease_revoke(el->etcd, el->lease, on_revoked, el) == 0) {
+        el->pending++;
+        uv_timer_start(&el->retry, on_stop_timeout, STOP_REVOKE_MS, 0);
+        return;
+    }
+    finish_stop(el);
 }

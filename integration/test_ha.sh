@@ -21,7 +21,9 @@
 #     recovers;
 #   - the leader cut off from etcd (its etcd traffic goes through a socat
 #     relay the test kills): it steps down before the other brain leads, so
-#     no two brains ever push at once.
+#     no two brains ever push at once;
+#   - a leader stopped with SIGTERM revokes its lease: the standby leads
+#     well within the TTL.
 
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR
@@ -334,8 +336,19 @@ start_relay
 wait_for 10 stands_by_for b1 b2 || fail "b1 after the relay is back: $(status_of b1 .)"
 ok "generation $G4 -> $G5 on b2; b1 back as a standby"
 
+step "a leader stopped cleanly hands over at once: it revokes its lease"
+t0=$(now_ms)
+daemon_stop b2
+wait_for 10 leads b1 || fail "b1 never led after b2 stopped"
+took=$(($(now_ms) - t0))
+((took < TTL * 1000)) || fail "b1 led $took ms after b2's SIGTERM: b2's lease was not revoked"
+grep -q 'lease [0-9a-f]* revoked: the leader key is free' "$TEST_DIR/b2.log" ||
+    fail "b2 did not log giving its lease back"
+synced_on b1 "$G5"
+ok "b1 leads ${took} ms after b2's SIGTERM (under the ${TTL} s TTL); generation $G5 -> $GEN"
+
 step "shutdown"
-for name in n1 n2 b1 b2; do
+for name in n1 n2 b1; do
     daemon_stop "$name"
 done
 cut_relay

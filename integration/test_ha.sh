@@ -219,6 +219,11 @@ ok "both agents run generation $G1 (= /mcos/gen); n1 holds 33 objects"
 step "kill -9 the leader: the standby leads within TTL + report interval"
 daemon_kill9 b1
 t0=$(now_ms)
+# Nobody leads now: the agents keep running what they had.
+for n in n1 n2; do
+    [[ $(agent_gen "$n") == "$G1" ]] || fail "$n runs $(agent_gen "$n"), want $G1"
+    agent_table_has "$n" "tier/dram high=90%" || fail "$n lost its table"
+done
 wait_for 15 leads b2 || fail "b2 never led: $(status_of b2 .)"
 took=$(($(now_ms) - t0))
 ((took <= BOUND_MS)) ||

@@ -137,9 +137,9 @@ switch_cb(uv_timer_t *t)
     agent_run(a);
 }
 
-/* Follows another brain: `url` (NULL: the next one in the list) after
- * `delay_ms`.  The switch itself runs from a timer, never from inside a
- * bus callback, because it closes the bus client. */
+/* Follows another brain: `url` (NULL: the next one in the configured
+ * list) after `delay_ms`.  The switch itself runs from a timer, never from
+ * inside a bus callback, because it closes the bus client. */
 static void
 follow(struct agent *a, const char *url, uint64_t delay_ms)
 {
@@ -147,10 +147,16 @@ follow(struct agent *a, const char *url, uint64_t delay_ms)
         return; /* a switch is already coming */
     }
     if (!url) {
-        if (a->n_brains < 2) {
-            return;
+        /* Back to the configured list after following a leader's own URL
+         * (it may have died: a Service address is the stable way back),
+         * else the next brain of the list. */
+        url = a->brains[a->cur_brain];
+        if (!strcmp(url, a->brain_url)) {
+            url = a->brains[(a->cur_brain + 1) % a->n_brains];
         }
-        url = a->brains[(a->cur_brain + 1) % a->n_brains];
+    }
+    if (!strcmp(url, a->brain_url)) {
+        return; /* nowhere else to go: keep retrying this one */
     }
     a->next_brain = strdup(url);
     if (a->next_brain) {

@@ -1005,7 +1005,7 @@ on_revoked(const struct mcos_etcd_result *res, void *arg)
     struct brain_election *el = arg;
 
     if (res->status == 0) {
-        LOG_INFO("lease %" PRIx64 " revoked: %s", (uint64_t)res->lease_id,
+        LOG_INFO("lease %" PRIx64 " revoked: %s", (uint64_t)el->lease,
                  el->leading ? "the leader key is free" : "registration gone");
     }
     el->pending--;

@@ -47,6 +47,7 @@ SLACK_MS=2000
 BOUND_MS=$((TTL * 1000 + REPORT_MS + SLACK_MS))
 
 declare -A HB_PORT=() HB_HTTP=()
+AGENTS=(n1 n2 n3)
 
 # start_ha_brain NAME ETCD_ENDPOINTS [FLAGS...]: start (or restart, on the
 # same ports) brain NAME and wait until its API answers (200 or 503).
@@ -107,7 +108,7 @@ agent_gen() { agent_jq "$1" .applied_gen; }
 # publishes a generation above OLD, left in GEN.
 synced_on() {
     use_brain "$1"
-    wait_for 15 nodes_alive 2 ||
+    wait_for 15 nodes_alive "${#AGENTS[@]}" ||
         fail "the agents did not follow $1: $(brain_get /v1/status)"
     admin sync --wait >/dev/null
     GEN=$(brain_generation)
@@ -116,7 +117,7 @@ synced_on() {
 
 agents_run_at_least() {
     local n
-    for n in n1 n2; do
+    for n in "${AGENTS[@]}"; do
         (($(agent_gen "$n") >= $1)) || return 1
     done
 }
@@ -201,12 +202,17 @@ step "agents given both brains find the leader"
 use_brain b1
 start_agent n1 --brain "$(bus_of b1),$(bus_of b2)" --etcd "$EP" --etcd-lease-ttl-s 2
 start_agent n2 --brain "$(bus_of b2),$(bus_of b1)"
-wait_for 15 nodes_alive 2 || fail "two nodes never alive on b1"
+# n3 knows only b2 (as behind a load balancer): it follows b1's own URL,
+# and must find its way back when b1 dies.
+start_agent n3 --brain "$(bus_of b2)"
+wait_for 15 nodes_alive 3 || fail "three nodes never alive on b1"
 grep -q "hello: brain b2 is a standby; the leader is b1" "$TEST_DIR/n2.log" ||
     fail "n2 was not told who leads"
 grep -q "following the brain at $(bus_of b1)" "$TEST_DIR/n2.log" ||
     fail "n2 did not follow b1"
-ok "n2 asked b2, was sent to b1"
+grep -q "following the brain at $(bus_of b1)" "$TEST_DIR/n3.log" ||
+    fail "n3 did not follow b1"
+ok "n2 and n3 asked b2, were sent to b1"
 "$MCOS_BIN/libmcos_worker" "ipc://$TEST_DIR/n1.api.sock" many 0 ||
     fail "libmcos_worker failed"
 admin sync --wait >/dev/null
@@ -214,13 +220,13 @@ G1=$(brain_generation)
 wait_for 10 agents_run_at_least "$G1" || fail "agents not at $G1"
 [[ $(etcdctl_on e1 get /mcos/gen --print-value-only) == "$G1" ]] ||
     fail "/mcos/gen is $(etcdctl_on e1 get /mcos/gen --print-value-only), want $G1"
-ok "both agents run generation $G1 (= /mcos/gen); n1 holds 33 objects"
+ok "the agents run generation $G1 (= /mcos/gen); n1 holds 33 objects"
 
 step "kill -9 the leader: the standby leads within TTL + report interval"
 daemon_kill9 b1
 t0=$(now_ms)
 # Nobody leads now: the agents keep running what they had.
-for n in n1 n2; do
+for n in "${AGENTS[@]}"; do
     [[ $(agent_gen "$n") == "$G1" ]] || fail "$n runs $(agent_gen "$n"), want $G1"
     agent_table_has "$n" "tier/dram high=90%" || fail "$n lost its table"
 done
@@ -235,7 +241,7 @@ agents_run_at_least "$G2" || fail "agents not at $G2"
 admin objects --node n1 | grep -q '^node n1: 33 objects$' ||
     fail "n1's objects after the failover: $(admin objects --node n1 | head -1)"
 agent_table_has n1 "tier/dram high=90%" || fail "n1's table: $(agent_get n1 /v1/table)"
-for n in n1 n2; do
+for n in "${AGENTS[@]}"; do
     grep -q "following the brain at $(bus_of b2)" "$TEST_DIR/$n.log" ||
         fail "$n did not log following b2"
 done
@@ -317,7 +323,7 @@ if [[ $LEADER == b2 ]]; then
     wait_for 10 stands_by_for b2 b1 || fail "b2: $(status_of b2 .)"
 fi
 use_brain b1
-wait_for 10 nodes_alive 2 || fail "agents not on b1"
+wait_for 10 nodes_alive 3 || fail "agents not on b1"
 cut_relay
 t0=$(now_ms)
 t_down=0 t_up=0
@@ -342,6 +348,9 @@ wait_for 10 stands_by_for b1 b2 || fail "b1 after the relay is back: $(status_of
 ok "generation $G4 -> $G5 on b2; b1 back as a standby"
 
 step "a leader stopped cleanly hands over at once: it revokes its lease"
+# n3 knows only b2, which is going away for good.
+daemon_stop n3
+AGENTS=(n1 n2)
 t0=$(now_ms)
 daemon_stop b2
 wait_for 10 leads b1 || fail "b1 never led after b2 stopped"
@@ -353,7 +362,7 @@ synced_on b1 "$G5"
 ok "b1 leads ${took} ms after b2's SIGTERM (under the ${TTL} s TTL); generation $G5 -> $GEN"
 
 step "shutdown"
-for name in n1 n2 b1; do
+for name in "${AGENTS[@]}" b1; do
     daemon_stop "$name"
 done
 cut_relay

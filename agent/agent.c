@@ -172,7 +172,10 @@ redirected(struct agent *a, const char *leader)
     char err[256];
 
     a->registered = false;
+    /* A wildcard address names no host: the leader did not set its
+     * advertise URL. */
     if (leader && *leader && strcmp(leader, a->brain_url) &&
+        !strstr(leader, "://0.0.0.0:") && !strstr(leader, "://[::]:") &&
         mcos_check_url("leader", leader, bus_schemes, err, sizeof err) == 0) {
         follow(a, leader, 0);
     } else {

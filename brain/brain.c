@@ -813,6 +813,12 @@ start_ha(struct brain *b, char *err, size_t errlen)
         b->cfg.etcd_endpoints[0] = '\0';
         return 0;
     }
+    if (!*b->cfg.advertise && (strstr(b->cfg.listen, "://0.0.0.0:") ||
+                               strstr(b->cfg.listen, "://[::]:"))) {
+        LOG_WARN("listen %s is a wildcard address: set advertise to a URL "
+                 "agents can dial, or standbys cannot send them here",
+                 b->cfg.listen);
+    }
     r = brain_election_start(b->loop, b->clock, &ec, &cbs, b, &b->election,
                              err, errlen);
     if (r == 0) {

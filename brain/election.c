@@ -525,10 +525,13 @@ on_state(const struct mcos_etcd_result *res, void *arg)
         return;
     }
     watch_from(el, res->revision + 1);
-    if (!el->leader_name) {
-        campaign(el);
+    if (el->leading && !el->leader_name) {
+        depose(el, "the leader key is gone");
     } else if (el->leading && el->leader_rev != el->claim_rev) {
         depose(el, "another brain holds the leader key");
+    }
+    if (!el->leader_name) {
+        campaign(el);
     }
 }
 
@@ -717,6 +720,7 @@ struct fenced {
     struct brain_election *el; /* owner */
     brain_election_done_cb cb; /* caller's */
     void *arg;                 /* its argument */
+    int64_t claim_rev;         /* the claim the write was fenced on */
 };
 
 static void
@@ -726,6 +730,7 @@ on_fenced(const struct mcos_etcd_result *res, void *arg)
     struct brain_election *el = f->el;
     brain_election_done_cb cb = f->cb;
     void *cb_arg = f->arg;
+    int64_t claim_rev = f->claim_rev;
 
     free(f);
     if (returned(el)) {
@@ -736,7 +741,11 @@ on_fenced(const struct mcos_etcd_result *res, void *arg)
         return;
     }
     if (!res->succeeded) {
-        depose(el, "the leader key is no longer ours");
+        /* Only the claim it was fenced on is lost: a write from an
+         * earlier term must not depose a newer one. */
+        if (claim_rev == el->claim_rev) {
+            depose(el, "the leader key is no longer ours");
+        }
         cb(cb_arg, -EREMOTE, "this brain no longer leads");
         return;
     }
@@ -770,7 +779,7 @@ fenced_put(struct brain_election *el, const char *key, const char *value,
     if (!f) {
         return -ENOMEM;
     }
-    *f = (struct fenced){el, cb, arg};
+    *f = (struct fenced){el, cb, arg, el->claim_rev};
     r = mcos_etcd_txn(el->etcd, &t, on_fenced, f);
     if (r) {
         free(f);

@@ -18,6 +18,9 @@ MCOS_LOG_MODULE(agent);
 /* How long the brain may hold a watch before we ask again. */
 #define WATCH_TIMEOUT_MS 30000
 
+/* The shortest time between two switches to another brain. */
+#define SWITCH_GAP_MS 100
+
 static struct mcos_ratelimit brain_err_rl = MCOS_RATELIMIT_INIT(5000, 5);
 
 static void send_hello(struct agent *);
@@ -133,7 +136,8 @@ switch_cb(uv_timer_t *t)
              url, a->brain_url, agent_tables_gen(a->tables));
     free(a->brain_url);
     a->brain_url = url;
-    a->brain_switches++;
+    a->counters.brain_switches++;
+    a->last_switch_us = mcos_clock_now(a->clock);
     agent_run(a);
 }
 
@@ -143,6 +147,8 @@ switch_cb(uv_timer_t *t)
 static void
 follow(struct agent *a, const char *url, uint64_t delay_ms)
 {
+    uint64_t since;
+
     if (a->next_brain || a->closing) {
         return; /* a switch is already coming */
     }
@@ -157,6 +163,13 @@ follow(struct agent *a, const char *url, uint64_t delay_ms)
     }
     if (!strcmp(url, a->brain_url)) {
         return; /* nowhere else to go: keep retrying this one */
+    }
+    /* Two brains with stale views could send us back and forth: at most
+     * one switch per SWITCH_GAP_MS. */
+    since = (mcos_clock_now(a->clock) - a->last_switch_us) / 1000;
+    if (a->counters.brain_switches && since < SWITCH_GAP_MS &&
+        delay_ms < SWITCH_GAP_MS - since) {
+        delay_ms = SWITCH_GAP_MS - since;
     }
     a->next_brain = strdup(url);
     if (a->next_brain) {

@@ -88,6 +88,7 @@ struct agent_counters {
     uint64_t tables_applied;  /* generations applied */
     uint64_t table_errors;    /* updates refused */
     uint64_t brain_errors;    /* error replies from the brain */
+    uint64_t brain_switches;  /* times it followed another brain */
 };
 
 struct mcos_member;
@@ -126,7 +127,7 @@ struct agent {
     char *brain_url;                /* the URL `bus` dials now */
     char *next_brain;               /* where to switch to, or NULL */
     uv_timer_t switch_timer;        /* runs the switch outside callbacks */
-    uint64_t brain_switches;        /* times we followed another brain */
+    uint64_t last_switch_us;        /* when we last did */
 };
 
 int agent_create(uv_loop_t *, const struct agent_config *,

@@ -53,8 +53,9 @@ get_status(struct mcos_http_request *req, void *arg)
     if (doc) {
         /* With several brains: the one followed now. */
         json_object_set_new(doc, "brain_url", json_string(a->brain_url));
-        json_object_set_new(doc, "brain_switches",
-                            json_integer((json_int_t)a->brain_switches));
+        json_object_set_new(
+            doc, "brain_switches",
+            json_integer((json_int_t)a->counters.brain_switches));
     }
     mcos_http_respond_json(req, doc ? 200 : 500,
                            doc ? doc : json_pack("{s:s}", "error", "oom"));
@@ -228,6 +229,8 @@ get_metrics(struct mcos_http_request *req, void *arg)
             table_errors);
     COUNTER("mcos_agent_brain_errors_total", "Error replies from the brain.",
             brain_errors);
+    COUNTER("mcos_agent_brain_switches_total",
+            "Times the agent followed another brain.", brain_switches);
 #undef GAUGE
 #undef COUNTER
     metric(f, "mcos_agent_tier_capacity_bytes", "gauge", "Capacity per tier.");

@@ -43,7 +43,15 @@ usage(FILE *f)
         "  nodes                   list nodes: state, applied generation, "
         "tiers\n"
         "  node NAME               one node in detail\n"
-        "  status                  the brain: role, generation, node counts\n"
+        "  status                  the brain: role, generation, node counts;\n"
+        "                          with etcd: leader, standbys, endpoint "
+        "health\n"
+        "                          (a standby's status is shown too)\n"
+        "  config get [KEY]        the live policy knobs (policy.*, "
+        "routing.*)\n"
+        "  config set KEY VALUE    validate and store one in etcd; every "
+        "brain\n"
+        "                          applies it in the next generation\n"
         "  wait --gen N [--timeout S]\n"
         "                          wait until every node that is not failed "
         "runs\n"
@@ -95,10 +103,10 @@ die(int code, const char *fmt, ...)
 
 /* Performs a request; returns the parsed JSON body (or NULL for text, in
  * which case *text gets the body).  Exits on transport errors and on
- * error statuses. */
+ * error statuses, except a standby's 503 status when `standby_ok`. */
 static json_t *
-call_with(const struct opts *o, const char *method, const char *path,
-          const char *payload, char **text)
+call_full(const struct opts *o, const char *method, const char *path,
+          const char *payload, char **text, bool standby_ok)
 {
     char url[1024], err[512];
     char *body = NULL;
@@ -116,6 +124,14 @@ call_with(const struct opts *o, const char *method, const char *path,
                         o->timeout_ms, &status, &body, &len, err, sizeof err);
     if (r) {
         die(EXIT_RUNTIME, "cannot reach the brain at %s: %s", o->brain, err);
+    }
+    if (status == 503 && standby_ok && !text) {
+        doc = json_loads(body, 0, &jerr);
+        if (doc && json_is_string(json_object_get(doc, "role"))) {
+            free(body);
+            return doc;
+        }
+        json_decref(doc);
     }
     if (status >= 400) {
         doc = json_loads(body, 0, &jerr);
@@ -138,6 +154,13 @@ call_with(const struct opts *o, const char *method, const char *path,
     }
     free(body);
     return doc;
+}
+
+static json_t *
+call_with(const struct opts *o, const char *method, const char *path,
+          const char *payload, char **text)
+{
+    return call_full(o, method, path, payload, text, false);
 }
 
 static json_t *
@@ -300,10 +323,61 @@ cmd_node(const struct opts *o, const char *name)
     return 0;
 }
 
+/* The leader and standbys, and each etcd endpoint's health (etcd mode). */
+static void
+print_ha(json_t *doc)
+{
+    json_t *leader = json_object_get(doc, "leader");
+    json_t *etcd = json_object_get(doc, "etcd");
+    json_t *v;
+    size_t i;
+
+    if (strcmp(json_string_value(json_object_get(doc, "mode")) ?: "",
+               "etcd")) {
+        return;
+    }
+    if (json_is_object(leader)) {
+        printf("%-16s %s (bus %s, HTTP %s)\n",
+               "leader:", json_string_value(json_object_get(leader, "name")),
+               json_string_value(json_object_get(leader, "bus")),
+               json_string_value(json_object_get(leader, "http")));
+    } else {
+        printf("%-16s none (election in progress, or etcd unreachable)\n",
+               "leader:");
+    }
+    json_array_foreach(json_object_get(doc, "brains"), i, v)
+    {
+        if (!strcmp(json_string_value(json_object_get(v, "role")) ?: "",
+                    "standby")) {
+            printf("%-16s %s (bus %s, HTTP %s)\n",
+                   "standby:", json_string_value(json_object_get(v, "name")),
+                   json_string_value(json_object_get(v, "bus")) ?: "?",
+                   json_string_value(json_object_get(v, "http")) ?: "?");
+        }
+    }
+    json_array_foreach(json_object_get(etcd, "health"), i, v)
+    {
+        const char *ver = json_string_value(json_object_get(v, "version"));
+
+        if (json_is_true(json_object_get(v, "healthy"))) {
+            printf("%-16s %s healthy (etcd %s%s)\n", "etcd endpoint:",
+                   json_string_value(json_object_get(v, "endpoint")),
+                   ver ? ver : "?",
+                   json_is_true(json_object_get(v, "is_leader"))
+                       ? ", raft leader"
+                       : "");
+        } else {
+            printf("%-16s %s unhealthy: %s\n", "etcd endpoint:",
+                   json_string_value(json_object_get(v, "endpoint")),
+                   json_string_value(json_object_get(v, "error")));
+        }
+    }
+}
+
 static int
 cmd_status(const struct opts *o)
 {
-    json_t *doc = call(o, "GET", "/v1/status", NULL);
+    json_t *doc = call_full(o, "GET", "/v1/status", NULL, NULL, true);
     json_t *nodes = json_object_get(doc, "nodes");
     json_t *etcd = json_object_get(doc, "etcd");
     char etcd_line[512];
@@ -341,9 +415,74 @@ cmd_status(const struct opts *o)
             "state dir:", json_string_value(json_object_get(doc, "state_dir")),
             "etcd:", etcd_line,
             "version:", json_string_value(json_object_get(doc, "version")));
+        print_ha(doc);
     }
     json_decref(doc);
     return 0;
+}
+
+/* config get [KEY] | config set KEY VALUE: the live policy knobs, kept
+ * in etcd by the leader (docs/operations.md). */
+static int
+cmd_config(const struct opts *o, int argc, char **argv)
+{
+    char path[256], *payload;
+    json_t *doc, *v;
+    size_t i;
+
+    if (argc >= 1 && !strcmp(argv[0], "get") && argc <= 2) {
+        if (argc == 2 && (!*argv[1] || strlen(argv[1]) > 128 ||
+                          strchr(argv[1], '/') || strchr(argv[1], '?'))) {
+            die(EXIT_USAGE, "config get: bad key '%s'", argv[1]);
+        }
+        snprintf(path, sizeof path, "/v1/config%s%s", argc == 2 ? "/" : "",
+                 argc == 2 ? argv[1] : "");
+        doc = call(o, "GET", path, NULL);
+        if (o->json) {
+            print_json(doc);
+        } else if (argc == 2) {
+            printf("%s = %s (%s)\n",
+                   json_string_value(json_object_get(doc, "key")),
+                   json_string_value(json_object_get(doc, "value")),
+                   json_string_value(json_object_get(doc, "source")));
+        } else {
+            json_array_foreach(json_object_get(doc, "keys"), i, v)
+            {
+                printf("%-32s %-12s %s\n",
+                       json_string_value(json_object_get(v, "key")),
+                       json_string_value(json_object_get(v, "value")),
+                       json_string_value(json_object_get(v, "source")));
+            }
+        }
+        json_decref(doc);
+        return 0;
+    }
+    if (argc >= 1 && !strcmp(argv[0], "set") && argc == 3) {
+        if (!*argv[1] || strlen(argv[1]) > 128 || strchr(argv[1], '/') ||
+            strchr(argv[1], '?')) {
+            die(EXIT_USAGE, "config set: bad key '%s'", argv[1]);
+        }
+        snprintf(path, sizeof path, "/v1/config/%s", argv[1]);
+        v = json_pack("{s:s}", "value", argv[2]);
+        payload = v ? json_dumps(v, JSON_COMPACT) : NULL;
+        json_decref(v);
+        if (!payload) {
+            die(EXIT_RUNTIME, "out of memory");
+        }
+        doc = call_with(o, "PUT", path, payload, NULL);
+        free(payload);
+        if (o->json) {
+            print_json(doc);
+        } else {
+            printf("%s = %s (stored in etcd; compiled into the next "
+                   "generation)\n",
+                   json_string_value(json_object_get(doc, "key")),
+                   json_string_value(json_object_get(doc, "value")));
+        }
+        json_decref(doc);
+        return 0;
+    }
+    die(EXIT_USAGE, "config: usage: config get [KEY] | config set KEY VALUE");
 }
 
 static double
@@ -909,6 +1048,8 @@ main(int argc, char **argv)
         return cmd_route(&o, rest, args);
     } else if (!strcmp(cmd, "replicate")) {
         return cmd_replicate(&o, rest, args);
+    } else if (!strcmp(cmd, "config")) {
+        return cmd_config(&o, rest, args);
     }
     if (!strcmp(cmd, "nodes") || !strcmp(cmd, "status") ||
         !strcmp(cmd, "node") || !strcmp(cmd, "tables") ||

@@ -18,6 +18,9 @@ MCOS_LOG_MODULE(agent);
 /* How long the brain may hold a watch before we ask again. */
 #define WATCH_TIMEOUT_MS 30000
 
+/* The shortest time between two switches to another brain. */
+#define SWITCH_GAP_MS 100
+
 static struct mcos_ratelimit brain_err_rl = MCOS_RATELIMIT_INIT(5000, 5);
 
 static void send_hello(struct agent *);
@@ -38,7 +41,7 @@ contact(struct agent *a, bool ok)
 {
     if (ok) {
         if (!a->connected) {
-            LOG_INFO("connected to the brain at %s", a->cfg.brain);
+            LOG_INFO("connected to the brain at %s", a->brain_url);
         }
         if (a->stale) {
             LOG_INFO("no longer stale: the brain answers again");
@@ -50,7 +53,7 @@ contact(struct agent *a, bool ok)
         a->connected = false;
         LOG_WARN("lost contact with the brain at %s; running on table "
                  "generation %" PRIu64,
-                 a->cfg.brain, agent_tables_gen(a->tables));
+                 a->brain_url, agent_tables_gen(a->tables));
     }
 }
 
@@ -98,6 +101,103 @@ apply_table(struct agent *a, const Mcos__TableUpdate *u)
     }
 }
 
+static void
+switch_cb(uv_timer_t *t)
+{
+    struct agent *a = t->data;
+    struct mcos_bus_client *bus;
+    char *url = a->next_brain;
+    char err[256];
+
+    a->next_brain = NULL;
+    if (!url || a->closing) {
+        free(url);
+        return;
+    }
+    if (mcos_bus_client_create(a->loop, url, &bus, err, sizeof err)) {
+        LOG_WARN("cannot follow the brain at %s: %s", url, err);
+        free(url);
+        return;
+    }
+    /* Calls in flight on the old client go without callbacks. */
+    mcos_bus_client_close(a->bus);
+    a->bus = bus;
+    a->watch = NULL;
+    a->hello_in_flight = false;
+    a->report_in_flight = false;
+    a->registered = false;
+    for (size_t i = 0; i < a->n_brains; i++) {
+        if (!strcmp(a->brains[i], url)) {
+            a->cur_brain = i;
+        }
+    }
+    LOG_INFO("following the brain at %s (was %s); running table generation "
+             "%" PRIu64 " meanwhile",
+             url, a->brain_url, agent_tables_gen(a->tables));
+    free(a->brain_url);
+    a->brain_url = url;
+    a->counters.brain_switches++;
+    a->last_switch_us = mcos_clock_now(a->clock);
+    agent_run(a);
+}
+
+/* Follows another brain: `url` (NULL: the next one in the configured
+ * list) after `delay_ms`.  The switch itself runs from a timer, never from
+ * inside a bus callback, because it closes the bus client. */
+static void
+follow(struct agent *a, const char *url, uint64_t delay_ms)
+{
+    uint64_t since;
+
+    if (a->next_brain || a->closing) {
+        return; /* a switch is already coming */
+    }
+    if (!url) {
+        /* Back to the configured list after following a leader's own URL
+         * (it may have died: a Service address is the stable way back),
+         * else the next brain of the list. */
+        url = a->brains[a->cur_brain];
+        if (!strcmp(url, a->brain_url)) {
+            url = a->brains[(a->cur_brain + 1) % a->n_brains];
+        }
+    }
+    if (!strcmp(url, a->brain_url)) {
+        return; /* nowhere else to go: keep retrying this one */
+    }
+    /* Two brains with stale views could send us back and forth: at most
+     * one switch per SWITCH_GAP_MS. */
+    since = (mcos_clock_now(a->clock) - a->last_switch_us) / 1000;
+    if (a->counters.brain_switches && since < SWITCH_GAP_MS &&
+        delay_ms < SWITCH_GAP_MS - since) {
+        delay_ms = SWITCH_GAP_MS - since;
+    }
+    a->next_brain = strdup(url);
+    if (a->next_brain) {
+        uv_timer_start(&a->switch_timer, switch_cb, delay_ms, 0);
+    }
+}
+
+/* A standby refused us, naming the leader (or nobody). */
+static void
+redirected(struct agent *a, const char *leader)
+{
+    static const char *const bus_schemes[] = {"tcp", "ipc", NULL};
+    char err[256];
+
+    a->registered = false;
+    /* A wildcard address names no host: the leader did not set its
+     * advertise URL. */
+    if (leader && *leader && strcmp(leader, a->brain_url) &&
+        !strstr(leader, "://0.0.0.0:") && !strstr(leader, "://[::]:") &&
+        mcos_check_url("leader", leader, bus_schemes, err, sizeof err) == 0) {
+        follow(a, leader, 0);
+    } else {
+        /* Nobody leads yet, or only the brain we ask: look around, not
+         * in a tight loop. */
+        follow(a, NULL, a->interval_ms < 500 ? a->interval_ms : 500);
+    }
+}
+
 /* Decodes a reply; returns its status, or the decode error. */
 static int
 handle_reply(struct agent *a, int status, const void *data, size_t len,
@@ -112,6 +212,8 @@ handle_reply(struct agent *a, int status, const void *data, size_t len,
         contact(a, false);
         if (status != -ECANCELED) {
             LOG_DBG("%s: %s", what, mcos_strerror(status));
+            /* No answer: another brain of the list may lead now. */
+            follow(a, NULL, 0);
         }
         return status;
     }
@@ -131,7 +233,10 @@ handle_reply(struct agent *a, int status, const void *data, size_t len,
     contact(a, true);
     a->brain_gen = rep->desired_gen;
     r = rep->status;
-    if (r == -ENOENT) {
+    if (r == -EREMOTE) {
+        LOG_INFO("%s: %s", what, rep->error);
+        redirected(a, rep->leader);
+    } else if (r == -ENOENT) {
         /* The brain does not know us (it restarted): introduce ourselves
          * again; the table we run stays in force meanwhile. */
         LOG_INFO("%s: %s", what, rep->error);
@@ -465,6 +570,9 @@ agent_run(struct agent *a)
                  (now - a->last_contact_us) / 1000,
                  agent_tables_gen(a->tables));
     }
+    if (a->next_brain) {
+        return; /* switching brains: nothing to send until then */
+    }
     if (!a->registered) {
         if (a->watch) {
             mcos_bus_call_cancel(a->watch);
@@ -664,6 +772,13 @@ agent_create(uv_loop_t *loop, const struct agent_config *cfg,
     if (r) {
         goto fail_free;
     }
+    r = agent_brain_list(cfg->brain, &a->brains, &a->n_brains, err, errlen);
+    if (r == 0 && !(a->brain_url = strdup(a->brains[0]))) {
+        r = -ENOMEM;
+    }
+    if (r) {
+        goto fail_cfg;
+    }
     a->boot_id = mcos_boot_id_new();
     a->interval_ms = cfg->report_interval_ms;
     a->start_us = a->last_contact_us = mcos_clock_now(clock);
@@ -699,7 +814,7 @@ agent_create(uv_loop_t *loop, const struct agent_config *cfg,
     if (r) {
         goto fail_store;
     }
-    r = mcos_bus_client_create(loop, cfg->brain, &a->bus, err, errlen);
+    r = mcos_bus_client_create(loop, a->brain_url, &a->bus, err, errlen);
     if (r) {
         goto fail_api;
     }
@@ -725,10 +840,12 @@ agent_create(uv_loop_t *loop, const struct agent_config *cfg,
     }
     uv_timer_init(loop, &a->timer);
     a->timer.data = a;
+    uv_timer_init(loop, &a->switch_timer);
+    a->switch_timer.data = a;
     uv_timer_start(&a->timer, timer_cb, a->interval_ms, a->interval_ms);
     LOG_INFO("agent %s (boot %016" PRIx64 ") reporting to %s every %" PRIu64
              " ms; %s",
-             a->cfg.node, a->boot_id.v, cfg->brain, a->interval_ms,
+             a->cfg.node, a->boot_id.v, a->brain_url, a->interval_ms,
              a->gpus.note);
     agent_run(a);
     *out = a;
@@ -748,6 +865,8 @@ fail_tables:
 fail_obs:
     agent_observe_destroy(a->obs);
 fail_cfg:
+    agent_brain_list_free(a->brains, a->n_brains);
+    free(a->brain_url);
     mcos_cfg_free(agent_config_opts, agent_n_config_opts, &a->cfg);
 fail_free:
     free(a);
@@ -759,8 +878,14 @@ closed_cb(uv_handle_t *h)
 {
     struct agent *a = h->data;
 
+    if (--a->closing > 0) {
+        return;
+    }
     agent_tables_destroy(a->tables);
     agent_observe_destroy(a->obs);
+    agent_brain_list_free(a->brains, a->n_brains);
+    free(a->brain_url);
+    free(a->next_brain);
     mcos_cfg_free(agent_config_opts, agent_n_config_opts, &a->cfg);
     free(a);
 }
@@ -771,7 +896,7 @@ agent_close(struct agent *a)
     if (!a || a->closing) {
         return;
     }
-    a->closing = 1;
+    a->closing = 2; /* the two timers */
     mcos_member_stop(a->member);
     a->member = NULL;
     mcos_http_server_close(a->http);
@@ -786,4 +911,5 @@ agent_close(struct agent *a)
     mcos_bus_client_close(a->bus);
     a->watch = NULL;
     uv_close((uv_handle_t *)&a->timer, closed_cb);
+    uv_close((uv_handle_t *)&a->switch_timer, closed_cb);
 }

@@ -9,6 +9,12 @@
  * stale_after_ms without an answer marks itself stale (in /metrics and in
  * its reports, once they get through again).
  *
+ * Several brains (high availability): `brain` may list several bus URLs.
+ * A standby refuses with -EREMOTE and names the leader's URL, and the
+ * agent follows it at once; a brain that does not answer makes the agent
+ * try the next URL in the list.  Either way it says hello to the new
+ * leader, which brings its full inventory.
+ *
  * Control flow: callbacks (bus replies, timers, HTTP) record what happened;
  * agent_run() -- the one place that acts -- decides what to send next.
  *
@@ -36,7 +42,7 @@
 
 struct agent_config {
     char *node;                  /* node name */
-    char *brain;                 /* brain's bus URL */
+    char *brain;                 /* brains' bus URLs, comma-separated */
     char *http_listen;           /* /metrics and API, "" for none */
     char *rack;                  /* topology label */
     char *zone;                  /* topology label */
@@ -65,6 +71,13 @@ struct agent_config {
 extern const struct mcos_cfg_opt agent_config_opts[];
 extern const size_t agent_n_config_opts;
 
+/* Splits a comma-separated list of brain URLs into `out` (malloc'd
+ * strings, *n of them).  -EINVAL with the reason in err for an empty list
+ * or a URL that is not tcp:// or ipc://. */
+int agent_brain_list(const char *list, char ***out, size_t *n, char *err,
+                     size_t errlen);
+void agent_brain_list_free(char **, size_t n);
+
 /* Checks values that depend on the machine or on each other. */
 int agent_config_check(const struct agent_config *, char *err, size_t errlen);
 
@@ -75,6 +88,7 @@ struct agent_counters {
     uint64_t tables_applied;  /* generations applied */
     uint64_t table_errors;    /* updates refused */
     uint64_t brain_errors;    /* error replies from the brain */
+    uint64_t brain_switches;  /* times it followed another brain */
 };
 
 struct mcos_member;
@@ -107,6 +121,13 @@ struct agent {
     int closing;                    /* handles still closing */
     struct agent_counters counters; /* for /metrics */
     struct mcos_member *member;     /* etcd registration, or NULL */
+    char **brains;                  /* the brains' bus URLs, from cfg */
+    size_t n_brains;                /* how many */
+    size_t cur_brain;               /* the one `bus` dials, if listed */
+    char *brain_url;                /* the URL `bus` dials now */
+    char *next_brain;               /* where to switch to, or NULL */
+    uv_timer_t switch_timer;        /* runs the switch outside callbacks */
+    uint64_t last_switch_us;        /* when we last did */
 };
 
 int agent_create(uv_loop_t *, const struct agent_config *,

@@ -20,6 +20,7 @@ get_status(struct mcos_http_request *req, void *arg)
     uint64_t now = mcos_clock_now(a->clock);
     char boot[20];
     json_t *gpus = json_array();
+    json_t *doc;
 
     uint64_t l2_max, l2_window, l2_obj;
     bool l2 = agent_store_l2(a->store, &l2_max, &l2_window, &l2_obj);
@@ -33,26 +34,31 @@ get_status(struct mcos_http_request *req, void *arg)
                             "name", a->gpus.gpu[i].name, "memory_bytes",
                             (json_int_t)a->gpus.gpu[i].memory_bytes));
     }
-    mcos_http_respond_json(
-        req, 200,
-        json_pack(
-            "{s:s, s:s, s:s, s:s, s:I, s:I, s:b, s:b, s:b, s:I, s:I, "
-            "s:o, s:s, s:{s:I, s:s, s:I, s:I, s:b}, "
-            "s:{s:b, s:I, s:I, s:s}}",
-            "node", a->cfg.node, "version", MCOS_VERSION, "boot_id", boot,
-            "brain", a->cfg.brain, "applied_gen",
-            (json_int_t)agent_tables_gen(a->tables), "brain_gen",
-            (json_int_t)a->brain_gen, "registered", a->registered, "connected",
-            a->connected, "stale", a->stale, "last_contact_ms",
-            (json_int_t)((now - a->last_contact_us) / 1000),
-            "report_interval_ms", (json_int_t)a->interval_ms, "gpus", gpus,
-            "gpu_note", a->gpus.note, "tiers", "dram_bytes",
-            (json_int_t)a->cfg.dram_bytes, "nvme_dir", a->cfg.nvme_dir,
-            "nvme_bytes", (json_int_t)a->cfg.nvme_bytes, "hbm_bytes",
-            (json_int_t)a->cfg.emulate_hbm_bytes, "hbm_emulated",
-            a->cfg.emulate_hbm_bytes > 0 && a->gpus.n == 0, "l2", "available",
-            l2, "persist_max_bytes", (json_int_t)l2_max, "window_bytes",
-            (json_int_t)l2_window, "object", l2_obj ? l2_id : ""));
+    doc = json_pack(
+        "{s:s, s:s, s:s, s:s, s:I, s:I, s:b, s:b, s:b, s:I, s:I, "
+        "s:o, s:s, s:{s:I, s:s, s:I, s:I, s:b}, "
+        "s:{s:b, s:I, s:I, s:s}}",
+        "node", a->cfg.node, "version", MCOS_VERSION, "boot_id", boot, "brain",
+        a->cfg.brain, "applied_gen", (json_int_t)agent_tables_gen(a->tables),
+        "brain_gen", (json_int_t)a->brain_gen, "registered", a->registered,
+        "connected", a->connected, "stale", a->stale, "last_contact_ms",
+        (json_int_t)((now - a->last_contact_us) / 1000), "report_interval_ms",
+        (json_int_t)a->interval_ms, "gpus", gpus, "gpu_note", a->gpus.note,
+        "tiers", "dram_bytes", (json_int_t)a->cfg.dram_bytes, "nvme_dir",
+        a->cfg.nvme_dir, "nvme_bytes", (json_int_t)a->cfg.nvme_bytes,
+        "hbm_bytes", (json_int_t)a->cfg.emulate_hbm_bytes, "hbm_emulated",
+        a->cfg.emulate_hbm_bytes > 0 && a->gpus.n == 0, "l2", "available", l2,
+        "persist_max_bytes", (json_int_t)l2_max, "window_bytes",
+        (json_int_t)l2_window, "object", l2_obj ? l2_id : "");
+    if (doc) {
+        /* With several brains: the one followed now. */
+        json_object_set_new(doc, "brain_url", json_string(a->brain_url));
+        json_object_set_new(
+            doc, "brain_switches",
+            json_integer((json_int_t)a->counters.brain_switches));
+    }
+    mcos_http_respond_json(req, doc ? 200 : 500,
+                           doc ? doc : json_pack("{s:s}", "error", "oom"));
 }
 
 static void
@@ -223,6 +229,8 @@ get_metrics(struct mcos_http_request *req, void *arg)
             table_errors);
     COUNTER("mcos_agent_brain_errors_total", "Error replies from the brain.",
             brain_errors);
+    COUNTER("mcos_agent_brain_switches_total",
+            "Times the agent followed another brain.", brain_switches);
 #undef GAUGE
 #undef COUNTER
     metric(f, "mcos_agent_tier_capacity_bytes", "gauge", "Capacity per tier.");

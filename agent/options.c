@@ -3,6 +3,7 @@
 #include <inttypes.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -19,7 +20,7 @@ const struct mcos_cfg_opt agent_config_opts[] = {
     OPT("node", "node", MCOS_CFG_STRING, node, 0, 0, NULL,
         "node name (default: the host name)"),
     OPT("brain", "brain", MCOS_CFG_STRING, brain, 0, 0, "tcp://127.0.0.1:7650",
-        "the brain's address (nng URL)"),
+        "the brain's address (nng URL); several brains: comma-separated"),
     OPT("http_listen", "http", MCOS_CFG_STRING, http_listen, 0, 0,
         "http://127.0.0.1:7652", "/metrics and status API (\"\" disables)"),
     OPT("labels.rack", "rack", MCOS_CFG_STRING, rack, 0, 0, "",
@@ -113,8 +114,14 @@ agent_config_check(const struct agent_config *c, char *err, size_t errlen)
     static const char *const bus_schemes[] = {"tcp", "ipc", NULL};
     static const char *const http_schemes[] = {"http", NULL};
 
-    if (mcos_check_url("brain", c->brain, bus_schemes, err, errlen)) {
-        return -EINVAL;
+    {
+        char **list;
+        size_t n;
+
+        if (agent_brain_list(c->brain, &list, &n, err, errlen)) {
+            return -EINVAL;
+        }
+        agent_brain_list_free(list, n);
     }
     if (mcos_check_url("api_listen", c->api_listen, bus_schemes, err,
                        errlen)) {
@@ -196,5 +203,55 @@ agent_config_check(const struct agent_config *c, char *err, size_t errlen)
                  c->data_address);
         return -EINVAL;
     }
+    return 0;
+}
+
+void
+agent_brain_list_free(char **list, size_t n)
+{
+    for (size_t i = 0; list && i < n; i++) {
+        free(list[i]);
+    }
+    free(list);
+}
+
+int
+agent_brain_list(const char *text, char ***out, size_t *n, char *err,
+                 size_t errlen)
+{
+    static const char *const bus_schemes[] = {"tcp", "ipc", NULL};
+    char *copy = strdup(text ? text : ""), *save = NULL, *tok;
+    char **list = NULL, **grown;
+    size_t k = 0;
+    int r = 0;
+
+    if (!copy) {
+        return -ENOMEM;
+    }
+    for (tok = strtok_r(copy, ",", &save); tok && r == 0;
+         tok = strtok_r(NULL, ",", &save)) {
+        if (k == 16) {
+            snprintf(err, errlen, "brain: more than 16 brains listed");
+            r = -EINVAL;
+        } else if (mcos_check_url("brain", tok, bus_schemes, err, errlen)) {
+            r = -EINVAL;
+        } else if (!(grown = realloc(list, (k + 1) * sizeof *list)) ||
+                   !((list = grown)[k] = strdup(tok))) {
+            r = -ENOMEM;
+        } else {
+            k++;
+        }
+    }
+    free(copy);
+    if (r == 0 && k == 0) {
+        snprintf(err, errlen, "brain: no brain URL given");
+        r = -EINVAL;
+    }
+    if (r) {
+        agent_brain_list_free(list, k);
+        return r;
+    }
+    *out = list;
+    *n = k;
     return 0;
 }

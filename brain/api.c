@@ -1,7 +1,9 @@
 /*
  * The brain's HTTP/JSON API (explain and query steps): nodes, status,
- * sync, tables, and Prometheus metrics.  Handlers run on the loop thread
- * (see http.h) and read the model directly.
+ * sync, tables, live configuration, and Prometheus metrics.  Handlers run
+ * on the loop thread (see http.h) and read the model directly.  A standby
+ * brain (etcd mode) answers /v1/status with 503 and refuses what only the
+ * leader can do, naming the leader.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -12,6 +14,7 @@
 
 #include "aggregate.h"
 #include "brain.h"
+#include "election.h"
 #include "routing.h"
 #include "error.h"
 #include "membership.h"
@@ -138,12 +141,28 @@ get_nodes(struct mcos_http_request *req, void *arg)
     }
 }
 
+/* Answers 503 naming the leader and returns true on a standby. */
+static bool
+not_leader(struct mcos_http_request *req, const struct brain *b)
+{
+    char msg[512];
+
+    if (brain_leading(b)) {
+        return false;
+    }
+    brain_not_leader_msg(b, msg, sizeof msg);
+    mcos_http_respond_error(req, 503, "%s", msg);
+    return true;
+}
+
 static void
 get_status(struct mcos_http_request *req, void *arg)
 {
     struct brain *b = arg;
     const struct brain_cluster *c = &b->cluster;
     uint64_t min_applied = UINT64_MAX;
+    bool leading = brain_leading(b);
+    json_t *doc, *etcd, *ha;
 
     for (size_t i = 0; i < c->n; i++) {
         if (c->nodes[i]->live != BRAIN_FAILED &&
@@ -154,23 +173,243 @@ get_status(struct mcos_http_request *req, void *arg)
     if (min_applied == UINT64_MAX) {
         min_applied = 0;
     }
-    mcos_http_respond_json(
-        req, 200,
-        json_pack(
-            "{s:s, s:s, s:s, s:I, s:b, s:I, s:s, s:s, s:I, "
-            "s:{s:i, s:i, s:i, s:i}, s:{s:b, s:s, s:b}}",
-            "version", MCOS_VERSION, "role", "leader", "mode", "embedded",
-            "generation", (json_int_t)b->gen, "converged",
-            brain_converged(b, b->gen), "min_applied_gen",
-            (json_int_t)min_applied, "listen", b->cfg.listen, "state_dir",
-            b->cfg.state_dir, "uptime_s",
-            (json_int_t)((mcos_clock_now(b->clock) - b->start_us) / 1000000),
-            "nodes", "total", (int)c->n, "alive",
-            (int)brain_cluster_count(c, BRAIN_ALIVE), "suspect",
-            (int)brain_cluster_count(c, BRAIN_SUSPECT), "failed",
-            (int)brain_cluster_count(c, BRAIN_FAILED), "etcd", "configured",
-            b->members != NULL, "endpoints", b->cfg.etcd_endpoints, "watching",
-            mcos_members_watching(b->members)));
+    doc = json_pack(
+        "{s:s, s:s, s:s, s:s, s:I, s:b, s:I, s:s, s:s, s:I, "
+        "s:{s:i, s:i, s:i, s:i}, s:{s:b, s:s, s:b}}",
+        "version", MCOS_VERSION, "name", b->cfg.name, "role",
+        leading ? "leader" : "standby", "mode",
+        b->election ? "etcd" : "embedded", "generation", (json_int_t)b->gen,
+        "converged", brain_converged(b, b->gen), "min_applied_gen",
+        (json_int_t)min_applied, "listen", b->cfg.listen, "state_dir",
+        b->cfg.state_dir, "uptime_s",
+        (json_int_t)((mcos_clock_now(b->clock) - b->start_us) / 1000000),
+        "nodes", "total", (int)c->n, "alive",
+        (int)brain_cluster_count(c, BRAIN_ALIVE), "suspect",
+        (int)brain_cluster_count(c, BRAIN_SUSPECT), "failed",
+        (int)brain_cluster_count(c, BRAIN_FAILED), "etcd", "configured",
+        b->members != NULL, "endpoints", b->cfg.etcd_endpoints, "watching",
+        mcos_members_watching(b->members));
+    if (!doc) {
+        mcos_http_respond_error(req, 500, "out of memory");
+        return;
+    }
+    etcd = json_object_get(doc, "etcd");
+    if (b->election && (ha = brain_election_status(b->election))) {
+        json_object_set(doc, "leader", json_object_get(ha, "leader"));
+        json_object_set(doc, "brains", json_object_get(ha, "brains"));
+        json_object_set(etcd, "health", json_object_get(ha, "health"));
+        json_object_set(etcd, "election_watching",
+                        json_object_get(ha, "watching"));
+        json_object_set(etcd, "lease", json_object_get(ha, "lease"));
+        json_object_set_new(doc, "failovers",
+                            json_integer((json_int_t)b->failovers));
+        json_decref(ha);
+    } else {
+        json_object_set_new(
+            doc, "leader",
+            json_pack("{s:s, s:s, s:s}", "name", b->cfg.name, "bus",
+                      *b->cfg.advertise ? b->cfg.advertise : b->cfg.listen,
+                      "http", b->cfg.http_listen));
+        json_object_set_new(doc, "brains", json_array());
+    }
+    /* Readiness: load balancers (the Kubernetes Service) route only to
+     * the leader. */
+    mcos_http_respond_json(req, leading ? 200 : 503, doc);
+}
+
+/* --- Live configuration: GET /v1/config[/KEY], PUT /v1/config/KEY. --- */
+
+struct brain_config_put {
+    struct brain *b;               /* owner */
+    struct mcos_http_request *req; /* answered when etcd is */
+    char key[64];                  /* the key */
+    char value[32];                /* its canonical value */
+    struct brain_config_put *next; /* in b->config_puts */
+};
+
+static json_t *
+config_entry(const struct brain *b, size_t i)
+{
+    const char *key = brain_config_live_keys[i];
+    char v[32], err[256];
+
+    if (brain_config_live_get(&b->cfg, key, v, sizeof v, err, sizeof err)) {
+        return NULL;
+    }
+    return json_pack("{s:s, s:s, s:s}", "key", key, "value", v, "source",
+                     b->live_from_etcd & (1u << i) ? "etcd" : "local");
+}
+
+static void
+get_config(struct mcos_http_request *req, void *arg)
+{
+    struct brain *b = arg;
+    const char *path = mcos_http_request_path(req);
+    const char *key;
+    char v[32], err[256];
+    json_t *keys;
+    int r;
+
+    if (!strcmp(path, "/v1/config") || !strcmp(path, "/v1/config/")) {
+        keys = json_array();
+        for (size_t i = 0; brain_config_live_keys[i]; i++) {
+            json_array_append_new(keys, config_entry(b, i));
+        }
+        mcos_http_respond_json(req, 200,
+                               json_pack("{s:b, s:o}", "etcd",
+                                         b->election != NULL, "keys", keys));
+        return;
+    }
+    if (strncmp(path, "/v1/config/", 11)) {
+        mcos_http_respond_error(req, 404, "no such resource: %s", path);
+        return;
+    }
+    key = path + 11;
+    r = brain_config_live_get(&b->cfg, key, v, sizeof v, err, sizeof err);
+    if (r) {
+        mcos_http_respond_error(req, r == -ENOENT ? 404 : 400, "%s", err);
+        return;
+    }
+    for (size_t i = 0; brain_config_live_keys[i]; i++) {
+        if (!strcmp(brain_config_live_keys[i], key)) {
+            mcos_http_respond_json(req, 200, config_entry(b, i));
+            return;
+        }
+    }
+}
+
+static void
+config_put_done(void *arg, int status, const char *error)
+{
+    struct brain_config_put *p = arg, **pp;
+    struct brain *b = p->b;
+
+    for (pp = &b->config_puts; *pp; pp = &(*pp)->next) {
+        if (*pp == p) {
+            *pp = p->next;
+            break;
+        }
+    }
+    if (status == -EREMOTE) {
+        not_leader(p->req, b);
+    } else if (status) {
+        mcos_http_respond_error(p->req, 503,
+                                "%s: not stored, cannot write etcd: %s",
+                                p->key, error);
+    } else {
+        mcos_http_respond_json(p->req, 200,
+                               json_pack("{s:s, s:s, s:s}", "key", p->key,
+                                         "value", p->value, "source", "etcd"));
+    }
+    free(p);
+}
+
+static json_t *load_body(struct mcos_http_request *, const char *, size_t);
+
+static void
+put_config(struct mcos_http_request *req, void *arg)
+{
+    struct brain *b = arg;
+    const char *path = mcos_http_request_path(req);
+    const char *key = path + strlen("/v1/config/");
+    size_t len;
+    const char *body = mcos_http_request_body(req, &len);
+    struct brain_config tmp = b->cfg;
+    struct brain_config_put *p;
+    char canon[32], err[512], text[32];
+    const char *value, *k;
+    json_t *doc, *v;
+    int r;
+
+    if (strncmp(path, "/v1/config/", 11) || !*key) {
+        mcos_http_respond_error(req, 400,
+                                "PUT /v1/config/KEY: no key in the path");
+        return;
+    }
+    doc = load_body(req, body, len);
+    if (!doc) {
+        return;
+    }
+    if (!json_is_object(doc)) {
+        json_decref(doc);
+        mcos_http_respond_error(req, 400, "body must be a JSON object");
+        return;
+    }
+    json_object_foreach(doc, k, v)
+    {
+        if (strcmp(k, "value")) {
+            mcos_http_respond_error(req, 400, "unknown key '%.64s'", k);
+            json_decref(doc);
+            return;
+        }
+    }
+    v = json_object_get(doc, "value");
+    if (json_is_integer(v)) {
+        snprintf(text, sizeof text, "%" JSON_INTEGER_FORMAT,
+                 json_integer_value(v));
+        value = text;
+    } else if (json_is_string(v)) {
+        value = json_string_value(v);
+    } else {
+        json_decref(doc);
+        mcos_http_respond_error(req, 400,
+                                "'value' must be a string or an integer");
+        return;
+    }
+    /* Validate against the whole configuration before anything is
+     * written; the copy is shallow, and only a number changes in it. */
+    r = brain_config_live_set(&tmp, key, value, "config set", canon,
+                              sizeof canon, err, sizeof err);
+    json_decref(doc);
+    if (r) {
+        mcos_http_respond_error(req, r == -ENOENT ? 404 : 400, "%s", err);
+        return;
+    }
+    if (!b->election) {
+        mcos_http_respond_error(req, 409,
+                                "config set needs etcd: this brain runs "
+                                "without etcd.endpoints (--etcd); change "
+                                "its config file instead");
+        return;
+    }
+    if (not_leader(req, b)) {
+        return;
+    }
+    p = calloc(1, sizeof *p);
+    if (!p) {
+        mcos_http_respond_error(req, 500, "out of memory");
+        return;
+    }
+    p->b = b;
+    p->req = req;
+    snprintf(p->key, sizeof p->key, "%s", key);
+    snprintf(p->value, sizeof p->value, "%s", canon);
+    r = brain_election_config_put(b->election, p->key, p->value,
+                                  config_put_done, p);
+    if (r) {
+        free(p);
+        if (r == -EREMOTE) {
+            not_leader(req, b);
+        } else {
+            mcos_http_respond_error(req, 503, "%s: not stored: %s", key,
+                                    mcos_strerror(r));
+        }
+        return;
+    }
+    p->next = b->config_puts;
+    b->config_puts = p;
+}
+
+void
+brain_api_close(struct brain *b)
+{
+    while (b->config_puts) {
+        struct brain_config_put *p = b->config_puts;
+
+        b->config_puts = p->next;
+        mcos_http_respond_error(p->req, 503, "the brain is stopping");
+        free(p);
+    }
 }
 
 /* POST /v1/sync[?recompute=1]: a new generation now; with recompute, the
@@ -188,6 +427,9 @@ post_sync(struct mcos_http_request *req, void *arg)
                                 "sync: unknown query '%.64s' (want "
                                 "recompute=1 or nothing)",
                                 q);
+        return;
+    }
+    if (not_leader(req, b)) {
         return;
     }
     b->recompute = recompute;
@@ -314,6 +556,9 @@ post_replicate(struct mcos_http_request *req, void *arg)
     char err[256];
     int r, kind;
 
+    if (not_leader(req, b)) {
+        return;
+    }
     doc = load_body(req, body, len);
     if (!doc) {
         return;
@@ -373,6 +618,9 @@ post_route(struct mcos_http_request *req, void *arg)
     char err[256];
     int r;
 
+    if (not_leader(req, b)) {
+        return;
+    }
     doc = load_body(req, body, len);
     if (!doc) {
         return;
@@ -496,6 +744,12 @@ get_metrics(struct mcos_http_request *req, void *arg)
     metric(f, "mcos_brain_generation", "gauge",
            "Current policy table generation.");
     fprintf(f, "mcos_brain_generation %" PRIu64 "\n", b->gen);
+    metric(f, "mcos_brain_leader", "gauge",
+           "1 while this brain leads (always 1 when embedded).");
+    fprintf(f, "mcos_brain_leader %d\n", brain_leading(b) ? 1 : 0);
+    metric(f, "mcos_brain_elections_won_total", "counter",
+           "Times this brain became the leader (etcd mode).");
+    fprintf(f, "mcos_brain_elections_won_total %" PRIu64 "\n", b->failovers);
     metric(f, "mcos_brain_nodes", "gauge", "Nodes by liveness state.");
     for (int s = BRAIN_ALIVE; s <= BRAIN_FAILED; s++) {
         fprintf(f, "mcos_brain_nodes{state=\"%s\"} %zu\n",
@@ -599,6 +853,8 @@ brain_api_register(struct brain *b)
         {"POST", "/v1/route", false, post_route},
         {"POST", "/v1/replicate", false, post_replicate},
         {"GET", "/v1/replication", false, get_replication},
+        {"GET", "/v1/config", true, get_config},
+        {"PUT", "/v1/config", true, put_config},
         {"GET", "/metrics", false, get_metrics},
     };
 

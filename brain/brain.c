@@ -5,9 +5,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "aggregate.h"
+#include "election.h"
 #include "error.h"
+#include "ids.h"
 #include "log.h"
 #include "membership.h"
 #include "routing.h"
@@ -87,6 +90,74 @@ refuse(struct brain *b, struct mcos_bus_request *req, int status,
         LOG_DBG("%s", err);
     }
     send_reply(b, req, status, err, NULL);
+}
+
+bool
+brain_leading(const struct brain *b)
+{
+    return !b->election || brain_election_leading(b->election);
+}
+
+void
+brain_not_leader_msg(const struct brain *b, char *buf, size_t len)
+{
+    const char *leader = brain_election_leader(b->election);
+
+    if (leader) {
+        snprintf(buf, len,
+                 "brain %s is a standby; the leader is %s (bus %s, HTTP %s)",
+                 b->cfg.name, leader, brain_election_leader_bus(b->election),
+                 brain_election_leader_http(b->election));
+    } else {
+        snprintf(buf, len, "brain %s is a standby; no brain leads yet",
+                 b->cfg.name);
+    }
+}
+
+/* Encodes `body` as a `type` message and answers `req` with it. */
+static void
+answer(struct mcos_bus_request *req, Mcos__MsgType type,
+       const ProtobufCMessage *body)
+{
+    uint8_t *buf;
+    size_t len;
+
+    if (mcos_wire_encode(type, body, &buf, &len)) {
+        mcos_bus_request_drop(req);
+        return;
+    }
+    if (mcos_bus_reply(req, buf, len)) {
+        LOG_DBG("reply not sent");
+    }
+    free(buf);
+}
+
+/* A standby answers agents with -EREMOTE and the leader's bus URL, so
+ * they go there at once; they keep running their last table meanwhile.
+ * A gateway's routing request gets -EREMOTE too, the leader named in the
+ * message (RouteReply has no field for its URL). */
+static void
+refuse_not_leader(struct brain *b, struct mcos_bus_request *req,
+                  Mcos__MsgType asked)
+{
+    const char *bus = brain_election_leader_bus(b->election);
+    char msg[512];
+
+    brain_not_leader_msg(b, msg, sizeof msg);
+    if (asked == MCOS__MSG_TYPE__MSG_ROUTE_REQUEST) {
+        Mcos__RouteReply rep = MCOS__ROUTE_REPLY__INIT;
+
+        rep.status = -EREMOTE;
+        rep.error = msg;
+        answer(req, MCOS__MSG_TYPE__MSG_ROUTE_REPLY, &rep.base);
+    } else {
+        Mcos__Reply rep = MCOS__REPLY__INIT;
+
+        rep.status = -EREMOTE;
+        rep.error = msg;
+        rep.leader = (char *)(bus ? bus : "");
+        answer(req, MCOS__MSG_TYPE__MSG_REPLY, &rep.base);
+    }
 }
 
 /* ------------------------------------------------------------------------
@@ -292,6 +363,14 @@ on_request(struct mcos_bus_request *req, void *arg)
         refuse(b, req, r, err);
         return;
     }
+    if (!brain_leading(b) && (m.type == MCOS__MSG_TYPE__MSG_HELLO ||
+                              m.type == MCOS__MSG_TYPE__MSG_REPORT ||
+                              m.type == MCOS__MSG_TYPE__MSG_WATCH ||
+                              m.type == MCOS__MSG_TYPE__MSG_ROUTE_REQUEST)) {
+        refuse_not_leader(b, req, m.type);
+        mcos_wire_msg_free(&m);
+        return;
+    }
     switch (m.type) {
     case MCOS__MSG_TYPE__MSG_HELLO:
         on_hello(b, req, &m);
@@ -330,9 +409,72 @@ save_gen(struct brain *b, uint64_t gen)
     return r;
 }
 
+/* Makes `next` (one table per node, by index; NULL where none) the nodes'
+ * desired tables at generation `gen`.  Takes the tables it uses. */
+static void
+publish(struct brain *b, struct mcos_table **next, size_t n, uint64_t gen)
+{
+    struct brain_cluster *c = &b->cluster;
+
+    b->gen = gen;
+    for (size_t i = 0; i < n && i < c->n; i++) {
+        if (next[i]) {
+            brain_node_set_desired(c->nodes[i], next[i]);
+            next[i] = NULL;
+        }
+    }
+    LOG_INFO("generation %" PRIu64 " compiled for %zu nodes", gen,
+             c->n - brain_cluster_count(c, BRAIN_FAILED));
+}
+
+static void
+free_tables(struct mcos_table **t, size_t n)
+{
+    for (size_t i = 0; t && i < n; i++) {
+        mcos_table_free(t[i]);
+    }
+    free(t);
+}
+
+/* The fenced write of /mcos/gen came back: publish, or try again later. */
+static void
+gen_fenced(void *arg, int status, const char *error)
+{
+    struct brain *b = arg;
+    struct mcos_table **next = b->pending;
+    size_t n = b->n_pending;
+    uint64_t gen = b->pending_gen;
+
+    b->pending = NULL;
+    b->gen_pending = false;
+    if (status == 0 && next && brain_leading(b)) {
+        publish(b, next, n, gen);
+        brain_schedule(b);
+    } else {
+        if (status == 0 && gen > b->gen) {
+            /* Written, but the tables were dropped (we stepped down and
+             * maybe up again): never reuse the number. */
+            b->gen = gen;
+        }
+        /* The graph took these tables as published: the next pass must
+         * publish again, whatever changed meanwhile. */
+        b->force = true;
+        if (status) {
+            b->counters.state_errors++;
+            LOG_ERR("cannot advance %s to %" PRIu64 ": %s; generation not "
+                    "published",
+                    BRAIN_ELECTION_GEN_KEY, gen, error);
+        }
+        b->dirty = true;
+    }
+    free_tables(next, n);
+}
+
 /* Runs the decide/compile graph; when a table changed (or a sync forced
- * it), publishes generation gen+1 to every node that is up: changed tables
- * as compiled, the others restamped. */
+ * it), makes generation gen+1 for every node that is up: changed tables as
+ * compiled, the others restamped.  With etcd the tables wait for the
+ * fenced write of the counter (gen_fenced), else the state directory
+ * records it first. */
 static void
 compile_all(struct brain *b)
 {
@@ -342,6 +484,7 @@ compile_all(struct brain *b)
     struct brain_graph_ctx ctx = {c,        &b->policy, b->kv,
                                   &b->repl, &b->place,  start};
     bool changed = b->force, recompute = b->recompute;
+    struct mcos_table **next = NULL;
     char err[256];
     size_t published = 0;
 
@@ -358,26 +501,52 @@ compile_all(struct brain *b)
                   brain_graph_table(b->graph, c->nodes[i]->idx);
     }
     b->counters.compiles++;
-    if (changed && save_gen(b, gen) == 0) {
-        b->gen = gen;
-        for (size_t i = 0; i < c->n; i++) {
-            const struct mcos_table *t =
-                brain_graph_table(b->graph, c->nodes[i]->idx);
-            struct mcos_table *stamped;
+    if (changed) {
+        next = calloc(c->n ? c->n : 1, sizeof *next);
+        if (!next) {
+            LOG_ERR("out of memory publishing tables");
+            b->force = true; /* the next pass tries again */
+            return;
+        }
+    }
+    for (size_t i = 0; next && i < c->n; i++) {
+        const struct mcos_table *t =
+            brain_graph_table(b->graph, c->nodes[i]->idx);
 
-            if (!t || mcos_table_restamp(t, gen, &stamped)) {
-                continue;
-            }
-            brain_node_set_desired(c->nodes[i], stamped);
+        if (t && mcos_table_restamp(t, gen, &next[i]) == 0) {
             published++;
         }
+    }
+    if (changed && b->election) {
+        /* Fencing: no table of this generation leaves the brain before
+         * etcd has agreed that we still lead and moved the counter. */
+        b->pending = next;
+        b->n_pending = c->n;
+        b->pending_gen = gen;
+        b->gen_pending = true;
         b->dirty = false;
         b->force = false;
-        LOG_INFO("generation %" PRIu64 " compiled for %zu nodes%s", gen,
-                 published, recompute ? " (full recompute)" : "");
-    } else if (!changed) {
+        if (brain_election_advance(b->election, gen, gen_fenced, b) == 0) {
+            next = NULL;
+        } else {
+            b->pending = NULL;
+            b->gen_pending = false;
+            b->dirty = true;
+        }
+    } else if (changed && save_gen(b, gen) == 0) {
+        publish(b, next, c->n, gen);
+        b->dirty = false;
+        b->force = false;
+    } else if (changed) {
+        b->force = true; /* not saved: the next pass tries again */
+    } else {
         b->dirty = false;
     }
+    if (changed && recompute) {
+        LOG_INFO("generation %" PRIu64 ": full recompute (%zu tables)", gen,
+                 published);
+    }
+    free_tables(next, c->n);
     b->counters.compile_us = mcos_clock_now(b->clock) - start;
 }
 
@@ -407,6 +576,10 @@ brain_run(struct brain *b)
 {
     uint64_t now = mcos_clock_now(b->clock);
 
+    brain_election_tick(b->election);
+    if (!brain_leading(b)) {
+        return;
+    }
     if (brain_aggregate_tick(&b->cluster, now, &b->live_cfg)) {
         b->dirty = true;
     }
@@ -420,8 +593,11 @@ brain_run(struct brain *b)
     }
     brain_kv_tick(b->kv);
     /* The graph's inputs notice what changed; a pass with no change is a
-     * few comparisons per node. */
-    compile_all(b);
+     * few comparisons per node.  While a fenced generation write is out,
+     * the next pass waits for it. */
+    if (!b->gen_pending) {
+        compile_all(b);
+    }
     push_watches(b);
 }
 
@@ -449,6 +625,22 @@ int64_t
 brain_sync(struct brain *b)
 {
     uint64_t before = b->gen;
+
+    if (b->election) {
+        bool was_pending = b->gen_pending;
+
+        if (!brain_leading(b)) {
+            return -EREMOTE;
+        }
+        b->force = true;
+        brain_run(b);
+        if (!b->gen_pending) {
+            return -EIO;
+        }
+        /* A write already out publishes older tables; the forced compile
+         * follows it with the next number. */
+        return (int64_t)(b->pending_gen + (was_pending ? 1 : 0));
+    }
 
     b->force = true;
     brain_run(b);
@@ -491,6 +683,203 @@ member_gone(const char *node, void *arg)
     }
 }
 
+/* Policy and routing weights follow the configuration. */
+static void
+derive(struct brain *b)
+{
+    const struct brain_config *cfg = &b->cfg;
+
+    b->live_cfg.suspect_after_us = cfg->suspect_after_ms * 1000;
+    b->live_cfg.fail_after_us = cfg->fail_after_ms * 1000;
+    b->policy.high_watermark_pct = (uint32_t)cfg->high_watermark_pct;
+    b->policy.low_watermark_pct = (uint32_t)cfg->low_watermark_pct;
+    b->policy.admit_min_hotness_milli = (uint32_t)cfg->admit_min_hotness_milli;
+    b->policy.report_interval_ms = (uint32_t)cfg->report_interval_ms;
+    b->weights.dram_fetch = (double)cfg->dram_fetch_milli / 1000.0;
+    b->weights.nvme_fetch = (double)cfg->nvme_fetch_milli / 1000.0;
+    /* No peer fetches until the fabric can carry them. */
+    b->weights.peer_fetch = 1.0;
+    b->weights.load_weight = (double)cfg->load_weight_milli / 1000.0;
+    b->weights.bound_eps = (double)cfg->bound_eps_milli / 1000.0;
+    b->weights.rack_penalty = (double)cfg->rack_penalty_milli / 1000.0;
+    b->weights.queue_block_weight = (double)cfg->queue_block_milli / 1000.0;
+    b->repl.min_hotness_milli = (uint32_t)cfg->repl_min_hotness_milli;
+    b->repl.copies = (uint32_t)cfg->repl_copies;
+    b->repl.budget = (uint32_t)cfg->repl_budget;
+    b->repl.budget_bytes = cfg->repl_budget_bytes;
+    b->repl.candidates = (uint32_t)cfg->repl_candidates;
+    b->repl.interval_us = cfg->repl_interval_ms * 1000;
+    b->repl.drop_hits = (uint32_t)cfg->repl_drop_hits;
+    b->repl.drop_after_us = cfg->repl_drop_after_ms * 1000;
+    b->place.admit_pressure_milli = (uint32_t)cfg->admit_pressure_milli;
+    b->place.prefetch_min_support = (uint32_t)cfg->prefetch_min_support;
+    b->place.prefetch_deadline_ms = (uint32_t)cfg->prefetch_deadline_ms;
+    b->place.prefetch_max_rules = (uint32_t)cfg->prefetch_max_rules;
+}
+
+int
+brain_config_apply(struct brain *b, const char *key, const char *value,
+                   const char *source, char *err, size_t errlen)
+{
+    char local[32], canon[32];
+    size_t i;
+    int r;
+
+    for (i = 0; brain_config_live_keys[i]; i++) {
+        if (!strcmp(brain_config_live_keys[i], key)) {
+            break;
+        }
+    }
+    if (!value || !*value) {
+        r = brain_config_live_get(&b->local, key, local, sizeof local, err,
+                                  errlen);
+        if (r) {
+            return r;
+        }
+        value = local;
+    }
+    r = brain_config_live_set(&b->cfg, key, value, source, canon, sizeof canon,
+                              err, errlen);
+    if (r) {
+        return r;
+    }
+    if (value == local) {
+        b->live_from_etcd &= ~(1u << i);
+    } else {
+        b->live_from_etcd |= 1u << i;
+    }
+    LOG_INFO("config %s = %s (%s)", key, canon, source);
+    derive(b);
+    b->force = true;
+    brain_schedule(b);
+    return 0;
+}
+
+/* Soft state goes when leadership changes hands: a new leader rebuilds it
+ * from the agents' hellos and inventories, and a brain that stepped down
+ * must not keep answering from a model nobody updates. */
+static void
+reset_soft_state(struct brain *b)
+{
+    struct brain_graph *g;
+    struct brain_kv *kv;
+
+    for (size_t i = 0; i < b->cluster.n; i++) {
+        struct brain_node *n = b->cluster.nodes[i];
+
+        if (n->watch) {
+            refuse_not_leader(b, n->watch, MCOS__MSG_TYPE__MSG_WATCH);
+            n->watch = NULL;
+        }
+    }
+    if (brain_kv_create(&kv) == 0) {
+        brain_kv_destroy(b->kv);
+        b->kv = kv;
+    } else {
+        LOG_ERR("out of memory: keeping the old prefix index");
+    }
+    if (brain_graph_create(&g) == 0) {
+        /* Its ledgers (copies, learned pairs) and tables describe the
+         * cluster being dropped. */
+        brain_graph_destroy(b->graph);
+        b->graph = g;
+    } else {
+        LOG_ERR("out of memory: keeping the old decide/compile graph");
+        b->recompute = true;
+    }
+    brain_cluster_destroy(&b->cluster);
+    brain_cluster_init(&b->cluster);
+    free_tables(b->pending, b->n_pending);
+    b->pending = NULL;
+    b->n_pending = 0;
+}
+
+static void
+on_elected(void *arg, uint64_t gen)
+{
+    struct brain *b = arg;
+
+    reset_soft_state(b);
+    if (gen > b->gen) {
+        b->gen = gen;
+    }
+    b->failovers++;
+    b->force = true;
+    LOG_INFO("leading from generation %" PRIu64 "; waiting for the agents' "
+             "inventories",
+             b->gen);
+    brain_schedule(b);
+}
+
+static void
+on_deposed(void *arg, const char *why)
+{
+    struct brain *b = arg;
+
+    LOG_WARN("no longer the leader (%s): stopped pushing tables", why);
+    reset_soft_state(b);
+}
+
+static void
+on_config(void *arg, const char *key, const char *value)
+{
+    struct brain *b = arg;
+    char err[512], source[200];
+
+    snprintf(source, sizeof source, "etcd %s%s", BRAIN_ELECTION_CONFIG_PREFIX,
+             key);
+    if (brain_config_apply(b, key, value, source, err, sizeof err)) {
+        LOG_ERR("%s: ignored", err);
+    }
+}
+
+/* With etcd.endpoints: check etcd answers, then campaign. */
+static int
+start_ha(struct brain *b, char *err, size_t errlen)
+{
+    static const struct brain_election_cbs cbs = {on_elected, on_deposed,
+                                                  on_config};
+    struct brain_election_cfg ec = {
+        .endpoints = b->cfg.etcd_endpoints,
+        .name = b->cfg.name,
+        .bus_url = *b->cfg.advertise ? b->cfg.advertise : b->cfg.listen,
+        .http_url = b->cfg.http_listen,
+        .ttl_s = b->cfg.etcd_lease_ttl_s,
+    };
+    char why[512];
+    int r;
+
+    r = brain_election_probe(b->cfg.etcd_endpoints, why, sizeof why);
+    if (r && b->cfg.etcd_required) {
+        mcos_seterr(err, errlen,
+                    "etcd.endpoints: cannot reach etcd: %s (set "
+                    "etcd.required to false to run embedded without it)",
+                    why);
+        return r;
+    }
+    if (r) {
+        LOG_WARN("etcd.endpoints: cannot reach etcd: %s; running embedded "
+                 "(etcd.required is false)",
+                 why);
+        b->cfg.etcd_endpoints[0] = '\0';
+        return 0;
+    }
+    if (!*b->cfg.advertise && (strstr(b->cfg.listen, "://0.0.0.0:") ||
+                               strstr(b->cfg.listen, "://[::]:"))) {
+        LOG_WARN("listen %s is a wildcard address: set advertise to a URL "
+                 "agents can dial, or standbys cannot send them here",
+                 b->cfg.listen);
+    }
+    r = brain_election_start(b->loop, b->clock, &ec, &cbs, b, &b->election,
+                             err, errlen);
+    if (r == 0) {
+        LOG_INFO("brain %s: standing by for the leader election (lease TTL "
+                 "%" PRIu64 " s)",
+                 b->cfg.name, b->cfg.etcd_lease_ttl_s);
+    }
+    return r;
+}
+
 static int
 copy_config(struct brain_config *dst, const struct brain_config *src)
 {
@@ -501,8 +890,18 @@ copy_config(struct brain_config *dst, const struct brain_config *src)
     dst->log_level = strdup(src->log_level ? src->log_level : "info");
     dst->etcd_endpoints =
         strdup(src->etcd_endpoints ? src->etcd_endpoints : "");
+    dst->advertise = strdup(src->advertise ? src->advertise : "");
+    if (src->name && *src->name) {
+        dst->name = strdup(src->name);
+    } else {
+        char host[256] = "";
+
+        gethostname(host, sizeof host - 1);
+        dst->name = strdup(mcos_node_name_valid(host) ? host : "brain");
+    }
     if (!dst->listen || !dst->http_listen || !dst->state_dir ||
-        !dst->log_level || !dst->etcd_endpoints) {
+        !dst->log_level || !dst->etcd_endpoints || !dst->advertise ||
+        !dst->name) {
         mcos_cfg_free(brain_config_opts, brain_n_config_opts, dst);
         return -ENOMEM;
     }
@@ -531,32 +930,11 @@ brain_create(uv_loop_t *loop, const struct brain_config *cfg,
     if (r) {
         goto fail_free;
     }
-    b->live_cfg.suspect_after_us = cfg->suspect_after_ms * 1000;
-    b->live_cfg.fail_after_us = cfg->fail_after_ms * 1000;
-    b->policy.high_watermark_pct = (uint32_t)cfg->high_watermark_pct;
-    b->policy.low_watermark_pct = (uint32_t)cfg->low_watermark_pct;
-    b->policy.admit_min_hotness_milli = (uint32_t)cfg->admit_min_hotness_milli;
-    b->policy.report_interval_ms = (uint32_t)cfg->report_interval_ms;
-    b->weights.dram_fetch = (double)cfg->dram_fetch_milli / 1000.0;
-    b->weights.nvme_fetch = (double)cfg->nvme_fetch_milli / 1000.0;
-    /* No peer fetches until the fabric can carry them. */
-    b->weights.peer_fetch = 1.0;
-    b->weights.load_weight = (double)cfg->load_weight_milli / 1000.0;
-    b->weights.queue_block_weight = (double)cfg->queue_block_milli / 1000.0;
-    b->weights.bound_eps = (double)cfg->bound_eps_milli / 1000.0;
-    b->weights.rack_penalty = (double)cfg->rack_penalty_milli / 1000.0;
-    b->repl.min_hotness_milli = (uint32_t)cfg->repl_min_hotness_milli;
-    b->repl.copies = (uint32_t)cfg->repl_copies;
-    b->repl.budget = (uint32_t)cfg->repl_budget;
-    b->repl.budget_bytes = cfg->repl_budget_bytes;
-    b->repl.candidates = (uint32_t)cfg->repl_candidates;
-    b->repl.interval_us = cfg->repl_interval_ms * 1000;
-    b->repl.drop_hits = (uint32_t)cfg->repl_drop_hits;
-    b->repl.drop_after_us = cfg->repl_drop_after_ms * 1000;
-    b->place.admit_pressure_milli = (uint32_t)cfg->admit_pressure_milli;
-    b->place.prefetch_min_support = (uint32_t)cfg->prefetch_min_support;
-    b->place.prefetch_deadline_ms = (uint32_t)cfg->prefetch_deadline_ms;
-    b->place.prefetch_max_rules = (uint32_t)cfg->prefetch_max_rules;
+    derive(b);
+    b->local = b->cfg;
+    b->local.listen = b->local.http_listen = b->local.state_dir = NULL;
+    b->local.etcd_endpoints = b->local.name = b->local.advertise = NULL;
+    b->local.log_level = NULL;
     b->start_us = mcos_clock_now(clock);
     brain_cluster_init(&b->cluster);
 
@@ -601,10 +979,16 @@ brain_create(uv_loop_t *loop, const struct brain_config *cfg,
         }
     }
     if (*b->cfg.etcd_endpoints) {
+        r = start_ha(b, err, errlen);
+        if (r) {
+            goto fail_http;
+        }
+    }
+    if (*b->cfg.etcd_endpoints) {
         r = mcos_members_watch_start(loop, b->cfg.etcd_endpoints, member_gone,
                                      b, &b->members, err, errlen);
         if (r) {
-            goto fail_http;
+            goto fail_election;
         }
     }
     uv_timer_init(loop, &b->tick);
@@ -619,6 +1003,8 @@ brain_create(uv_loop_t *loop, const struct brain_config *cfg,
     *out = b;
     return 0;
 
+fail_election:
+    brain_election_stop(b->election);
 fail_http:
     mcos_http_server_close(b->http);
 fail_bus:
@@ -648,6 +1034,7 @@ closed_cb(uv_handle_t *h)
         brain_graph_destroy(b->graph);
         brain_kv_destroy(b->kv);
         brain_state_close(b->state);
+        free_tables(b->pending, b->n_pending);
         mcos_cfg_free(brain_config_opts, brain_n_config_opts, &b->cfg);
         free(b);
     }
@@ -665,6 +1052,9 @@ brain_close(struct brain *b)
     }
     mcos_members_watch_stop(b->members);
     b->members = NULL;
+    brain_election_stop(b->election);
+    b->election = NULL;
+    brain_api_close(b);
     mcos_http_server_close(b->http);
     mcos_bus_server_close(b->bus);
     b->closing = 2;

@@ -66,7 +66,11 @@ struct brain_config {
     uint64_t prefetch_deadline_ms;    /* prefetch: rules' deadline */
     uint64_t prefetch_max_rules;      /* prefetch: rules per node */
     char *etcd_endpoints;             /* membership leases, "" for none */
-    char *log_level;                  /* log spec, see log.h */
+    bool etcd_required;        /* no etcd at start: exit, else embedded */
+    uint64_t etcd_lease_ttl_s; /* the election lease's TTL */
+    char *name;                /* this brain's name, "" for hostname */
+    char *advertise;           /* bus URL agents dial, "" for listen */
+    char *log_level;           /* log spec, see log.h */
 };
 
 extern const struct mcos_cfg_opt brain_config_opts[];
@@ -74,6 +78,23 @@ extern const size_t brain_n_config_opts;
 
 /* Checks rules that span several keys (fail after suspect, low <= high). */
 int brain_config_check(const struct brain_config *, char *err, size_t errlen);
+
+/* The policy knobs an operator may change on a running cluster
+ * (mcos-admin config set; /mcos/config/<key> in etcd), NULL-terminated. */
+extern const char *const brain_config_live_keys[];
+
+/* The current value of live key `key` as text.  -ENOENT with a message in
+ * err for a key that is not live. */
+int brain_config_live_get(const struct brain_config *, const char *key,
+                          char *buf, size_t len, char *err, size_t errlen);
+
+/* Sets live key `key` from `value` (named `source` in messages) if the
+ * result passes brain_config_check; else changes nothing.  On success the
+ * canonical text of the value is in `canon`.  -ENOENT: unknown key;
+ * -EPERM: a key that cannot change while running; -EINVAL: bad value. */
+int brain_config_live_set(struct brain_config *, const char *key,
+                          const char *value, const char *source, char *canon,
+                          size_t canonlen, char *err, size_t errlen);
 
 struct brain_counters {
     uint64_t hellos;        /* hellos accepted */
@@ -90,6 +111,8 @@ struct brain_counters {
 };
 
 struct mcos_members_watch;
+struct brain_election;
+struct brain_config_put;
 
 struct brain {
     uv_loop_t *loop;                    /* our loop */
@@ -117,7 +140,31 @@ struct brain {
     struct brain_repl_config repl;      /* replication knobs, from cfg */
     struct brain_place_config place;    /* placement knobs, from cfg */
     bool recompute;                     /* next run: full recompute */
+    /* High availability (election.h); all unused in the embedded mode. */
+    struct brain_election *election;      /* etcd election, or NULL */
+    struct brain_config local;            /* live keys as configured locally
+                                             (numbers only; strings NULL) */
+    uint32_t live_from_etcd;              /* bit i: live key i set in etcd */
+    bool gen_pending;                     /* a fenced /mcos/gen write is out */
+    uint64_t pending_gen;                 /* the generation it writes */
+    struct mcos_table **pending;          /* tables waiting for it, or NULL */
+    size_t n_pending;                     /* entries in `pending` */
+    uint64_t failovers;                   /* times this brain became leader */
+    struct brain_config_put *config_puts; /* PUT /v1/config awaiting etcd */
 };
+
+/* True when this brain may act as the leader: always in the embedded mode,
+ * with etcd only while it holds the leader key. */
+bool brain_leading(const struct brain *);
+
+/* For a standby: "this brain (NAME) is a standby; the leader is ..." */
+void brain_not_leader_msg(const struct brain *, char *buf, size_t len);
+
+/* Applies live key `key` = `value` (validated; "" or NULL: back to the
+ * local config) and forces a new generation.  Returns 0 or -errno with
+ * the reason in err. */
+int brain_config_apply(struct brain *, const char *key, const char *value,
+                       const char *source, char *err, size_t errlen);
 
 /* Starts a brain: state directory, bus, HTTP API, timers.  The config is
  * copied. */
@@ -135,9 +182,11 @@ void brain_run(struct brain *);
 void brain_schedule(struct brain *);
 
 /* Forces a new generation (mcos-admin sync); returns it, or a negative
- * errno if it could not be saved.  With b->recompute set first, the
- * decide/compile graph recomputes every node from scratch (sync
- * --recompute), which must give the tables the incremental path gave. */
+ * errno if it could not be saved (-EREMOTE: not the leader).  With etcd
+ * the generation is returned once its fenced write is on its way.  With
+ * b->recompute set first, the decide/compile graph recomputes every node
+ * from scratch (sync --recompute), which must give the tables the
+ * incremental path gave. */
 int64_t brain_sync(struct brain *);
 
 /* True when every node that is not failed runs generation >= gen. */
@@ -145,5 +194,8 @@ bool brain_converged(const struct brain *, uint64_t gen);
 
 /* Registers the HTTP API routes (api.c). */
 int brain_api_register(struct brain *);
+
+/* Answers the API requests still waiting (503); at close. */
+void brain_api_close(struct brain *);
 
 #endif /* BRAIN_BRAIN_H */

@@ -26,8 +26,11 @@ status(void *arg, char *buf, size_t len)
     const struct brain *b = ((struct daemon *)arg)->brain;
 
     snprintf(buf, len,
-             "generation %llu; nodes: %zu alive, %zu suspect, "
+             "%s; generation %llu; nodes: %zu alive, %zu suspect, "
              "%zu failed",
+             !brain_leading(b) ? "standby"
+             : b->election     ? "leader"
+                               : "embedded",
              (unsigned long long)b->gen,
              brain_cluster_count(&b->cluster, BRAIN_ALIVE),
              brain_cluster_count(&b->cluster, BRAIN_SUSPECT),
@@ -51,7 +54,9 @@ main(int argc, char **argv)
         .about = "The MCOS policy brain: aggregates agent telemetry, "
                  "compiles per-node policy\ntables and pushes them to "
                  "agents.  Without etcd it runs alone on a local\nstate "
-                 "directory.",
+                 "directory.  With etcd (--etcd) several brains elect one "
+                 "leader;\nthe others stand by and take over when it "
+                 "dies.",
         .opts = brain_config_opts,
         .n_opts = brain_n_config_opts,
         .log_level_offset = offsetof(struct brain_config, log_level),

@@ -1,9 +1,12 @@
 /* mcos-brain's settings: one table for the config file and the flags. */
 #include <errno.h>
+#include <inttypes.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "brain.h"
+#include "ids.h"
 
 #define OPT(KEY, FLAG, TYPE, FIELD, MIN, MAX, DEF, HELP)                      \
     {                                                                         \
@@ -91,8 +94,18 @@ const struct mcos_cfg_opt brain_config_opts[] = {
         prefetch_max_rules, 0, 10000, "256",
         "prefetch: rules per node, the best supported (0 disables)"),
     OPT("etcd.endpoints", "etcd", MCOS_CFG_STRING, etcd_endpoints, 0, 0, "",
-        "etcd client URLs, comma-separated: a node whose membership lease "
-        "expires is failed at once (\"\" disables)"),
+        "etcd client URLs, comma-separated: leader election among brains, "
+        "shared config, node leases (\"\" disables: embedded mode)"),
+    OPT("etcd.required", "etcd-required", MCOS_CFG_BOOL, etcd_required, 0, 0,
+        "true",
+        "exit if etcd cannot be reached at start (false: run embedded)"),
+    OPT("etcd.lease_ttl_s", "etcd-lease-ttl-s", MCOS_CFG_UINT,
+        etcd_lease_ttl_s, 2, 3600, "5",
+        "seconds the leader's lease outlives it (bounds failover)"),
+    OPT("name", "name", MCOS_CFG_STRING, name, 0, 0, "",
+        "this brain's name among brains (\"\": the host name)"),
+    OPT("advertise", "advertise", MCOS_CFG_STRING, advertise, 0, 0, "",
+        "bus URL agents are sent to when this brain leads (\"\": listen)"),
     OPT("log_level", "log-level", MCOS_CFG_STRING, log_level, 0, 0, "info",
         "log levels, e.g. info or info,bus=debug"),
 };
@@ -139,9 +152,120 @@ brain_config_check(const struct brain_config *c, char *err, size_t errlen)
                        errlen)) {
         return -EINVAL;
     }
+    if (c->advertise && *c->advertise &&
+        mcos_check_url("advertise", c->advertise, bus_schemes, err, errlen)) {
+        return -EINVAL;
+    }
+    if (c->name && *c->name && !mcos_node_name_valid(c->name)) {
+        snprintf(err, errlen,
+                 "name: bad brain name '%s' (1-63 of [A-Za-z0-9._-], "
+                 "starting with a letter or digit)",
+                 c->name);
+        return -EINVAL;
+    }
     if (!c->state_dir || !*c->state_dir) {
         snprintf(err, errlen, "state_dir must not be empty");
         return -EINVAL;
     }
     return 0;
+}
+
+const char *const brain_config_live_keys[] = {
+    "policy.high_watermark_pct",
+    "policy.low_watermark_pct",
+    "policy.admit_min_hotness_milli",
+    "routing.dram_fetch_milli",
+    "routing.nvme_fetch_milli",
+    "routing.load_weight_milli",
+    "routing.bound_eps_milli",
+    "routing.rack_penalty_milli",
+    "routing.queue_block_milli",
+    "replication.min_hotness_milli",
+    "replication.copies",
+    "replication.budget",
+    "replication.budget_bytes",
+    "replication.candidates",
+    "replication.interval_ms",
+    "replication.drop_hits",
+    "replication.drop_after_ms",
+    "placement.admit_pressure_milli",
+    "prefetch.min_support",
+    "prefetch.deadline_ms",
+    "prefetch.max_rules",
+    NULL,
+};
+
+/* The option of live key `key`, or NULL with the reason in err. */
+static const struct mcos_cfg_opt *
+live_opt(const char *key, int *code, char *err, size_t errlen)
+{
+    const struct mcos_cfg_opt *o = NULL;
+
+    for (size_t i = 0; i < brain_n_config_opts; i++) {
+        if (!strcmp(brain_config_opts[i].key, key)) {
+            o = &brain_config_opts[i];
+        }
+    }
+    for (size_t i = 0; o && brain_config_live_keys[i]; i++) {
+        if (!strcmp(brain_config_live_keys[i], key)) {
+            return o;
+        }
+    }
+    if (!o) {
+        snprintf(err, errlen, "unknown config key '%.80s'", key);
+        *code = -ENOENT;
+    } else {
+        snprintf(err, errlen,
+                 "config key '%s' cannot be changed on a running cluster "
+                 "(set it in the brain's config file); live keys are "
+                 "policy.*, routing.*, replication.*, placement.* and "
+                 "prefetch.*",
+                 key);
+        *code = -EPERM;
+    }
+    return NULL;
+}
+
+int
+brain_config_live_get(const struct brain_config *c, const char *key, char *buf,
+                      size_t len, char *err, size_t errlen)
+{
+    int code = 0;
+    const struct mcos_cfg_opt *o = live_opt(key, &code, err, errlen);
+
+    if (!o) {
+        return code;
+    }
+    snprintf(buf, len, "%" PRIu64,
+             *(const uint64_t *)((const char *)c + o->offset));
+    return 0;
+}
+
+int
+brain_config_live_set(struct brain_config *c, const char *key,
+                      const char *value, const char *source, char *canon,
+                      size_t canonlen, char *err, size_t errlen)
+{
+    int code = 0;
+    const struct mcos_cfg_opt *o = live_opt(key, &code, err, errlen);
+    struct brain_config tmp;
+    int r;
+
+    if (!o) {
+        return code;
+    }
+    /* Live keys are numbers: a shallow copy to try the value on is safe
+     * (its strings are the original's, and it is never freed). */
+    tmp = *c;
+    r = mcos_cfg_set(brain_config_opts, brain_n_config_opts, &tmp, key, value,
+                     source, err, errlen);
+    if (r == 0) {
+        r = brain_config_check(&tmp, err, errlen);
+    }
+    if (r) {
+        return -EINVAL;
+    }
+    *(uint64_t *)((char *)c + o->offset) =
+        *(const uint64_t *)((const char *)&tmp + o->offset);
+    return brain_config_live_get(c, key, canon, canonlen, err, errlen);
 }

@@ -2261,7 +2261,16 @@ static void
 keepalive_arm(struct mcos_etcd_keepalive *ka)
 {
     uint64_t now = uv_now(ka->e->loop);
-    uint64_t due = ka->next_send < ka->deadline ? ka->next_send : ka->deadline;
+    uint64_t due = ka->deadline;
+
+    /* While a renewal is out only the deadline matters: its answer re-arms
+     * the timer.  Arming for a next_send already past would fire the timer
+     * again at once, and libuv runs a due timer again in the same loop
+     * iteration: the loop would spin and never poll (seen when a renewal
+     * outlasted its period while etcd restarted). */
+    if (!ka->req && ka->next_send < due) {
+        due = ka->next_send;
+    }
 
     uv_timer_start(&ka->timer, on_keepalive_timer, due > now ? due - now : 0,
                    0);
@@ -2444,6 +2453,12 @@ mcos_etcd_keepalive_start(struct mcos_etcd *e, int64_t lease_id, int64_t ttl_s,
     keepalive_arm(ka);
     *out = ka;
     return 0;
+}
+
+uint64_t
+mcos_etcd_keepalive_deadline(const struct mcos_etcd_keepalive *ka)
+{
+    return ka->deadline;
 }
 
 void

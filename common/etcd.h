@@ -319,6 +319,11 @@ int mcos_etcd_keepalive_start(struct mcos_etcd *, int64_t lease_id,
                               struct mcos_etcd_keepalive **out);
 void mcos_etcd_keepalive_stop(struct mcos_etcd_keepalive *);
 
+/* The loop time (uv_now, ms) until which the lease is known to live: the
+ * send time of the last acknowledged renewal plus the TTL granted.  A
+ * leader steps down before it (brain/election.h). */
+uint64_t mcos_etcd_keepalive_deadline(const struct mcos_etcd_keepalive *);
+
 /*
  * Watch: a long-lived POST /v3/watch on one key or prefix, from
  * `start_revision` (0: from now; older revisions are replayed first).  `cb`

@@ -323,6 +323,11 @@ daemon_stop() {
     [[ -n $pid ]] || fail "daemon_stop: $name is not running"
     kill -TERM "$pid" 2>/dev/null || true
     if ! _reap "$name" 15; then
+        # Where it is stuck, for the log dump that follows.
+        if command -v gdb >/dev/null; then
+            gdb -p "$pid" -batch -ex 'thread apply all bt 20' \
+                >>"$TEST_DIR/$name.log" 2>&1 || true
+        fi
         fail "$name (pid $pid) did not exit within 15 s of SIGTERM"
     fi
     if ((_EXIT_STATUS != 0)); then

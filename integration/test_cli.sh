@@ -99,6 +99,16 @@ expect_fail 2 "mcos-admin: option '--brain' needs a value" "$ADMIN" --brain
 expect_fail 2 "mcos-admin: option '--timeout' needs a value" "$ADMIN" --timeout
 expect_fail 2 "mcos-admin: wait: option '--gen' needs a value" "${A[@]}" wait --gen
 ok "exit 2: mcos-admin --brain (no value): $(cat "$TEST_DIR/err")"
+expect_fail 2 "mcos-admin: config: usage: config get [KEY] | config set KEY VALUE" \
+    "${A[@]}" config
+expect_fail 2 "mcos-admin: config: usage: config get [KEY] | config set KEY VALUE" \
+    "${A[@]}" config set policy.low_watermark_pct
+expect_fail 2 "mcos-admin: config: usage: config get [KEY] | config set KEY VALUE" \
+    "${A[@]}" config frob
+expect_fail 2 "mcos-admin: config: usage: config get [KEY] | config set KEY VALUE" \
+    "${A[@]}" config get a b
+expect_fail 2 "mcos-admin: config set: bad key 'a/b'" "${A[@]}" config set a/b 1
+expect_fail 2 "mcos-admin: config get: bad key 'a?b'" "${A[@]}" config get 'a?b'
 # No command at all: the usage text on stderr, exit 2.
 capture "${A[@]}"
 ((CAPTURED_RC == 2)) || fail "mcos-admin with no command: exit $CAPTURED_RC, want 2"
@@ -109,11 +119,12 @@ ok "exit 2: mcos-admin with no command prints the usage"
 # ---------------------------------------------------------------------------
 step "--help and --version of every program"
 expect_ok "$ADMIN" --help
-for cmd in nodes "node NAME" status "wait --gen N" sync tables; do
+for cmd in nodes "node NAME" status "wait --gen N" sync tables "config get" \
+    "config set KEY VALUE"; do
     grep -q -- "^  $cmd" "$TEST_DIR/out" ||
         fail "mcos-admin --help does not describe '$cmd'"
 done
-ok "mcos-admin --help: exit 0, lists nodes, node, status, wait, sync, tables"
+ok "mcos-admin --help: exit 0, lists nodes, node, status, wait, sync, tables, config"
 for prog in mcos-brain mcos-agent; do
     expect_ok "$MCOS_BIN/$prog" --help
     grep -q "^usage: $prog" "$TEST_DIR/out" || fail "$prog --help: no usage line"
@@ -154,6 +165,18 @@ expect_fail 2 "mcos-brain: http_listen: 'ftp://127.0.0.1:1' is not a valid addre
     "$BRAIN" --http ftp://127.0.0.1:1
 expect_fail 2 "mcos-agent: brain: 'http://x' is not a valid address (want tcp://HOST:PORT or ipc:///PATH)" \
     "$AGENT" --node n1 --brain http://x
+expect_fail 2 "mcos-agent: brain: 'ftp://x:1' is not a valid address (want tcp://HOST:PORT or ipc:///PATH)" \
+    "$AGENT" --node n1 --brain tcp://127.0.0.1:7650,ftp://x:1
+expect_fail 2 "mcos-agent: brain: no brain URL given" \
+    "$AGENT" --node n1 --brain ,
+expect_fail 2 "mcos-brain: name: bad brain name 'b 1' (1-63 of [A-Za-z0-9._-], starting with a letter or digit)" \
+    "$BRAIN" --name 'b 1'
+expect_fail 2 "mcos-brain: advertise: 'http://x:1' is not a valid address (want tcp://HOST:PORT or ipc:///PATH)" \
+    "$BRAIN" --advertise http://x:1
+expect_fail 2 "mcos-brain: option --etcd-lease-ttl-s: key 'etcd.lease_ttl_s': 1 is out of range (2 to 3600)" \
+    "$BRAIN" --etcd-lease-ttl-s 1
+expect_fail 2 "mcos-brain: option --etcd-required: key 'etcd.required': expected true or false, got \"maybe\"" \
+    "$BRAIN" --etcd-required=maybe
 expect_fail 2 "mcos-brain: state_dir must not be empty" "$BRAIN" --state-dir ''
 expect_fail 2 "mcos-brain: liveness.fail_after_ms (600) must be greater than liveness.suspect_after_ms (600)" \
     "$BRAIN" --suspect-after-ms 600 --fail-after-ms 600

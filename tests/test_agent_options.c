@@ -100,6 +100,52 @@ START_TEST(test_errors)
 }
 END_TEST
 
+/* --brain with several brains (high availability). */
+START_TEST(test_brain_list)
+{
+    static const struct {
+        const char *list;
+        size_t n;        /* brains accepted, 0: refused */
+        const char *msg; /* the refusal */
+    } cases[] = {
+        {"tcp://127.0.0.1:7650", 1, NULL},
+        {"tcp://10.0.0.1:7650,tcp://10.0.0.2:7650,ipc:///run/b3", 3, NULL},
+        {"tcp://10.0.0.1:7650,,tcp://10.0.0.2:7650", 2, NULL},
+        {"", 0, "brain: no brain URL given"},
+        {",", 0, "brain: no brain URL given"},
+        {"tcp://10.0.0.1:7650,http://10.0.0.2:7650", 0,
+         "brain: 'http://10.0.0.2:7650' is not a valid address"},
+        {"tcp://10.0.0.1", 0,
+         "brain: 'tcp://10.0.0.1' is not a valid "
+         "address"},
+        {"tcp://a:1,tcp://a:2,tcp://a:3,tcp://a:4,tcp://a:5,tcp://a:6,"
+         "tcp://a:7,tcp://a:8,tcp://a:9,tcp://a:10,tcp://a:11,tcp://a:12,"
+         "tcp://a:13,tcp://a:14,tcp://a:15,tcp://a:16,tcp://a:17",
+         0, "brain: more than 16 brains listed"},
+    };
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char **list = NULL;
+        size_t n = 0;
+        int r;
+
+        err[0] = '\0';
+        r = agent_brain_list(cases[i].list, &list, &n, err, sizeof err);
+        if (cases[i].n) {
+            ck_assert_msg(r == 0, "case %zu: %s", i, err);
+            ck_assert_uint_eq(n, cases[i].n);
+            agent_brain_list_free(list, n);
+        } else {
+            ck_assert_msg(r == -EINVAL, "case %zu: %d", i, r);
+            ck_assert_msg(strstr(err, cases[i].msg), "case %zu: '%s'", i, err);
+        }
+    }
+    set("brain", "tcp://127.0.0.1:7650,ftp://x:1");
+    ck_assert_err(agent_config_check(&c, err, sizeof err), -EINVAL, err,
+                  "brain: 'ftp://x:1' is not a valid address");
+}
+END_TEST
+
 static Suite *
 suite(void)
 {
@@ -109,6 +155,7 @@ suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_good);
     tcase_add_test(tc, test_errors);
+    tcase_add_test(tc, test_brain_list);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1047,15 +1047,24 @@ struct lat {
     double len;          /* mean chain length */
     double match;        /* mean best match */
     double ns_per_block; /* total time / total blocks walked */
+    struct pct per_block; /* each call's time / the blocks it walked */
+    struct pct jumps;     /* index only: off-run steps per call (not ns) */
+    double jump_frac;     /* index only: hash probes / blocks walked */
+    double hint_frac;     /* index only: hints followed / blocks walked */
 };
 
 /* Per-call latency of find_matches over trace chains or cold chains. */
 static struct lat
-lookup_latency(const struct impl *im, const struct trace *t, bool cold,
-               uint64_t seed, uint64_t nchains, size_t count)
+lookup_latency(const struct impl *im, struct brain_prefix_index *ix,
+               const struct trace *t, bool cold, uint64_t seed,
+               uint64_t nchains, size_t count)
 {
     uint64_t *lat = xrealloc(NULL, count * sizeof(*lat));
     uint64_t *sl = xrealloc(NULL, count * sizeof(*sl));
+    uint64_t *pb = xrealloc(NULL, count * sizeof(*pb));
+    uint64_t *jp = xrealloc(NULL, count * sizeof(*jp));
+    struct brain_prefix_index_stats s0 = {0}, s1 = {0};
+    uint64_t jump_sum = 0, hint_sum = 0, walk_sum = 0;
     struct brain_prefix_match res[MAX_RES];
     uint64_t chain[32];
     struct rng r = {seed * 3 + 1};
@@ -1076,14 +1085,28 @@ lookup_latency(const struct impl *im, const struct trace *t, bool cold,
             n = t->off[q + 1] - t->off[q];
             ns = TRACE_NS;
         }
+        if (ix)
+            brain_prefix_index_stats(ix, &s0);
         uint64_t a = now_ns();
         int k = im->find(im->ctx, ns, ch, n, res, MAX_RES);
         lat[i] = now_ns() - a;
+        if (ix) {
+            brain_prefix_index_stats(ix, &s1);
+            uint64_t h = s1.lookup_hints - s0.lookup_hints;
+            jp[i] = s1.lookup_jumps - s0.lookup_jumps;
+            jump_sum += jp[i];
+            hint_sum += h;
+            jp[i] += h;
+            walk_sum += s1.lookup_blocks - s0.lookup_blocks;
+        }
         uint32_t best = k > 0 ? res[0].matched[BRAIN_PREFIX_TIER_NVME] : 0;
         len_sum += (double)n;
         match_sum += best;
         /* The walk reads the matched blocks and the one that ended it. */
-        walked += best < n ? best + 1 : best;
+        size_t w = best < n ? best + 1 : best;
+        walked += (double)w;
+        /* Per block, in picoseconds so short walks keep their digits. */
+        pb[i] = lat[i] * 1000 / (w ? w : 1);
         total += (double)lat[i];
         if (best <= SHORT_WALK)
             sl[out.nshort++] = lat[i];
@@ -1093,8 +1116,21 @@ lookup_latency(const struct impl *im, const struct trace *t, bool cold,
     out.len = len_sum / (double)count;
     out.match = match_sum / (double)count;
     out.ns_per_block = total / walked;
+    out.per_block = percentiles(pb, count);
+    out.per_block.p50 /= 1000;
+    out.per_block.p99 /= 1000;
+    out.per_block.p999 /= 1000;
+    out.per_block.max /= 1000;
+    out.per_block.mean /= 1000;
+    if (ix) {
+        out.jumps = percentiles(jp, count);
+        out.jump_frac = walk_sum ? (double)jump_sum / (double)walk_sum : 0;
+        out.hint_frac = walk_sum ? (double)hint_sum / (double)walk_sum : 0;
+    }
     free(lat);
     free(sl);
+    free(pb);
+    free(jp);
     return out;
 }
 
@@ -1312,10 +1348,10 @@ main(int argc, char **argv)
     }
     stream_set_ns(&st, TRACE_NS);
     size_t nlook = quick ? 2000 : 100000;
-    struct lat lt = lookup_latency(&o, &tr, false, seed, nchains, nlook);
-    struct lat lc = lookup_latency(&o, &tr, true, seed, nchains, nlook);
+    struct lat lt = lookup_latency(&o, idx, &tr, false, seed, nchains, nlook);
+    struct lat lc = lookup_latency(&o, idx, &tr, true, seed, nchains, nlook);
     brain_prefix_index_stats(idx, &ist);
-    size_t table_bytes = ist.slots * 32;
+    size_t table_bytes = ist.memory_bytes;
     brain_prefix_index_destroy(idx);
 
     /* --- (5) the naive baseline on the same data ------------------------ */
@@ -1340,8 +1376,9 @@ main(int argc, char **argv)
     stream_set_ns(&st, TRACE_NS);
     size_t nlook_naive = nlook / 4;
     struct lat nlt =
-        lookup_latency(&n, &tr, false, seed, nchains, nlook_naive);
-    struct lat nlc = lookup_latency(&n, &tr, true, seed, nchains, nlook_naive);
+        lookup_latency(&n, NULL, &tr, false, seed, nchains, nlook_naive);
+    struct lat nlc =
+        lookup_latency(&n, NULL, &tr, true, seed, nchains, nlook_naive);
     naive_free(&nv);
     bool agree_big = true;
     int bo = 0, bn = 0; /* fastest replays */
@@ -1421,6 +1458,18 @@ main(int argc, char **argv)
         printf("%-44s %12.1f %12.1f %7.1fx\n", "  ns per block walked (mean)",
                a->ns_per_block, b->ns_per_block,
                b->ns_per_block / a->ns_per_block);
+        printf("%-44s %12.1f %12.1f %7.1fx\n",
+               "  per call, ns per block walked: p50", a->per_block.p50,
+               b->per_block.p50, b->per_block.p50 / a->per_block.p50);
+        printf("%-44s %12.1f %12.1f %7.1fx\n", "                                p99",
+               a->per_block.p99, b->per_block.p99,
+               b->per_block.p99 / a->per_block.p99);
+        printf("%-44s %12.1f / %.0f / %.0f\n",
+               "  run breaks per call: mean/p50/p99", a->jumps.mean,
+               a->jumps.p50, a->jumps.p99);
+        printf("%-44s %12.3f / %.3f\n",
+               "  per block walked: hash probes / hints", a->jump_frac,
+               a->hint_frac);
     }
     printf("%-44s %12.1f %12.1f %7.1fx %s\n", "bytes/block (allocated)", bpb,
            nv_bpb, nv_bpb / bpb, "<= 64");

@@ -108,12 +108,17 @@ struct brain_prefix_block {
 
 /* Cheap counters for the control socket and /metrics. */
 struct brain_prefix_index_stats {
-    uint64_t blocks;          /* occupied slots, incl. not-yet-swept ones */
-    uint64_t slots;           /* slots allocated */
+    uint64_t blocks;          /* blocks, incl. not-yet-swept ones */
+    uint64_t slots;           /* hash table slots allocated */
     uint64_t overflow_blocks; /* blocks with more than 3 holders */
     uint64_t memory_bytes;    /* bytes the index has allocated */
-    uint64_t rehashes;        /* table rebuilds so far */
+    uint64_t rehashes;        /* hash table rebuilds so far */
     uint32_t dead_nodes;      /* removed nodes whose entries await sweep */
+    uint64_t store_holes;     /* removed blocks' records awaiting compaction */
+    uint64_t compactions;     /* store compactions so far */
+    uint64_t lookup_blocks;   /* blocks find_matches() walked past the 1st */
+    uint64_t lookup_jumps;    /* of which found by a hash probe */
+    uint64_t lookup_hints;    /* of which found by a continuation hint */
 };
 
 /* Called by for_each_hot(); a nonzero return stops the walk. */

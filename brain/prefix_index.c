@@ -64,6 +64,8 @@
  * (once its slot has arrived).  EV_AHEAD is a power of two.
  */
 #define EV_AHEAD 16
+/* find_matches() prefetches the hash slots of blocks 1 .. START_SLOTS. */
+#define START_SLOTS 3
 /* A chain walk prefetches the store this many lines ahead in a run. */
 #define RUN_LINES 4
 /* Low bits of an rmap entry: a result index (< BRAIN_PREFIX_MAX_NODES). */
@@ -145,7 +147,7 @@ struct brain_prefix_index {
     uint64_t held[BRAIN_PREFIX_TIER_MAX + 1][BRAIN_PREFIX_MAX_NODES / 64];
     unsigned __int128 keys[BRAIN_PREFIX_MAX_NODES]; /* sort keys */
     /* Counters of the last find_matches() walk, for the benchmark. */
-    uint64_t walk_blocks; /* blocks walked after block 0, all calls */
+    uint64_t walk_blocks; /* blocks looked up after block 0, all calls */
     uint64_t walk_jumps;  /* hash probes after block 0, all calls */
     uint64_t walk_hints;  /* hints followed after block 0, all calls */
 };
@@ -1230,10 +1232,12 @@ brain_prefix_index_apply(struct brain_prefix_index *idx,
  */
 struct cursor {
     const uint64_t *chain; /* the query */
+    size_t n;              /* its length */
     uint64_t salt;         /* its namespace's salt */
     size_t pos;            /* store position of the last block found */
-    uint64_t jumps;        /* hash probes after block 0 */
-    uint64_t hints;        /* continuation hints followed */
+    uint64_t steps;        /* blocks looked up after block 0 */
+    uint64_t jumps;        /* of which by hash probe */
+    uint64_t hints;        /* of which by continuation hint */
     uint16_t nsv;          /* its namespace + 1 */
 };
 
@@ -1255,6 +1259,7 @@ cur_find(struct brain_prefix_index *idx, struct cursor *c, size_t i)
     size_t p = c->pos + 1;
     bool found;
 
+    c->steps++;
     if (p < idx->used) {
         struct kslot *k = &idx->ks[p];
         if (k->m == m && (k->nsf & NS_MASK) == c->nsv) {
@@ -1277,6 +1282,9 @@ cur_find(struct brain_prefix_index *idx, struct cursor *c, size_t i)
         }
     }
     c->jumps++;
+    /* Where one block was scattered, the next may be too. */
+    if (i + 1 < c->n)
+        prefetch_slots(idx, fmix64(c->chain[i + 1] ^ c->salt));
     size_t s = probe(idx, m, c->nsv, &found);
     if (!found)
         return NULL;
@@ -1321,7 +1329,7 @@ end_bits(struct brain_prefix_index *idx, unsigned t, size_t w, uint64_t bits,
  * holders) plus a few word operations, however many nodes still match,
  * and the walk stops when none does.
  */
-static size_t
+static void
 walk_one_word(struct brain_prefix_index *idx, struct cursor *c,
               const struct kslot *k0, size_t n, size_t nres, uint32_t tag)
 {
@@ -1379,11 +1387,10 @@ walk_one_word(struct brain_prefix_index *idx, struct cursor *c,
     end_bits(idx, 2, 0, a2, (uint32_t)i);
     end_bits(idx, 3, 0, a3, (uint32_t)i);
     end_bits(idx, 4, 0, a4, (uint32_t)i);
-    return i;
 }
 
 /* The same for more than 64 results, with the bitsets in idx. */
-static size_t
+static void
 walk_words(struct brain_prefix_index *idx, struct cursor *c,
            const struct kslot *k0, size_t n, size_t nres, uint32_t tag)
 {
@@ -1428,7 +1435,6 @@ walk_words(struct brain_prefix_index *idx, struct cursor *c,
     for (unsigned t = 1; t <= BRAIN_PREFIX_TIER_MAX; t++)
         for (size_t w = 0; w < nw; w++)
             end_bits(idx, t, w, idx->alive[t][w], (uint32_t)i);
-    return i;
 }
 
 static int
@@ -1509,10 +1515,17 @@ brain_prefix_index_find_matches(struct brain_prefix_index *idx, uint16_t ns,
     uint32_t nh;
     bool found;
 
+    /*
+     * Block 0 is often a shared prefix (a system prompt) with many
+     * children, where no run or hint leads on: have the next few blocks'
+     * hash slots on the way while block 0 is looked up.
+     */
+    for (size_t i = 1; i < n && i <= START_SLOTS; i++)
+        prefetch_slots(idx, fmix64(chain[i] ^ salt));
     size_t s = probe(idx, fmix64(chain[0] ^ salt), nsv, &found);
     if (!found)
         return 0;
-    struct cursor c = {.chain = chain, .salt = salt, .nsv = nsv};
+    struct cursor c = {.chain = chain, .n = n, .salt = salt, .nsv = nsv};
     c.pos = idx->hs[s].pos1 - 1;
     if (n > 1)
         prefetch_run(idx, c.pos, RUN_LINES + 1);
@@ -1541,9 +1554,11 @@ brain_prefix_index_find_matches(struct brain_prefix_index *idx, uint16_t ns,
     }
     if (nres == 0)
         return 0;
-    size_t walked = nres <= 64 ? walk_one_word(idx, &c, k, n, nres, tag)
-                               : walk_words(idx, &c, k, n, nres, tag);
-    idx->walk_blocks += walked - 1;
+    if (nres <= 64)
+        walk_one_word(idx, &c, k, n, nres, tag);
+    else
+        walk_words(idx, &c, k, n, nres, tag);
+    idx->walk_blocks += c.steps;
     idx->walk_jumps += c.jumps;
     idx->walk_hints += c.hints;
     if (out_cap == 0)

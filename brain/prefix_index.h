@@ -116,9 +116,10 @@ struct brain_prefix_index_stats {
     uint32_t dead_nodes;      /* removed nodes whose entries await sweep */
     uint64_t store_holes;     /* removed blocks' records awaiting compaction */
     uint64_t compactions;     /* store compactions so far */
-    uint64_t lookup_blocks;   /* blocks find_matches() walked past the 1st */
-    uint64_t lookup_jumps;    /* of which found by a hash probe */
-    uint64_t lookup_hints;    /* of which found by a continuation hint */
+    uint64_t lookup_blocks;   /* blocks find_matches() looked up after the
+                               * first, all calls together */
+    uint64_t lookup_jumps;    /* of which through a hash probe */
+    uint64_t lookup_hints;    /* of which through a continuation hint */
 };
 
 /* Called by for_each_hot(); a nonzero return stops the walk. */

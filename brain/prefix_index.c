@@ -28,6 +28,7 @@
 #include <limits.h>
 #include <math.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -68,6 +69,8 @@
 #define START_SLOTS 3
 /* A chain walk prefetches the store this many lines ahead in a run. */
 #define RUN_LINES 4
+/* Chains up to this long sort results by one 64-bit key (12-bit fields). */
+#define PACK_MAX 0xfffu
 /* Low bits of an rmap entry: a result index (< BRAIN_PREFIX_MAX_NODES). */
 #define RMAP_INDEX 0xfffu
 /* Hotness time is counted in 1/HOT_STEPS of a half-life. */
@@ -99,6 +102,10 @@ struct hslot {
 };
 
 _Static_assert(sizeof(struct kslot) == 16, "four key records per line");
+_Static_assert(offsetof(struct kslot, hold) ==
+                       offsetof(struct kslot, nsf) + 2 &&
+                   offsetof(struct kslot, nsf) == 8,
+               "nsf and hold form the record's second word");
 _Static_assert(sizeof(struct cslot) == 16, "cold record stays 16 bytes");
 _Static_assert(sizeof(struct hslot) == 8, "eight hash slots per line");
 
@@ -145,7 +152,10 @@ struct brain_prefix_index {
     uint64_t alive[BRAIN_PREFIX_TIER_MAX + 1][BRAIN_PREFIX_MAX_NODES / 64];
     /* Results holding the current block, by their fastest tier. */
     uint64_t held[BRAIN_PREFIX_TIER_MAX + 1][BRAIN_PREFIX_MAX_NODES / 64];
-    unsigned __int128 keys[BRAIN_PREFIX_MAX_NODES]; /* sort keys */
+    union {
+        unsigned __int128 wide[BRAIN_PREFIX_MAX_NODES]; /* long chains */
+        uint64_t packed[BRAIN_PREFIX_MAX_NODES];        /* the rest */
+    } keys;                                             /* sort keys */
     /* Counters of the last find_matches() walk, for the benchmark. */
     uint64_t walk_blocks; /* blocks looked up after block 0, all calls */
     uint64_t walk_jumps;  /* hash probes after block 0, all calls */
@@ -1295,18 +1305,16 @@ cur_find(struct brain_prefix_index *idx, struct cursor *c, size_t i)
 }
 
 /*
- * A record's inline holders as one word, to spot a block held exactly
- * like the one before it; UINT64_MAX (compare as never equal) for
- * pool-held holders.
+ * A record's namespace and holders as one word (one load): equal words
+ * mean the same holders (inline, or the same pool array), so a block
+ * held exactly like the one before it needs no work.
  */
 static inline uint64_t
 hold_word(const struct kslot *k)
 {
-    uint64_t w = 0;
+    uint64_t w;
 
-    if (k->nsf & NSF_OVERFLOW)
-        return UINT64_MAX;
-    memcpy(&w, k->hold, sizeof(k->hold));
+    memcpy(&w, (const char *)k + offsetof(struct kslot, nsf), sizeof(w));
     return w;
 }
 
@@ -1351,7 +1359,7 @@ walk_one_word(struct brain_prefix_index *idx, struct cursor *c,
             break;
         /* The same holders as the block before: nothing can change. */
         uint64_t hw = hold_word(k);
-        if (hw == prev && hw != UINT64_MAX)
+        if (hw == prev)
             continue;
         prev = hw;
         uint64_t l1 = 0, l2 = 0, l3 = 0, l4 = 0;
@@ -1406,7 +1414,7 @@ walk_words(struct brain_prefix_index *idx, struct cursor *c,
         if (!k)
             break;
         uint64_t hw = hold_word(k);
-        if (hw == prev && hw != UINT64_MAX)
+        if (hw == prev)
             continue;
         prev = hw;
         memset(idx->held, 0, sizeof(idx->held));
@@ -1440,6 +1448,13 @@ walk_words(struct brain_prefix_index *idx, struct cursor *c,
 static int
 key_desc(const void *a, const void *b)
 {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+static int
+wide_desc(const void *a, const void *b)
+{
     unsigned __int128 x = *(const unsigned __int128 *)a;
     unsigned __int128 y = *(const unsigned __int128 *)b;
     return x < y ? 1 : x > y ? -1 : 0;
@@ -1460,41 +1475,55 @@ result_desc(const void *a, const void *b, void *arg)
 }
 
 /*
- * Orders the results best first into idx->keys (as result indices).
- * Results are numbered in node order, so packing (matched[4..1], ~index)
- * into one 128-bit key breaks ties by the lower node.  Commonly most
- * nodes hold only the first block or two and tie, the keys are nearly
- * sorted already, and insertion sort is linear.
+ * Orders the results best first, for chains of up to PACK_MAX blocks:
+ * each key packs matched[4], [3], [2], [1] (12 bits each) above the
+ * complement of the result index.  Results are numbered in node order,
+ * so ties fall to the lower node.  Commonly most nodes hold only the
+ * first block or two and tie, the keys are nearly sorted already, and
+ * insertion sort is linear.
  */
 static void
-sort_results(struct brain_prefix_index *idx, size_t nres, size_t n)
+sort_packed(struct brain_prefix_index *idx, size_t nres)
 {
-    unsigned __int128 *k = idx->keys;
+    uint64_t *k = idx->keys.packed;
+
+    for (size_t r = 0; r < nres; r++)
+        k[r] = (uint64_t)idx->mt[4][r] << 52 | (uint64_t)idx->mt[3][r] << 40 |
+               (uint64_t)idx->mt[2][r] << 28 | (uint64_t)idx->mt[1][r] << 16 |
+               (0xffffu - r);
+    if (nres > 64) {
+        qsort(k, nres, sizeof(*k), key_desc);
+        return;
+    }
+    for (size_t i = 1; i < nres; i++) {
+        uint64_t x = k[i];
+        size_t j = i;
+        while (j > 0 && k[j - 1] < x) {
+            k[j] = k[j - 1];
+            j--;
+        }
+        k[j] = x;
+    }
+}
+
+/* The same for longer chains, into keys.wide as result indices. */
+static void
+sort_wide(struct brain_prefix_index *idx, size_t nres, size_t n)
+{
+    unsigned __int128 *k = idx->keys.wide;
 
     if (n > 0xffff) {
         for (size_t r = 0; r < nres; r++)
             k[r] = r;
         qsort_r(k, nres, sizeof(*k), result_desc, idx);
-        return;
-    }
-    for (size_t r = 0; r < nres; r++) {
-        uint64_t m = (uint64_t)idx->mt[4][r] << 48 |
-                     (uint64_t)idx->mt[3][r] << 32 |
-                     (uint64_t)idx->mt[2][r] << 16 | idx->mt[1][r];
-        k[r] = (unsigned __int128)m << 16 | (0xffffu - r);
-    }
-    if (nres > 64) {
-        qsort(k, nres, sizeof(*k), key_desc);
     } else {
-        for (size_t i = 1; i < nres; i++) {
-            unsigned __int128 x = k[i];
-            size_t j = i;
-            while (j > 0 && k[j - 1] < x) {
-                k[j] = k[j - 1];
-                j--;
-            }
-            k[j] = x;
+        for (size_t r = 0; r < nres; r++) {
+            uint64_t m = (uint64_t)idx->mt[4][r] << 48 |
+                         (uint64_t)idx->mt[3][r] << 32 |
+                         (uint64_t)idx->mt[2][r] << 16 | idx->mt[1][r];
+            k[r] = (unsigned __int128)m << 16 | (0xffffu - r);
         }
+        qsort(k, nres, sizeof(*k), wide_desc);
     }
     for (size_t r = 0; r < nres; r++)
         k[r] = 0xffffu - (uint16_t)k[r];
@@ -1563,10 +1592,24 @@ brain_prefix_index_find_matches(struct brain_prefix_index *idx, uint16_t ns,
     idx->walk_hints += c.hints;
     if (out_cap == 0)
         return (int)nres;
-    sort_results(idx, nres, n);
     size_t nout = nres < out_cap ? nres : out_cap;
+    if (n <= PACK_MAX) {
+        /* The answer is in the keys themselves. */
+        const uint64_t *pk = idx->keys.packed;
+        sort_packed(idx, nres);
+        for (size_t j = 0; j < nout; j++) {
+            out[j].matched[0] = 0;
+            out[j].matched[1] = (uint32_t)(pk[j] >> 16) & PACK_MAX;
+            out[j].matched[2] = (uint32_t)(pk[j] >> 28) & PACK_MAX;
+            out[j].matched[3] = (uint32_t)(pk[j] >> 40) & PACK_MAX;
+            out[j].matched[4] = (uint32_t)(pk[j] >> 52);
+            out[j].node = idx->rnode[0xffffu - (pk[j] & 0xffffu)];
+        }
+        return (int)nres;
+    }
+    sort_wide(idx, nres, n);
     for (size_t j = 0; j < nout; j++) {
-        size_t r = (size_t)idx->keys[j];
+        size_t r = (size_t)idx->keys.wide[j];
         out[j].matched[0] = 0;
         for (unsigned t = 1; t <= BRAIN_PREFIX_TIER_MAX; t++)
             out[j].matched[t] = idx->mt[t][r];

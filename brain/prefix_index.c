@@ -1248,6 +1248,7 @@ struct cursor {
     uint64_t steps;        /* blocks looked up after block 0 */
     uint64_t jumps;        /* of which by hash probe */
     uint64_t hints;        /* of which by continuation hint */
+    bool packed;           /* results go to keys.packed, not mt */
     uint16_t nsv;          /* its namespace + 1 */
 };
 
@@ -1318,11 +1319,23 @@ hold_word(const struct kslot *k)
     return w;
 }
 
-/* Records that the results in `bits` (word w) stop matching tier t at i. */
+/*
+ * Records that the results in `bits` (word w) stop matching tier t at i:
+ * straight into their sort keys when the chain is short enough to pack
+ * (see sort_packed()), else into mt[t].
+ */
 static inline void
-end_bits(struct brain_prefix_index *idx, unsigned t, size_t w, uint64_t bits,
-         uint32_t i)
+end_bits(struct brain_prefix_index *idx, const struct cursor *c, unsigned t,
+         size_t w, uint64_t bits, uint32_t i)
 {
+    if (c->packed) {
+        uint64_t v = (uint64_t)i << (4 + 12 * t);
+        while (bits) {
+            idx->keys.packed[w * 64 + (unsigned)__builtin_ctzll(bits)] |= v;
+            bits &= bits - 1;
+        }
+        return;
+    }
     while (bits) {
         idx->mt[t][w * 64 + (unsigned)__builtin_ctzll(bits)] = i;
         bits &= bits - 1;
@@ -1378,10 +1391,10 @@ walk_one_word(struct brain_prefix_index *idx, struct cursor *c,
         }
         uint64_t d1 = a1 & ~l1, d2 = a2 & ~l2, d3 = a3 & ~l3, d4 = a4 & ~l4;
         if (d1 | d2 | d3 | d4) {
-            end_bits(idx, 1, 0, d1, (uint32_t)i);
-            end_bits(idx, 2, 0, d2, (uint32_t)i);
-            end_bits(idx, 3, 0, d3, (uint32_t)i);
-            end_bits(idx, 4, 0, d4, (uint32_t)i);
+            end_bits(idx, c, 1, 0, d1, (uint32_t)i);
+            end_bits(idx, c, 2, 0, d2, (uint32_t)i);
+            end_bits(idx, c, 3, 0, d3, (uint32_t)i);
+            end_bits(idx, c, 4, 0, d4, (uint32_t)i);
             a1 &= l1;
             a2 &= l2;
             a3 &= l3;
@@ -1391,10 +1404,10 @@ walk_one_word(struct brain_prefix_index *idx, struct cursor *c,
         }
     }
     /* Whoever is still matching matched up to here. */
-    end_bits(idx, 1, 0, a1, (uint32_t)i);
-    end_bits(idx, 2, 0, a2, (uint32_t)i);
-    end_bits(idx, 3, 0, a3, (uint32_t)i);
-    end_bits(idx, 4, 0, a4, (uint32_t)i);
+    end_bits(idx, c, 1, 0, a1, (uint32_t)i);
+    end_bits(idx, c, 2, 0, a2, (uint32_t)i);
+    end_bits(idx, c, 3, 0, a3, (uint32_t)i);
+    end_bits(idx, c, 4, 0, a4, (uint32_t)i);
 }
 
 /* The same for more than 64 results, with the bitsets in idx. */
@@ -1432,7 +1445,7 @@ walk_words(struct brain_prefix_index *idx, struct cursor *c,
             uint64_t hm = 0;
             for (unsigned t = 1; t <= BRAIN_PREFIX_TIER_MAX; t++) {
                 hm |= idx->held[t][w];
-                end_bits(idx, t, w, idx->alive[t][w] & ~hm, (uint32_t)i);
+                end_bits(idx, c, t, w, idx->alive[t][w] & ~hm, (uint32_t)i);
                 idx->alive[t][w] &= hm;
             }
             any |= idx->alive[BRAIN_PREFIX_TIER_MAX][w];
@@ -1442,7 +1455,7 @@ walk_words(struct brain_prefix_index *idx, struct cursor *c,
     }
     for (unsigned t = 1; t <= BRAIN_PREFIX_TIER_MAX; t++)
         for (size_t w = 0; w < nw; w++)
-            end_bits(idx, t, w, idx->alive[t][w], (uint32_t)i);
+            end_bits(idx, c, t, w, idx->alive[t][w], (uint32_t)i);
 }
 
 static int
@@ -1476,21 +1489,17 @@ result_desc(const void *a, const void *b, void *arg)
 
 /*
  * Orders the results best first, for chains of up to PACK_MAX blocks:
- * each key packs matched[4], [3], [2], [1] (12 bits each) above the
- * complement of the result index.  Results are numbered in node order,
- * so ties fall to the lower node.  Commonly most nodes hold only the
- * first block or two and tie, the keys are nearly sorted already, and
- * insertion sort is linear.
+ * the walk built each key as matched[4], [3], [2], [1] (12 bits each)
+ * above the complement of the result index.  Results are numbered in
+ * node order, so ties fall to the lower node.  Commonly most nodes hold
+ * only the first block or two and tie, the keys are nearly sorted
+ * already, and insertion sort is linear.
  */
 static void
 sort_packed(struct brain_prefix_index *idx, size_t nres)
 {
     uint64_t *k = idx->keys.packed;
 
-    for (size_t r = 0; r < nres; r++)
-        k[r] = (uint64_t)idx->mt[4][r] << 52 | (uint64_t)idx->mt[3][r] << 40 |
-               (uint64_t)idx->mt[2][r] << 28 | (uint64_t)idx->mt[1][r] << 16 |
-               (0xffffu - r);
     if (nres > 64) {
         qsort(k, nres, sizeof(*k), key_desc);
         return;
@@ -1524,9 +1533,9 @@ sort_wide(struct brain_prefix_index *idx, size_t nres, size_t n)
             k[r] = (unsigned __int128)m << 16 | (0xffffu - r);
         }
         qsort(k, nres, sizeof(*k), wide_desc);
+        for (size_t r = 0; r < nres; r++)
+            k[r] = 0xffffu - (uint16_t)k[r];
     }
-    for (size_t r = 0; r < nres; r++)
-        k[r] = 0xffffu - (uint16_t)k[r];
 }
 
 int
@@ -1554,7 +1563,13 @@ brain_prefix_index_find_matches(struct brain_prefix_index *idx, uint16_t ns,
     size_t s = probe(idx, fmix64(chain[0] ^ salt), nsv, &found);
     if (!found)
         return 0;
-    struct cursor c = {.chain = chain, .n = n, .salt = salt, .nsv = nsv};
+    struct cursor c = {
+        .chain = chain,
+        .n = n,
+        .salt = salt,
+        .nsv = nsv,
+        .packed = n <= PACK_MAX,
+    };
     c.pos = idx->hs[s].pos1 - 1;
     if (n > 1)
         prefetch_run(idx, c.pos, RUN_LINES + 1);
@@ -1576,8 +1591,11 @@ brain_prefix_index_find_matches(struct brain_prefix_index *idx, uint16_t ns,
         idx->rnode[nres] = node;
         idx->rmap[node] = tag | (uint32_t)nres;
         /* Tiers faster than f end at 0; the others start open. */
-        for (unsigned t = 1; t < f; t++)
-            idx->mt[t][nres] = 0;
+        if (c.packed)
+            idx->keys.packed[nres] = 0xffffu - nres;
+        else
+            for (unsigned t = 1; t < f; t++)
+                idx->mt[t][nres] = 0;
         idx->cur[nres] = (uint8_t)f;
         nres++;
     }
@@ -1593,7 +1611,7 @@ brain_prefix_index_find_matches(struct brain_prefix_index *idx, uint16_t ns,
     if (out_cap == 0)
         return (int)nres;
     size_t nout = nres < out_cap ? nres : out_cap;
-    if (n <= PACK_MAX) {
+    if (c.packed) {
         /* The answer is in the keys themselves. */
         const uint64_t *pk = idx->keys.packed;
         sort_packed(idx, nres);

@@ -966,6 +966,59 @@ START_TEST(test_apply_matches_single_calls)
 }
 END_TEST
 
+/* Long chains take the other result paths: 128-bit keys, qsort_r. */
+static void
+check_long(struct brain_prefix_index *idx, const uint64_t *chain, size_t n,
+           const struct want *w)
+{
+    static struct brain_prefix_match out[128];
+    ck_assert_int_eq(
+        brain_prefix_index_find_matches(idx, 0, chain, n, out, 128), 103);
+    for (int i = 0; i < 103; i++) {
+        const struct want x = i < 3 ? w[i]
+                                    : (struct want){
+                                          (uint16_t)(10 + i - 3),
+                                          {0, 1, 1, 1},
+                                      };
+        ck_assert_uint_eq(out[i].node, x.node);
+        for (int t = 1; t <= 4; t++)
+            ck_assert_uint_eq(out[i].matched[t], x.m[t - 1]);
+    }
+}
+
+START_TEST(test_long_chains)
+{
+    struct brain_prefix_index *idx = new_index(0, 0);
+    enum { L = 70000 };
+    uint64_t *c = malloc(L * sizeof(*c));
+
+    ck_assert_ptr_nonnull(c);
+    for (int i = 0; i < L; i++)
+        c[i] = key_hash(100000 + i);
+    put(idx, 0, 1, HBM, c, 0, L);
+    put(idx, 0, 2, DRAM, c, 0, 5000);
+    put(idx, 0, 3, SRAM, c, 0, 4096);
+    put(idx, 0, 3, NVME, c, 4096, L);
+    /* 100 more holders of block 0: 103 results, past one bitset word. */
+    for (uint16_t nd = 10; nd < 110; nd++)
+        put(idx, 0, nd, HBM, c, 0, 1);
+    check_long(idx, c, L,
+               (const struct want[]){{1, {0, L, L, L}},
+                                     {3, {4096, 4096, 4096, L}},
+                                     {2, {0, 0, 5000, 5000}}});
+    check_long(idx, c, 5000,
+               (const struct want[]){{1, {0, 5000, 5000, 5000}},
+                                     {2, {0, 0, 5000, 5000}},
+                                     {3, {4096, 4096, 4096, 5000}}});
+    check_long(idx, c, 4095,
+               (const struct want[]){{3, {4095, 4095, 4095, 4095}},
+                                     {1, {0, 4095, 4095, 4095}},
+                                     {2, {0, 0, 4095, 4095}}});
+    brain_prefix_index_destroy(idx);
+    free(c);
+}
+END_TEST
+
 /* --- the store's runs, continuation hints and compaction --------------- */
 
 static struct brain_prefix_index_stats
@@ -1455,6 +1508,7 @@ prefix_index_suite(void)
     tcase_add_test(tc, test_runs_and_hints);
     tcase_add_test(tc, test_run_split_and_compaction);
     tcase_add_test(tc, test_tag_collisions);
+    tcase_add_test(tc, test_long_chains);
     tcase_add_loop_test(tc, test_chains_vs_reference, 0,
                         sizeof(chain_seeds) / sizeof(chain_seeds[0]));
     suite_add_tcase(s, tc);

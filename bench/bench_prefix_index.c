@@ -36,10 +36,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #define DEFAULT_TRACE_GLOB "../shared/traces/mooncake/*.jsonl"
+#define DEFAULT_CSV        "build/bench/bench_prefix_index.csv"
 #define MAX_TRACES         16
 #define MAX_REPORTED_BAD   10
 #define TRACE_NS           0
@@ -1041,21 +1043,30 @@ fill(const struct impl *im, uint64_t seed, size_t blocks, int nodes,
 }
 
 struct lat {
-    struct pct all;      /* every call */
-    struct pct shorter;  /* calls whose best match is <= SHORT_WALK */
-    size_t nshort;       /* how many of those */
-    double len;          /* mean chain length */
-    double match;        /* mean best match */
-    double ns_per_block; /* total time / total blocks walked */
+    struct pct all;       /* every call */
+    struct pct shorter;   /* calls whose best match is <= SHORT_WALK */
+    size_t nshort;        /* how many of those */
+    double len;           /* mean chain length */
+    double match;         /* mean best match */
+    double ns_per_block;  /* total time / total blocks walked */
+    struct pct per_block; /* each call's time / the blocks it walked */
+    struct pct jumps;     /* index only: off-run steps per call (not ns) */
+    double jump_frac;     /* index only: hash probes / blocks walked */
+    double hint_frac;     /* index only: hints followed / blocks walked */
 };
 
 /* Per-call latency of find_matches over trace chains or cold chains. */
 static struct lat
-lookup_latency(const struct impl *im, const struct trace *t, bool cold,
-               uint64_t seed, uint64_t nchains, size_t count)
+lookup_latency(const struct impl *im, struct brain_prefix_index *ix,
+               const struct trace *t, bool cold, uint64_t seed,
+               uint64_t nchains, size_t count)
 {
     uint64_t *lat = xrealloc(NULL, count * sizeof(*lat));
     uint64_t *sl = xrealloc(NULL, count * sizeof(*sl));
+    uint64_t *pb = xrealloc(NULL, count * sizeof(*pb));
+    uint64_t *jp = xrealloc(NULL, count * sizeof(*jp));
+    struct brain_prefix_index_stats s0 = {0}, s1 = {0};
+    uint64_t jump_sum = 0, hint_sum = 0, walk_sum = 0;
     struct brain_prefix_match res[MAX_RES];
     uint64_t chain[32];
     struct rng r = {seed * 3 + 1};
@@ -1076,14 +1087,28 @@ lookup_latency(const struct impl *im, const struct trace *t, bool cold,
             n = t->off[q + 1] - t->off[q];
             ns = TRACE_NS;
         }
+        if (ix)
+            brain_prefix_index_stats(ix, &s0);
         uint64_t a = now_ns();
         int k = im->find(im->ctx, ns, ch, n, res, MAX_RES);
         lat[i] = now_ns() - a;
+        if (ix) {
+            brain_prefix_index_stats(ix, &s1);
+            uint64_t h = s1.lookup_hints - s0.lookup_hints;
+            jp[i] = s1.lookup_jumps - s0.lookup_jumps;
+            jump_sum += jp[i];
+            hint_sum += h;
+            jp[i] += h;
+            walk_sum += s1.lookup_blocks - s0.lookup_blocks;
+        }
         uint32_t best = k > 0 ? res[0].matched[BRAIN_PREFIX_TIER_NVME] : 0;
         len_sum += (double)n;
         match_sum += best;
         /* The walk reads the matched blocks and the one that ended it. */
-        walked += best < n ? best + 1 : best;
+        size_t w = best < n ? best + 1 : best;
+        walked += (double)w;
+        /* Per block, in picoseconds so short walks keep their digits. */
+        pb[i] = lat[i] * 1000 / (w ? w : 1);
         total += (double)lat[i];
         if (best <= SHORT_WALK)
             sl[out.nshort++] = lat[i];
@@ -1093,8 +1118,21 @@ lookup_latency(const struct impl *im, const struct trace *t, bool cold,
     out.len = len_sum / (double)count;
     out.match = match_sum / (double)count;
     out.ns_per_block = total / walked;
+    out.per_block = percentiles(pb, count);
+    out.per_block.p50 /= 1000;
+    out.per_block.p99 /= 1000;
+    out.per_block.p999 /= 1000;
+    out.per_block.max /= 1000;
+    out.per_block.mean /= 1000;
+    if (ix) {
+        out.jumps = percentiles(jp, count);
+        out.jump_frac = walk_sum ? (double)jump_sum / (double)walk_sum : 0;
+        out.hint_frac = walk_sum ? (double)hint_sum / (double)walk_sum : 0;
+    }
     free(lat);
     free(sl);
+    free(pb);
+    free(jp);
     return out;
 }
 
@@ -1143,17 +1181,56 @@ timer_overhead_ns(void)
 
 /* ---------------------------------------------------------------------- */
 
+/*
+ * One line of the report: the metric, the index's figure, the naive
+ * baseline's (NAN = none) and naive over index (NAN = computed here, for
+ * latencies where larger is worse), to stdout and, if open, to the CSV.
+ */
+/* Where the report goes; `section` prefixes the CSV's metric names. */
+struct report {
+    FILE *csv;           /* NULL: stdout only */
+    const char *section; /* e.g. "trace lookups" */
+};
+
+static void
+row(const struct report *rp, const char *metric, int prec, double ours,
+    double naive, double ratio, const char *target)
+{
+    if (isnan(ratio) && !isnan(naive))
+        ratio = naive / ours;
+    printf("%-44s %12.*f", metric, prec, ours);
+    if (isnan(naive))
+        printf(" %12s %8s", "", "");
+    else
+        printf(" %12.*f %7.1fx", prec, naive, ratio);
+    printf("%s%s\n", *target ? " " : "", target);
+    if (!rp->csv)
+        return;
+    /* The CSV names the metric without the report's indentation. */
+    while (*metric == ' ')
+        metric++;
+    fprintf(rp->csv, "\"%s: %s\",%.*f,", rp->section, metric, prec + 1, ours);
+    if (!isnan(naive))
+        fprintf(rp->csv, "%.*f,%.2f", prec + 1, naive, ratio);
+    else
+        fprintf(rp->csv, ",");
+    fprintf(rp->csv, ",\"%s\"\n", target);
+}
+
 static void
 usage(FILE *f)
 {
     fprintf(
         f, "usage: bench_prefix_index [--trace PATH]... [--blocks N]\n"
-           "                          [--nodes N] [--quick] [--seed N]\n"
+           "                          [--nodes N] [--csv PATH] [--quick]\n"
+           "                          [--seed N]\n"
            "  --trace PATH  Mooncake-style JSONL trace (repeatable); default\n"
            "                " DEFAULT_TRACE_GLOB ",\n"
            "                synthetic sessions when none can be read\n"
            "  --blocks N    blocks indexed for the latency runs (10000000)\n"
            "  --nodes N     nodes in the cluster model (64)\n"
+           "  --csv PATH    also write the figures as CSV to PATH (default:\n"
+           "                " DEFAULT_CSV " when build/bench/ exists)\n"
            "  --quick       small sizes: a smoke run, figures meaningless\n"
            "  --seed N      seed of the synthetic parts (1)\n");
 }
@@ -1177,6 +1254,7 @@ main(int argc, char **argv)
     int npaths = 0;
     size_t blocks = 10000000, nodes = 64, seed = 1;
     bool quick = false, blocks_set = false;
+    const char *csv_path = NULL;
     struct trace tr = {0};
     glob_t g = {0};
 
@@ -1210,6 +1288,8 @@ main(int argc, char **argv)
                         argv[i]);
                 return 2;
             }
+        } else if (strcmp(a, "--csv") == 0 && more) {
+            csv_path = argv[++i];
         } else if (strcmp(a, "--quick") == 0) {
             quick = true;
         } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -1223,6 +1303,11 @@ main(int argc, char **argv)
     }
     if (quick && !blocks_set)
         blocks = 100000;
+    /* scripts/bench keeps results in build/bench/: the CSV goes there. */
+    struct stat sb;
+    if (!csv_path && !quick && stat("build/bench", &sb) == 0 &&
+        S_ISDIR(sb.st_mode))
+        csv_path = DEFAULT_CSV;
     size_t req_cap = quick ? 1500 : SIZE_MAX;
 
     /* --- workload ----------------------------------------------------- */
@@ -1312,10 +1397,10 @@ main(int argc, char **argv)
     }
     stream_set_ns(&st, TRACE_NS);
     size_t nlook = quick ? 2000 : 100000;
-    struct lat lt = lookup_latency(&o, &tr, false, seed, nchains, nlook);
-    struct lat lc = lookup_latency(&o, &tr, true, seed, nchains, nlook);
+    struct lat lt = lookup_latency(&o, idx, &tr, false, seed, nchains, nlook);
+    struct lat lc = lookup_latency(&o, idx, &tr, true, seed, nchains, nlook);
     brain_prefix_index_stats(idx, &ist);
-    size_t table_bytes = ist.slots * 32;
+    size_t table_bytes = ist.memory_bytes;
     brain_prefix_index_destroy(idx);
 
     /* --- (5) the naive baseline on the same data ------------------------ */
@@ -1340,8 +1425,9 @@ main(int argc, char **argv)
     stream_set_ns(&st, TRACE_NS);
     size_t nlook_naive = nlook / 4;
     struct lat nlt =
-        lookup_latency(&n, &tr, false, seed, nchains, nlook_naive);
-    struct lat nlc = lookup_latency(&n, &tr, true, seed, nchains, nlook_naive);
+        lookup_latency(&n, NULL, &tr, false, seed, nchains, nlook_naive);
+    struct lat nlc =
+        lookup_latency(&n, NULL, &tr, true, seed, nchains, nlook_naive);
     naive_free(&nv);
     bool agree_big = true;
     int bo = 0, bn = 0; /* fastest replays */
@@ -1358,42 +1444,51 @@ main(int argc, char **argv)
         memory_latency_ns(table_bytes, quick ? 100000 : 2000000, seed);
 
     /* --- report --------------------------------------------------------- */
+    struct report rp = {NULL, "empty index"};
+    if (csv_path) {
+        rp.csv = fopen(csv_path, "w");
+        if (!rp.csv)
+            fprintf(stderr, "bench_prefix_index: %s: %s (no CSV written)\n",
+                    csv_path, strerror(errno));
+        else
+            fprintf(rp.csv, "metric,index,naive,naive_over_index,target\n");
+    }
     printf("%-44s %12s %12s %8s %s\n", "metric", "index", "naive", "ratio",
            "target");
-    printf("%-44s %12.2f %12.2f %7.1fx\n",
-           "mixed Mops/s, empty index (cache-resident)",
-           nops / best_o.secs / 1e6, nops / best_n.secs / 1e6,
-           best_n.secs / best_o.secs);
-    printf("%-44s %12.2f %12.2f %7.1fx\n", "  of which lookups: Mlookups/s",
-           (double)st.lookups / best_o.lookup_secs / 1e6,
-           (double)st.lookups / best_n.lookup_secs / 1e6,
-           best_n.lookup_secs / best_o.lookup_secs);
-    printf("%-44s %12.2f %12.2f %7.1fx\n", "  of which events: Mevents/s",
-           (double)st.events / best_o.event_secs / 1e6,
-           (double)st.events / best_n.event_secs / 1e6,
-           best_n.event_secs / best_o.event_secs);
-    printf("%-44s %12.2f %12.2f %7.1fx\n", "fill: M STORED events/s (growing)",
-           (double)fill_ev / fill_s / 1e6, (double)nfill_ev / nfill_s / 1e6,
-           nfill_s / fill_s);
+    row(&rp, "mixed Mops/s, empty index (cache-resident)", 2,
+        nops / best_o.secs / 1e6, nops / best_n.secs / 1e6,
+        best_n.secs / best_o.secs, "");
+    row(&rp, "  of which lookups: Mlookups/s", 2,
+        (double)st.lookups / best_o.lookup_secs / 1e6,
+        (double)st.lookups / best_n.lookup_secs / 1e6,
+        best_n.lookup_secs / best_o.lookup_secs, "");
+    row(&rp, "  of which events: Mevents/s", 2,
+        (double)st.events / best_o.event_secs / 1e6,
+        (double)st.events / best_n.event_secs / 1e6,
+        best_n.event_secs / best_o.event_secs, "");
+    rp.section = "growth";
+    row(&rp, "fill: M STORED events/s (growing)", 2,
+        (double)fill_ev / fill_s / 1e6, (double)nfill_ev / nfill_s / 1e6,
+        nfill_s / fill_s, "");
     printf("blocks indexed: %" PRIu64 " (%" PRIu64 " filler chains, %zu "
            "STORED events, %zu nodes, filler ns %d, trace ns %d)\n",
            filled_blocks, nchains, fill_ev, nodes, FILL_NS, TRACE_NS);
-    printf("%-44s %12.2f %12.2f %7.1fx %s\n",
-           "mixed Mops/s at that size (best of 3)",
-           nops / big_o[bo].secs / 1e6, nops / big_n[bn].secs / 1e6,
-           big_n[bn].secs / big_o[bo].secs, ">= 10");
+    rp.section = "full index";
+    row(&rp, "mixed Mops/s at that size (best of 3)", 2,
+        nops / big_o[bo].secs / 1e6, nops / big_n[bn].secs / 1e6,
+        big_n[bn].secs / big_o[bo].secs, ">= 10");
     printf("%-44s", "  each run, index");
     for (int r = 0; r < REPLAYS_BIG; r++)
         printf(" %.2f", nops / big_o[r].secs / 1e6);
     printf("\n");
-    printf("%-44s %12.2f %12.2f %7.1fx\n", "  of which lookups: Mlookups/s",
-           (double)st.lookups / big_o[bo].lookup_secs / 1e6,
-           (double)st.lookups / big_n[bn].lookup_secs / 1e6,
-           big_n[bn].lookup_secs / big_o[bo].lookup_secs);
-    printf("%-44s %12.2f %12.2f %7.1fx\n", "  of which events: Mevents/s",
-           (double)st.events / big_o[bo].event_secs / 1e6,
-           (double)st.events / big_n[bn].event_secs / 1e6,
-           big_n[bn].event_secs / big_o[bo].event_secs);
+    row(&rp, "  of which lookups: Mlookups/s", 2,
+        (double)st.lookups / big_o[bo].lookup_secs / 1e6,
+        (double)st.lookups / big_n[bn].lookup_secs / 1e6,
+        big_n[bn].lookup_secs / big_o[bo].lookup_secs, "");
+    row(&rp, "  of which events: Mevents/s", 2,
+        (double)st.events / big_o[bo].event_secs / 1e6,
+        (double)st.events / big_n[bn].event_secs / 1e6,
+        big_n[bn].event_secs / big_o[bo].event_secs, "");
     const struct {
         const char *what;
         const struct lat *o, *n;
@@ -1401,37 +1496,52 @@ main(int argc, char **argv)
                 {"cold random filler chains", &lc, &nlc}};
     for (int i = 0; i < 2; i++) {
         const struct lat *a = lats[i].o, *b = lats[i].n;
+        rp.section = i == 0 ? "trace lookups" : "cold lookups";
         printf("lookup latency per find_matches call, %s (avg %.1f blocks, "
                "best match avg %.1f):\n",
                lats[i].what, a->len, a->match);
-        printf("%-44s %12.0f %12.0f %7.1fx\n", "  p50 ns", a->all.p50,
-               b->all.p50, b->all.p50 / a->all.p50);
-        printf("%-44s %12.0f %12.0f %7.1fx %s\n", "  p99 ns", a->all.p99,
-               b->all.p99, b->all.p99 / a->all.p99, i == 0 ? "< 1000" : "");
-        printf("%-44s %12.0f %12.0f %7.1fx\n", "  p99.9 ns", a->all.p999,
-               b->all.p999, b->all.p999 / a->all.p999);
-        printf("%-44s %12.0f %12.0f\n", "  max ns (includes preemption)",
-               a->all.max, b->all.max);
+        row(&rp, "  p50 ns", 0, a->all.p50, b->all.p50, NAN, "");
+        row(&rp, "  p99 ns", 0, a->all.p99, b->all.p99, NAN,
+            i == 0 ? "< 1000 (per call)" : "");
+        row(&rp, "  p99.9 ns", 0, a->all.p999, b->all.p999, NAN, "");
+        row(&rp, "  max ns (includes preemption)", 0, a->all.max, b->all.max,
+            NAN, "");
         printf("  matches <= %d blocks (%.1f %% of calls):\n", SHORT_WALK,
                100.0 * (double)a->nshort / (double)(nlook ? nlook : 1));
-        printf("%-44s %12.0f %12.0f %7.1fx\n", "    p50 ns", a->shorter.p50,
-               b->shorter.p50, b->shorter.p50 / a->shorter.p50);
-        printf("%-44s %12.0f %12.0f %7.1fx\n", "    p99 ns", a->shorter.p99,
-               b->shorter.p99, b->shorter.p99 / a->shorter.p99);
-        printf("%-44s %12.1f %12.1f %7.1fx\n", "  ns per block walked (mean)",
-               a->ns_per_block, b->ns_per_block,
-               b->ns_per_block / a->ns_per_block);
+        row(&rp, "    p50 ns (those calls)", 0, a->shorter.p50, b->shorter.p50,
+            NAN, "");
+        row(&rp, "    p99 ns (those calls)", 0, a->shorter.p99, b->shorter.p99,
+            NAN, "");
+        row(&rp, "  ns per block walked (mean)", 1, a->ns_per_block,
+            b->ns_per_block, NAN, "");
+        row(&rp, "  per call, ns per block walked: p50", 1, a->per_block.p50,
+            b->per_block.p50, NAN, "");
+        row(&rp, "  per call, ns per block walked: p99", 1, a->per_block.p99,
+            b->per_block.p99, NAN, i == 0 ? "< 1000 (per block)" : "");
+        row(&rp, "  run breaks per call: mean", 2, a->jumps.mean, NAN, NAN,
+            "");
+        row(&rp, "  run breaks per call: p99", 0, a->jumps.p99, NAN, NAN, "");
+        row(&rp, "  per block walked: hash probes", 3, a->jump_frac, NAN, NAN,
+            "");
+        row(&rp, "  per block walked: hints followed", 3, a->hint_frac, NAN,
+            NAN, "");
     }
-    printf("%-44s %12.1f %12.1f %7.1fx %s\n", "bytes/block (allocated)", bpb,
-           nv_bpb, nv_bpb / bpb, "<= 64");
-    printf("%-44s %12.1f\n", "bytes/block (RSS growth, incl. transients)",
-           rss_bpb);
-    printf("%-44s %12.0f\n", "memory floor: dependent random load, ns",
-           mem_ns);
-    printf("%-44s %12.1f\n", "  trace lookup p50 in memory latencies",
-           lt.all.p50 / mem_ns);
-    printf("%-44s %12.1f\n", "  cold lookup p50 in memory latencies",
-           lc.all.p50 / mem_ns);
+    rp.section = "memory";
+    row(&rp, "bytes/block (allocated)", 1, bpb, nv_bpb, NAN, "<= 64");
+    row(&rp, "bytes/block (RSS growth, incl. transients)", 1, rss_bpb, NAN,
+        NAN, "");
+    row(&rp, "memory floor: dependent random load, ns", 0, mem_ns, NAN, NAN,
+        "");
+    row(&rp, "  trace lookup p50 in memory latencies", 1, lt.all.p50 / mem_ns,
+        NAN, NAN, "");
+    row(&rp, "  trace lookup p99 in memory latencies", 1, lt.all.p99 / mem_ns,
+        NAN, NAN, "");
+    row(&rp, "  cold lookup p50 in memory latencies", 1, lc.all.p50 / mem_ns,
+        NAN, NAN, "");
+    if (rp.csv) {
+        fclose(rp.csv);
+        printf("csv: %s\n", csv_path);
+    }
     printf("answers agree with the naive baseline: %s (empty), %s (full)\n",
            agree_small ? "yes" : "NO", agree_big ? "yes" : "NO");
     if (quick)

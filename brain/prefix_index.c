@@ -1,19 +1,26 @@
 /*
- * Global prefix index: an ordered open-addressing table (see
- * docs/prefix-index.md for the design, the costs and measured figures).
+ * Global prefix index: a block store in arrival order behind a hash table
+ * of positions (see docs/prefix-index.md for the design, the costs and
+ * measured figures).
  *
- * In one paragraph: each block has one slot, split over two parallel
- * arrays: a 16-byte key slot (key, namespace, up to three holders), which
- * is all a lookup reads, four to a cache line; and a 16-byte cold slot
- * (parent, hotness) read by events and scans.  The key is
- * m = fmix64(hash ^ salt(ns)), a bijection, so the hash itself is not
- * stored; the home slot is (m * cap) >> 64.  That map is monotone in m,
- * so keeping every cluster sorted by (m, ns) keeps the whole table
- * sorted: a miss stops at the first larger key (Robin Hood's early exit),
- * a rebuild is one streaming pass, and there is no wrap-around (spare
- * slots follow the home range and the last slot is always empty, so
- * probes need no bounds check).  Blocks with more than three holders keep
- * them in a pool of power-of-two arrays.  Holders are sorted by node.
+ * In one paragraph: every block has one record in the store, split over
+ * two parallel arrays: a 16-byte key record (key, namespace, up to three
+ * holders), which is all a lookup reads, four to a cache line; and a
+ * 16-byte cold record (parent, hotness) read by events and scans.  New
+ * blocks are appended, so the blocks of a chain reported together (an
+ * agent stores a request's new blocks in order) lie next to each other:
+ * find_matches() checks whether chain[i + 1] is the record after
+ * chain[i]'s and streams along such runs, going through the hash table
+ * only where a run breaks.  The key is m = fmix64(hash ^ salt(ns)), a
+ * bijection, so the hash itself is not stored.  The hash table holds
+ * 8-byte slots (the top 32 bits of m and the store position), sorted by
+ * that tag with the monotone home (tag * cap) >> 32: a miss stops at the
+ * first larger tag, a rebuild is one streaming pass, and there is no
+ * wrap-around (spare slots follow the home range and the last slot is
+ * always empty).  Removed blocks leave holes in the store that a
+ * compaction (order kept, so runs stay runs) squeezes out once they pass
+ * an eighth of the blocks.  Blocks with more than three holders keep them
+ * in a pool of power-of-two arrays.  Holders are sorted by node.
  */
 #include "prefix_index.h"
 
@@ -21,11 +28,12 @@
 #include <limits.h>
 #include <math.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
-/* Namespace bits of kslot.nsf; the value stored is ns + 1, 0 = empty. */
+/* Namespace bits of kslot.nsf; the value stored is ns + 1, 0 = hole. */
 #define NS_MASK 0x7fffu
 /* kslot.nsf flag: the holders live in the pool, not inline. */
 #define NSF_OVERFLOW 0x8000u
@@ -33,24 +41,36 @@
 #define H_NODE(h)          ((uint16_t)((h)&0x0fffu))
 #define H_MASK(h)          ((unsigned)(h) >> 12)
 #define H_MAKE(node, mask) ((uint16_t)((node) | ((unsigned)(mask) << 12)))
-/* Holders kept inside the slot before spilling to the pool. */
+/* Holders kept inside the record before spilling to the pool. */
 #define INLINE_HOLDERS 3
 /* Pool arrays hold 4 << class entries; class 10 fits every node. */
 #define POOL_CLASSES 11
 #define POOL_NONE    UINT32_MAX
-/* Table sizing: grow past 80 % load, by half; never below MIN_CAP. */
+/* Hash sizing: grow past 80 % load, by half; never below MIN_CAP. */
 #define LOAD_NUM 4
 #define LOAD_DEN 5
 #define MIN_CAP  64
 #define TAIL_MAX 4096
+/* Store positions are 32-bit (pos + 1 in a slot, 0 = empty slot). */
+#define MAX_RECORDS ((size_t)UINT32_MAX - 1)
+/* Store capacity grows by an eighth, in whole pages of records. */
+#define STORE_MIN   256
+#define STORE_ROUND 256
+/* Compact once holes pass 1/COMPACT_DIV of the blocks (and this many). */
+#define COMPACT_DIV 8
+#define COMPACT_MIN 64
 /*
- * Slots prefetched ahead: events keep PREFETCH_AHEAD in flight; a chain
- * walk starts with PREFETCH_AHEAD and widens by one block per block
- * matched, up to PREFETCH_MAX (a power of two), so long matches get deep
- * memory parallelism and short ones waste little bandwidth.
+ * Events are pipelined: an event's hash slot is prefetched EV_AHEAD
+ * events before it is applied, and its store records EV_AHEAD / 2 before
+ * (once its slot has arrived).  EV_AHEAD is a power of two.
  */
-#define PREFETCH_AHEAD 16
-#define PREFETCH_MAX   64
+#define EV_AHEAD 16
+/* find_matches() prefetches the hash slots of blocks 1 .. START_SLOTS. */
+#define START_SLOTS 3
+/* A chain walk prefetches the store this many lines ahead in a run. */
+#define RUN_LINES 4
+/* Chains up to this long sort results by one 64-bit key (12-bit fields). */
+#define PACK_MAX 0xfffu
 /* Low bits of an rmap entry: a result index (< BRAIN_PREFIX_MAX_NODES). */
 #define RMAP_INDEX 0xfffu
 /* Hotness time is counted in 1/HOT_STEPS of a half-life. */
@@ -60,31 +80,50 @@
 #define DEFAULT_HALF_LIFE_US 60000000ull
 #define DEFAULT_SEED         0x6d636f732d706978ull
 
-/* What a lookup reads of a block; sorted by (m, nsf & NS_MASK). */
+/* A block's key record: what a lookup reads. */
 struct kslot {
     uint64_t m;       /* fmix64(hash ^ salt(ns)); hash = inverse ^ salt */
-    uint16_t nsf;     /* ns + 1 (0 = empty slot) | NSF_OVERFLOW */
+    uint16_t nsf;     /* ns + 1 (0 = hole) | NSF_OVERFLOW */
     uint16_t hold[3]; /* inline holders (0 = none, packed, by node),
                        * or with NSF_OVERFLOW: pool offset lo, hi, count */
 };
 
-/* The rest of a block, at the same index in the cold array. */
+/* The rest of a block, at the same position in the cold array. */
 struct cslot {
     uint64_t parent; /* parent block hash as first reported, 0 = none */
     float hot;       /* decayed access count as of hot_q */
     uint32_t hot_q;  /* time of the last hotness update, in quanta */
 };
 
-_Static_assert(sizeof(struct kslot) == 16, "four key slots per line");
-_Static_assert(sizeof(struct cslot) == 16, "cold slot stays 16 bytes");
+/* A hash table slot; slots are sorted by tag. */
+struct hslot {
+    uint32_t tag;  /* m >> 32 */
+    uint32_t pos1; /* store position + 1; 0 = empty slot */
+};
+
+_Static_assert(sizeof(struct kslot) == 16, "four key records per line");
+_Static_assert(offsetof(struct kslot, hold) ==
+                       offsetof(struct kslot, nsf) + 2 &&
+                   offsetof(struct kslot, nsf) == 8,
+               "nsf and hold form the record's second word");
+_Static_assert(sizeof(struct cslot) == 16, "cold record stays 16 bytes");
+_Static_assert(sizeof(struct hslot) == 8, "eight hash slots per line");
 
 struct brain_prefix_index {
-    struct kslot *ks;       /* nslots key slots, sorted */
-    struct cslot *cs;       /* nslots cold slots, same order */
+    struct hslot *hs;       /* nslots hash slots, sorted by tag */
     size_t cap;             /* homes are in [0, cap) */
     size_t nslots;          /* cap + tail; slot nslots - 1 is empty */
-    size_t nentries;        /* occupied slots */
     size_t grow_at;         /* rebuild before nentries exceeds this */
+    struct kslot *ks;       /* store: key records, in arrival order */
+    struct cslot *cs;       /* store: cold records, same positions */
+    size_t used;            /* store positions handed out */
+    size_t scap;            /* store positions allocated (both arrays) */
+    size_t kcap;            /* key records allocated */
+    size_t ccap;            /* cold records allocated */
+    uint32_t *nx;           /* store: continuation hint per position */
+    size_t xcap;            /* hints allocated */
+    size_t holes;           /* positions below `used` left by removals */
+    size_t nentries;        /* blocks (occupied positions) */
     uint64_t seed;          /* salts m so keys are not caller-chosen */
     uint64_t quantum_us;    /* length of one hotness time quantum */
     float decay[HOT_STEPS]; /* decay[i] = 2^(-i / HOT_STEPS) */
@@ -92,12 +131,13 @@ struct brain_prefix_index {
     size_t pool_len;        /* entries handed out (high-water mark) */
     size_t pool_cap;        /* entries allocated */
     uint32_t pool_free[POOL_CLASSES]; /* free list head per size class */
-    size_t overflow_blocks;           /* slots with NSF_OVERFLOW */
-    uint64_t rehashes;                /* rebuilds, for stats */
+    size_t overflow_blocks;           /* records with NSF_OVERFLOW */
+    uint64_t rehashes;                /* hash rebuilds, for stats */
+    uint64_t compactions;             /* store compactions */
     uint64_t dead[BRAIN_PREFIX_MAX_NODES / 64]; /* removed, not swept */
     unsigned ndead;                             /* bits set in dead */
     bool sweeping;                              /* a sweep pass is under way */
-    size_t sweep_pos; /* slots below this are swept */
+    size_t sweep_pos; /* store positions below this are swept */
     /* Blocks per node: [0] in any tier, [t] in tier t. */
     uint32_t count[BRAIN_PREFIX_MAX_NODES][BRAIN_PREFIX_TIER_MAX + 1];
     /* find_matches() scratch, kept here so queries never allocate. */
@@ -112,7 +152,14 @@ struct brain_prefix_index {
     uint64_t alive[BRAIN_PREFIX_TIER_MAX + 1][BRAIN_PREFIX_MAX_NODES / 64];
     /* Results holding the current block, by their fastest tier. */
     uint64_t held[BRAIN_PREFIX_TIER_MAX + 1][BRAIN_PREFIX_MAX_NODES / 64];
-    unsigned __int128 keys[BRAIN_PREFIX_MAX_NODES]; /* sort keys */
+    union {
+        unsigned __int128 wide[BRAIN_PREFIX_MAX_NODES]; /* long chains */
+        uint64_t packed[BRAIN_PREFIX_MAX_NODES];        /* the rest */
+    } keys;                                             /* sort keys */
+    /* Counters of the last find_matches() walk, for the benchmark. */
+    uint64_t walk_blocks; /* blocks looked up after block 0, all calls */
+    uint64_t walk_jumps;  /* hash probes after block 0, all calls */
+    uint64_t walk_hints;  /* hints followed after block 0, all calls */
 };
 
 /* --- hashing ----------------------------------------------------------- */
@@ -152,10 +199,17 @@ key_of(const struct brain_prefix_index *idx, uint16_t ns, uint64_t hash)
     return fmix64(hash ^ ns_salt(idx, ns));
 }
 
-static inline size_t
-home_of(size_t cap, uint64_t m)
+static inline uint32_t
+tag_of(uint64_t m)
 {
-    return (size_t)(((unsigned __int128)m * cap) >> 64);
+    return (uint32_t)(m >> 32);
+}
+
+/* Monotone in the tag, so sorting slots by tag keeps the table sorted. */
+static inline size_t
+home_of(size_t cap, uint32_t tag)
+{
+    return (size_t)(((uint64_t)tag * cap) >> 32);
 }
 
 /* --- small helpers ----------------------------------------------------- */
@@ -331,13 +385,15 @@ shrink_holders(struct brain_prefix_index *idx, struct kslot *k, unsigned cls,
     k->hold[2] = (uint16_t)n;
 }
 
-/* --- table allocation -------------------------------------------------- */
+/* --- arrays ------------------------------------------------------------ */
 
+/* Bytes an array of `bytes` takes: large ones are whole pages. */
 static size_t
-tail_for(size_t cap)
+array_bytes(size_t bytes)
 {
-    size_t tail = cap / 4 + 16;
-    return tail < TAIL_MAX ? tail : TAIL_MAX;
+    if (bytes < MMAP_MIN_BYTES)
+        return bytes;
+    return (bytes + 4095) & ~(size_t)4095;
 }
 
 /* Zeroed memory: zero is an empty slot, so a new table needs no pass. */
@@ -347,13 +403,13 @@ array_alloc(size_t bytes)
     void *p;
 
     if (bytes < MMAP_MIN_BYTES)
-        return calloc(1, bytes);
-    p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-             -1, 0);
+        return calloc(1, bytes ? bytes : 1);
+    p = mmap(NULL, array_bytes(bytes), PROT_READ | PROT_WRITE,
+             MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
         return NULL;
     /* Random probes over GBs: 2 MiB pages spare most TLB misses. */
-    (void)madvise(p, bytes, MADV_HUGEPAGE);
+    (void)madvise(p, array_bytes(bytes), MADV_HUGEPAGE);
     return p;
 }
 
@@ -365,125 +421,86 @@ array_free(void *p, size_t bytes)
     if (bytes < MMAP_MIN_BYTES)
         free(p);
     else
-        munmap(p, bytes);
-}
-
-static void
-tables_free(struct kslot *ks, struct cslot *cs, size_t nslots)
-{
-    array_free(ks, nslots * sizeof(*ks));
-    array_free(cs, nslots * sizeof(*cs));
+        munmap(p, array_bytes(bytes));
 }
 
 /*
- * Rebuilds into a table with `cap` homes, dropping removed nodes' holders
- * and compacting the pool.  Because the table is sorted and the home map
- * is monotone, each entry goes to max(home, previous + 1): one streaming
- * pass, no probing.  -EAGAIN when the tail is too short for this cap (the
- * caller retries larger); on any error the old table is untouched.
+ * Grows an array from `old` to `bytes` (bytes > old), keeping its
+ * contents; large arrays are remapped, not copied.  NULL on failure, and
+ * then the old array is untouched.
+ */
+static void *
+array_grow(void *p, size_t old, size_t bytes)
+{
+    void *np;
+
+    if (bytes < MMAP_MIN_BYTES)
+        return realloc(p, bytes);
+    if (old < MMAP_MIN_BYTES) {
+        np = array_alloc(bytes);
+        if (np && old)
+            memcpy(np, p, old);
+        if (np)
+            free(p);
+        return np;
+    }
+    np = mremap(p, array_bytes(old), array_bytes(bytes), MREMAP_MAYMOVE);
+    if (np == MAP_FAILED)
+        return NULL;
+    (void)madvise(np, array_bytes(bytes), MADV_HUGEPAGE);
+    return np;
+}
+
+/* --- hash table -------------------------------------------------------- */
+
+static size_t
+tail_for(size_t cap)
+{
+    size_t tail = cap / 4 + 16;
+    return tail < TAIL_MAX ? tail : TAIL_MAX;
+}
+
+/*
+ * Rebuilds the hash table with `cap` homes.  Because the table is sorted
+ * and the home map is monotone, each slot goes to max(home, previous + 1):
+ * one streaming pass, no probing, and the store is not touched.  -EAGAIN
+ * when the tail is too short for this cap (the caller retries larger); on
+ * any error the old table is untouched.
  */
 static int
 rebuild(struct brain_prefix_index *idx, size_t cap)
 {
     size_t nslots = cap + tail_for(cap);
-    struct kslot *nk = NULL;
-    struct cslot *nc = NULL;
-    uint16_t *npool = NULL;
-    size_t npool_len = 0, npool_cap = idx->pool_len;
-    size_t next = 0, nentries = 0, novf = 0;
+    size_t next = 0;
+    struct hslot *nh;
 
-    if (nslots > SIZE_MAX / sizeof(struct kslot))
+    if (cap > (size_t)UINT32_MAX || nslots > SIZE_MAX / sizeof(*nh))
         return -ENOMEM;
-    nk = array_alloc(nslots * sizeof(*nk));
-    nc = array_alloc(nslots * sizeof(*nc));
-    if (npool_cap)
-        npool = malloc(npool_cap * sizeof(*npool));
-    if (!nk || !nc || (npool_cap && !npool))
-        goto fail_nomem;
+    nh = array_alloc(nslots * sizeof(*nh));
+    if (!nh)
+        return -ENOMEM;
     for (size_t i = 0; i + 1 < idx->nslots; i++) {
-        struct kslot *k = &idx->ks[i];
-        uint16_t tmp[INLINE_HOLDERS];
-        uint16_t *dst;
-        uint32_t n, live = 0;
-
-        if (k->nsf == 0)
+        const struct hslot *h = &idx->hs[i];
+        if (h->pos1 == 0)
             continue;
-        const uint16_t *h = holders_of(idx, k, &n);
-        /*
-         * Write the live holders where they will end up; the pool's old
-         * length bounds the new one, so there is room.
-         */
-        dst = n > INLINE_HOLDERS ? npool + npool_len : tmp;
-        for (uint32_t j = 0; j < n; j++)
-            if (!idx->ndead || !is_dead(idx, H_NODE(h[j])))
-                dst[live++] = h[j];
-        if (live == 0)
-            continue;
-        size_t pos = home_of(cap, k->m);
+        size_t pos = home_of(cap, h->tag);
         if (pos < next)
             pos = next;
         if (pos + 1 >= nslots) {
-            tables_free(nk, nc, nslots);
-            free(npool);
+            array_free(nh, nslots * sizeof(*nh));
             return -EAGAIN;
         }
-        struct kslot *d = &nk[pos];
-        d->m = k->m;
-        d->nsf = k->nsf & (uint16_t)~NSF_OVERFLOW;
-        nc[pos] = idx->cs[i];
-        if (live > INLINE_HOLDERS) {
-            d->nsf |= NSF_OVERFLOW;
-            slot_set_pool(d, (uint32_t)npool_len, live);
-            npool_len += (size_t)4 << pool_class(live);
-            novf++;
-        } else {
-            if (dst != tmp)
-                memcpy(tmp, dst, live * sizeof(*tmp));
-            for (uint32_t j = 0; j < INLINE_HOLDERS; j++)
-                d->hold[j] = j < live ? tmp[j] : 0;
-        }
+        nh[pos] = *h;
         next = pos + 1;
-        nentries++;
     }
-    if (npool && npool_len == 0) {
-        /* Every overflowing block went inline; keep nothing. */
-        free(npool);
-        npool = NULL;
-    } else if (npool) {
-        /* Give back what compaction saved; failing to is harmless. */
-        uint16_t *shrunk = realloc(npool, npool_len * sizeof(*npool));
-        if (shrunk) {
-            npool = shrunk;
-            npool_cap = npool_len;
-        }
-    }
-    tables_free(idx->ks, idx->cs, idx->nslots);
-    free(idx->pool);
-    idx->ks = nk;
-    idx->cs = nc;
+    array_free(idx->hs, idx->nslots * sizeof(*idx->hs));
+    idx->hs = nh;
     idx->cap = cap;
     idx->nslots = nslots;
-    idx->nentries = nentries;
     idx->grow_at =
         cap / LOAD_DEN * LOAD_NUM + cap % LOAD_DEN * LOAD_NUM / LOAD_DEN;
-    idx->pool = npool;
-    idx->pool_len = npool_len;
-    idx->pool_cap = npool ? npool_cap : 0;
-    for (unsigned c = 0; c < POOL_CLASSES; c++)
-        idx->pool_free[c] = POOL_NONE;
-    idx->overflow_blocks = novf;
-    /* Removed nodes' holders were all dropped: their ids are free. */
-    memset(idx->dead, 0, sizeof(idx->dead));
-    idx->ndead = 0;
-    idx->sweeping = false;
-    idx->sweep_pos = 0;
     idx->rehashes++;
     return 0;
-
-fail_nomem:
-    free(npool);
-    tables_free(nk, nc, nslots);
-    return -ENOMEM;
 }
 
 /* Makes room for `want` entries: grows by half, or more if asked. */
@@ -500,133 +517,196 @@ grow(struct brain_prefix_index *idx, size_t want)
         cap = MIN_CAP;
     /* Only a hostile key set clusters past the tail; then double. */
     for (int tries = 0; tries < 4 && r == -EAGAIN; tries++) {
-        if (cap > SIZE_MAX / 4 / sizeof(struct kslot))
-            return -ENOMEM;
         r = rebuild(idx, cap);
         cap *= 2;
     }
     return r == -EAGAIN ? -ENOSPC : r;
 }
 
-/* --- probing ----------------------------------------------------------- */
+/* The key record behind a hash slot. */
+static inline struct kslot *
+slot_rec(const struct brain_prefix_index *idx, const struct hslot *h)
+{
+    return &idx->ks[h->pos1 - 1];
+}
 
 /*
- * First slot at or after `k` whose key is >= (m, nsv): where the key is
- * if present, else where it would go.  nsv is ns + 1.  `k` must be the
- * key's home (or any slot between it and the key).  Terminates on the
- * empty last slot.
+ * The hash slot of (m, nsv) if present (*found), else where it would be
+ * inserted.  nsv is ns + 1.  Slots with the key's tag are checked against
+ * the store; a tag is 32 bits, so another key shares it about once in
+ * 2^32 / probe length lookups.  Terminates on the empty last slot.
  */
-static inline const struct kslot *
-scan(const struct kslot *k, uint64_t m, uint16_t nsv)
-{
-    for (;; k++) {
-        if (k->nsf == 0 || k->m > m)
-            return k;
-        if (k->m == m && (k->nsf & NS_MASK) >= nsv)
-            return k;
-    }
-}
-
-static inline bool
-is_key(const struct kslot *k, uint64_t m, uint16_t nsv)
-{
-    return k->nsf != 0 && k->m == m && (k->nsf & NS_MASK) == nsv;
-}
-
 static inline size_t
 probe(const struct brain_prefix_index *idx, uint64_t m, uint16_t nsv,
       bool *found)
 {
-    const struct kslot *k = scan(idx->ks + home_of(idx->cap, m), m, nsv);
-    *found = is_key(k, m, nsv);
-    return (size_t)(k - idx->ks);
+    uint32_t tag = tag_of(m);
+    const struct hslot *h = idx->hs + home_of(idx->cap, tag);
+
+    while (h->pos1 != 0 && h->tag < tag)
+        h++;
+    for (; h->pos1 != 0 && h->tag == tag; h++) {
+        const struct kslot *k = slot_rec(idx, h);
+        if (k->m == m && (k->nsf & NS_MASK) == nsv) {
+            *found = true;
+            return (size_t)(h - idx->hs);
+        }
+    }
+    *found = false;
+    return (size_t)(h - idx->hs);
 }
 
 /*
- * Prefetches the key slots a probe for m reads: its home line and, when
- * the home is in the second half of the line, the next one, since a
- * displaced entry would cross into it and stall on a second miss.
+ * Prefetches the hash slots a probe for m reads: its home and, when the
+ * home is near the end of its line, the next line (a displaced entry
+ * would otherwise stall on a second miss).
  */
 static inline void
-prefetch_keys(const struct kslot *home)
+prefetch_slots(const struct brain_prefix_index *idx, uint64_t m)
 {
-    __builtin_prefetch(home, 0, 3);
-    __builtin_prefetch(home + 2, 0, 3);
+    const struct hslot *h = idx->hs + home_of(idx->cap, tag_of(m));
+    __builtin_prefetch(h, 0, 3);
+    __builtin_prefetch(h + 2, 0, 3);
 }
 
-/*
- * A chain walk's prefetches in flight: each block's key and home are
- * computed once, when its prefetch is issued.  Indexed by block number
- * modulo PREFETCH_MAX.
- */
-struct lookahead {
-    const uint64_t *chain;                  /* the query */
-    size_t n;                               /* its length */
-    uint64_t salt;                          /* its namespace's salt */
-    size_t issued;                          /* blocks prefetched so far */
-    uint64_t m[PREFETCH_MAX];               /* slot keys */
-    const struct kslot *home[PREFETCH_MAX]; /* their home slots */
-};
-
-static inline void
-la_issue(const struct brain_prefix_index *idx, struct lookahead *la)
-{
-    size_t i = la->issued++;
-    uint64_t m = fmix64(la->chain[i] ^ la->salt);
-    const struct kslot *h = idx->ks + home_of(idx->cap, m);
-
-    prefetch_keys(h);
-    la->m[i % PREFETCH_MAX] = m;
-    la->home[i % PREFETCH_MAX] = h;
-}
-
-static inline void
-la_start(const struct brain_prefix_index *idx, struct lookahead *la,
-         const uint64_t *chain, size_t n, uint64_t salt)
-{
-    la->chain = chain;
-    la->n = n;
-    la->salt = salt;
-    la->issued = 0;
-    while (la->issued < n && la->issued < PREFETCH_AHEAD)
-        la_issue(idx, la);
-}
-
-/* Block i's key slot, or NULL; first widens the prefetch window. */
-static inline struct kslot *
-la_find(const struct brain_prefix_index *idx, struct lookahead *la, size_t i,
-        uint16_t nsv)
-{
-    size_t lim = i + PREFETCH_MAX < la->n ? i + PREFETCH_MAX : la->n;
-    for (int j = 0; j < 2 && la->issued < lim; j++)
-        la_issue(idx, la);
-    uint64_t m = la->m[i % PREFETCH_MAX];
-    const struct kslot *k = scan(la->home[i % PREFETCH_MAX], m, nsv);
-    return is_key(k, m, nsv) ? (struct kslot *)k : NULL;
-}
-
-/* Removes the slot at p, pulling the displaced entries after it back. */
+/* Removes hash slot p, pulling the displaced slots after it back. */
 static void
-delete_at(struct brain_prefix_index *idx, size_t p)
+hash_delete(struct brain_prefix_index *idx, size_t p)
 {
-    struct kslot *ks = idx->ks;
+    struct hslot *hs = idx->hs;
     size_t e = p + 1;
 
-    while (ks[e].nsf != 0 && home_of(idx->cap, ks[e].m) < e)
+    while (hs[e].pos1 != 0 && home_of(idx->cap, hs[e].tag) < e)
         e++;
-    memmove(&ks[p], &ks[p + 1], (e - p - 1) * sizeof(*ks));
-    memmove(&idx->cs[p], &idx->cs[p + 1], (e - p - 1) * sizeof(*idx->cs));
-    memset(&ks[e - 1], 0, sizeof(*ks));
-    memset(&idx->cs[e - 1], 0, sizeof(*idx->cs));
-    /* An unswept entry that moved behind the sweep must be seen again. */
-    if (idx->sweeping && p < idx->sweep_pos && idx->sweep_pos <= e - 1)
-        idx->sweep_pos--;
-    idx->nentries--;
+    memmove(&hs[p], &hs[p + 1], (e - p - 1) * sizeof(*hs));
+    memset(&hs[e - 1], 0, sizeof(*hs));
 }
 
-/* Frees the pool array (if any) and the slot at pos. */
+/* --- store ------------------------------------------------------------- */
+
+/*
+ * One store array, of *cap elements of `size` bytes, grown to ncap
+ * elements unless it has them already; NULL when that fails.
+ */
+static void *
+grow_to(void *p, size_t *cap, size_t size, size_t ncap)
+{
+    if (*cap >= ncap)
+        return p;
+    void *np = array_grow(p, *cap * size, ncap * size);
+    if (np)
+        *cap = ncap;
+    return np;
+}
+
+/* Grows the store so that `want` positions fit. */
+static int
+store_reserve(struct brain_prefix_index *idx, size_t want)
+{
+    size_t ncap = idx->scap + idx->scap / 8;
+
+    if (want <= idx->scap)
+        return 0;
+    if (want > MAX_RECORDS)
+        return -ENOMEM;
+    if (ncap < want)
+        ncap = want;
+    if (ncap < STORE_MIN)
+        ncap = STORE_MIN;
+    ncap = (ncap + STORE_ROUND - 1) / STORE_ROUND * STORE_ROUND;
+    if (ncap > MAX_RECORDS)
+        ncap = MAX_RECORDS;
+    /* Each array keeps its own size, so a failure half way is harmless. */
+    struct kslot *nk = grow_to(idx->ks, &idx->kcap, sizeof(*nk), ncap);
+    if (!nk)
+        return -ENOMEM;
+    idx->ks = nk;
+    struct cslot *nc = grow_to(idx->cs, &idx->ccap, sizeof(*nc), ncap);
+    if (!nc)
+        return -ENOMEM;
+    idx->cs = nc;
+    uint32_t *nx = grow_to(idx->nx, &idx->xcap, sizeof(*nx), ncap);
+    if (!nx)
+        return -ENOMEM;
+    idx->nx = nx;
+    idx->scap = ncap;
+    return 0;
+}
+
+/* Live positions below old position p: its position after compaction. */
+static inline uint32_t
+rank_of(const uint64_t *bits, const uint32_t *before, size_t p)
+{
+    uint64_t below = bits[p / 64] & ((1ull << (p % 64)) - 1);
+    return before[p / 64] + (uint32_t)__builtin_popcountll(below);
+}
+
+/*
+ * Squeezes the holes out of the store, keeping the order (so runs stay
+ * runs), and rewrites the positions in the hash table through a rank
+ * structure: a bit per old position and the number of live records
+ * before each 64-position word.  -ENOMEM leaves everything as it was.
+ */
+static int
+compact(struct brain_prefix_index *idx)
+{
+    size_t nw = (idx->used + 63) / 64, dst = 0;
+    uint64_t *bits = calloc(nw ? nw : 1, sizeof(*bits));
+    uint32_t *before = malloc((nw ? nw : 1) * sizeof(*before));
+
+    if (!bits || !before) {
+        free(bits);
+        free(before);
+        return -ENOMEM;
+    }
+    for (size_t p = 0; p < idx->used; p++) {
+        if (p % 64 == 0)
+            before[p / 64] = (uint32_t)dst;
+        if (idx->ks[p].nsf == 0)
+            continue;
+        bits[p / 64] |= 1ull << (p % 64);
+        if (dst != p) {
+            idx->ks[dst] = idx->ks[p];
+            idx->cs[dst] = idx->cs[p];
+            idx->nx[dst] = idx->nx[p];
+        }
+        dst++;
+    }
+    /* Hints move with their targets; hints to holes are dropped. */
+    for (size_t p = 0; p < dst; p++) {
+        size_t q = idx->nx[p];
+        if (q == 0)
+            continue;
+        q--;
+        idx->nx[p] = q < idx->used && (bits[q / 64] >> (q % 64) & 1)
+                         ? rank_of(bits, before, q) + 1
+                         : 0;
+    }
+    for (size_t i = 0; i + 1 < idx->nslots; i++) {
+        struct hslot *h = &idx->hs[i];
+        if (h->pos1 == 0)
+            continue;
+        h->pos1 = rank_of(bits, before, h->pos1 - 1) + 1;
+    }
+    if (idx->sweeping) {
+        /* Positions below the sweep map below its rank: keep its place. */
+        size_t p = idx->sweep_pos;
+        idx->sweep_pos = p >= idx->used ? dst : rank_of(bits, before, p);
+    }
+    free(bits);
+    free(before);
+    idx->used = dst;
+    idx->holes = 0;
+    idx->compactions++;
+    return 0;
+}
+
+/*
+ * Frees the pool array (if any) and the record at pos, whose hash slot is
+ * s.  The position becomes a hole; holes at the end are handed back.
+ */
 static void
-drop_slot(struct brain_prefix_index *idx, size_t pos)
+drop_rec(struct brain_prefix_index *idx, size_t s, size_t pos)
 {
     struct kslot *k = &idx->ks[pos];
 
@@ -634,7 +714,15 @@ drop_slot(struct brain_prefix_index *idx, size_t pos)
         pool_free(idx, pool_class(k->hold[2]), slot_pool_off(k));
         idx->overflow_blocks--;
     }
-    delete_at(idx, pos);
+    memset(k, 0, sizeof(*k));
+    idx->nx[pos] = 0;
+    hash_delete(idx, s);
+    idx->nentries--;
+    idx->holes++;
+    while (idx->used > 0 && idx->ks[idx->used - 1].nsf == 0) {
+        idx->used--;
+        idx->holes--;
+    }
 }
 
 /* --- dead nodes -------------------------------------------------------- */
@@ -668,7 +756,7 @@ brain_prefix_index_sweep(struct brain_prefix_index *idx, size_t budget)
     while (idx->sweeping && budget > 0) {
         size_t pos = idx->sweep_pos;
         budget--;
-        if (pos + 1 >= idx->nslots) {
+        if (pos >= idx->used) {
             memset(idx->dead, 0, sizeof(idx->dead));
             idx->ndead = 0;
             idx->sweeping = false;
@@ -677,9 +765,11 @@ brain_prefix_index_sweep(struct brain_prefix_index *idx, size_t budget)
         }
         struct kslot *k = &idx->ks[pos];
         if (k->nsf != 0 && purge_dead(idx, k) == 0) {
-            /* The next entry may now sit here: look at pos again. */
-            drop_slot(idx, pos);
-            continue;
+            bool found;
+            size_t s = probe(idx, k->m, k->nsf & NS_MASK, &found);
+            /* Every record has its slot; a miss would be a bug. */
+            if (found)
+                drop_rec(idx, s, pos);
         }
         idx->sweep_pos = pos + 1;
     }
@@ -722,7 +812,7 @@ brain_prefix_index_create(const struct brain_prefix_index_options *opts,
         o.half_life_us = DEFAULT_HALF_LIFE_US;
     if (o.seed == 0)
         o.seed = DEFAULT_SEED;
-    if (o.initial_blocks > SIZE_MAX / 64)
+    if (o.initial_blocks > MAX_RECORDS)
         return -EINVAL;
 
     idx = calloc(1, sizeof(*idx));
@@ -739,13 +829,14 @@ brain_prefix_index_create(const struct brain_prefix_index_options *opts,
     idx->call_tag = 0;
     /* A one-slot empty table until the first rebuild sizes it. */
     idx->nslots = 1;
-    idx->ks = calloc(1, sizeof(*idx->ks));
-    idx->cs = calloc(1, sizeof(*idx->cs));
-    if (!idx->ks || !idx->cs) {
+    idx->hs = calloc(1, sizeof(*idx->hs));
+    if (!idx->hs) {
         brain_prefix_index_destroy(idx);
         return -ENOMEM;
     }
     r = grow(idx, o.initial_blocks);
+    if (r == 0)
+        r = store_reserve(idx, o.initial_blocks);
     if (r < 0) {
         brain_prefix_index_destroy(idx);
         return r;
@@ -760,7 +851,10 @@ brain_prefix_index_destroy(struct brain_prefix_index *idx)
 {
     if (!idx)
         return;
-    tables_free(idx->ks, idx->cs, idx->nslots);
+    array_free(idx->hs, idx->nslots * sizeof(*idx->hs));
+    array_free(idx->ks, idx->kcap * sizeof(*idx->ks));
+    array_free(idx->cs, idx->ccap * sizeof(*idx->cs));
+    array_free(idx->nx, idx->xcap * sizeof(*idx->nx));
     free(idx->pool);
     free(idx);
 }
@@ -768,11 +862,17 @@ brain_prefix_index_destroy(struct brain_prefix_index *idx)
 int
 brain_prefix_index_reserve(struct brain_prefix_index *idx, size_t blocks)
 {
-    if (!idx || blocks > SIZE_MAX / 64)
+    int r = 0;
+
+    if (!idx || blocks > MAX_RECORDS)
         return -EINVAL;
-    if (blocks <= idx->grow_at)
-        return 0;
-    return grow(idx, blocks);
+    if (blocks > idx->grow_at)
+        r = grow(idx, blocks);
+    if (r == 0)
+        r = store_reserve(
+            idx,
+            idx->used + (blocks > idx->nentries ? blocks - idx->nentries : 0));
+    return r;
 }
 
 /* --- events ------------------------------------------------------------ */
@@ -868,19 +968,41 @@ del_holder(struct brain_prefix_index *idx, struct kslot *k, uint16_t node,
     return n > 0 ? 1 : 0;
 }
 
+/*
+ * A new block went to store position pos: unless it landed right after
+ * its parent (the common case: a report stores a chain's new blocks in
+ * order), point the parent's continuation hint at it, so a chain walk
+ * that leaves the parent's run jumps here without a hash probe.  The
+ * newest child wins; hints are only ever hints (the walk checks the key).
+ */
+static void
+link_parent(struct brain_prefix_index *idx, uint64_t pm, uint16_t nsv,
+            size_t pos)
+{
+    bool found;
+
+    if (pos > 0 && idx->ks[pos - 1].m == pm &&
+        (idx->ks[pos - 1].nsf & NS_MASK) == nsv)
+        return;
+    size_t s = probe(idx, pm, nsv, &found);
+    if (found)
+        idx->nx[idx->hs[s].pos1 - 1] = (uint32_t)(pos + 1);
+}
+
 static int
 do_store(struct brain_prefix_index *idx, uint64_t m, uint16_t nsv,
          uint16_t node, uint8_t tier, uint64_t parent)
 {
     unsigned bit = BRAIN_PREFIX_TIER_BIT(tier);
     bool found;
-    size_t pos;
+    size_t s;
     int r;
 
     if (idx->ndead && is_dead(idx, node))
         (void)brain_prefix_index_sweep(idx, SIZE_MAX);
-    pos = probe(idx, m, nsv, &found);
+    s = probe(idx, m, nsv, &found);
     if (found) {
+        size_t pos = idx->hs[s].pos1 - 1;
         struct kslot *k = &idx->ks[pos];
         /* If only removed nodes held it, it simply starts over here. */
         if (idx->ndead)
@@ -897,16 +1019,25 @@ do_store(struct brain_prefix_index *idx, uint64_t m, uint16_t nsv,
             idx->count[node][0]++;
         return 1;
     }
+    /*
+     * A new block: room in the store first (compaction only rewrites
+     * positions, so the slot found above stays right), then in the table.
+     */
+    if (idx->holes >= COMPACT_MIN && idx->holes > idx->nentries / COMPACT_DIV)
+        (void)compact(idx); /* on -ENOMEM the store just grows instead */
+    r = store_reserve(idx, idx->used + 1);
+    if (r < 0)
+        return r;
     if (idx->nentries + 1 > idx->grow_at) {
         r = grow(idx, idx->nentries + 1);
         if (r < 0)
             return r;
-        pos = probe(idx, m, nsv, &found);
+        s = probe(idx, m, nsv, &found);
     }
     /* Shift the rest of the cluster up by one to keep it sorted. */
-    struct kslot *ks = idx->ks;
-    size_t e = pos;
-    while (ks[e].nsf != 0)
+    struct hslot *hs = idx->hs;
+    size_t e = s;
+    while (hs[e].pos1 != 0)
         e++;
     if (e + 1 >= idx->nslots) {
         r = grow(idx, idx->nentries + 1);
@@ -914,11 +1045,15 @@ do_store(struct brain_prefix_index *idx, uint64_t m, uint16_t nsv,
             return r;
         return do_store(idx, m, nsv, node, tier, parent);
     }
-    memmove(&ks[pos + 1], &ks[pos], (e - pos) * sizeof(*ks));
-    memmove(&idx->cs[pos + 1], &idx->cs[pos], (e - pos) * sizeof(*idx->cs));
-    ks[pos] = (struct kslot){.m = m, .nsf = nsv};
-    ks[pos].hold[0] = H_MAKE(node, bit);
+    memmove(&hs[s + 1], &hs[s], (e - s) * sizeof(*hs));
+    size_t pos = idx->used++;
+    idx->nx[pos] = 0;
+    hs[s] = (struct hslot){.tag = tag_of(m), .pos1 = (uint32_t)(pos + 1)};
+    idx->ks[pos] = (struct kslot){.m = m, .nsf = nsv};
+    idx->ks[pos].hold[0] = H_MAKE(node, bit);
     idx->cs[pos] = (struct cslot){.parent = parent};
+    if (parent != 0)
+        link_parent(idx, fmix64(parent ^ ns_salt(idx, nsv - 1)), nsv, pos);
     idx->nentries++;
     idx->count[node][tier]++;
     idx->count[node][0]++;
@@ -930,14 +1065,15 @@ do_remove(struct brain_prefix_index *idx, uint64_t m, uint16_t nsv,
           uint16_t node, uint8_t tier)
 {
     bool found, gone;
-    size_t pos;
+    size_t s;
     int r;
 
     if (idx->ndead && is_dead(idx, node))
         return -ENOENT;
-    pos = probe(idx, m, nsv, &found);
+    s = probe(idx, m, nsv, &found);
     if (!found)
         return -ENOENT;
+    size_t pos = idx->hs[s].pos1 - 1;
     struct kslot *k = &idx->ks[pos];
     if (idx->ndead)
         (void)purge_dead(idx, k);
@@ -948,7 +1084,7 @@ do_remove(struct brain_prefix_index *idx, uint64_t m, uint16_t nsv,
     if (gone)
         idx->count[node][0]--;
     if (r == 0)
-        drop_slot(idx, pos);
+        drop_rec(idx, s, pos);
     return 0;
 }
 
@@ -956,22 +1092,21 @@ static int
 do_access(struct brain_prefix_index *idx, uint64_t m, uint16_t nsv, uint32_t q)
 {
     bool found;
-    size_t pos = probe(idx, m, nsv, &found);
+    size_t s = probe(idx, m, nsv, &found);
 
     if (!found)
         return -ENOENT;
-    struct cslot *c = &idx->cs[pos];
+    struct cslot *c = &idx->cs[idx->hs[s].pos1 - 1];
     int32_t dq = (int32_t)(q - c->hot_q);
     if (dq >= 0) {
         c->hot = decayed(idx, c->hot, (uint32_t)dq) + 1.0f;
         c->hot_q = q;
     } else {
-        /* An older event: add it already decayed to the slot's time. */
+        /* An older event: add it already decayed to the record's time. */
         c->hot += decayed(idx, 1.0f, (uint32_t)-dq);
     }
     return 0;
 }
-
 int
 brain_prefix_index_store(struct brain_prefix_index *idx, uint16_t ns,
                          uint16_t node, uint8_t tier, uint64_t hash,
@@ -1026,7 +1161,7 @@ brain_prefix_index_apply(struct brain_prefix_index *idx,
                          const struct brain_prefix_event *ev, size_t n,
                          uint64_t now_us)
 {
-    uint64_t mk[PREFETCH_AHEAD];
+    uint64_t mk[EV_AHEAD];
     int changed = 0;
 
     if (!idx || (!ev && n > 0) || n > INT_MAX)
@@ -1036,29 +1171,41 @@ brain_prefix_index_apply(struct brain_prefix_index *idx,
             return -EINVAL;
     uint32_t q = quantum_of(idx, now_us);
     /*
-     * Keys are computed once, when their prefetch is issued; homes are
-     * not kept since a STORED may rebuild the table under us.  A report
-     * is usually all one namespace, so its salt is cached.
+     * A three-stage pipeline: event i's key is computed and its hash
+     * slots prefetched; event i - EV_AHEAD / 2, whose slots have arrived
+     * by then, is probed and its store records prefetched; event
+     * i - EV_AHEAD is applied (probing again, from cache: an event in
+     * between may have moved things).  A report is usually all one
+     * namespace, so its salt is cached.
      */
     uint16_t salt_ns = n ? ev[0].ns : 0;
     uint64_t salt = ns_salt(idx, salt_ns);
-    for (size_t i = 0; i < n + PREFETCH_AHEAD; i++) {
-        /* Event i's key goes where event i - PREFETCH_AHEAD's was. */
-        uint64_t m = mk[i % PREFETCH_AHEAD];
+    for (size_t i = 0; i < n + EV_AHEAD; i++) {
+        /* Event i's key goes where event i - EV_AHEAD's was. */
+        uint64_t m = mk[i % EV_AHEAD];
         if (i < n) {
             if (ev[i].ns != salt_ns) {
                 salt_ns = ev[i].ns;
                 salt = ns_salt(idx, salt_ns);
             }
             uint64_t mi = fmix64(ev[i].hash ^ salt);
-            size_t home = home_of(idx->cap, mi);
-            prefetch_keys(idx->ks + home);
-            __builtin_prefetch(idx->cs + home, 1, 3);
-            mk[i % PREFETCH_AHEAD] = mi;
+            prefetch_slots(idx, mi);
+            mk[i % EV_AHEAD] = mi;
         }
-        if (i < PREFETCH_AHEAD)
+        size_t mid = i - EV_AHEAD / 2;
+        if (i >= EV_AHEAD / 2 && mid < n) {
+            bool found;
+            size_t s = probe(idx, mk[mid % EV_AHEAD],
+                             (uint16_t)(ev[mid].ns + 1), &found);
+            if (found) {
+                size_t pos = idx->hs[s].pos1 - 1;
+                __builtin_prefetch(&idx->ks[pos], 1, 3);
+                __builtin_prefetch(&idx->cs[pos], 1, 3);
+            }
+        }
+        if (i < EV_AHEAD)
             continue;
-        const struct brain_prefix_event *e = &ev[i - PREFETCH_AHEAD];
+        const struct brain_prefix_event *e = &ev[i - EV_AHEAD];
         uint16_t nsv = (uint16_t)(e->ns + 1);
         int r;
 
@@ -1086,11 +1233,109 @@ brain_prefix_index_apply(struct brain_prefix_index *idx,
 
 /* --- find_matches ------------------------------------------------------ */
 
-/* Records that the results in `bits` (word w) stop matching tier t at i. */
+/*
+ * A chain walk's place: block i - 1 was found at store position pos, so
+ * block i is most likely the record after it (the blocks of a chain that
+ * were stored together are adjacent).  Only where that fails does the
+ * walk go through the hash table: one probe per run of the chain, not
+ * one per block.
+ */
+struct cursor {
+    const uint64_t *chain; /* the query */
+    size_t n;              /* its length */
+    uint64_t salt;         /* its namespace's salt */
+    size_t pos;            /* store position of the last block found */
+    uint64_t steps;        /* blocks looked up after block 0 */
+    uint64_t jumps;        /* of which by hash probe */
+    uint64_t hints;        /* of which by continuation hint */
+    bool packed;           /* results go to keys.packed, not mt */
+    uint16_t nsv;          /* its namespace + 1 */
+};
+
+/* Prefetches the key records of a run from position p on. */
 static inline void
-end_bits(struct brain_prefix_index *idx, unsigned t, size_t w, uint64_t bits,
-         uint32_t i)
+prefetch_run(const struct brain_prefix_index *idx, size_t p, size_t lines)
 {
+    uintptr_t a = (uintptr_t)&idx->ks[p];
+
+    for (size_t l = 0; l < lines; l++)
+        __builtin_prefetch((const void *)(a + l * 64), 0, 3);
+}
+
+/* Block i's key record, or NULL when the index does not hold it. */
+static inline struct kslot *
+cur_find(struct brain_prefix_index *idx, struct cursor *c, size_t i)
+{
+    uint64_t m = fmix64(c->chain[i] ^ c->salt);
+    size_t p = c->pos + 1;
+    bool found;
+
+    c->steps++;
+    if (p < idx->used) {
+        struct kslot *k = &idx->ks[p];
+        if (k->m == m && (k->nsf & NS_MASK) == c->nsv) {
+            /* Keep the run streaming RUN_LINES lines ahead. */
+            if (p % 4 == 0)
+                prefetch_run(idx, p + 4 * RUN_LINES, 1);
+            c->pos = p;
+            return k;
+        }
+    }
+    /* Off the run: the block that followed this one when it was new? */
+    uint32_t q = idx->nx[c->pos];
+    if (q != 0 && q - 1 < idx->used) {
+        struct kslot *k = &idx->ks[q - 1];
+        if (k->m == m && (k->nsf & NS_MASK) == c->nsv) {
+            c->hints++;
+            c->pos = q - 1;
+            prefetch_run(idx, c->pos, RUN_LINES + 1);
+            return k;
+        }
+    }
+    c->jumps++;
+    /* Where one block was scattered, the next may be too. */
+    if (i + 1 < c->n)
+        prefetch_slots(idx, fmix64(c->chain[i + 1] ^ c->salt));
+    size_t s = probe(idx, m, c->nsv, &found);
+    if (!found)
+        return NULL;
+    c->pos = idx->hs[s].pos1 - 1;
+    /* A new run: fetch its first lines at once, not one by one. */
+    prefetch_run(idx, c->pos, RUN_LINES + 1);
+    return &idx->ks[c->pos];
+}
+
+/*
+ * A record's namespace and holders as one word (one load): equal words
+ * mean the same holders (inline, or the same pool array), so a block
+ * held exactly like the one before it needs no work.
+ */
+static inline uint64_t
+hold_word(const struct kslot *k)
+{
+    uint64_t w;
+
+    memcpy(&w, (const char *)k + offsetof(struct kslot, nsf), sizeof(w));
+    return w;
+}
+
+/*
+ * Records that the results in `bits` (word w) stop matching tier t at i:
+ * straight into their sort keys when the chain is short enough to pack
+ * (see sort_packed()), else into mt[t].
+ */
+static inline void
+end_bits(struct brain_prefix_index *idx, const struct cursor *c, unsigned t,
+         size_t w, uint64_t bits, uint32_t i)
+{
+    if (c->packed) {
+        uint64_t v = (uint64_t)i << (4 + 12 * t);
+        while (bits) {
+            idx->keys.packed[w * 64 + (unsigned)__builtin_ctzll(bits)] |= v;
+            bits &= bits - 1;
+        }
+        return;
+    }
     while (bits) {
         idx->mt[t][w * 64 + (unsigned)__builtin_ctzll(bits)] = i;
         bits &= bits - 1;
@@ -1106,10 +1351,11 @@ end_bits(struct brain_prefix_index *idx, unsigned t, size_t w, uint64_t bits,
  * and the walk stops when none does.
  */
 static void
-walk_one_word(struct brain_prefix_index *idx, struct lookahead *la, size_t n,
-              uint16_t nsv, size_t nres, uint32_t tag)
+walk_one_word(struct brain_prefix_index *idx, struct cursor *c,
+              const struct kslot *k0, size_t n, size_t nres, uint32_t tag)
 {
     uint64_t a1 = 0, a2 = 0, a3 = 0, a4 = 0;
+    uint64_t prev = hold_word(k0);
     size_t i;
 
     for (size_t r = 0; r < nres; r++) {
@@ -1121,9 +1367,14 @@ walk_one_word(struct brain_prefix_index *idx, struct lookahead *la, size_t n,
         a4 |= bit;
     }
     for (i = 1; i < n; i++) {
-        struct kslot *k = la_find(idx, la, i, nsv);
+        struct kslot *k = cur_find(idx, c, i);
         if (!k)
             break;
+        /* The same holders as the block before: nothing can change. */
+        uint64_t hw = hold_word(k);
+        if (hw == prev)
+            continue;
+        prev = hw;
         uint64_t l1 = 0, l2 = 0, l3 = 0, l4 = 0;
         uint32_t nh;
         const uint16_t *h = holders_of(idx, k, &nh);
@@ -1140,10 +1391,10 @@ walk_one_word(struct brain_prefix_index *idx, struct lookahead *la, size_t n,
         }
         uint64_t d1 = a1 & ~l1, d2 = a2 & ~l2, d3 = a3 & ~l3, d4 = a4 & ~l4;
         if (d1 | d2 | d3 | d4) {
-            end_bits(idx, 1, 0, d1, (uint32_t)i);
-            end_bits(idx, 2, 0, d2, (uint32_t)i);
-            end_bits(idx, 3, 0, d3, (uint32_t)i);
-            end_bits(idx, 4, 0, d4, (uint32_t)i);
+            end_bits(idx, c, 1, 0, d1, (uint32_t)i);
+            end_bits(idx, c, 2, 0, d2, (uint32_t)i);
+            end_bits(idx, c, 3, 0, d3, (uint32_t)i);
+            end_bits(idx, c, 4, 0, d4, (uint32_t)i);
             a1 &= l1;
             a2 &= l2;
             a3 &= l3;
@@ -1153,27 +1404,32 @@ walk_one_word(struct brain_prefix_index *idx, struct lookahead *la, size_t n,
         }
     }
     /* Whoever is still matching matched up to here. */
-    end_bits(idx, 1, 0, a1, (uint32_t)i);
-    end_bits(idx, 2, 0, a2, (uint32_t)i);
-    end_bits(idx, 3, 0, a3, (uint32_t)i);
-    end_bits(idx, 4, 0, a4, (uint32_t)i);
+    end_bits(idx, c, 1, 0, a1, (uint32_t)i);
+    end_bits(idx, c, 2, 0, a2, (uint32_t)i);
+    end_bits(idx, c, 3, 0, a3, (uint32_t)i);
+    end_bits(idx, c, 4, 0, a4, (uint32_t)i);
 }
 
 /* The same for more than 64 results, with the bitsets in idx. */
 static void
-walk_words(struct brain_prefix_index *idx, struct lookahead *la, size_t n,
-           uint16_t nsv, size_t nres, uint32_t tag)
+walk_words(struct brain_prefix_index *idx, struct cursor *c,
+           const struct kslot *k0, size_t n, size_t nres, uint32_t tag)
 {
     size_t nw = (nres + 63) / 64, i;
+    uint64_t prev = hold_word(k0);
 
     memset(idx->alive, 0, sizeof(idx->alive));
     for (size_t r = 0; r < nres; r++)
         for (unsigned t = idx->cur[r]; t <= BRAIN_PREFIX_TIER_MAX; t++)
             idx->alive[t][r / 64] |= 1ull << (r % 64);
     for (i = 1; i < n; i++) {
-        struct kslot *k = la_find(idx, la, i, nsv);
+        struct kslot *k = cur_find(idx, c, i);
         if (!k)
             break;
+        uint64_t hw = hold_word(k);
+        if (hw == prev)
+            continue;
+        prev = hw;
         memset(idx->held, 0, sizeof(idx->held));
         uint32_t nh;
         const uint16_t *h = holders_of(idx, k, &nh);
@@ -1189,7 +1445,7 @@ walk_words(struct brain_prefix_index *idx, struct lookahead *la, size_t n,
             uint64_t hm = 0;
             for (unsigned t = 1; t <= BRAIN_PREFIX_TIER_MAX; t++) {
                 hm |= idx->held[t][w];
-                end_bits(idx, t, w, idx->alive[t][w] & ~hm, (uint32_t)i);
+                end_bits(idx, c, t, w, idx->alive[t][w] & ~hm, (uint32_t)i);
                 idx->alive[t][w] &= hm;
             }
             any |= idx->alive[BRAIN_PREFIX_TIER_MAX][w];
@@ -1199,11 +1455,18 @@ walk_words(struct brain_prefix_index *idx, struct lookahead *la, size_t n,
     }
     for (unsigned t = 1; t <= BRAIN_PREFIX_TIER_MAX; t++)
         for (size_t w = 0; w < nw; w++)
-            end_bits(idx, t, w, idx->alive[t][w], (uint32_t)i);
+            end_bits(idx, c, t, w, idx->alive[t][w], (uint32_t)i);
 }
 
 static int
 key_desc(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+static int
+wide_desc(const void *a, const void *b)
 {
     unsigned __int128 x = *(const unsigned __int128 *)a;
     unsigned __int128 y = *(const unsigned __int128 *)b;
@@ -1225,44 +1488,54 @@ result_desc(const void *a, const void *b, void *arg)
 }
 
 /*
- * Orders the results best first into idx->keys (as result indices).
- * Results are numbered in node order, so packing (matched[4..1], ~index)
- * into one 128-bit key breaks ties by the lower node.  Commonly most
- * nodes hold only the first block or two and tie, the keys are nearly
- * sorted already, and insertion sort is linear.
+ * Orders the results best first, for chains of up to PACK_MAX blocks:
+ * the walk built each key as matched[4], [3], [2], [1] (12 bits each)
+ * above the complement of the result index.  Results are numbered in
+ * node order, so ties fall to the lower node.  Commonly most nodes hold
+ * only the first block or two and tie, the keys are nearly sorted
+ * already, and insertion sort is linear.
  */
 static void
-sort_results(struct brain_prefix_index *idx, size_t nres, size_t n)
+sort_packed(struct brain_prefix_index *idx, size_t nres)
 {
-    unsigned __int128 *k = idx->keys;
+    uint64_t *k = idx->keys.packed;
+
+    if (nres > 64) {
+        qsort(k, nres, sizeof(*k), key_desc);
+        return;
+    }
+    for (size_t i = 1; i < nres; i++) {
+        uint64_t x = k[i];
+        size_t j = i;
+        while (j > 0 && k[j - 1] < x) {
+            k[j] = k[j - 1];
+            j--;
+        }
+        k[j] = x;
+    }
+}
+
+/* The same for longer chains, into keys.wide as result indices. */
+static void
+sort_wide(struct brain_prefix_index *idx, size_t nres, size_t n)
+{
+    unsigned __int128 *k = idx->keys.wide;
 
     if (n > 0xffff) {
         for (size_t r = 0; r < nres; r++)
             k[r] = r;
         qsort_r(k, nres, sizeof(*k), result_desc, idx);
-        return;
-    }
-    for (size_t r = 0; r < nres; r++) {
-        uint64_t m = (uint64_t)idx->mt[4][r] << 48 |
-                     (uint64_t)idx->mt[3][r] << 32 |
-                     (uint64_t)idx->mt[2][r] << 16 | idx->mt[1][r];
-        k[r] = (unsigned __int128)m << 16 | (0xffffu - r);
-    }
-    if (nres > 64) {
-        qsort(k, nres, sizeof(*k), key_desc);
     } else {
-        for (size_t i = 1; i < nres; i++) {
-            unsigned __int128 x = k[i];
-            size_t j = i;
-            while (j > 0 && k[j - 1] < x) {
-                k[j] = k[j - 1];
-                j--;
-            }
-            k[j] = x;
+        for (size_t r = 0; r < nres; r++) {
+            uint64_t m = (uint64_t)idx->mt[4][r] << 48 |
+                         (uint64_t)idx->mt[3][r] << 32 |
+                         (uint64_t)idx->mt[2][r] << 16 | idx->mt[1][r];
+            k[r] = (unsigned __int128)m << 16 | (0xffffu - r);
         }
+        qsort(k, nres, sizeof(*k), wide_desc);
+        for (size_t r = 0; r < nres; r++)
+            k[r] = 0xffffu - (uint16_t)k[r];
     }
-    for (size_t r = 0; r < nres; r++)
-        k[r] = 0xffffu - (uint16_t)k[r];
 }
 
 int
@@ -1275,18 +1548,32 @@ brain_prefix_index_find_matches(struct brain_prefix_index *idx, uint16_t ns,
         return -EINVAL;
 
     uint16_t nsv = (uint16_t)(ns + 1);
+    uint64_t salt = ns_salt(idx, ns);
     size_t nres = 0;
     uint32_t nh;
-    struct lookahead la;
+    bool found;
 
     /*
-     * The chain's slots are independent loads: keep many in flight so a
-     * long chain costs a few memory latencies, not one per block.
+     * Block 0 is often a shared prefix (a system prompt) with many
+     * children, where no run or hint leads on: have the next few blocks'
+     * hash slots on the way while block 0 is looked up.
      */
-    la_start(idx, &la, chain, n, ns_salt(idx, ns));
-    struct kslot *k = la_find(idx, &la, 0, nsv);
-    if (!k)
+    for (size_t i = 1; i < n && i <= START_SLOTS; i++)
+        prefetch_slots(idx, fmix64(chain[i] ^ salt));
+    size_t s = probe(idx, fmix64(chain[0] ^ salt), nsv, &found);
+    if (!found)
         return 0;
+    struct cursor c = {
+        .chain = chain,
+        .n = n,
+        .salt = salt,
+        .nsv = nsv,
+        .packed = n <= PACK_MAX,
+    };
+    c.pos = idx->hs[s].pos1 - 1;
+    if (n > 1)
+        prefetch_run(idx, c.pos, RUN_LINES + 1);
+    const struct kslot *k = &idx->ks[c.pos];
 
     /* Every holder of block 0 is a result; number them in node order. */
     uint32_t tag = (idx->call_tag += RMAP_INDEX + 1);
@@ -1295,7 +1582,7 @@ brain_prefix_index_find_matches(struct brain_prefix_index *idx, uint16_t ns,
         memset(idx->rmap, 0, sizeof(idx->rmap));
         tag = idx->call_tag = RMAP_INDEX + 1;
     }
-    const uint16_t *h = holders_of(idx, k, &nh);
+    const uint16_t *h = holders_of(idx, (struct kslot *)k, &nh);
     for (uint32_t j = 0; j < nh; j++) {
         uint16_t node = H_NODE(h[j]);
         if (idx->ndead && is_dead(idx, node))
@@ -1304,23 +1591,43 @@ brain_prefix_index_find_matches(struct brain_prefix_index *idx, uint16_t ns,
         idx->rnode[nres] = node;
         idx->rmap[node] = tag | (uint32_t)nres;
         /* Tiers faster than f end at 0; the others start open. */
-        for (unsigned t = 1; t < f; t++)
-            idx->mt[t][nres] = 0;
+        if (c.packed)
+            idx->keys.packed[nres] = 0xffffu - nres;
+        else
+            for (unsigned t = 1; t < f; t++)
+                idx->mt[t][nres] = 0;
         idx->cur[nres] = (uint8_t)f;
         nres++;
     }
     if (nres == 0)
         return 0;
     if (nres <= 64)
-        walk_one_word(idx, &la, n, nsv, nres, tag);
+        walk_one_word(idx, &c, k, n, nres, tag);
     else
-        walk_words(idx, &la, n, nsv, nres, tag);
+        walk_words(idx, &c, k, n, nres, tag);
+    idx->walk_blocks += c.steps;
+    idx->walk_jumps += c.jumps;
+    idx->walk_hints += c.hints;
     if (out_cap == 0)
         return (int)nres;
-    sort_results(idx, nres, n);
     size_t nout = nres < out_cap ? nres : out_cap;
+    if (c.packed) {
+        /* The answer is in the keys themselves. */
+        const uint64_t *pk = idx->keys.packed;
+        sort_packed(idx, nres);
+        for (size_t j = 0; j < nout; j++) {
+            out[j].matched[0] = 0;
+            out[j].matched[1] = (uint32_t)(pk[j] >> 16) & PACK_MAX;
+            out[j].matched[2] = (uint32_t)(pk[j] >> 28) & PACK_MAX;
+            out[j].matched[3] = (uint32_t)(pk[j] >> 40) & PACK_MAX;
+            out[j].matched[4] = (uint32_t)(pk[j] >> 52);
+            out[j].node = idx->rnode[0xffffu - (pk[j] & 0xffffu)];
+        }
+        return (int)nres;
+    }
+    sort_wide(idx, nres, n);
     for (size_t j = 0; j < nout; j++) {
-        size_t r = (size_t)idx->keys[j];
+        size_t r = (size_t)idx->keys.wide[j];
         out[j].matched[0] = 0;
         for (unsigned t = 1; t <= BRAIN_PREFIX_TIER_MAX; t++)
             out[j].matched[t] = idx->mt[t][r];
@@ -1381,9 +1688,10 @@ brain_prefix_index_lookup(struct brain_prefix_index *idx, uint16_t ns,
     if (!idx || !valid_ns(ns) || (!holders && cap > 0))
         return -EINVAL;
     uint64_t salt = ns_salt(idx, ns);
-    size_t pos = probe(idx, fmix64(hash ^ salt), (uint16_t)(ns + 1), &found);
+    size_t s = probe(idx, fmix64(hash ^ salt), (uint16_t)(ns + 1), &found);
     if (!found)
         return -ENOENT;
+    size_t pos = idx->hs[s].pos1 - 1;
     uint32_t live = live_holders(idx, &idx->ks[pos], holders, cap);
     if (live == 0)
         return -ENOENT;
@@ -1462,7 +1770,7 @@ brain_prefix_index_top_k_hot(struct brain_prefix_index *idx, uint16_t ns,
 
     if (k == 0)
         return 0;
-    for (size_t i = 0; i + 1 < idx->nslots; i++) {
+    for (size_t i = 0; i < idx->used; i++) {
         if ((idx->ks[i].nsf & NS_MASK) != nsv)
             continue;
         float hot = hot_at(idx, &idx->cs[i], q);
@@ -1503,7 +1811,7 @@ brain_prefix_index_for_each_hot(struct brain_prefix_index *idx, uint16_t ns,
     uint32_t q = quantum_of(idx, now_us);
     int calls = 0;
 
-    for (size_t i = 0; i + 1 < idx->nslots; i++) {
+    for (size_t i = 0; i < idx->used; i++) {
         if ((idx->ks[i].nsf & NS_MASK) != nsv)
             continue;
         if (hot_at(idx, &idx->cs[i], q) < min_hotness)
@@ -1532,9 +1840,15 @@ brain_prefix_index_stats(const struct brain_prefix_index *idx,
     out->blocks = idx->nentries;
     out->slots = idx->nslots;
     out->overflow_blocks = idx->overflow_blocks;
-    out->memory_bytes = sizeof(*idx) +
-                        idx->nslots * (sizeof(*idx->ks) + sizeof(*idx->cs)) +
-                        idx->pool_cap * sizeof(*idx->pool);
+    out->memory_bytes =
+        sizeof(*idx) + idx->nslots * sizeof(*idx->hs) +
+        idx->kcap * sizeof(*idx->ks) + idx->ccap * sizeof(*idx->cs) +
+        idx->xcap * sizeof(*idx->nx) + idx->pool_cap * sizeof(*idx->pool);
     out->rehashes = idx->rehashes;
+    out->store_holes = idx->holes;
+    out->compactions = idx->compactions;
+    out->lookup_blocks = idx->walk_blocks;
+    out->lookup_jumps = idx->walk_jumps;
+    out->lookup_hints = idx->walk_hints;
     out->dead_nodes = idx->ndead;
 }

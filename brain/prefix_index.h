@@ -108,12 +108,18 @@ struct brain_prefix_block {
 
 /* Cheap counters for the control socket and /metrics. */
 struct brain_prefix_index_stats {
-    uint64_t blocks;          /* occupied slots, incl. not-yet-swept ones */
-    uint64_t slots;           /* slots allocated */
+    uint64_t blocks;          /* blocks, incl. not-yet-swept ones */
+    uint64_t slots;           /* hash table slots allocated */
     uint64_t overflow_blocks; /* blocks with more than 3 holders */
     uint64_t memory_bytes;    /* bytes the index has allocated */
-    uint64_t rehashes;        /* table rebuilds so far */
+    uint64_t rehashes;        /* hash table rebuilds so far */
     uint32_t dead_nodes;      /* removed nodes whose entries await sweep */
+    uint64_t store_holes;     /* removed blocks' records awaiting compaction */
+    uint64_t compactions;     /* store compactions so far */
+    uint64_t lookup_blocks;   /* blocks find_matches() looked up after the
+                               * first, all calls together */
+    uint64_t lookup_jumps;    /* of which through a hash probe */
+    uint64_t lookup_hints;    /* of which through a continuation hint */
 };
 
 /* Called by for_each_hot(); a nonzero return stops the walk. */
@@ -193,9 +199,9 @@ int brain_prefix_index_lookup(struct brain_prefix_index *idx, uint16_t ns,
 int brain_prefix_index_remove_node(struct brain_prefix_index *idx,
                                    uint16_t node);
 /*
- * Reclaims removed nodes' entries, examining at most `budget` slots, so
- * the loop can spread the O(table) work.  Returns 1 while work remains,
- * 0 when none does.
+ * Reclaims removed nodes' entries, examining at most `budget` store
+ * positions, so the loop can spread the O(blocks) work.  Returns 1 while
+ * work remains, 0 when none does.
  */
 int brain_prefix_index_sweep(struct brain_prefix_index *idx, size_t budget);
 
@@ -206,14 +212,14 @@ int brain_prefix_index_node_blocks(const struct brain_prefix_index *idx,
 /*
  * The k hottest blocks of `ns` at now_us, hottest first, into out[0..k-1].
  * Returns how many were written (fewer when the namespace is smaller).
- * Scans the whole table: meant for periodic decisions, not per request.
+ * Scans the whole store: meant for periodic decisions, not per request.
  */
 int brain_prefix_index_top_k_hot(struct brain_prefix_index *idx, uint16_t ns,
                                  uint64_t now_us,
                                  struct brain_prefix_block *out, size_t k);
 /*
  * Calls cb for each block of `ns` whose hotness at now_us is >=
- * min_hotness, in table order; cb must not modify the index.  Returns the
+ * min_hotness, in store order; cb must not modify the index.  Returns the
  * number of calls, or cb's nonzero value when it stopped the walk
  * (a negative value, then, is passed through as an error).
  */

@@ -966,6 +966,519 @@ START_TEST(test_apply_matches_single_calls)
 }
 END_TEST
 
+/* Long chains take the other result paths: 128-bit keys, qsort_r. */
+static void
+check_long(struct brain_prefix_index *idx, const uint64_t *chain, size_t n,
+           const struct want *w)
+{
+    static struct brain_prefix_match out[128];
+    ck_assert_int_eq(
+        brain_prefix_index_find_matches(idx, 0, chain, n, out, 128), 103);
+    for (int i = 0; i < 103; i++) {
+        const struct want x = i < 3 ? w[i]
+                                    : (struct want){
+                                          (uint16_t)(10 + i - 3),
+                                          {0, 1, 1, 1},
+                                      };
+        ck_assert_uint_eq(out[i].node, x.node);
+        for (int t = 1; t <= 4; t++)
+            ck_assert_uint_eq(out[i].matched[t], x.m[t - 1]);
+    }
+}
+
+START_TEST(test_long_chains)
+{
+    struct brain_prefix_index *idx = new_index(0, 0);
+    enum { L = 70000 };
+    uint64_t *c = malloc(L * sizeof(*c));
+
+    ck_assert_ptr_nonnull(c);
+    for (int i = 0; i < L; i++)
+        c[i] = key_hash(100000 + i);
+    put(idx, 0, 1, HBM, c, 0, L);
+    put(idx, 0, 2, DRAM, c, 0, 5000);
+    put(idx, 0, 3, SRAM, c, 0, 4096);
+    put(idx, 0, 3, NVME, c, 4096, L);
+    /* 100 more holders of block 0: 103 results, past one bitset word. */
+    for (uint16_t nd = 10; nd < 110; nd++)
+        put(idx, 0, nd, HBM, c, 0, 1);
+    check_long(idx, c, L,
+               (const struct want[]){{1, {0, L, L, L}},
+                                     {3, {4096, 4096, 4096, L}},
+                                     {2, {0, 0, 5000, 5000}}});
+    check_long(idx, c, 5000,
+               (const struct want[]){{1, {0, 5000, 5000, 5000}},
+                                     {2, {0, 0, 5000, 5000}},
+                                     {3, {4096, 4096, 4096, 5000}}});
+    check_long(idx, c, 4095,
+               (const struct want[]){{3, {4095, 4095, 4095, 4095}},
+                                     {1, {0, 4095, 4095, 4095}},
+                                     {2, {0, 0, 4095, 4095}}});
+    brain_prefix_index_destroy(idx);
+    free(c);
+}
+END_TEST
+
+/* --- the store's runs, continuation hints and compaction --------------- */
+
+static struct brain_prefix_index_stats
+stats_of(const struct brain_prefix_index *idx)
+{
+    struct brain_prefix_index_stats st;
+    brain_prefix_index_stats(idx, &st);
+    return st;
+}
+
+/* Walk counters of one find_matches(): blocks, hash probes, hints. */
+struct walk {
+    uint64_t blocks, jumps, hints;
+};
+
+static struct walk
+walk_of(struct brain_prefix_index *idx, const uint64_t *chain, size_t n,
+        int want_nres)
+{
+    struct brain_prefix_index_stats a = stats_of(idx), b;
+    ck_assert_int_eq(
+        brain_prefix_index_find_matches(idx, 0, chain, n, NULL, 0), want_nres);
+    b = stats_of(idx);
+    return (struct walk){b.lookup_blocks - a.lookup_blocks,
+                         b.lookup_jumps - a.lookup_jumps,
+                         b.lookup_hints - a.lookup_hints};
+}
+
+static void
+check_walk(struct walk w, uint64_t blocks, uint64_t jumps, uint64_t hints)
+{
+    ck_assert_uint_eq(w.blocks, blocks);
+    ck_assert_uint_eq(w.jumps, jumps);
+    ck_assert_uint_eq(w.hints, hints);
+}
+
+START_TEST(test_runs_and_hints)
+{
+    struct brain_prefix_index *idx = new_index(0, 0);
+    uint64_t x[15], y[8], z[10], w[10];
+
+    for (int i = 0; i < 15; i++)
+        x[i] = key_hash(1000 + i);
+    for (int i = 0; i < 8; i++)
+        y[i] = key_hash(2000 + i);
+    /* z and w share x's first five blocks, then branch. */
+    for (int i = 0; i < 10; i++) {
+        z[i] = i < 5 ? x[i] : key_hash(3000 + i);
+        w[i] = i < 5 ? x[i] : key_hash(4000 + i);
+    }
+    /* One report stores x[0..9] in order: one run. */
+    put(idx, 0, 1, HBM, x, 0, 10);
+    check_walk(walk_of(idx, x, 10, 1), 9, 0, 0);
+    /* Another chain, then x's next turn: a second run, reached by hint. */
+    put(idx, 0, 2, HBM, y, 0, 8);
+    put(idx, 0, 1, HBM, x, 10, 15);
+    check_walk(walk_of(idx, x, 15, 1), 14, 0, 1);
+    check_matches(idx, 0, x, 15, (const struct want[]){{1, {0, 15, 15, 15}}},
+                  1);
+    /* A branch at x[4]: z's tail gets the hint of x[4]. */
+    put(idx, 0, 2, DRAM, z, 0, 10);
+    check_walk(walk_of(idx, z, 10, 2), 9, 0, 1);
+    check_matches(
+        idx, 0, z, 10,
+        (const struct want[]){{2, {0, 0, 10, 10}}, {1, {0, 5, 5, 5}}}, 2);
+    /* x itself still runs straight through x[4] -> x[5]. */
+    check_walk(walk_of(idx, x, 15, 2), 14, 0, 1);
+    /* A newer branch takes the hint: z now needs a hash probe. */
+    put(idx, 0, 3, NVME, w, 0, 10);
+    check_walk(walk_of(idx, z, 10, 3), 9, 1, 0);
+    check_walk(walk_of(idx, w, 10, 3), 9, 0, 1);
+    check_matches(idx, 0, z, 10,
+                  (const struct want[]){{2, {0, 0, 10, 10}},
+                                        {1, {0, 5, 5, 5}},
+                                        {3, {0, 0, 0, 5}}},
+                  3);
+    /* A chain that leaves the index: the walk stops at the unknown block. */
+    uint64_t v[6] = {x[0], x[1], x[2], key_hash(9999), x[4], x[5]};
+    check_walk(walk_of(idx, v, 6, 3), 3, 1, 0);
+    brain_prefix_index_destroy(idx);
+}
+END_TEST
+
+START_TEST(test_run_split_and_compaction)
+{
+    struct brain_prefix_index *idx = new_index(0, 0);
+    uint64_t x[20];
+
+    for (int i = 0; i < 20; i++)
+        x[i] = key_hash(5000 + i);
+    put(idx, 0, 1, HBM, x, 0, 20);
+    /* Filler after x, so that x's run is not at the end of the store. */
+    for (int i = 0; i < 200; i++)
+        ck_assert_int_eq(
+            brain_prefix_index_store(idx, 0, 7, DRAM, key_hash(6000 + i), 0),
+            1);
+    /* Evict x[8]: a hole splits the run and ends the match. */
+    ck_assert_int_eq(brain_prefix_index_remove(idx, 0, 1, HBM, x[8]), 0);
+    ck_assert_uint_eq(stats_of(idx).store_holes, 1);
+    check_matches(idx, 0, x, 20, (const struct want[]){{1, {0, 8, 8, 8}}}, 1);
+    check_walk(walk_of(idx, x, 20, 1), 8, 1, 0);
+    /* Stored again it goes to the end: x[7] -> hint -> x[8] -> probe. */
+    put(idx, 0, 1, HBM, x, 8, 9);
+    check_matches(idx, 0, x, 20, (const struct want[]){{1, {0, 20, 20, 20}}},
+                  1);
+    check_walk(walk_of(idx, x, 20, 1), 19, 1, 1);
+    /* Remove most filler: holes pass an eighth; the next new block
+     * compacts the store, keeping order, positions and hints right. */
+    for (int i = 0; i < 150; i++)
+        ck_assert_int_eq(
+            brain_prefix_index_remove(idx, 0, 7, DRAM, key_hash(6000 + i)), 0);
+    ck_assert_uint_eq(stats_of(idx).compactions, 0);
+    ck_assert_int_eq(
+        brain_prefix_index_store(idx, 0, 7, DRAM, key_hash(7000), 0), 1);
+    struct brain_prefix_index_stats st = stats_of(idx);
+    ck_assert_uint_eq(st.compactions, 1);
+    ck_assert_uint_eq(st.store_holes, 0);
+    ck_assert_uint_eq(st.blocks, 20 + 50 + 1);
+    check_matches(idx, 0, x, 20, (const struct want[]){{1, {0, 20, 20, 20}}},
+                  1);
+    check_walk(walk_of(idx, x, 20, 1), 19, 1, 1);
+    for (int i = 0; i < 200; i++)
+        ck_assert_int_eq(brain_prefix_index_lookup(idx, 0, key_hash(6000 + i),
+                                                   0, NULL, NULL, 0),
+                         i < 150 ? -ENOENT : 1);
+    /* Blocks removed at the end of the store leave no hole behind. */
+    ck_assert_int_eq(
+        brain_prefix_index_remove(idx, 0, 7, DRAM, key_hash(7000)), 0);
+    ck_assert_uint_eq(stats_of(idx).store_holes, 0);
+    brain_prefix_index_destroy(idx);
+}
+END_TEST
+
+/* The index's slot key, replicated so a test can force a tag collision. */
+static uint64_t
+t_fmix64(uint64_t k)
+{
+    k ^= k >> 33;
+    k *= 0xff51afd7ed558ccdull;
+    k ^= k >> 33;
+    k *= 0xc4ceb9fe1a85ec53ull;
+    k ^= k >> 33;
+    return k;
+}
+
+static uint64_t
+t_unfmix64(uint64_t k)
+{
+    k ^= k >> 33;
+    k *= 0x9cb4b2f8129337dbull;
+    k ^= k >> 33;
+    k *= 0x4f74430c22a54005ull;
+    k ^= k >> 33;
+    return k;
+}
+
+/* The block hash whose slot key is m in namespace ns (default seed). */
+static uint64_t
+hash_with_key(uint16_t ns, uint64_t m)
+{
+    const uint64_t seed = 0x6d636f732d706978ull;
+    uint64_t salt =
+        t_fmix64(seed ^ ((uint64_t)(ns + 1) * 0x9e3779b97f4a7c15ull));
+    return t_unfmix64(m) ^ salt;
+}
+
+START_TEST(test_tag_collisions)
+{
+    struct brain_prefix_index *idx = new_index(0, 0);
+    struct brain_prefix_holder h[2];
+    struct brain_prefix_block b;
+    uint64_t c[12];
+
+    /* Twelve keys sharing their top 32 bits (the hash slot's tag),
+     * stored as one chain in reverse order of key so that the probe must
+     * look past equal tags in both directions. */
+    for (int i = 0; i < 12; i++)
+        c[i] = hash_with_key(0, 0x1234567800000000ull | (uint64_t)(99 - i));
+    put(idx, 0, 4, HBM, c, 0, 12);
+    /* The same keys in namespace 1 are other blocks. */
+    put(idx, 1, 5, DRAM, c, 0, 6);
+    check_matches(idx, 0, c, 12, (const struct want[]){{4, {0, 12, 12, 12}}},
+                  1);
+    check_matches(idx, 1, c, 12, (const struct want[]){{5, {0, 0, 6, 6}}}, 1);
+    for (int i = 0; i < 12; i++) {
+        ck_assert_int_eq(brain_prefix_index_lookup(idx, 0, c[i], 0, &b, h, 2),
+                         1);
+        ck_assert_uint_eq(b.hash, c[i]);
+        ck_assert_uint_eq(h[0].node, 4);
+    }
+    /* A key with the tag but absent: a miss, not a false hit. */
+    uint64_t absent = hash_with_key(0, 0x1234567800000000ull | 50);
+    ck_assert_int_eq(
+        brain_prefix_index_lookup(idx, 0, absent, 0, NULL, NULL, 0), -ENOENT);
+    /* Remove every other one; the rest stay findable. */
+    for (int i = 0; i < 12; i += 2)
+        ck_assert_int_eq(brain_prefix_index_remove(idx, 0, 4, HBM, c[i]), 0);
+    for (int i = 0; i < 12; i++)
+        ck_assert_int_eq(
+            brain_prefix_index_lookup(idx, 0, c[i], 0, NULL, NULL, 0),
+            i % 2 ? 1 : -ENOENT);
+    check_matches(idx, 0, c + 1, 1, (const struct want[]){{4, {0, 1, 1, 1}}},
+                  1);
+
+    /* One slot key in two namespaces, stored next to each other: the
+     * record after a0 has a1's key but is namespace 1's block. */
+    uint64_t a[2] = {hash_with_key(0, 0xabcdef0000000001ull),
+                     hash_with_key(0, 0xabcdef0000000002ull)};
+    ck_assert_int_eq(brain_prefix_index_store(idx, 0, 4, HBM, a[0], 0), 1);
+    ck_assert_int_eq(
+        brain_prefix_index_store(idx, 1, 6, HBM,
+                                 hash_with_key(1, 0xabcdef0000000002ull), 0),
+        1);
+    ck_assert_int_eq(brain_prefix_index_store(idx, 0, 4, HBM, a[1], a[0]), 1);
+    check_matches(idx, 0, a, 2, (const struct want[]){{4, {0, 2, 2, 2}}}, 1);
+    brain_prefix_index_destroy(idx);
+}
+END_TEST
+
+/*
+ * Randomized differential test of chains against a brute-force model.
+ * Blocks live on the paths of a prefix tree (each path shares a prefix
+ * with an earlier one, then branches), and agents store requests' blocks
+ * in chain order, the way reports arrive, so the store gets real runs,
+ * branches and continuation hints; evictions punch holes and trigger
+ * compactions; demotions, node failures with partial sweeps, scattered
+ * single stores and batches are mixed in.  Every so often every path is
+ * looked up whole, cut short, and with a foreign block inside, and the
+ * complete ordered answer must equal the model's.
+ */
+#define D_NS    2
+#define D_PATHS 48
+#define D_LEN   40
+#define D_NODES 24
+#define D_KEYS  (D_PATHS * D_LEN)
+
+struct dref {
+    uint8_t mask[D_NS][D_KEYS][D_NODES]; /* tier bits per node per key */
+    int path[D_PATHS][D_LEN];            /* key ids along each path */
+};
+
+static void
+dref_paths(struct dref *d)
+{
+    for (int p = 0; p < D_PATHS; p++) {
+        int q = p ? (int)(rnd() % (uint64_t)p) : 0;
+        int b = p ? (int)(rnd() % D_LEN) : 0;
+        for (int i = 0; i < D_LEN; i++)
+            d->path[p][i] = i < b ? d->path[q][i] : p * D_LEN + i;
+    }
+}
+
+/* The model's answer for keys[0..n-1], sorted like find_matches(). */
+static int
+dref_answer(const struct dref *d, int ns, const int *keys, size_t n,
+            struct brain_prefix_match *out)
+{
+    int nres = 0;
+
+    for (int nd = 0; nd < D_NODES; nd++) {
+        if (keys[0] < 0 || d->mask[ns][keys[0]][nd] == 0)
+            continue;
+        struct brain_prefix_match r = {.node = (uint16_t)nd};
+        for (int t = 1; t <= 4; t++) {
+            uint32_t len = 0;
+            while (len < n && keys[len] >= 0) {
+                uint8_t m = d->mask[ns][keys[len]][nd];
+                if (m == 0 || (unsigned)__builtin_ctz(m) + 1 > (unsigned)t)
+                    break;
+                len++;
+            }
+            r.matched[t] = len;
+        }
+        /* Insertion into best-first order; nodes come in ascending. */
+        int j = nres++;
+        while (j > 0) {
+            const struct brain_prefix_match *a = &out[j - 1];
+            int t = 4;
+            while (t >= 1 && a->matched[t] == r.matched[t])
+                t--;
+            if (t < 1 || a->matched[t] > r.matched[t])
+                break;
+            out[j] = out[j - 1];
+            j--;
+        }
+        out[j] = r;
+    }
+    return nres;
+}
+
+static void
+dref_check(struct brain_prefix_index *idx, const struct dref *d)
+{
+    struct brain_prefix_match got[D_NODES], want[D_NODES];
+    uint64_t chain[D_LEN];
+    int keys[D_LEN];
+
+    for (int ns = 0; ns < D_NS; ns++) {
+        for (int p = 0; p < D_PATHS; p++) {
+            for (int variant = 0; variant < 3; variant++) {
+                size_t n = variant == 1 ? 1 + rnd() % D_LEN : D_LEN;
+                for (size_t i = 0; i < n; i++)
+                    keys[i] = d->path[p][i];
+                if (variant == 2)
+                    keys[rnd() % n] = -1; /* a block nobody stores */
+                for (size_t i = 0; i < n; i++)
+                    chain[i] =
+                        keys[i] < 0 ? key_hash(D_KEYS + 7) : key_hash(keys[i]);
+                int r = brain_prefix_index_find_matches(
+                    idx, (uint16_t)ns, chain, n, got, D_NODES);
+                int w = dref_answer(d, ns, keys, n, want);
+                ck_assert_int_eq(r, w);
+                for (int j = 0; j < r; j++) {
+                    ck_assert_uint_eq(got[j].node, want[j].node);
+                    for (int t = 0; t <= 4; t++)
+                        ck_assert_uint_eq(got[j].matched[t],
+                                          want[j].matched[t]);
+                }
+            }
+        }
+        for (int k = 0; k < D_KEYS; k++) {
+            int w = 0;
+            for (int nd = 0; nd < D_NODES; nd++)
+                w += d->mask[ns][k][nd] != 0;
+            ck_assert_int_eq(brain_prefix_index_lookup(idx, (uint16_t)ns,
+                                                       key_hash(k), 0, NULL,
+                                                       NULL, 0),
+                             w ? w : -ENOENT);
+        }
+    }
+}
+
+/* Stores keys path[from..to) for node in order, singly or as a batch. */
+static void
+dref_request(struct brain_prefix_index *idx, struct dref *d, int ns, int p,
+             int from, int to, uint16_t node, uint8_t tier, bool batch)
+{
+    struct brain_prefix_event ev[D_LEN];
+    int want = 0;
+
+    for (int i = from; i < to; i++) {
+        int k = d->path[p][i];
+        uint8_t *m = &d->mask[ns][k][node];
+        int changed = (*m & BIT(tier)) ? 0 : 1;
+        uint64_t parent = i ? key_hash(d->path[p][i - 1]) : 0;
+        if (batch) {
+            ev[i - from] = (struct brain_prefix_event){
+                .hash = key_hash(k),
+                .parent = parent,
+                .ns = (uint16_t)ns,
+                .node = node,
+                .type = BRAIN_PREFIX_EV_STORED,
+                .tier = tier,
+            };
+        } else {
+            ck_assert_int_eq(brain_prefix_index_store(idx, (uint16_t)ns, node,
+                                                      tier, key_hash(k),
+                                                      parent),
+                             changed);
+        }
+        want += changed;
+        *m |= (uint8_t)BIT(tier);
+    }
+    if (batch)
+        ck_assert_int_eq(
+            brain_prefix_index_apply(idx, ev, (size_t)(to - from), 0), want);
+}
+
+static const uint64_t chain_seeds[] = {3, 1234, 0xfeedface, 99991};
+
+START_TEST(test_chains_vs_reference)
+{
+    struct dref *d = calloc(1, sizeof(*d));
+    struct brain_prefix_index *idx = new_index(0, 0);
+
+    ck_assert_ptr_nonnull(d);
+    rng_state = chain_seeds[_i];
+    dref_paths(d);
+    for (int step = 0; step < 12000; step++) {
+        uint64_t x = rnd();
+        int ns = (int)(x % D_NS);
+        int p = (int)((x >> 4) % D_PATHS);
+        uint16_t node = (uint16_t)((x >> 12) % D_NODES);
+        uint8_t tier = (uint8_t)(1 + (x >> 20) % 4);
+        int a = (int)((x >> 24) % D_LEN);
+        int b = a + 1 + (int)((x >> 32) % (uint64_t)(D_LEN - a));
+        unsigned op = (unsigned)((x >> 40) % 100);
+
+        if (op < 35) {
+            /* A request: its new blocks, in order, often from block 0. */
+            dref_request(idx, d, ns, p, (x >> 48) % 3 ? a / 4 : a, b, node,
+                         tier, (x >> 52) & 1);
+        } else if (op < 70) {
+            /* Evictions: a stretch of the path leaves the node's tier. */
+            for (int i = a; i < b; i++) {
+                int k = d->path[p][i];
+                uint8_t *m = &d->mask[ns][k][node];
+                ck_assert_int_eq(brain_prefix_index_remove(idx, (uint16_t)ns,
+                                                           node, tier,
+                                                           key_hash(k)),
+                                 (*m & BIT(tier)) ? 0 : -ENOENT);
+                *m &= (uint8_t)~BIT(tier);
+            }
+        } else if (op < 85) {
+            /* Demotion of one block: stored lower, removed from HBM. */
+            int k = d->path[p][a];
+            uint8_t *m = &d->mask[ns][k][node];
+            if (*m & BIT(HBM)) {
+                ck_assert_int_ge(brain_prefix_index_store(idx, (uint16_t)ns,
+                                                          node, DRAM,
+                                                          key_hash(k), 0),
+                                 0);
+                *m |= (uint8_t)BIT(DRAM);
+                ck_assert_int_eq(brain_prefix_index_remove(idx, (uint16_t)ns,
+                                                           node, HBM,
+                                                           key_hash(k)),
+                                 0);
+                *m &= (uint8_t)~BIT(HBM);
+            }
+        } else if (op < 95) {
+            /* A scattered block with an unknown parent. */
+            int k = d->path[p][a];
+            uint8_t *m = &d->mask[ns][k][node];
+            ck_assert_int_eq(brain_prefix_index_store(idx, (uint16_t)ns, node,
+                                                      tier, key_hash(k),
+                                                      key_hash(D_KEYS + 1)),
+                             (*m & BIT(tier)) ? 0 : 1);
+            *m |= (uint8_t)BIT(tier);
+        } else if (op < 96) {
+            uint64_t held = 0;
+            for (int s = 0; s < D_NS; s++)
+                for (int k = 0; k < D_KEYS; k++) {
+                    held += d->mask[s][k][node] != 0;
+                    d->mask[s][k][node] = 0;
+                }
+            ck_assert_int_eq(brain_prefix_index_remove_node(idx, node),
+                             (int)held);
+        } else {
+            brain_prefix_index_sweep(idx, 1 + rnd() % 300);
+        }
+        if (step % 1500 == 1499)
+            dref_check(idx, d);
+    }
+    dref_check(idx, d);
+    ck_assert_int_eq(brain_prefix_index_sweep(idx, SIZE_MAX), 0);
+    dref_check(idx, d);
+    /* Every path of the structure was taken, so none can hide a bug. */
+    struct brain_prefix_index_stats st = stats_of(idx);
+    ck_assert_uint_gt(st.compactions, 0);
+    ck_assert_uint_gt(st.rehashes, 0);
+    ck_assert_uint_gt(st.lookup_hints, 0);
+    ck_assert_uint_gt(st.lookup_jumps, 0);
+    ck_assert_uint_gt(st.lookup_blocks,
+                      2 * (st.lookup_hints + st.lookup_jumps));
+    ck_assert_uint_gt(st.overflow_blocks + st.blocks, 0);
+    brain_prefix_index_destroy(idx);
+    free(d);
+}
+END_TEST
+
 static Suite *
 prefix_index_suite(void)
 {
@@ -992,6 +1505,12 @@ prefix_index_suite(void)
                         sizeof(random_seeds) / sizeof(random_seeds[0]));
     tcase_add_test(tc, test_growth_many_blocks);
     tcase_add_test(tc, test_apply_matches_single_calls);
+    tcase_add_test(tc, test_runs_and_hints);
+    tcase_add_test(tc, test_run_split_and_compaction);
+    tcase_add_test(tc, test_tag_collisions);
+    tcase_add_test(tc, test_long_chains);
+    tcase_add_loop_test(tc, test_chains_vs_reference, 0,
+                        sizeof(chain_seeds) / sizeof(chain_seeds[0]));
     suite_add_tcase(s, tc);
     return s;
 }

@@ -2211,9 +2211,10 @@ static int
 verbs_conn_status(struct agent_transport_conn *conn, char *err, size_t errlen)
 {
     struct verbs_link *l = (struct verbs_link *)conn;
-    int r = l->path[0]->error;
+    int r;
 
     pthread_mutex_lock(&l->vt->lock);
+    r = l->path[0]->error;
     for (unsigned i = 0; i < l->npaths; i++) {
         if (!path_down(l->path[i])) {
             r = 0;

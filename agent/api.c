@@ -367,6 +367,10 @@ get_metrics(struct mcos_http_request *req, void *arg)
             SCOUNTER("mcos_agent_fabric_transport_refused_total",
                      "Transport requests refused (key, range, handshake).",
                      ts.refused);
+            SCOUNTER("mcos_agent_fabric_slice_retries_total",
+                     "Slices posted again on another NIC after theirs "
+                     "failed.",
+                     ts.slice_retries);
             SCOUNTER("mcos_agent_fabric_cpu_copy_bytes",
                      "Payload bytes the transports copied in user space.",
                      ts.cpu_copy_bytes);

@@ -1614,6 +1614,7 @@ agent_fabric_transport_stats(const struct agent_fabric *f,
             out->connects += s.connects;
             out->connect_errors += s.connect_errors;
             out->cpu_copy_bytes += s.cpu_copy_bytes;
+            out->slice_retries += s.slice_retries;
             for (unsigned i = 0;
                  i < s.n_nics && out->n_nics < AGENT_TRANSPORT_MAX_NICS; i++) {
                 out->nic[out->n_nics++] = s.nic[i];

@@ -150,6 +150,8 @@ struct agent_transport_stats {
     uint64_t connect_errors; /* connections that failed to establish */
     uint64_t cpu_copy_bytes; /* payload bytes the backend copied with the
                                 CPU in user space; 0 is the goal */
+    uint64_t slice_retries;  /* verbs: slices posted again on another NIC
+                                path after theirs failed */
     unsigned n_nics;         /* verbs: NICs (devices) below, in config order */
     struct agent_transport_nic_stats {
         char name[64];               /* RDMA device name */

@@ -18,10 +18,12 @@
  * as many NICs as both have.  Ops wait until every path is up or has
  * failed; then their slices are striped round robin over the paths that
  * are up and have room, each slice with the rkey of the peer's NIC it
- * goes to.  An op completes when all its slices have.  A path that fails
- * fails the ops that had a slice on it (with the path's error, naming
- * the device) once their other slices have come back; later ops use the
- * paths still up, and the link fails only when its last path has.
+ * goes to.  An op completes when all its slices have.  The slices a
+ * failed path had in flight are posted again on the paths still up (a
+ * READ or WRITE of the same bytes can be repeated while the op runs);
+ * an op fails, with the error of the path that failed last (naming its
+ * device), only when none of its paths is left, and only once its other
+ * slices have come back.  The link fails when its last path has.
  *
  * The dataplane thread owns every state change: it epolls the rdma_cm
  * event channel, the completion channel and an eventfd that other threads
@@ -85,6 +87,13 @@
 /* Outstanding RDMA READs per QP, as initiator and as responder. */
 #define VERBS_RD_ATOM_MAX 16
 #define VERBS_RESOLVE_MS  2000
+/* Transport retries before a silent peer fails a path.  Not 7: soft-RoCE
+ * (rxe) takes 7 as "retry forever", and a path whose peer NIC went away
+ * would then never fail over. */
+#define VERBS_RETRY_COUNT 6
+/* Local ACK timeout exponent: 4.096 us * 2^18, about 1.07 s a try, so a
+ * dead path is noticed within some 7 s. */
+#define VERBS_ACK_TIMEOUT 18
 #define VERBS_BACKLOG     64
 /* How long the thread keeps polling the CQ after the last completion
  * before it re-arms the completion channel and sleeps. */
@@ -149,8 +158,16 @@ enum conn_state {
 /* One send queue slot: the op a posted slice belongs to. */
 struct verbs_slot {
     struct agent_transport_op *op; /* NULL once the path failed it */
+    uint64_t off;                  /* the slice's offset in the op */
     uint32_t len;                  /* the slice's payload bytes */
     uint32_t next_free;            /* free list link */
+};
+
+/* A slice of a failed path, to be posted again on another. */
+struct verbs_retry {
+    struct agent_transport_op *op; /* its op */
+    uint64_t off;                  /* offset in the op */
+    uint32_t len;                  /* bytes */
 };
 
 struct verbs_transport;
@@ -214,8 +231,11 @@ struct verbs_link {
     uint64_t head_off;                    /* bytes of wait_head posted */
     uint32_t head_lkey[AGENT_TRANSPORT_MAX_NICS]; /* its local keys */
     bool head_ready;                              /* head_lkey is valid */
-    bool close_req;                               /* disconnect asked */
-    bool closing;                                 /* paths are closing */
+    struct verbs_retry *retry; /* slices of failed paths, to repost */
+    uint32_t nretry;           /* entries */
+    uint32_t retry_cap;        /* room: every path's send queue */
+    bool close_req;            /* disconnect asked */
+    bool closing;              /* paths are closing */
 };
 
 /* The verbs backend; base comes first for AGENT_CONTAINER_OF. */
@@ -476,27 +496,16 @@ static void
 link_fail_queued(struct verbs_link *l, int err, const char *why,
                  struct done_list *dl)
 {
+    /* Slices waiting to be posted again first: their ops may be queued
+     * too (then they complete below, after their last slice). */
+    for (uint32_t i = 0; i < l->nretry; i++) {
+        op_mark(l->retry[i].op, err, why);
+        op_slices_done(l->vt, l->retry[i].op, 1, dl);
+    }
+    l->nretry = 0;
     while (l->wait_head) {
         op_mark(l->wait_head, err, why);
         link_drop_head(l, dl);
-    }
-}
-
-/* The ops with a slice in flight on c fail with err once their other
- * slices are back.  Flushed slices that come back later find no op. */
-static void
-path_drop_ops(struct verbs_conn *c, int err, const char *why,
-              struct done_list *dl)
-{
-    for (uint32_t i = 0; i < c->depth; i++) {
-        struct agent_transport_op *op = c->slots[i].op;
-
-        if (op) {
-            c->slots[i].op = NULL;
-            c->dev->st.slice_errors++;
-            op_mark(op, err, why);
-            op_slices_done(c->vt, op, 1, dl);
-        }
     }
 }
 
@@ -504,6 +513,54 @@ static bool
 path_down(const struct verbs_conn *c)
 {
     return c->state == CONN_BROKEN || c->state == CONN_CLOSING;
+}
+
+/* True when another path of c's link is up and the link stays open: c's
+ * slices can be posted again there. */
+static bool
+can_retry(const struct verbs_conn *c)
+{
+    const struct verbs_link *l = c->link;
+
+    if (!l || l->closing || l->close_req || c->vt->stopping) {
+        return false;
+    }
+    for (unsigned i = 0; i < l->npaths; i++) {
+        if (l->path[i] != c && l->path[i]->state == CONN_UP) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* c failed: the slices it had in flight are posted again on another path
+ * of its link when one is up (RDMA READ and WRITE of the same bytes are
+ * idempotent while the op runs); otherwise their ops fail with err once
+ * their other slices are back.  Flushed slices that come back later find
+ * no op. */
+static void
+path_drop_ops(struct verbs_conn *c, int err, const char *why,
+              struct done_list *dl)
+{
+    bool retry = can_retry(c);
+
+    for (uint32_t i = 0; i < c->depth; i++) {
+        struct agent_transport_op *op = c->slots[i].op;
+
+        if (!op) {
+            continue;
+        }
+        c->slots[i].op = NULL;
+        c->dev->st.slice_errors++;
+        if (retry && c->link->nretry < c->link->retry_cap) {
+            c->link->retry[c->link->nretry++] = (struct verbs_retry){
+                .op = op, .off = c->slots[i].off, .len = c->slots[i].len};
+            c->vt->stats.slice_retries++;
+            continue;
+        }
+        op_mark(op, err, why);
+        op_slices_done(c->vt, op, 1, dl);
+    }
 }
 
 /* After one of l's paths failed: when none is left, nothing queued can
@@ -737,12 +794,15 @@ poll_cq(struct verbs_transport *vt, struct verbs_dev *d, struct done_list *dl)
 
 /* --- Posting ---------------------------------------------------------- */
 
-/* Looks up the local keys of the queue head's buffer, one per NIC. */
+#define DEREGISTERED                                                          \
+    "the local buffer's region was deregistered before the op was posted"
+
+/* Looks up the local keys of op's buffer, one per NIC; false when its
+ * region is gone. */
 static bool
-head_keys(struct verbs_transport *vt, struct verbs_link *l,
-          struct done_list *dl)
+op_lkeys(struct verbs_transport *vt, const struct agent_transport_op *op,
+         uint32_t *lkeys)
 {
-    struct agent_transport_op *op = l->wait_head;
     const struct agent_transport_reg *g;
     const struct verbs_mrs *m = NULL;
     uintptr_t a = (uintptr_t)op->local, b;
@@ -754,15 +814,21 @@ head_keys(struct verbs_transport *vt, struct verbs_link *l,
         if (a >= b && op->len <= g->len && a - b <= g->len - op->len) {
             m = g->priv;
             for (unsigned i = 0; i < vt->ndev; i++) {
-                l->head_lkey[i] = m->mr[i]->lkey;
+                lkeys[i] = m->mr[i]->lkey;
             }
         }
     }
     pthread_mutex_unlock(vt->base.regs_lock);
-    if (!m) {
-        op_mark(op, -EINVAL,
-                "the local buffer's region was deregistered before the "
-                "op was posted");
+    return m != NULL;
+}
+
+/* Looks up the local keys of the queue head's buffer. */
+static bool
+head_keys(struct verbs_transport *vt, struct verbs_link *l,
+          struct done_list *dl)
+{
+    if (!op_lkeys(vt, l->wait_head, l->head_lkey)) {
+        op_mark(l->wait_head, -EINVAL, DEREGISTERED);
         link_drop_head(l, dl);
         return false;
     }
@@ -846,8 +912,104 @@ flush_path(struct verbs_conn *c, struct ibv_send_wr *wrs, int n,
     conn_fail(c, err, dl, "%s", why);
 }
 
+/* Adds a slice of op (off, len) to path i's batch wrs/sges (*n so far). */
+static void
+batch_slice(struct verbs_transport *vt, struct verbs_link *l, unsigned i,
+            struct agent_transport_op *op, uint64_t off, uint32_t len,
+            const uint32_t *lkeys, struct ibv_send_wr *wrs,
+            struct ibv_sge *sges, int *n)
+{
+    struct verbs_conn *p = l->path[i];
+    uint64_t key = op->remote.nkeys ? op->remote.keys[i] : op->remote.key;
+    uint32_t s = p->free_slot;
+
+    p->free_slot = p->slots[s].next_free;
+    p->slots[s].op = op;
+    p->slots[s].off = off;
+    p->slots[s].len = len;
+    p->inflight++;
+    p->dev->cq_credits--;
+    sges[*n] = (struct ibv_sge){
+        .addr = (uintptr_t)op->local + off,
+        .length = len,
+        .lkey = lkeys[p->dev - vt->dev],
+    };
+    wrs[*n] = (struct ibv_send_wr){
+        .wr_id = (uint64_t)p->tag << 32 | s,
+        .sg_list = &sges[*n],
+        .num_sge = 1,
+        .opcode = op->opcode == AGENT_TRANSPORT_READ ? IBV_WR_RDMA_READ
+                                                     : IBV_WR_RDMA_WRITE,
+        .send_flags = IBV_SEND_SIGNALED,
+        .wr.rdma.remote_addr = op->remote.addr + op->remote_off + off,
+        .wr.rdma.rkey = (uint32_t)key,
+    };
+    if (*n > 0) {
+        wrs[*n - 1].next = &wrs[*n];
+    }
+    (*n)++;
+}
+
+/* The path for op's next slice: an index, -1 to wait for room, or -2
+ * when none of its paths is left (op is then marked failed). */
+static int
+slice_path(struct verbs_link *l, struct agent_transport_op *op, const int *n)
+{
+    unsigned np = op_paths(l, op);
+    const struct verbs_conn *f;
+    int i = pick_path(l, np, n);
+
+    if (i >= 0) {
+        return i;
+    }
+    for (unsigned k = 0; k < np; k++) {
+        if (l->path[k]->state == CONN_UP) {
+            return -1; /* room comes back with completions */
+        }
+    }
+    f = first_failed(l, np);
+    op_mark(op, f->error ? f->error : -ENOTCONN, f->why);
+    return -2;
+}
+
+/* Batches the slices of failed paths again, on paths still up. */
+static int
+batch_retries(struct verbs_transport *vt, struct verbs_link *l,
+              struct ibv_send_wr (*wrs)[VERBS_POST_BATCH],
+              struct ibv_sge (*sges)[VERBS_POST_BATCH], int *n,
+              struct done_list *dl)
+{
+    uint32_t lkeys[AGENT_TRANSPORT_MAX_NICS];
+    uint32_t kept = 0;
+    int total = 0;
+
+    for (uint32_t k = 0; k < l->nretry; k++) {
+        struct verbs_retry r = l->retry[k];
+        int i = r.op->status != 0 ? -2 : slice_path(l, r.op, n);
+
+        if (i == -1) {
+            l->retry[kept++] = r;
+            continue;
+        }
+        if (i >= 0 && !op_lkeys(vt, r.op, lkeys)) {
+            op_mark(r.op, -EINVAL, DEREGISTERED);
+            i = -2;
+        }
+        if (i == -2) {
+            op_slices_done(vt, r.op, 1, dl);
+            continue;
+        }
+        batch_slice(vt, l, (unsigned)i, r.op, r.off, r.len, lkeys, wrs[i],
+                    sges[i], &n[i]);
+        total++;
+    }
+    l->nretry = kept;
+    return total;
+}
+
 /* Posts slices of l's queued ops, striped over its paths, while they
- * have room.  Nothing is posted while a path is still being set up. */
+ * have room; slices of failed paths go first.  Nothing is posted while
+ * a path is still being set up. */
 static void
 link_post(struct verbs_transport *vt, struct verbs_link *l,
           struct done_list *dl)
@@ -863,14 +1025,11 @@ link_post(struct verbs_transport *vt, struct verbs_link *l,
     }
     do {
         memset(n, 0, sizeof n);
-        total = 0;
+        total = batch_retries(vt, l, wrs, sges, n, dl);
         while (l->wait_head) {
             struct agent_transport_op *op = l->wait_head;
-            unsigned np = op_paths(l, op);
-            uint64_t len, key;
+            uint64_t len;
             int i;
-            uint32_t s;
-            struct verbs_conn *p;
 
             if (op->status != 0) {
                 link_drop_head(l, dl); /* a slice of it failed */
@@ -879,54 +1038,20 @@ link_post(struct verbs_transport *vt, struct verbs_link *l,
             if (!l->head_ready && !head_keys(vt, l, dl)) {
                 continue;
             }
-            i = pick_path(l, np, n);
-            if (i < 0) {
-                const struct verbs_conn *f = first_failed(l, np);
-                bool any_up = false;
-
-                for (unsigned k = 0; k < np; k++) {
-                    any_up = any_up || l->path[k]->state == CONN_UP;
-                }
-                if (any_up) {
-                    break; /* room comes back with completions */
-                }
-                op_mark(op, f->error ? f->error : -ENOTCONN, f->why);
+            i = slice_path(l, op, n);
+            if (i == -1) {
+                break;
+            }
+            if (i == -2) {
                 link_drop_head(l, dl);
                 continue;
             }
-            p = l->path[i];
-            key = op->remote.nkeys ? op->remote.keys[i] : op->remote.key;
             len = op->len - l->head_off;
             if (len > vt->slice) {
                 len = vt->slice;
             }
-            s = p->free_slot;
-            p->free_slot = p->slots[s].next_free;
-            p->slots[s].op = op;
-            p->slots[s].len = (uint32_t)len;
-            p->inflight++;
-            p->dev->cq_credits--;
-            sges[i][n[i]] = (struct ibv_sge){
-                .addr = (uintptr_t)op->local + l->head_off,
-                .length = (uint32_t)len,
-                .lkey = l->head_lkey[p->dev - vt->dev],
-            };
-            wrs[i][n[i]] = (struct ibv_send_wr){
-                .wr_id = (uint64_t)p->tag << 32 | s,
-                .sg_list = &sges[i][n[i]],
-                .num_sge = 1,
-                .opcode = op->opcode == AGENT_TRANSPORT_READ
-                              ? IBV_WR_RDMA_READ
-                              : IBV_WR_RDMA_WRITE,
-                .send_flags = IBV_SEND_SIGNALED,
-                .wr.rdma.remote_addr =
-                    op->remote.addr + op->remote_off + l->head_off,
-                .wr.rdma.rkey = (uint32_t)key,
-            };
-            if (n[i] > 0) {
-                wrs[i][n[i] - 1].next = &wrs[i][n[i]];
-            }
-            n[i]++;
+            batch_slice(vt, l, (unsigned)i, op, l->head_off, (uint32_t)len,
+                        l->head_lkey, wrs[i], sges[i], &n[i]);
             total++;
             l->head_off += len;
             if (l->head_off == op->len) {
@@ -941,7 +1066,7 @@ link_post(struct verbs_transport *vt, struct verbs_link *l,
         for (unsigned i = 0; i < l->npaths; i++) {
             flush_path(l->path[i], wrs[i], n[i], dl);
         }
-    } while (total > 0 && l->wait_head);
+    } while (total > 0 && (l->wait_head || l->nretry));
 }
 
 /* --- Connection management ------------------------------------------- */
@@ -1232,6 +1357,7 @@ on_route_resolved(struct verbs_transport *vt, struct verbs_conn *c,
     struct rdma_conn_param param = {0};
     struct verbs_dev *d = c->dev;
     uint32_t depth = VERBS_SQ_DEPTH;
+    uint8_t ack_timeout = VERBS_ACK_TIMEOUT;
     int r;
 
     if (depth > d->max_sq) {
@@ -1256,11 +1382,14 @@ on_route_resolved(struct verbs_transport *vt, struct verbs_conn *c,
     c->free_slot = 0;
     h.name_len = (uint8_t)strlen(vt->node);
     memcpy(h.name, vt->node, h.name_len);
+    /* Best effort: kernels before 4.19 keep their default. */
+    (void)rdma_set_option(c->cm, RDMA_OPTION_ID, RDMA_OPTION_ID_ACK_TIMEOUT,
+                          &ack_timeout, sizeof ack_timeout);
     param.private_data = &h;
     param.private_data_len = sizeof h;
     param.responder_resources = d->rd_atom;
     param.initiator_depth = d->init_rd_atom;
-    param.retry_count = 7;
+    param.retry_count = VERBS_RETRY_COUNT;
     param.rnr_retry_count = 7;
     if (rdma_connect(c->cm, &param)) {
         r = neg_errno(-1);
@@ -1444,7 +1573,7 @@ service(struct verbs_transport *vt, bool cm_ready)
         got += poll_cq(vt, &vt->dev[i], &dl);
     }
     for (struct verbs_link *l = vt->links; l; l = l->next) {
-        if (l->wait_head) {
+        if (l->wait_head || l->nretry) {
             link_post(vt, l, &dl);
         }
     }
@@ -2002,6 +2131,7 @@ verbs_fini(struct agent_transport *t)
     vt->conns = NULL;
     for (l = vt->links; l; l = lnxt) {
         lnxt = l->next;
+        free(l->retry);
         free(l);
     }
     vt->links = NULL;
@@ -2152,9 +2282,16 @@ verbs_connect(struct agent_transport *t,
                  i ? peer->more[i - 1].port : peer->port, c->dev->name);
         l->path[l->npaths++] = c;
     }
-    if (!l || l->npaths < n) {
+    if (l && l->npaths == n) {
+        l->retry_cap = n * VERBS_SQ_DEPTH;
+        l->retry = calloc(l->retry_cap, sizeof *l->retry);
+    }
+    if (!l || l->npaths < n || !l->retry) {
         for (unsigned i = 0; l && i < l->npaths; i++) {
             conn_free(l->path[i]);
+        }
+        if (l) {
+            free(l->retry);
         }
         free(l);
         set_err(err, errlen, "verbs: out of memory");
@@ -2202,6 +2339,7 @@ fail:
     for (unsigned i = 0; i < l->npaths; i++) {
         conn_free(l->path[i]);
     }
+    free(l->retry);
     free(l);
     return r;
 }
@@ -2302,6 +2440,7 @@ verbs_disconnect(struct agent_transport_conn *conn)
     for (unsigned i = 0; i < l->npaths; i++) {
         conn_free(l->path[i]);
     }
+    free(l->retry);
     free(l);
 }
 
@@ -2327,6 +2466,7 @@ verbs_stats(struct agent_transport *t, struct agent_transport_stats *out)
     out->connects += s->connects;
     out->connect_errors += s->connect_errors;
     out->cpu_copy_bytes += s->cpu_copy_bytes;
+    out->slice_retries += s->slice_retries;
     for (unsigned i = 0;
          i < vt->ndev && out->n_nics < AGENT_TRANSPORT_MAX_NICS; i++) {
         out->nic[out->n_nics++] = vt->dev[i].st;

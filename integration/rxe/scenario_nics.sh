@@ -13,6 +13,9 @@
 #   - an object of 4 MiB + 1 demoted from h1 to h2 and read back: both of
 #     h1's NICs carried slices (mcos_agent_nic_slices_total), their bytes
 #     add up to the object, and the bytes that came back are the same;
+#   - h2's second NIC taken down under the connection: h1's slices on that
+#     path fail and are posted again on the first; the demotion succeeds
+#     with the same bytes;
 #   - an agent given two addresses on one device refuses to start, with
 #     the exact error.
 # The VM is emulated (~15 MB/s): sizes stay small.
@@ -94,6 +97,26 @@ log "write + read: $MCOS_RXE_h1 $s1 slices ($b1 B), $MCOS_RXE2_h1 $s2 ($b2 B)"
 [[ $(nic_metric h1 mcos_agent_nic_slice_errors_total "$MCOS_RXE2_h1") == 0 ]] ||
     fail "slice errors on $MCOS_RXE2_h1"
 log "ok: demoted to h2 and back, striped over both NICs, bytes equal"
+
+# h2's second NIC goes down under an established two-path connection:
+# h1's slices on that path time out (transport retries exhausted, some
+# 7 s) and are posted again on the first path; the demotion still
+# succeeds, and the bytes come back the same.
+on h2 ip link set eth1 down || fail "cannot take h2's eth1 down"
+B=b2b2
+worker h1 put "$B" "$SIZE" 8 || fail "put B on h1"
+t0=$SECONDS
+out=$(worker h1 evict "$B" 3 2>&1) ||
+    fail "demote_to_remote with h2's second NIC down: $out"
+log "demoted in $((SECONDS - t0)) s with h2's eth1 down"
+[[ $(worker h1 stat "$B") == "tier=5 state=2" ]] || fail "B not remote"
+retries=$(metric h1 mcos_agent_fabric_slice_retries_total)
+errs=$(nic_metric h1 mcos_agent_nic_slice_errors_total "$MCOS_RXE2_h1")
+log "h2's eth1 down: ${errs:-?} slices failed on $MCOS_RXE2_h1, ${retries:-?} posted again"
+((${retries:-0} > 0 && ${errs:-0} > 0)) ||
+    fail "no slice failed over to the first NIC"
+worker h1 check "$B" "$SIZE" 8 || fail "B came back different"
+log "ok: a NIC lost mid-connection: its slices went over the other one"
 
 # Two addresses on one device: a clear refusal at start-up.
 alias=${MCOS_IP2_h1%.*}.101

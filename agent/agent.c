@@ -324,7 +324,8 @@ send_hello(struct agent *a)
     Mcos__TierInfo tiers[4], *tier_ptrs[4];
     Mcos__GpuInfo gpus[AGENT_MAX_GPUS], *gpu_ptrs[AGENT_MAX_GPUS];
     Mcos__NicInfo nics[AGENT_MAX_NICS], *nic_ptrs[AGENT_MAX_NICS];
-    Mcos__Endpoint eps[4], *ep_ptrs[4];
+    Mcos__Endpoint eps[AGENT_FABRIC_MAX_ENDPOINTS];
+    Mcos__Endpoint *ep_ptrs[AGENT_FABRIC_MAX_ENDPOINTS];
     Mcos__Region regions[4], *region_ptrs[4];
     size_t n_eps = 0, n_regions = 0;
     const struct agent_nic *nic;
@@ -413,7 +414,8 @@ send_hello(struct agent *a)
     /* Peers learn where to reach us, and which memory they may touch,
      * from the brain, which relays this only to nodes it admitted. */
     if (a->fabric) {
-        n_eps = agent_fabric_endpoints(a->fabric, eps, 4);
+        n_eps =
+            agent_fabric_endpoints(a->fabric, eps, AGENT_FABRIC_MAX_ENDPOINTS);
         n_regions = agent_fabric_regions(a->fabric, regions, 4);
     }
     for (size_t i = 0; i < n_eps; i++) {
@@ -608,12 +610,20 @@ timer_cb(uv_timer_t *t)
 static int
 copy_config(struct agent_config *dst, const struct agent_config *src)
 {
-    char **d[] = {
-        &dst->api_listen,     &dst->shm_name,    &dst->node,
-        &dst->brain,          &dst->http_listen, &dst->rack,
-        &dst->zone,           &dst->nvme_dir,    &dst->data_address,
-        &dst->cuda_lib,       &dst->log_level,   &dst->etcd_endpoints,
-        &dst->data_transports};
+    char **d[] = {&dst->api_listen,
+                  &dst->shm_name,
+                  &dst->node,
+                  &dst->brain,
+                  &dst->http_listen,
+                  &dst->rack,
+                  &dst->zone,
+                  &dst->nvme_dir,
+                  &dst->data_address,
+                  &dst->cuda_lib,
+                  &dst->log_level,
+                  &dst->etcd_endpoints,
+                  &dst->data_transports,
+                  &dst->data_addresses};
 
     *dst = *src;
     for (size_t i = 0; i < sizeof d / sizeof d[0]; i++) {
@@ -690,11 +700,23 @@ open_fabric(struct agent *a, char *err, size_t errlen)
 {
     struct agent_fabric_config fc = {0};
     struct agent_fabric_hooks hooks;
+    char addrs[AGENT_TRANSPORT_MAX_NICS][AGENT_DATA_ADDR_LEN];
+    const char *more[AGENT_TRANSPORT_MAX_NICS];
     int r;
 
     if (!strcmp(a->cfg.data_transports, "off")) {
         return 0;
     }
+    r = agent_config_data_addresses(&a->cfg, addrs, AGENT_TRANSPORT_MAX_NICS,
+                                    err, errlen);
+    if (r < 0) {
+        return r;
+    }
+    for (int i = 1; i < r; i++) {
+        more[i - 1] = addrs[i];
+    }
+    fc.more_addresses = more;
+    fc.n_more_addresses = r > 1 ? (unsigned)r - 1 : 0;
     fc.node = a->cfg.node;
     fc.boot_id = a->boot_id.v;
     fc.address = a->cfg.data_address;
@@ -716,13 +738,20 @@ static void
 pick_data_address(struct agent *a)
 {
     const struct agent_nic *nic;
+    char first[AGENT_DATA_ADDR_LEN];
+    size_t n;
 
     if (*a->cfg.data_address) {
         return;
     }
+    /* data.addresses names the first NIC when data.address is unset. */
+    n = strcspn(a->cfg.data_addresses, ",");
+    snprintf(first, sizeof first, "%.*s", (int)n, a->cfg.data_addresses);
     free(a->cfg.data_address);
-    a->cfg.data_address = strdup(
-        agent_observe_nics(a->obs, &nic) ? nic[0].address : "127.0.0.1");
+    a->cfg.data_address =
+        strdup(*first                             ? first
+               : agent_observe_nics(a->obs, &nic) ? nic[0].address
+                                                  : "127.0.0.1");
 }
 
 /* Registers this node in etcd under a lease, so the brain learns of its

@@ -54,6 +54,8 @@ struct agent_config {
     uint64_t emulate_hbm_bytes;  /* DRAM-backed HBM for tests, 0: off */
     uint64_t hbm_bytes;          /* GPU memory the HBM tier may use */
     char *data_address;          /* data-plane address peers dial */
+    char *data_addresses;        /* NICs for verbs, comma-separated, "":
+                                    just data_address */
     uint64_t data_port;          /* fabric control port (+1: transports) */
     char *data_transports;       /* "auto", "tcp", "verbs" or "off" */
     uint64_t data_conns;         /* TCP sockets per peer */
@@ -80,6 +82,16 @@ void agent_brain_list_free(char **, size_t n);
 
 /* Checks values that depend on the machine or on each other. */
 int agent_config_check(const struct agent_config *, char *err, size_t errlen);
+
+/* Longest data address, with its NUL. */
+#define AGENT_DATA_ADDR_LEN 64
+/* Splits data.addresses into out (at most max), checking each: numeric,
+ * listed once, the first equal to data.address when that is set, several
+ * only with the verbs transport.  Returns how many, 0 when unset, or
+ * -EINVAL with err naming the problem. */
+int agent_config_data_addresses(const struct agent_config *,
+                                char (*out)[AGENT_DATA_ADDR_LEN], size_t max,
+                                char *err, size_t errlen);
 
 struct agent_counters {
     uint64_t hellos_sent;     /* hellos sent */

@@ -181,6 +181,37 @@ metric(FILE *f, const char *name, const char *type, const char *help)
     fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* Per verbs NIC: what each carried, so striping can be seen. */
+static void
+nic_metrics(FILE *f, const char *node, const struct agent_transport_stats *ts)
+{
+    static const struct {
+        const char *name; /* metric */
+        const char *help; /* its help text */
+        size_t off;       /* the counter in agent_transport_nic_stats */
+    } m[] = {
+        {"mcos_agent_nic_slices_total",
+         "Transfer slices each verbs NIC carried, as initiator.",
+         offsetof(struct agent_transport_nic_stats, slices)},
+        {"mcos_agent_nic_bytes_total", "Payload bytes of those slices.",
+         offsetof(struct agent_transport_nic_stats, bytes)},
+        {"mcos_agent_nic_slice_errors_total",
+         "Slices that failed on each verbs NIC.",
+         offsetof(struct agent_transport_nic_stats, slice_errors)},
+    };
+
+    for (size_t k = 0; ts->n_nics && k < sizeof m / sizeof m[0]; k++) {
+        metric(f, m[k].name, "counter", m[k].help);
+        for (unsigned i = 0; i < ts->n_nics; i++) {
+            uint64_t v;
+
+            memcpy(&v, (const char *)&ts->nic[i] + m[k].off, sizeof v);
+            fprintf(f, "%s{node=\"%s\",nic=\"%s\"} %" PRIu64 "\n", m[k].name,
+                    node, ts->nic[i].name, v);
+        }
+    }
+}
+
 static void
 get_metrics(struct mcos_http_request *req, void *arg)
 {
@@ -356,6 +387,10 @@ get_metrics(struct mcos_http_request *req, void *arg)
             SCOUNTER("mcos_agent_fabric_transport_refused_total",
                      "Transport requests refused (key, range, handshake).",
                      ts.refused);
+            SCOUNTER("mcos_agent_fabric_slice_retries_total",
+                     "Slices posted again on another NIC after theirs "
+                     "failed.",
+                     ts.slice_retries);
             SCOUNTER("mcos_agent_fabric_cpu_copy_bytes",
                      "Payload bytes the transports copied in user space.",
                      ts.cpu_copy_bytes);
@@ -365,6 +400,7 @@ get_metrics(struct mcos_http_request *req, void *arg)
                     "mcos_agent_fabric_hosted_objects{node=\"%s\"} %" PRIu64
                     "\n",
                     node, fc.hosted_objects);
+            nic_metrics(f, node, &ts);
             nl = agent_fabric_links(a->fabric, links, AGENT_MAX_PEER_LINKS);
             metric(f, "mcos_agent_peer_bytes_total", "counter",
                    "Verified bytes moved to (tx) and from (rx) each peer.");

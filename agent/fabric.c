@@ -33,6 +33,7 @@ struct peer {
     uint16_t ctl_port;                       /* control endpoint port */
     uint16_t data_port[3];                   /* per transport kind, 0: none */
     struct agent_transport_region region[3]; /* per transport kind */
+    struct agent_fabric_peer_verbs verbs;    /* its verbs NICs */
     struct mcos_bus_client *ctl;             /* to its control endpoint */
     struct agent_transport_conn *conn[3];    /* per transport kind */
     struct agent_fabric_link link;           /* counters */
@@ -80,6 +81,8 @@ struct agent_fabric {
     char node[AGENT_TRANSPORT_NODE_MAX];
     uint64_t boot_id;
     char address[256];
+    char more_addr[AGENT_TRANSPORT_MAX_NICS - 1][64]; /* further NICs */
+    unsigned n_more;                                  /* how many */
     uint16_t port;
     struct agent_tables *tables;
     struct agent_tier *dram;
@@ -206,10 +209,96 @@ pick_transport(const struct agent_fabric *f, const struct peer *p)
 static void hosted_drop_owner(struct agent_fabric *f, const char *owner,
                               uint64_t keep_boot);
 
+static int
+peer_verbs_read(const Mcos__PeerRule *pr, struct agent_fabric_peer_verbs *out,
+                char *err, size_t errlen)
+{
+    const Mcos__Region *vr = NULL;
+
+    memset(out, 0, sizeof *out);
+    for (size_t i = 0; i < pr->n_endpoints; i++) {
+        const Mcos__Endpoint *ep = pr->endpoints[i];
+
+        if (ep->transport != MCOS__TRANSPORT__TRANSPORT_VERBS) {
+            continue;
+        }
+        if (out->n == AGENT_TRANSPORT_MAX_NICS) {
+            snprintf(err, errlen,
+                     "peer %s announces more than %d verbs endpoints",
+                     pr->node, AGENT_TRANSPORT_MAX_NICS);
+            return -EINVAL;
+        }
+        if (!ep->address || !*ep->address ||
+            strlen(ep->address) >= sizeof out->ep[0].address ||
+            ep->port == 0 || ep->port > 65535) {
+            snprintf(err, errlen, "peer %s: verbs endpoint %u is malformed",
+                     pr->node, out->n + 1);
+            return -EINVAL;
+        }
+        snprintf(out->ep[out->n].address, sizeof out->ep[0].address, "%s",
+                 ep->address);
+        out->ep[out->n++].port = (uint16_t)ep->port;
+    }
+    for (size_t i = 0; i < pr->n_regions; i++) {
+        if (pr->regions[i]->transport == MCOS__TRANSPORT__TRANSPORT_VERBS) {
+            vr = pr->regions[i];
+        }
+    }
+    if (!vr || out->n == 0) {
+        out->n = 0;
+        return 0;
+    }
+    if (vr->n_keys > 0 && vr->n_keys != out->n) {
+        snprintf(err, errlen,
+                 "peer %s: verbs region %u carries %zu keys for %u verbs "
+                 "endpoints",
+                 pr->node, vr->id, vr->n_keys, out->n);
+        return -EINVAL;
+    }
+    if (vr->n_keys == 0 && out->n > 1) {
+        snprintf(err, errlen,
+                 "peer %s: verbs region %u carries one key for %u verbs "
+                 "endpoints",
+                 pr->node, vr->id, out->n);
+        return -EINVAL;
+    }
+    if (vr->n_keys > 0 && vr->keys[0] != vr->key) {
+        snprintf(err, errlen,
+                 "peer %s: verbs region %u: its first key differs from its "
+                 "key",
+                 pr->node, vr->id);
+        return -EINVAL;
+    }
+    out->region.id = vr->id;
+    out->region.addr = vr->address;
+    out->region.len = vr->length;
+    out->region.key = vr->key;
+    out->region.nkeys = (uint32_t)vr->n_keys;
+    for (size_t i = 0; i < vr->n_keys; i++) {
+        out->region.keys[i] = vr->keys[i];
+    }
+    return 0;
+}
+
+int
+agent_fabric_peer_verbs(const Mcos__PeerRule *pr,
+                        struct agent_fabric_peer_verbs *out, char *err,
+                        size_t errlen)
+{
+    int r = peer_verbs_read(pr, out, err, errlen);
+
+    if (r < 0) {
+        memset(out, 0, sizeof *out); /* nothing half read is used */
+    }
+    return r;
+}
+
 static void
 peer_update(struct agent_fabric *f, const Mcos__PeerRule *pr)
 {
     struct peer *p = peer_find(f, pr->node);
+    struct agent_fabric_peer_verbs old;
+    char why[300];
 
     if (!p) {
         if (f->n_peers == MAX_PEERS || !(p = calloc(1, sizeof *p))) {
@@ -232,6 +321,7 @@ peer_update(struct agent_fabric *f, const Mcos__PeerRule *pr)
     }
     p->boot_id = pr->boot_id;
     p->present = true;
+    old = p->verbs;
     memset(p->data_port, 0, sizeof p->data_port);
     memset(p->region, 0, sizeof p->region);
     p->ctl_port = 0;
@@ -244,21 +334,33 @@ peer_update(struct agent_fabric *f, const Mcos__PeerRule *pr)
             }
             snprintf(p->address, sizeof p->address, "%s", ep->address);
             p->ctl_port = (uint16_t)ep->port;
-        } else if (ep->transport == MCOS__TRANSPORT__TRANSPORT_TCP ||
-                   ep->transport == MCOS__TRANSPORT__TRANSPORT_VERBS) {
+        } else if (ep->transport == MCOS__TRANSPORT__TRANSPORT_TCP) {
             p->data_port[ep->transport] = (uint16_t)ep->port;
         }
     }
     for (size_t i = 0; i < pr->n_regions; i++) {
         const Mcos__Region *g = pr->regions[i];
 
-        if (g->transport == MCOS__TRANSPORT__TRANSPORT_TCP ||
-            g->transport == MCOS__TRANSPORT__TRANSPORT_VERBS) {
+        if (g->transport == MCOS__TRANSPORT__TRANSPORT_TCP) {
             p->region[g->transport].id = g->id;
             p->region[g->transport].addr = g->address;
             p->region[g->transport].len = g->length;
             p->region[g->transport].key = g->key;
         }
+    }
+    if (agent_fabric_peer_verbs(pr, &p->verbs, why, sizeof why) < 0) {
+        LOG_WARN("peer %s: verbs not used: %s", p->name, why);
+    }
+    if (p->conn[AGENT_TRANSPORT_VERBS] &&
+        memcmp(&old, &p->verbs, sizeof old)) {
+        /* Its NICs or keys changed: the next transfer dials anew. */
+        agent_transport_disconnect(f->tr[AGENT_TRANSPORT_VERBS],
+                                   p->conn[AGENT_TRANSPORT_VERBS]);
+        p->conn[AGENT_TRANSPORT_VERBS] = NULL;
+    }
+    if (p->verbs.n) {
+        p->data_port[AGENT_TRANSPORT_VERBS] = p->verbs.ep[0].port;
+        p->region[AGENT_TRANSPORT_VERBS] = p->verbs.region;
     }
     p->link.transport = pick_transport(f, p);
 }
@@ -476,6 +578,8 @@ serve_alloc(struct agent_fabric *f, const Mcos__PeerRequest *q,
     rg->address = f->region[k].addr;
     rg->length = f->region[k].len;
     rg->key = f->region[k].key;
+    rg->n_keys = f->region[k].nkeys;
+    rg->keys = f->region[k].keys;
     rep->region = rg;
     rep->handle = h->handle;
     rep->offset = h->ext.off;
@@ -750,6 +854,17 @@ post_op(struct xfer *x, struct peer *p)
             .port = p->data_port[k],
         };
 
+        if (k == AGENT_TRANSPORT_VERBS) {
+            /* One path per NIC pair; the first NIC is where it listens
+             * for verbs, its further ones follow in announced order. */
+            tp.address = p->verbs.ep[0].address;
+            tp.n_more = p->verbs.n - 1;
+            for (unsigned i = 1; i < p->verbs.n; i++) {
+                tp.more[i - 1].address = p->verbs.ep[i].address;
+                tp.more[i - 1].port = p->verbs.ep[i].port;
+            }
+        }
+
         r = agent_transport_connect(f->tr[k], &tp, &p->conn[k], x->res.error,
                                     sizeof x->res.error);
         if (r) {
@@ -828,10 +943,26 @@ alloc_cb(int status, const void *data, size_t len, void *arg)
         xfer_finish(x);
         return;
     }
+    if (g->n_keys > 0 &&
+        (x->tkind != AGENT_TRANSPORT_VERBS || g->n_keys != p->verbs.n)) {
+        x->res.status = -EPROTO;
+        snprintf(x->res.error, sizeof x->res.error,
+                 "alloc reply from %s: region carries %zu keys for %u "
+                 "verbs endpoints",
+                 x->peer, g->n_keys,
+                 x->tkind == AGENT_TRANSPORT_VERBS ? p->verbs.n : 0);
+        mcos_wire_msg_free(&m);
+        xfer_finish(x);
+        return;
+    }
     x->res.loc.region.id = g->id;
     x->res.loc.region.addr = g->address;
     x->res.loc.region.len = g->length;
     x->res.loc.region.key = g->key;
+    x->res.loc.region.nkeys = (uint32_t)g->n_keys;
+    for (size_t i = 0; i < g->n_keys; i++) {
+        x->res.loc.region.keys[i] = g->keys[i];
+    }
     mcos_wire_msg_free(&m);
 
     x->op.opcode = AGENT_TRANSPORT_WRITE;
@@ -1198,6 +1329,10 @@ start_transport(struct agent_fabric *f, enum agent_transport_kind k,
         .boot_id = cfg->boot_id,
         .address = cfg->address,
         .port = (uint16_t)(cfg->port + 1),
+        .more_addresses =
+            k == AGENT_TRANSPORT_VERBS ? cfg->more_addresses : NULL,
+        .n_more_addresses =
+            k == AGENT_TRANSPORT_VERBS ? cfg->n_more_addresses : 0,
         .conns = cfg->conns,
         .slice = cfg->slice,
         .admit = admit_cb,
@@ -1244,6 +1379,11 @@ agent_fabric_create(uv_loop_t *loop, const struct mcos_clock *clock,
         snprintf(err, errlen, "fabric: data port must be 1..65534");
         return -EINVAL;
     }
+    if (cfg->n_more_addresses >= AGENT_TRANSPORT_MAX_NICS) {
+        snprintf(err, errlen, "fabric: %u data addresses; at most %d",
+                 cfg->n_more_addresses + 1, AGENT_TRANSPORT_MAX_NICS);
+        return -EINVAL;
+    }
     if (!(f = calloc(1, sizeof *f))) {
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
@@ -1257,6 +1397,11 @@ agent_fabric_create(uv_loop_t *loop, const struct mcos_clock *clock,
     f->port = cfg->port;
     snprintf(f->node, sizeof f->node, "%s", cfg->node);
     snprintf(f->address, sizeof f->address, "%s", cfg->address);
+    for (unsigned i = 0; i < cfg->n_more_addresses; i++) {
+        snprintf(f->more_addr[i], sizeof f->more_addr[i], "%s",
+                 cfg->more_addresses[i]);
+    }
+    f->n_more = cfg->n_more_addresses;
     pthread_mutex_init(&f->admit_lock, NULL);
     pthread_mutex_init(&f->done_lock, NULL);
     r = agent_tier_dram_region(dram, &f->dram_base, &f->dram_len);
@@ -1396,6 +1541,16 @@ agent_fabric_endpoints(const struct agent_fabric *f, Mcos__Endpoint *eps,
             n++;
         }
     }
+    /* verbs: one endpoint per further NIC, same port, in config order
+     * (the order of the region's keys). */
+    for (unsigned i = 0;
+         f->tr[AGENT_TRANSPORT_VERBS] && i < f->n_more && n < max; i++) {
+        mcos__endpoint__init(&eps[n]);
+        eps[n].transport = MCOS__TRANSPORT__TRANSPORT_VERBS;
+        eps[n].address = (char *)f->more_addr[i];
+        eps[n].port = agent_transport_port(f->tr[AGENT_TRANSPORT_VERBS]);
+        n++;
+    }
     return n;
 }
 
@@ -1413,6 +1568,8 @@ agent_fabric_regions(const struct agent_fabric *f, Mcos__Region *rs,
             rs[n].address = f->region[k].addr;
             rs[n].length = f->region[k].len;
             rs[n].key = f->region[k].key;
+            rs[n].n_keys = f->region[k].nkeys;
+            rs[n].keys = (uint64_t *)f->region[k].keys;
             n++;
         }
     }
@@ -1457,6 +1614,11 @@ agent_fabric_transport_stats(const struct agent_fabric *f,
             out->connects += s.connects;
             out->connect_errors += s.connect_errors;
             out->cpu_copy_bytes += s.cpu_copy_bytes;
+            out->slice_retries += s.slice_retries;
+            for (unsigned i = 0;
+                 i < s.n_nics && out->n_nics < AGENT_TRANSPORT_MAX_NICS; i++) {
+                out->nic[out->n_nics++] = s.nic[i];
+            }
         }
     }
 }

@@ -38,14 +38,39 @@
 #include "transport.h"
 
 struct agent_fabric_config {
-    const char *node;       /* our node name */
-    uint64_t boot_id;       /* our boot id */
-    const char *address;    /* data address peers dial */
-    uint16_t port;          /* control port; transports listen on port+1 */
-    const char *transports; /* "auto", "tcp" or "verbs" */
-    unsigned conns;         /* TCP sockets per peer, 0: default */
-    uint64_t slice;         /* transfer slice bytes, 0: default */
+    const char *node;                  /* our node name */
+    uint64_t boot_id;                  /* our boot id */
+    const char *address;               /* data address peers dial */
+    const char *const *more_addresses; /* verbs: further NICs' addresses
+                                          (data.addresses after the
+                                          first); copied */
+    unsigned n_more_addresses; /* entries, < AGENT_TRANSPORT_MAX_NICS */
+    uint16_t port;             /* control port; transports listen on port+1 */
+    const char *transports;    /* "auto", "tcp" or "verbs" */
+    unsigned conns;            /* TCP sockets per peer, 0: default */
+    uint64_t slice;            /* transfer slice bytes, 0: default */
 };
+
+/* Endpoints an agent announces: control, tcp, and a verbs one per NIC. */
+#define AGENT_FABRIC_MAX_ENDPOINTS (2 + AGENT_TRANSPORT_MAX_NICS)
+
+/* A peer's verbs NICs, as its peer rule announces them. */
+struct agent_fabric_peer_verbs {
+    unsigned n; /* verbs endpoints, in announced order (0: none) */
+    struct {
+        char address[256]; /* where NIC i listens */
+        uint16_t port;     /* its port */
+    } ep[AGENT_TRANSPORT_MAX_NICS];
+    struct agent_transport_region region; /* its verbs region; id 0: none */
+};
+
+/* Reads the verbs endpoints and region of a peer rule, checking that the
+ * region carries one key per verbs endpoint (or just `key` for one).
+ * -EINVAL with err naming the problem otherwise; the fabric then uses the
+ * peer without verbs. */
+int agent_fabric_peer_verbs(const Mcos__PeerRule *pr,
+                            struct agent_fabric_peer_verbs *out, char *err,
+                            size_t errlen);
 
 /* Where a hosted copy of one of our objects lives on a peer. */
 struct agent_fabric_loc {

@@ -1,4 +1,5 @@
 /* mcos-agent's settings: one table for the config file and the flags. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stddef.h>
@@ -9,6 +10,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "transport.h"
 
 #define OPT(KEY, FLAG, TYPE, FIELD, MIN, MAX, DEF, HELP)                      \
     {                                                                         \
@@ -49,6 +51,11 @@ const struct mcos_cfg_opt agent_config_opts[] = {
         "",
         "data-plane address peers dial (default: first NIC, else "
         "127.0.0.1)"),
+    OPT("data.addresses", "data-addresses", MCOS_CFG_STRING, data_addresses, 0,
+        0, "",
+        "verbs: addresses of the NICs to stripe transfers over, "
+        "comma-separated, one per RDMA device, the first being "
+        "data.address (default: just data.address)"),
     OPT("data.port", "data-port", MCOS_CFG_UINT, data_port, 1, 65534, "7653",
         "fabric control port (nng); the data transports listen on the "
         "next port"),
@@ -203,6 +210,14 @@ agent_config_check(const struct agent_config *c, char *err, size_t errlen)
                  c->data_address);
         return -EINVAL;
     }
+    {
+        char addrs[AGENT_TRANSPORT_MAX_NICS][AGENT_DATA_ADDR_LEN];
+
+        if (agent_config_data_addresses(c, addrs, AGENT_TRANSPORT_MAX_NICS,
+                                        err, errlen) < 0) {
+            return -EINVAL;
+        }
+    }
     return 0;
 }
 
@@ -254,4 +269,82 @@ agent_brain_list(const char *text, char ***out, size_t *n, char *err,
     *out = list;
     *n = k;
     return 0;
+}
+
+static bool
+numeric_ip(const char *s)
+{
+    unsigned char buf[sizeof(struct in6_addr)];
+
+    return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
+}
+
+int
+agent_config_data_addresses(const struct agent_config *c,
+                            char (*out)[AGENT_DATA_ADDR_LEN], size_t max,
+                            char *err, size_t errlen)
+{
+    const char *p = c->data_addresses ? c->data_addresses : "";
+    size_t n = 0;
+
+    if (!*p) {
+        return 0;
+    }
+    for (;;) {
+        size_t len = strcspn(p, ",");
+
+        if (len == 0) {
+            snprintf(err, errlen, "data.addresses: empty entry in '%s'",
+                     c->data_addresses);
+            return -EINVAL;
+        }
+        if (n == max) {
+            snprintf(err, errlen,
+                     "data.addresses: more than %zu addresses in '%s'", max,
+                     c->data_addresses);
+            return -EINVAL;
+        }
+        if (len >= AGENT_DATA_ADDR_LEN) {
+            snprintf(err, errlen, "data.addresses: entry %zu is too long",
+                     n + 1);
+            return -EINVAL;
+        }
+        memcpy(out[n], p, len);
+        out[n][len] = '\0';
+        if (!numeric_ip(out[n])) {
+            snprintf(err, errlen,
+                     "data.addresses: '%s' is not a numeric IP address",
+                     out[n]);
+            return -EINVAL;
+        }
+        for (size_t i = 0; i < n; i++) {
+            if (!strcmp(out[i], out[n])) {
+                snprintf(err, errlen, "data.addresses: %s is listed twice",
+                         out[n]);
+                return -EINVAL;
+            }
+        }
+        n++;
+        p += len;
+        if (!*p) {
+            break;
+        }
+        p++;
+    }
+    if (*c->data_address && strcmp(c->data_address, out[0])) {
+        snprintf(err, errlen,
+                 "data.addresses: the first address must be data.address "
+                 "(%s), not %s",
+                 c->data_address, out[0]);
+        return -EINVAL;
+    }
+    if (n > 1 && strcmp(c->data_transports, "auto") &&
+        strcmp(c->data_transports, "verbs")) {
+        snprintf(err, errlen,
+                 "data.addresses: %zu NICs need the verbs transport, but "
+                 "data.transports is %s",
+                 n, c->data_transports);
+        return -EINVAL;
+    }
+    return (int)n;
 }

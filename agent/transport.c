@@ -78,6 +78,22 @@ agent_transport_create_ops(const struct agent_transport_ops *ops,
                  "callback");
         return -EINVAL;
     }
+    if (cfg->n_more_addresses >= AGENT_TRANSPORT_MAX_NICS) {
+        snprintf(err, errlen, "transport: %u NIC addresses; at most %d",
+                 cfg->n_more_addresses + 1, AGENT_TRANSPORT_MAX_NICS);
+        return -EINVAL;
+    }
+    if (cfg->n_more_addresses && !(cfg->address && *cfg->address)) {
+        snprintf(err, errlen,
+                 "transport: further NIC addresses need a first address");
+        return -EINVAL;
+    }
+    for (unsigned i = 0; i < cfg->n_more_addresses; i++) {
+        if (!cfg->more_addresses[i] || !*cfg->more_addresses[i]) {
+            snprintf(err, errlen, "transport: NIC address %u is empty", i + 2);
+            return -EINVAL;
+        }
+    }
     if (cfg->conns > 64) {
         snprintf(err, errlen,
                  "transport: %u connections per peer is more than 64",
@@ -268,6 +284,20 @@ agent_transport_connect(struct agent_transport *t,
                  peer->node);
         return -EINVAL;
     }
+    if (peer->n_more >= AGENT_TRANSPORT_MAX_NICS) {
+        snprintf(err, errlen, "transport: peer %s has %u NICs; at most %d",
+                 peer->node, peer->n_more + 1, AGENT_TRANSPORT_MAX_NICS);
+        return -EINVAL;
+    }
+    for (unsigned i = 0; i < peer->n_more; i++) {
+        if (!peer->more[i].address || !*peer->more[i].address ||
+            peer->more[i].port == 0) {
+            snprintf(err, errlen,
+                     "transport: peer %s: NIC %u has no address and port",
+                     peer->node, i + 2);
+            return -EINVAL;
+        }
+    }
     return t->ops->connect(t, peer, out, err, errlen);
 }
 
@@ -307,6 +337,12 @@ check_op(struct agent_transport *t, struct agent_transport_op *op)
     if (rr->id == 0 || rr->len == 0) {
         snprintf(op->error, sizeof op->error,
                  "remote region %u is not a registered region", rr->id);
+        return op->status = -EINVAL;
+    }
+    if (rr->nkeys > AGENT_TRANSPORT_MAX_NICS) {
+        snprintf(op->error, sizeof op->error,
+                 "remote region %u carries %u keys; at most %d", rr->id,
+                 rr->nkeys, AGENT_TRANSPORT_MAX_NICS);
         return op->status = -EINVAL;
     }
     if (op->len > rr->len || op->remote_off > rr->len - op->len) {

@@ -52,16 +52,24 @@ enum agent_transport_opcode {
 #define AGENT_TRANSPORT_NODE_MAX 64
 /* Regions one transport may register. */
 #define AGENT_TRANSPORT_MAX_REGIONS 8
+/* NICs (RDMA devices) one verbs transport may use, and paths one
+ * connection may stripe over. */
+#define AGENT_TRANSPORT_MAX_NICS 4
 /* Bytes of an error text carried with a failed operation. */
 #define AGENT_TRANSPORT_ERR_LEN 160
 
 /* A registered region as peers see it.  The brain relays it verbatim. */
 struct agent_transport_region {
-    uint32_t id;   /* 1.. within the owner's transport; 0 is invalid */
-    uint64_t addr; /* address peers name (verbs: the MR's virtual address;
-                      TCP: the same base address, checked by the server) */
-    uint64_t len;  /* bytes */
-    uint64_t key;  /* verbs: the MR's rkey; TCP: a random 64-bit secret */
+    uint32_t id;    /* 1.. within the owner's transport; 0 is invalid */
+    uint64_t addr;  /* address peers name (verbs: the MR's virtual address;
+                       TCP: the same base address, checked by the server) */
+    uint64_t len;   /* bytes */
+    uint64_t key;   /* verbs: the MR's rkey; TCP: a random 64-bit secret */
+    uint32_t nkeys; /* verbs with several NICs: entries in keys; 0: one
+                       NIC, key is its rkey */
+    uint64_t keys[AGENT_TRANSPORT_MAX_NICS]; /* keys[i]: the rkey on the
+                                                owner's NIC i (its i-th
+                                                verbs endpoint) */
 };
 
 /* Decides whether a connecting peer may touch our regions.  Runs on the
@@ -79,9 +87,14 @@ struct agent_transport_config {
                             with agent_transport_port) */
     const char *device;  /* verbs: RDMA device to use; NULL or "": the
                             one that owns `address` */
-    unsigned conns;      /* TCP: sockets per peer, 0: default (4) */
-    uint64_t slice;      /* bytes per slice of a large transfer, 0:
-                            default (1 MiB) */
+    const char *const *more_addresses; /* verbs: further NICs to listen
+                                          on and stripe over, one address
+                                          each, on distinct RDMA devices
+                                          (needs address); copied */
+    unsigned n_more_addresses;      /* entries, < AGENT_TRANSPORT_MAX_NICS */
+    unsigned conns;                 /* TCP: sockets per peer, 0: default (4) */
+    uint64_t slice;                 /* bytes per slice of a large transfer, 0:
+                                       default (1 MiB) */
     agent_transport_admit_cb admit; /* required when listening */
     void *admit_arg;                /* passed to admit */
 };
@@ -92,6 +105,14 @@ struct agent_transport_peer {
     uint64_t boot_id;    /* its boot id; 0 accepts any */
     const char *address; /* where it listens (numeric) */
     uint16_t port;
+    /* verbs: the peer's further NIC endpoints, in the order it announced
+     * them (its region's keys[1..] belong to them).  Connection path i
+     * pairs our NIC i with the peer's NIC i. */
+    unsigned n_more;
+    struct {
+        const char *address; /* numeric */
+        uint16_t port;       /* its port */
+    } more[AGENT_TRANSPORT_MAX_NICS - 1];
 };
 
 struct agent_transport_op;
@@ -129,6 +150,15 @@ struct agent_transport_stats {
     uint64_t connect_errors; /* connections that failed to establish */
     uint64_t cpu_copy_bytes; /* payload bytes the backend copied with the
                                 CPU in user space; 0 is the goal */
+    uint64_t slice_retries;  /* verbs: slices posted again on another NIC
+                                path after theirs failed */
+    unsigned n_nics;         /* verbs: NICs (devices) below, in config order */
+    struct agent_transport_nic_stats {
+        char name[64];               /* RDMA device name */
+        uint64_t slices;             /* slices completed as initiator */
+        uint64_t bytes;              /* their payload */
+        uint64_t slice_errors;       /* slices that failed on this NIC */
+    } nic[AGENT_TRANSPORT_MAX_NICS]; /* per NIC */
 };
 
 struct agent_transport;

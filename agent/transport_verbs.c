@@ -3,13 +3,27 @@
  * memory through rdma-core (libibverbs for the data path, librdmacm for
  * addressing and connection management).
  *
- * Resources, perftest style: one RDMA device per transport (the one that
- * owns the listen address, or the configured one, or the first), one
+ * Resources, perftest style, per NIC: a transport uses one RDMA device
+ * per listen address (the first address's device, or the configured one,
+ * or the first device when there is no listener), and on each device one
  * protection domain, one completion queue with a completion channel, one
- * memory region per registration, and one RC queue pair per connection,
- * all on that device.  A region's descriptor is the MR's address and
- * rkey; peers then move bytes without our CPU doing anything per
- * transfer, so cpu_copy_bytes stays 0 and bytes_served is not counted.
+ * memory region per registration and one rdma_cm listener on the same
+ * port.  A region's descriptor is the MRs' address and their rkeys (one
+ * per NIC, in address order); peers then move bytes without our CPU doing
+ * anything per transfer, so cpu_copy_bytes stays 0 and bytes_served is
+ * not counted.
+ *
+ * A connection to a peer (a "link", the caller's handle) holds one RC
+ * queue pair per path: path i pairs our NIC i with the peer's NIC i, for
+ * as many NICs as both have.  Ops wait until every path is up or has
+ * failed; then their slices are striped round robin over the paths that
+ * are up and have room, each slice with the rkey of the peer's NIC it
+ * goes to.  An op completes when all its slices have.  The slices a
+ * failed path had in flight are posted again on the paths still up (a
+ * READ or WRITE of the same bytes can be repeated while the op runs);
+ * an op fails, with the error of the path that failed last (naming its
+ * device), only when none of its paths is left, and only once its other
+ * slices have come back.  The link fails when its last path has.
  *
  * The dataplane thread owns every state change: it epolls the rdma_cm
  * event channel, the completion channel and an eventfd that other threads
@@ -73,6 +87,13 @@
 /* Outstanding RDMA READs per QP, as initiator and as responder. */
 #define VERBS_RD_ATOM_MAX 16
 #define VERBS_RESOLVE_MS  2000
+/* Transport retries before a silent peer fails a path.  Not 7: soft-RoCE
+ * (rxe) takes 7 as "retry forever", and a path whose peer NIC went away
+ * would then never fail over. */
+#define VERBS_RETRY_COUNT 6
+/* Local ACK timeout exponent: 4.096 us * 2^18, about 1.07 s a try, so a
+ * dead path is noticed within some 7 s. */
+#define VERBS_ACK_TIMEOUT 18
 #define VERBS_BACKLOG     64
 /* How long the thread keeps polling the CQ after the last completion
  * before it re-arms the completion channel and sleeps. */
@@ -82,6 +103,10 @@
 #define VERBS_POST_BATCH 16
 #define VERBS_POLL_BATCH 32
 #define VERBS_NO_SLOT    UINT32_MAX
+/* What an epoll event is about: data.u32. */
+#define EV_KICK 0 /* the eventfd */
+#define EV_CM   1 /* the rdma_cm event channel */
+#define EV_CQ   2 /* EV_CQ + i: NIC i's completion channel */
 
 /* Connect request private data, client -> server (56 bytes). */
 struct verbs_hello {
@@ -132,37 +157,85 @@ enum conn_state {
 
 /* One send queue slot: the op a posted slice belongs to. */
 struct verbs_slot {
-    struct agent_transport_op *op; /* NULL once the op completed early */
+    struct agent_transport_op *op; /* NULL once the path failed it */
+    uint64_t off;                  /* the slice's offset in the op */
+    uint32_t len;                  /* the slice's payload bytes */
     uint32_t next_free;            /* free list link */
 };
 
-struct verbs_transport;
+/* A slice of a failed path, to be posted again on another. */
+struct verbs_retry {
+    struct agent_transport_op *op; /* its op */
+    uint64_t off;                  /* offset in the op */
+    uint32_t len;                  /* bytes */
+};
 
-/* One connection: a client's (the caller's handle) or an accepted one. */
+struct verbs_transport;
+struct verbs_link;
+
+/* One NIC: an RDMA device and what the transport holds on it. */
+struct verbs_dev {
+    struct ibv_context *verbs;           /* the device (from vt->devs) */
+    char name[IBV_SYSFS_NAME_MAX];       /* its name */
+    char address[64];                    /* listen address on it, or "" */
+    struct rdma_cm_id *listen;           /* listener, or NULL */
+    bool has_src;                        /* src is set */
+    struct sockaddr_storage src;         /* source for client ids, port 0 */
+    uint32_t max_sq;                     /* device's max_qp_wr */
+    uint8_t rd_atom;                     /* responder READ depth */
+    uint8_t init_rd_atom;                /* initiator READ depth */
+    struct ibv_pd *pd;                   /* its MRs and QPs */
+    struct ibv_comp_channel *cc;         /* CQ notifications */
+    struct ibv_cq *cq;                   /* every QP's send and recv here */
+    int cq_credits;                      /* CQ entries not yet promised */
+    struct agent_transport_nic_stats st; /* slices it carried */
+};
+
+/* The MRs of one registration, one per NIC. */
+struct verbs_mrs {
+    struct ibv_mr *mr[AGENT_TRANSPORT_MAX_NICS]; /* by NIC index */
+};
+
+/* One queue pair: a path of a client link, or an accepted connection. */
 struct verbs_conn {
-    struct verbs_transport *vt;           /* owner */
-    struct verbs_conn *next;              /* vt->conns */
-    uint32_t tag;                         /* high half of our wr_ids */
-    bool passive;                         /* accepted by our listener */
-    enum conn_state state;                /* see enum conn_state */
-    struct rdma_cm_id *cm;                /* NULL once finalized */
-    char node[AGENT_TRANSPORT_NODE_MAX];  /* peer's (expected) node name */
-    uint64_t boot_id;                     /* expected boot id, 0: any */
-    char where[80];                       /* "address:port" for error texts */
-    int error;                            /* why it broke, negative errno */
-    char why[AGENT_TRANSPORT_ERR_LEN];    /* its text */
+    struct verbs_transport *vt;          /* owner */
+    struct verbs_conn *next;             /* vt->conns */
+    struct verbs_link *link;             /* client: the link; else NULL */
+    struct verbs_dev *dev;               /* the NIC it runs on */
+    uint32_t tag;                        /* high half of our wr_ids */
+    bool passive;                        /* accepted by our listener */
+    enum conn_state state;               /* see enum conn_state */
+    struct rdma_cm_id *cm;               /* NULL once finalized */
+    char node[AGENT_TRANSPORT_NODE_MAX]; /* peer's (expected) node name */
+    uint64_t boot_id;                    /* expected boot id, 0: any */
+    char where[96];                      /* "address:port" for error texts */
+    int error;                           /* why it broke, negative errno */
+    char why[AGENT_TRANSPORT_ERR_LEN];   /* its text */
+    struct verbs_slot *slots;            /* one per send queue entry */
+    uint32_t depth;                      /* send queue entries we use */
+    uint32_t inflight;                   /* slices posted, not completed */
+    uint32_t free_slot;                  /* free list head */
+    bool finalized;                      /* QP and id destroyed */
+    uint64_t drain_deadline;             /* CLOSING: give up waiting then */
+};
+
+/* A client connection to one peer: the caller's handle. */
+struct verbs_link {
+    struct verbs_transport *vt;                        /* owner */
+    struct verbs_link *next;                           /* vt->links */
+    struct verbs_conn *path[AGENT_TRANSPORT_MAX_NICS]; /* path i: NIC i */
+    unsigned npaths;                                   /* paths */
+    unsigned rr;                                       /* next path to try */
     struct agent_transport_op *wait_head; /* ops not fully posted */
     struct agent_transport_op *wait_tail; /* last of them */
-    uint64_t head_off;        /* bytes of wait_head already posted */
-    uint32_t head_lkey;       /* wait_head's local key */
-    bool head_ready;          /* head_lkey is valid */
-    struct verbs_slot *slots; /* one per send queue entry */
-    uint32_t depth;           /* send queue entries we use */
-    uint32_t inflight;        /* slices posted, not completed */
-    uint32_t free_slot;       /* free list head */
-    bool close_req;           /* disconnect asked for */
-    bool finalized;           /* QP and id destroyed */
-    uint64_t drain_deadline;  /* CLOSING: give up waiting then */
+    uint64_t head_off;                    /* bytes of wait_head posted */
+    uint32_t head_lkey[AGENT_TRANSPORT_MAX_NICS]; /* its local keys */
+    bool head_ready;                              /* head_lkey is valid */
+    struct verbs_retry *retry; /* slices of failed paths, to repost */
+    uint32_t nretry;           /* entries */
+    uint32_t retry_cap;        /* room: every path's send queue */
+    bool close_req;            /* disconnect asked */
+    bool closing;              /* paths are closing */
 };
 
 /* The verbs backend; base comes first for AGENT_CONTAINER_OF. */
@@ -173,33 +246,24 @@ struct verbs_transport {
     uint64_t slice;                      /* bytes per work request */
     agent_transport_admit_cb admit;      /* listener's admission */
     void *admit_arg;                     /* its argument */
-    bool has_src;                        /* src is our listen address */
-    struct sockaddr_storage src;         /* source for client ids */
     struct rdma_event_channel *ec;       /* every id's events */
-    struct rdma_cm_id *listen;           /* listener, or NULL */
     struct ibv_context **devs;           /* rdma_get_devices(), held */
-    struct ibv_context *verbs;           /* our device */
-    char dev_name[IBV_SYSFS_NAME_MAX];   /* its name */
-    uint32_t max_sq;                     /* device's max_qp_wr */
-    uint8_t rd_atom;                     /* responder READ depth */
-    uint8_t init_rd_atom;                /* initiator READ depth */
-    struct ibv_pd *pd;                   /* every MR and QP */
-    struct ibv_comp_channel *cc;         /* CQ notifications */
-    struct ibv_cq *cq;                   /* every QP's send and recv */
-    int cq_credits;                      /* CQ entries not yet promised */
-    int epfd;                            /* the thread's epoll */
-    int evfd;                            /* wakes the thread */
-    pthread_t thread;                    /* the dataplane thread */
-    pthread_mutex_t lock;                /* guards everything below */
-    pthread_cond_t closed;               /* a conn was finalized */
-    struct verbs_conn *conns;            /* every connection */
-    uint32_t next_tag;                   /* tags handed out */
-    bool work;                           /* posts or closes to look at */
-    bool kicked;                         /* evfd written, not drained */
-    bool stop;                           /* fini asked the thread to end */
-    bool stopping;                       /* every conn is closing */
-    uint16_t port;                       /* listener's port */
-    struct agent_transport_stats stats;  /* our counters */
+    struct verbs_dev dev[AGENT_TRANSPORT_MAX_NICS]; /* our NICs */
+    unsigned ndev;                                  /* how many */
+    int epfd;                                       /* the thread's epoll */
+    int evfd;                                       /* wakes the thread */
+    pthread_t thread;                               /* the dataplane thread */
+    pthread_mutex_t lock;               /* guards everything below */
+    pthread_cond_t closed;              /* a conn was finalized */
+    struct verbs_conn *conns;           /* every QP */
+    struct verbs_link *links;           /* every client link */
+    uint32_t next_tag;                  /* tags handed out */
+    bool work;                          /* posts or closes to look at */
+    bool kicked;                        /* evfd written, not drained */
+    bool stop;                          /* fini asked the thread to end */
+    bool stopping;                      /* every conn is closing */
+    uint16_t port;                      /* listener's port */
+    struct agent_transport_stats stats; /* our counters */
 };
 
 /* Ops whose callbacks are due, run by the thread outside the lock. */
@@ -356,16 +420,35 @@ done_push(struct done_list *dl, struct agent_transport_op *op)
     dl->tail = op;
 }
 
-static void
-op_finish(struct verbs_transport *vt, struct agent_transport_op *op,
-          int status, const char *why, struct done_list *dl)
+static uint64_t
+slices_of(const struct verbs_transport *vt, uint64_t len)
 {
-    op->slices_left = 0;
-    op->status = status;
-    vt->stats.ops++;
-    if (status < 0) {
-        vt->stats.op_errors++;
+    return (len + vt->slice - 1) / vt->slice;
+}
+
+/* Records op's first failure; it completes once its last slice has. */
+static void
+op_mark(struct agent_transport_op *op, int status, const char *why)
+{
+    if (op->status == 0) {
+        op->status = status;
         snprintf(op->error, sizeof op->error, "%s", why);
+    }
+}
+
+/* n of op's slices completed, or will never be posted; after the last,
+ * op completes with the status it has. */
+static void
+op_slices_done(struct verbs_transport *vt, struct agent_transport_op *op,
+               uint64_t n, struct done_list *dl)
+{
+    op->slices_left -= n;
+    if (op->slices_left != 0) {
+        return;
+    }
+    vt->stats.ops++;
+    if (op->status < 0) {
+        vt->stats.op_errors++;
     } else {
         op->error[0] = '\0';
         if (op->opcode == AGENT_TRANSPORT_READ) {
@@ -390,30 +473,108 @@ run_done(struct done_list *dl)
     dl->head = dl->tail = NULL;
 }
 
-/* Completes every op of c that has not completed (queued or in flight)
- * with err.  Flushed slices that come back later find no op. */
+/* Takes the head op off l's queue; its slices not yet posted never will
+ * be. */
 static void
-fail_ops(struct verbs_conn *c, int err, const char *why, struct done_list *dl)
+link_drop_head(struct verbs_link *l, struct done_list *dl)
 {
-    struct agent_transport_op *op = c->wait_head, *nxt;
+    struct agent_transport_op *op = l->wait_head;
+    uint64_t unposted = slices_of(l->vt, op->len - l->head_off);
 
-    c->wait_head = c->wait_tail = NULL;
-    c->head_off = 0;
-    c->head_ready = false;
-    /* Queued ops first: their next links are about to be reused by the
-     * done list, and the partly posted head is also in the slots. */
-    while (op) {
-        nxt = op->next;
-        op_finish(c->vt, op, err, why, dl);
-        op = nxt;
+    l->wait_head = op->next;
+    if (!l->wait_head) {
+        l->wait_tail = NULL;
     }
+    l->head_off = 0;
+    l->head_ready = false;
+    op_slices_done(l->vt, op, unposted, dl);
+}
+
+/* Fails every op still queued on l (a queued op has slices not posted,
+ * so none completes before its in-flight slices have). */
+static void
+link_fail_queued(struct verbs_link *l, int err, const char *why,
+                 struct done_list *dl)
+{
+    /* Slices waiting to be posted again first: their ops may be queued
+     * too (then they complete below, after their last slice). */
+    for (uint32_t i = 0; i < l->nretry; i++) {
+        op_mark(l->retry[i].op, err, why);
+        op_slices_done(l->vt, l->retry[i].op, 1, dl);
+    }
+    l->nretry = 0;
+    while (l->wait_head) {
+        op_mark(l->wait_head, err, why);
+        link_drop_head(l, dl);
+    }
+}
+
+static bool
+path_down(const struct verbs_conn *c)
+{
+    return c->state == CONN_BROKEN || c->state == CONN_CLOSING;
+}
+
+/* True when another path of c's link is up and the link stays open: c's
+ * slices can be posted again there. */
+static bool
+can_retry(const struct verbs_conn *c)
+{
+    const struct verbs_link *l = c->link;
+
+    if (!l || l->closing || l->close_req || c->vt->stopping) {
+        return false;
+    }
+    for (unsigned i = 0; i < l->npaths; i++) {
+        if (l->path[i] != c && l->path[i]->state == CONN_UP) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* c failed: the slices it had in flight are posted again on another path
+ * of its link when one is up (RDMA READ and WRITE of the same bytes are
+ * idempotent while the op runs); otherwise their ops fail with err once
+ * their other slices are back.  Flushed slices that come back later find
+ * no op. */
+static void
+path_drop_ops(struct verbs_conn *c, int err, const char *why,
+              struct done_list *dl)
+{
+    bool retry = can_retry(c);
+
     for (uint32_t i = 0; i < c->depth; i++) {
-        op = c->slots[i].op;
-        if (op && op->slices_left != 0) {
-            op_finish(c->vt, op, err, why, dl);
+        struct agent_transport_op *op = c->slots[i].op;
+
+        if (!op) {
+            continue;
         }
         c->slots[i].op = NULL;
+        c->dev->st.slice_errors++;
+        if (retry && c->link->nretry < c->link->retry_cap) {
+            c->link->retry[c->link->nretry++] = (struct verbs_retry){
+                .op = op, .off = c->slots[i].off, .len = c->slots[i].len};
+            c->vt->stats.slice_retries++;
+            continue;
+        }
+        op_mark(op, err, why);
+        op_slices_done(c->vt, op, 1, dl);
     }
+}
+
+/* After one of l's paths failed: when none is left, nothing queued can
+ * ever be posted. */
+static void
+link_path_failed(struct verbs_link *l, const struct verbs_conn *c,
+                 struct done_list *dl)
+{
+    for (unsigned i = 0; i < l->npaths; i++) {
+        if (!path_down(l->path[i])) {
+            return;
+        }
+    }
+    link_fail_queued(l, c->error, c->why, dl);
 }
 
 static void
@@ -426,7 +587,7 @@ qp_to_error(struct verbs_conn *c)
     }
 }
 
-/* The connection failed: every op, now and later, fails with err. */
+/* The connection (path) failed: its slices fail with err. */
 static void conn_fail(struct verbs_conn *c, int err, struct done_list *dl,
                       const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -439,7 +600,7 @@ conn_fail(struct verbs_conn *c, int err, struct done_list *dl, const char *fmt,
     bool was_up = c->state == CONN_UP;
     va_list ap;
 
-    if (c->state == CONN_BROKEN || c->state == CONN_CLOSING) {
+    if (path_down(c)) {
         return;
     }
     va_start(ap, fmt);
@@ -454,11 +615,14 @@ conn_fail(struct verbs_conn *c, int err, struct done_list *dl, const char *fmt,
     if (c->cm && (was_up || c->cm->qp)) {
         rdma_disconnect(c->cm);
     }
-    fail_ops(c, err, c->why, dl);
+    path_drop_ops(c, err, c->why, dl);
+    if (c->link) {
+        link_path_failed(c->link, c, dl);
+    }
 }
 
-/* Starts closing c: ops fail with err, the QP flushes, and the id is
- * destroyed once the flush has drained (finalize). */
+/* Starts closing c: its slices fail with err, the QP flushes, and the id
+ * is destroyed once the flush has drained (finalize). */
 static void
 begin_close(struct verbs_conn *c, int err, const char *why,
             struct done_list *dl)
@@ -477,9 +641,21 @@ begin_close(struct verbs_conn *c, int err, const char *why,
     if (connected) {
         rdma_disconnect(c->cm);
     }
-    fail_ops(c, err, why, dl);
+    path_drop_ops(c, err, why, dl);
     c->state = CONN_CLOSING;
     c->drain_deadline = now_ns() + VERBS_DRAIN_NS;
+}
+
+/* Closes every path of l; what is queued fails with err. */
+static void
+link_close(struct verbs_link *l, int err, const char *why,
+           struct done_list *dl)
+{
+    l->closing = true;
+    for (unsigned i = 0; i < l->npaths; i++) {
+        begin_close(l->path[i], err, why, dl);
+    }
+    link_fail_queued(l, err, why, dl);
 }
 
 static void
@@ -498,6 +674,17 @@ conn_free(struct verbs_conn *c)
 {
     free(c->slots);
     free(c);
+}
+
+static void
+link_unlink(struct verbs_transport *vt, struct verbs_link *l)
+{
+    for (struct verbs_link **pp = &vt->links; *pp; pp = &(*pp)->next) {
+        if (*pp == l) {
+            *pp = l->next;
+            return;
+        }
+    }
 }
 
 /* Destroys the QP and id of closing conns whose flush has drained.  Runs
@@ -524,7 +711,7 @@ finalize_closed(struct verbs_transport *vt)
         }
         /* Entries still owed by a QP that never flushed are given back
          * here; completions for an unknown tag return nothing. */
-        vt->cq_credits += (int)c->inflight;
+        c->dev->cq_credits += (int)c->inflight;
         c->inflight = 0;
         if (c->cm) {
             if (c->cm->qp) {
@@ -554,18 +741,18 @@ conn_by_tag(struct verbs_transport *vt, uint32_t tag)
 }
 
 static int
-poll_cq(struct verbs_transport *vt, struct done_list *dl)
+poll_cq(struct verbs_transport *vt, struct verbs_dev *d, struct done_list *dl)
 {
     struct ibv_wc wc[VERBS_POLL_BATCH];
     int total = 0, n;
 
     do {
-        n = ibv_poll_cq(vt->cq, VERBS_POLL_BATCH, wc);
+        n = ibv_poll_cq(d->cq, VERBS_POLL_BATCH, wc);
         if (n < 0) {
             fprintf(stderr,
                     "verbs: polling the completion queue of %s "
                     "failed\n",
-                    vt->dev_name);
+                    d->name);
             break;
         }
         for (int i = 0; i < n; i++) {
@@ -579,9 +766,9 @@ poll_cq(struct verbs_transport *vt, struct done_list *dl)
                 continue;
             }
             if (wc[i].status != IBV_WC_SUCCESS) {
-                /* The first failure breaks the connection and fails
-                 * every op, this slice's included; the flush of the
-                 * rest finds no op. */
+                /* The first failure breaks the path and fails the ops
+                 * with a slice on it, this one's included; the flush of
+                 * the rest finds no op. */
                 err = wc_error(wc[i].status, why, sizeof why);
                 if (err != -ECANCELED || c->error == 0) {
                     conn_fail(c, err, dl, "%s (peer %s at %s)", why, c->node,
@@ -593,10 +780,11 @@ poll_cq(struct verbs_transport *vt, struct done_list *dl)
             c->slots[s].next_free = c->free_slot;
             c->free_slot = s;
             c->inflight--;
-            vt->cq_credits++;
-            if (op && wc[i].status == IBV_WC_SUCCESS &&
-                --op->slices_left == 0) {
-                op_finish(vt, op, 0, "", dl);
+            d->cq_credits++;
+            if (op) {
+                d->st.slices++;
+                d->st.bytes += c->slots[s].len;
+                op_slices_done(vt, op, 1, dl);
             }
         }
         total += n;
@@ -606,14 +794,17 @@ poll_cq(struct verbs_transport *vt, struct done_list *dl)
 
 /* --- Posting ---------------------------------------------------------- */
 
-/* Looks up the local key of the queue head's buffer. */
+#define DEREGISTERED                                                          \
+    "the local buffer's region was deregistered before the op was posted"
+
+/* Looks up the local keys of op's buffer, one per NIC; false when its
+ * region is gone. */
 static bool
-head_key(struct verbs_transport *vt, struct verbs_conn *c,
-         struct done_list *dl)
+op_lkeys(struct verbs_transport *vt, const struct agent_transport_op *op,
+         uint32_t *lkeys)
 {
-    struct agent_transport_op *op = c->wait_head;
     const struct agent_transport_reg *g;
-    struct ibv_mr *mr = NULL;
+    const struct verbs_mrs *m = NULL;
     uintptr_t a = (uintptr_t)op->local, b;
 
     pthread_mutex_lock(vt->base.regs_lock);
@@ -621,108 +812,261 @@ head_key(struct verbs_transport *vt, struct verbs_conn *c,
     if (g && g->used && g->priv) {
         b = (uintptr_t)g->base;
         if (a >= b && op->len <= g->len && a - b <= g->len - op->len) {
-            mr = g->priv;
+            m = g->priv;
+            for (unsigned i = 0; i < vt->ndev; i++) {
+                lkeys[i] = m->mr[i]->lkey;
+            }
         }
     }
     pthread_mutex_unlock(vt->base.regs_lock);
-    if (!mr) {
-        c->wait_head = op->next;
-        if (!c->wait_head) {
-            c->wait_tail = NULL;
-        }
-        op_finish(vt, op, -EINVAL,
-                  "the local buffer's region was deregistered before the "
-                  "op was posted",
-                  dl);
+    return m != NULL;
+}
+
+/* Looks up the local keys of the queue head's buffer. */
+static bool
+head_keys(struct verbs_transport *vt, struct verbs_link *l,
+          struct done_list *dl)
+{
+    if (!op_lkeys(vt, l->wait_head, l->head_lkey)) {
+        op_mark(l->wait_head, -EINVAL, DEREGISTERED);
+        link_drop_head(l, dl);
         return false;
     }
-    c->head_lkey = mr->lkey;
-    c->head_ready = true;
+    l->head_ready = true;
     return true;
 }
 
-/* Posts slices of queued ops while the send queue and the CQ have room. */
-static void
-post_queued(struct verbs_transport *vt, struct verbs_conn *c,
-            struct done_list *dl)
+/* The paths an op may use: one per key the peer's region carries. */
+static unsigned
+op_paths(const struct verbs_link *l, const struct agent_transport_op *op)
 {
-    struct ibv_send_wr wrs[VERBS_POST_BATCH], *bad;
-    struct ibv_sge sges[VERBS_POST_BATCH];
-    int n, rc;
+    unsigned n = op->remote.nkeys ? op->remote.nkeys : 1;
 
-    while (c->state == CONN_UP && c->wait_head) {
-        n = 0;
-        while (n < VERBS_POST_BATCH && c->wait_head &&
-               c->inflight < c->depth && vt->cq_credits > 0) {
-            struct agent_transport_op *op = c->wait_head;
-            uint64_t len;
-            uint32_t s;
+    return n < l->npaths ? n : l->npaths;
+}
 
-            if (!c->head_ready && !head_key(vt, c, dl)) {
-                continue;
-            }
-            len = op->len - c->head_off;
-            if (len > vt->slice) {
-                len = vt->slice;
-            }
-            s = c->free_slot;
-            c->free_slot = c->slots[s].next_free;
-            c->slots[s].op = op;
-            c->inflight++;
-            vt->cq_credits--;
-            sges[n] = (struct ibv_sge){
-                .addr = (uintptr_t)op->local + c->head_off,
-                .length = (uint32_t)len,
-                .lkey = c->head_lkey,
-            };
-            wrs[n] = (struct ibv_send_wr){
-                .wr_id = (uint64_t)c->tag << 32 | s,
-                .sg_list = &sges[n],
-                .num_sge = 1,
-                .opcode = op->opcode == AGENT_TRANSPORT_READ
-                              ? IBV_WR_RDMA_READ
-                              : IBV_WR_RDMA_WRITE,
-                .send_flags = IBV_SEND_SIGNALED,
-                .wr.rdma.remote_addr =
-                    op->remote.addr + op->remote_off + c->head_off,
-                .wr.rdma.rkey = (uint32_t)op->remote.key,
-            };
-            if (n > 0) {
-                wrs[n - 1].next = &wrs[n];
-            }
-            n++;
-            c->head_off += len;
-            if (c->head_off == op->len) {
-                c->wait_head = op->next;
-                if (!c->wait_head) {
-                    c->wait_tail = NULL;
-                }
-                c->head_off = 0;
-                c->head_ready = false;
-            }
+/* The next path (round robin) among the first np that is up and has
+ * room, or -1. */
+static int
+pick_path(struct verbs_link *l, unsigned np, const int *batched)
+{
+    for (unsigned k = 0; k < np; k++) {
+        unsigned i = (l->rr + k) % np;
+        struct verbs_conn *p = l->path[i];
+
+        if (p->state == CONN_UP && p->inflight < p->depth &&
+            p->dev->cq_credits > 0 && batched[i] < VERBS_POST_BATCH) {
+            l->rr = i + 1;
+            return (int)i;
         }
-        if (n == 0) {
-            return;
+    }
+    return -1;
+}
+
+/* The error of the first of np paths that failed. */
+static const struct verbs_conn *
+first_failed(const struct verbs_link *l, unsigned np)
+{
+    for (unsigned i = 0; i < np; i++) {
+        if (l->path[i]->state != CONN_UP) {
+            return l->path[i];
         }
-        rc = ibv_post_send(c->cm->qp, wrs, &bad);
-        if (rc != 0) {
-            int err = neg_errno(rc);
+    }
+    return l->path[0];
+}
 
-            /* What was not posted will never complete. */
-            for (int i = bad ? (int)(bad - wrs) : 0; i < n; i++) {
-                uint32_t s = (uint32_t)wrs[i].wr_id;
+/* Posts one path's batch; on failure the path fails. */
+static void
+flush_path(struct verbs_conn *c, struct ibv_send_wr *wrs, int n,
+           struct done_list *dl)
+{
+    struct ibv_send_wr *bad = NULL;
+    char why[AGENT_TRANSPORT_ERR_LEN];
+    int rc, err;
 
-                c->slots[s].op = NULL;
-                c->slots[s].next_free = c->free_slot;
-                c->free_slot = s;
-                c->inflight--;
-                vt->cq_credits++;
-            }
-            conn_fail(c, err, dl, "cannot post to the send queue of %s: %s",
-                      vt->dev_name, strerror(-err));
+    if (n == 0) {
+        return;
+    }
+    rc = ibv_post_send(c->cm->qp, wrs, &bad);
+    if (rc == 0) {
+        return;
+    }
+    err = neg_errno(rc);
+    snprintf(why, sizeof why, "cannot post to the send queue of %s: %s",
+             c->dev->name, strerror(-err));
+    /* What was not posted will never complete. */
+    for (int i = bad ? (int)(bad - wrs) : 0; i < n; i++) {
+        uint32_t s = (uint32_t)wrs[i].wr_id;
+        struct agent_transport_op *op = c->slots[s].op;
+
+        c->slots[s].op = NULL;
+        c->slots[s].next_free = c->free_slot;
+        c->free_slot = s;
+        c->inflight--;
+        c->dev->cq_credits++;
+        if (op) {
+            op_mark(op, err, why);
+            op_slices_done(c->vt, op, 1, dl);
+        }
+    }
+    conn_fail(c, err, dl, "%s", why);
+}
+
+/* Adds a slice of op (off, len) to path i's batch wrs/sges (*n so far). */
+static void
+batch_slice(struct verbs_transport *vt, struct verbs_link *l, unsigned i,
+            struct agent_transport_op *op, uint64_t off, uint32_t len,
+            const uint32_t *lkeys, struct ibv_send_wr *wrs,
+            struct ibv_sge *sges, int *n)
+{
+    struct verbs_conn *p = l->path[i];
+    uint64_t key = op->remote.nkeys ? op->remote.keys[i] : op->remote.key;
+    uint32_t s = p->free_slot;
+
+    p->free_slot = p->slots[s].next_free;
+    p->slots[s].op = op;
+    p->slots[s].off = off;
+    p->slots[s].len = len;
+    p->inflight++;
+    p->dev->cq_credits--;
+    sges[*n] = (struct ibv_sge){
+        .addr = (uintptr_t)op->local + off,
+        .length = len,
+        .lkey = lkeys[p->dev - vt->dev],
+    };
+    wrs[*n] = (struct ibv_send_wr){
+        .wr_id = (uint64_t)p->tag << 32 | s,
+        .sg_list = &sges[*n],
+        .num_sge = 1,
+        .opcode = op->opcode == AGENT_TRANSPORT_READ ? IBV_WR_RDMA_READ
+                                                     : IBV_WR_RDMA_WRITE,
+        .send_flags = IBV_SEND_SIGNALED,
+        .wr.rdma.remote_addr = op->remote.addr + op->remote_off + off,
+        .wr.rdma.rkey = (uint32_t)key,
+    };
+    if (*n > 0) {
+        wrs[*n - 1].next = &wrs[*n];
+    }
+    (*n)++;
+}
+
+/* The path for op's next slice: an index, -1 to wait for room, or -2
+ * when none of its paths is left (op is then marked failed). */
+static int
+slice_path(struct verbs_link *l, struct agent_transport_op *op, const int *n)
+{
+    unsigned np = op_paths(l, op);
+    const struct verbs_conn *f;
+    int i = pick_path(l, np, n);
+
+    if (i >= 0) {
+        return i;
+    }
+    for (unsigned k = 0; k < np; k++) {
+        if (l->path[k]->state == CONN_UP) {
+            return -1; /* room comes back with completions */
+        }
+    }
+    f = first_failed(l, np);
+    op_mark(op, f->error ? f->error : -ENOTCONN, f->why);
+    return -2;
+}
+
+/* Batches the slices of failed paths again, on paths still up. */
+static int
+batch_retries(struct verbs_transport *vt, struct verbs_link *l,
+              struct ibv_send_wr (*wrs)[VERBS_POST_BATCH],
+              struct ibv_sge (*sges)[VERBS_POST_BATCH], int *n,
+              struct done_list *dl)
+{
+    uint32_t lkeys[AGENT_TRANSPORT_MAX_NICS];
+    uint32_t kept = 0;
+    int total = 0;
+
+    for (uint32_t k = 0; k < l->nretry; k++) {
+        struct verbs_retry r = l->retry[k];
+        int i = r.op->status != 0 ? -2 : slice_path(l, r.op, n);
+
+        if (i == -1) {
+            l->retry[kept++] = r;
+            continue;
+        }
+        if (i >= 0 && !op_lkeys(vt, r.op, lkeys)) {
+            op_mark(r.op, -EINVAL, DEREGISTERED);
+            i = -2;
+        }
+        if (i == -2) {
+            op_slices_done(vt, r.op, 1, dl);
+            continue;
+        }
+        batch_slice(vt, l, (unsigned)i, r.op, r.off, r.len, lkeys, wrs[i],
+                    sges[i], &n[i]);
+        total++;
+    }
+    l->nretry = kept;
+    return total;
+}
+
+/* Posts slices of l's queued ops, striped over its paths, while they
+ * have room; slices of failed paths go first.  Nothing is posted while
+ * a path is still being set up. */
+static void
+link_post(struct verbs_transport *vt, struct verbs_link *l,
+          struct done_list *dl)
+{
+    struct ibv_send_wr wrs[AGENT_TRANSPORT_MAX_NICS][VERBS_POST_BATCH];
+    struct ibv_sge sges[AGENT_TRANSPORT_MAX_NICS][VERBS_POST_BATCH];
+    int n[AGENT_TRANSPORT_MAX_NICS], total;
+
+    for (unsigned i = 0; i < l->npaths; i++) {
+        if (l->path[i]->state < CONN_UP) {
             return;
         }
     }
+    do {
+        memset(n, 0, sizeof n);
+        total = batch_retries(vt, l, wrs, sges, n, dl);
+        while (l->wait_head) {
+            struct agent_transport_op *op = l->wait_head;
+            uint64_t len;
+            int i;
+
+            if (op->status != 0) {
+                link_drop_head(l, dl); /* a slice of it failed */
+                continue;
+            }
+            if (!l->head_ready && !head_keys(vt, l, dl)) {
+                continue;
+            }
+            i = slice_path(l, op, n);
+            if (i == -1) {
+                break;
+            }
+            if (i == -2) {
+                link_drop_head(l, dl);
+                continue;
+            }
+            len = op->len - l->head_off;
+            if (len > vt->slice) {
+                len = vt->slice;
+            }
+            batch_slice(vt, l, (unsigned)i, op, l->head_off, (uint32_t)len,
+                        l->head_lkey, wrs[i], sges[i], &n[i]);
+            total++;
+            l->head_off += len;
+            if (l->head_off == op->len) {
+                l->wait_head = op->next;
+                if (!l->wait_head) {
+                    l->wait_tail = NULL;
+                }
+                l->head_off = 0;
+                l->head_ready = false;
+            }
+        }
+        for (unsigned i = 0; i < l->npaths; i++) {
+            flush_path(l->path[i], wrs[i], n[i], dl);
+        }
+    } while (total > 0 && (l->wait_head || l->nretry));
 }
 
 /* --- Connection management ------------------------------------------- */
@@ -767,11 +1111,11 @@ refuse(struct verbs_transport *vt, struct rdma_cm_id *id, int err,
 }
 
 static int
-create_qp(struct verbs_transport *vt, struct rdma_cm_id *id, uint32_t sq_depth)
+create_qp(struct verbs_dev *d, struct rdma_cm_id *id, uint32_t sq_depth)
 {
     struct ibv_qp_init_attr attr = {
-        .send_cq = vt->cq,
-        .recv_cq = vt->cq,
+        .send_cq = d->cq,
+        .recv_cq = d->cq,
         .qp_type = IBV_QPT_RC,
         .cap =
             {
@@ -782,7 +1126,7 @@ create_qp(struct verbs_transport *vt, struct rdma_cm_id *id, uint32_t sq_depth)
             },
     };
 
-    if (rdma_create_qp(id, vt->pd, &attr)) {
+    if (rdma_create_qp(id, d->pd, &attr)) {
         return neg_errno(-1);
     }
     return 0;
@@ -801,6 +1145,7 @@ on_connect_request(struct verbs_transport *vt, struct cm_event *e)
     char name[VERBS_REQ_NAME_MAX + 1];
     char why[VERBS_REASON_MAX] = "";
     struct verbs_conn *c;
+    struct verbs_dev *d = NULL;
     uint64_t boot;
     bool ok;
     int r;
@@ -839,9 +1184,15 @@ on_connect_request(struct verbs_transport *vt, struct cm_event *e)
     memcpy(name, h.name, h.name_len);
     name[h.name_len] = '\0';
     boot = be64toh(h.boot_id);
-    if (e->id->verbs != vt->verbs) {
+    for (unsigned i = 0; i < vt->ndev; i++) {
+        if (e->id->verbs == vt->dev[i].verbs) {
+            d = &vt->dev[i];
+        }
+    }
+    if (!d) {
         refuse(vt, e->id, ECONNREFUSED,
-               "request arrived on another RDMA device than %s", vt->dev_name);
+               "request arrived on an RDMA device node %s does not use",
+               vt->node);
         return;
     }
 
@@ -863,6 +1214,7 @@ on_connect_request(struct verbs_transport *vt, struct cm_event *e)
         return;
     }
     c->vt = vt;
+    c->dev = d;
     c->passive = true;
     c->tag = ++vt->next_tag;
     c->cm = e->id;
@@ -870,7 +1222,7 @@ on_connect_request(struct verbs_transport *vt, struct cm_event *e)
     c->boot_id = boot;
     snprintf(c->node, sizeof c->node, "%s", name);
     snprintf(c->where, sizeof c->where, "%s", "(accepted)");
-    r = create_qp(vt, e->id, 1);
+    r = create_qp(d, e->id, 1);
     if (r < 0) {
         free(c);
         refuse(vt, e->id, ECONNREFUSED,
@@ -885,10 +1237,10 @@ on_connect_request(struct verbs_transport *vt, struct cm_event *e)
     param.private_data_len =
         (uint8_t)(offsetof(struct verbs_welcome, name) + w.name_len);
     param.responder_resources =
-        e->initiator_depth < vt->rd_atom ? e->initiator_depth : vt->rd_atom;
-    param.initiator_depth = e->responder_resources < vt->init_rd_atom
+        e->initiator_depth < d->rd_atom ? e->initiator_depth : d->rd_atom;
+    param.initiator_depth = e->responder_resources < d->init_rd_atom
                                 ? e->responder_resources
-                                : vt->init_rd_atom;
+                                : d->init_rd_atom;
     param.rnr_retry_count = 7;
     if (rdma_accept(e->id, &param)) {
         rdma_destroy_qp(e->id);
@@ -1003,16 +1355,18 @@ on_route_resolved(struct verbs_transport *vt, struct verbs_conn *c,
         .boot_id = htobe64(vt->boot_id),
     };
     struct rdma_conn_param param = {0};
+    struct verbs_dev *d = c->dev;
     uint32_t depth = VERBS_SQ_DEPTH;
+    uint8_t ack_timeout = VERBS_ACK_TIMEOUT;
     int r;
 
-    if (depth > vt->max_sq) {
-        depth = vt->max_sq;
+    if (depth > d->max_sq) {
+        depth = d->max_sq;
     }
-    r = create_qp(vt, c->cm, depth);
+    r = create_qp(d, c->cm, depth);
     if (r < 0) {
-        conn_fail(c, r, dl, "cannot create a queue pair on %s: %s",
-                  vt->dev_name, strerror(-r));
+        conn_fail(c, r, dl, "cannot create a queue pair on %s: %s", d->name,
+                  strerror(-r));
         return;
     }
     /* The provider may round the queue up; we use what we asked for. */
@@ -1028,11 +1382,14 @@ on_route_resolved(struct verbs_transport *vt, struct verbs_conn *c,
     c->free_slot = 0;
     h.name_len = (uint8_t)strlen(vt->node);
     memcpy(h.name, vt->node, h.name_len);
+    /* Best effort: kernels before 4.19 keep their default. */
+    (void)rdma_set_option(c->cm, RDMA_OPTION_ID, RDMA_OPTION_ID_ACK_TIMEOUT,
+                          &ack_timeout, sizeof ack_timeout);
     param.private_data = &h;
     param.private_data_len = sizeof h;
-    param.responder_resources = vt->rd_atom;
-    param.initiator_depth = vt->init_rd_atom;
-    param.retry_count = 7;
+    param.responder_resources = d->rd_atom;
+    param.initiator_depth = d->init_rd_atom;
+    param.retry_count = VERBS_RETRY_COUNT;
     param.rnr_retry_count = 7;
     if (rdma_connect(c->cm, &param)) {
         r = neg_errno(-1);
@@ -1057,14 +1414,14 @@ on_client_event(struct verbs_transport *vt, struct verbs_conn *c,
         if (c->state != CONN_RESOLVING_ADDR) {
             break;
         }
-        if (c->cm->verbs != vt->verbs) {
+        if (c->cm->verbs != c->dev->verbs) {
             conn_fail(c, -EXDEV, dl,
                       "peer %s at %s is reached through RDMA device %s, "
                       "but this transport uses %s",
                       c->node, c->where,
                       c->cm->verbs ? ibv_get_device_name(c->cm->verbs->device)
                                    : "(none)",
-                      vt->dev_name);
+                      c->dev->name);
             break;
         }
         if (rdma_resolve_route(c->cm, VERBS_RESOLVE_MS)) {
@@ -1114,7 +1471,7 @@ on_client_event(struct verbs_transport *vt, struct verbs_conn *c,
                   c->node, c->where);
         break;
     case RDMA_CM_EVENT_DEVICE_REMOVAL:
-        conn_fail(c, -ENODEV, dl, "RDMA device %s was removed", vt->dev_name);
+        conn_fail(c, -ENODEV, dl, "RDMA device %s was removed", c->dev->name);
         break;
     case RDMA_CM_EVENT_ADDR_CHANGE:
         conn_fail(c, -ENETRESET, dl,
@@ -1155,8 +1512,10 @@ handle_cm_events(struct verbs_transport *vt, struct done_list *dl)
         c = e.id ? e.id->context : NULL;
         if (!c) {
             if (e.type == RDMA_CM_EVENT_DEVICE_REMOVAL) {
-                fprintf(stderr, "verbs: RDMA device %s was removed\n",
-                        vt->dev_name);
+                fprintf(stderr,
+                        "verbs: an RDMA device of node %s was "
+                        "removed\n",
+                        vt->node);
             }
             continue;
         }
@@ -1193,28 +1552,29 @@ service(struct verbs_transport *vt, bool cm_ready)
     }
     if (vt->stop && !vt->stopping) {
         vt->stopping = true;
+        for (struct verbs_link *l = vt->links; l; l = l->next) {
+            link_close(l, -ECANCELED, "the transport is shutting down", &dl);
+        }
         for (struct verbs_conn *c = vt->conns; c; c = c->next) {
             begin_close(c, -ECANCELED, "the transport is shutting down", &dl);
         }
     }
     if (vt->work) {
         vt->work = false;
-        for (struct verbs_conn *c = vt->conns; c; c = c->next) {
-            if (c->close_req && c->state != CONN_CLOSING) {
-                begin_close(c, -ECANCELED,
-                            "disconnected before the op completed", &dl);
+        for (struct verbs_link *l = vt->links; l; l = l->next) {
+            if (l->close_req && !l->closing) {
+                link_close(l, -ECANCELED,
+                           "disconnected before the op completed", &dl);
             }
         }
     }
-    got = poll_cq(vt, &dl);
-    for (struct verbs_conn *c = vt->conns; c; c = c->next) {
-        if (!c->wait_head) {
-            continue;
-        }
-        if (c->state == CONN_UP) {
-            post_queued(vt, c, &dl);
-        } else if (c->state == CONN_BROKEN) {
-            fail_ops(c, c->error, c->why, &dl);
+    got = 0;
+    for (unsigned i = 0; i < vt->ndev; i++) {
+        got += poll_cq(vt, &vt->dev[i], &dl);
+    }
+    for (struct verbs_link *l = vt->links; l; l = l->next) {
+        if (l->wait_head || l->nretry) {
+            link_post(vt, l, &dl);
         }
     }
     pthread_mutex_unlock(&vt->lock);
@@ -1263,28 +1623,30 @@ drain_wakeups(struct verbs_transport *vt, const struct epoll_event *evs, int n,
     struct ibv_cq *cq;
     void *ctx;
     uint64_t v;
-    unsigned acks = 0;
 
     for (int i = 0; i < n; i++) {
-        int fd = evs[i].data.fd;
+        uint32_t what = evs[i].data.u32;
 
-        if (fd == vt->evfd) {
+        if (what == EV_KICK) {
             if (read(vt->evfd, &v, sizeof v) < 0) {
                 /* EAGAIN: someone else drained it. */
             }
             pthread_mutex_lock(&vt->lock);
             vt->kicked = false;
             pthread_mutex_unlock(&vt->lock);
-        } else if (fd == vt->ec->fd) {
+        } else if (what == EV_CM) {
             *cm_ready = true;
-        } else if (fd == vt->cc->fd) {
-            while (ibv_get_cq_event(vt->cc, &cq, &ctx) == 0) {
+        } else if (what >= EV_CQ && what - EV_CQ < vt->ndev) {
+            struct verbs_dev *d = &vt->dev[what - EV_CQ];
+            unsigned acks = 0;
+
+            while (ibv_get_cq_event(d->cc, &cq, &ctx) == 0) {
                 acks++;
             }
+            if (acks) {
+                ibv_ack_cq_events(d->cq, acks);
+            }
         }
-    }
-    if (acks) {
-        ibv_ack_cq_events(vt->cq, acks);
     }
 }
 
@@ -1292,7 +1654,7 @@ static void *
 dataplane_main(void *arg)
 {
     struct verbs_transport *vt = arg;
-    struct epoll_event evs[4];
+    struct epoll_event evs[2 + AGENT_TRANSPORT_MAX_NICS];
     bool cm_ready, done = false;
     uint64_t spin_end, now;
     int n, got, timeout;
@@ -1302,7 +1664,7 @@ dataplane_main(void *arg)
         if (done) {
             break;
         }
-        n = epoll_wait(vt->epfd, evs, 4, timeout);
+        n = epoll_wait(vt->epfd, evs, 2 + AGENT_TRANSPORT_MAX_NICS, timeout);
         cm_ready = false;
         if (n > 0) {
             drain_wakeups(vt, evs, n, &cm_ready);
@@ -1320,7 +1682,9 @@ dataplane_main(void *arg)
             }
             /* Arm, then look once more: a completion that landed between
              * the last poll and the arm raises no event. */
-            ibv_req_notify_cq(vt->cq, 0);
+            for (unsigned i = 0; i < vt->ndev; i++) {
+                ibv_req_notify_cq(vt->dev[i].cq, 0);
+            }
             if (service(vt, false) > 0) {
                 spin_end = now_ns() + VERBS_SPIN_NS;
                 continue;
@@ -1328,9 +1692,11 @@ dataplane_main(void *arg)
             break;
         }
     }
-    if (vt->listen) {
-        rdma_destroy_id(vt->listen);
-        vt->listen = NULL;
+    for (unsigned i = 0; i < vt->ndev; i++) {
+        if (vt->dev[i].listen) {
+            rdma_destroy_id(vt->dev[i].listen);
+            vt->dev[i].listen = NULL;
+        }
     }
     return NULL;
 }
@@ -1397,10 +1763,20 @@ resolve(const char *host, uint16_t port, bool passive,
     return 0;
 }
 
-/* Picks the device: the listener's, or cfg->device, or the first. */
+/* The listen address of NIC i: cfg->address, then more_addresses. */
+static const char *
+nic_address(const struct agent_transport_config *cfg, unsigned i)
+{
+    return i == 0 ? cfg->address : cfg->more_addresses[i - 1];
+}
+
+/* Picks the devices: each listener's (the first must be cfg->device when
+ * that is set, and no two may share one), or, without a listener,
+ * cfg->device or the first. */
 static int
-pick_device(struct verbs_transport *vt,
-            const struct agent_transport_config *cfg, char *err, size_t errlen)
+pick_devices(struct verbs_transport *vt,
+             const struct agent_transport_config *cfg, char *err,
+             size_t errlen)
 {
     const char *want = cfg->device && *cfg->device ? cfg->device : NULL;
     char have[160] = "";
@@ -1416,19 +1792,34 @@ pick_device(struct verbs_transport *vt,
         }
         return -ENODEV;
     }
-    if (vt->listen) {
-        vt->verbs = vt->listen->verbs;
-        if (!vt->verbs) {
-            set_err(err, errlen, "verbs: address %s is not on an RDMA device",
-                    cfg->address);
-            return -EADDRNOTAVAIL;
+    if (vt->dev[0].listen) {
+        for (unsigned i = 0; i < vt->ndev; i++) {
+            struct verbs_dev *d = &vt->dev[i];
+
+            d->verbs = d->listen->verbs;
+            if (!d->verbs) {
+                set_err(err, errlen,
+                        "verbs: address %s is not on an RDMA device",
+                        d->address);
+                return -EADDRNOTAVAIL;
+            }
+            snprintf(d->name, sizeof d->name, "%s",
+                     ibv_get_device_name(d->verbs->device));
+            for (unsigned j = 0; j < i; j++) {
+                if (vt->dev[j].verbs == d->verbs) {
+                    set_err(err, errlen,
+                            "verbs: addresses %s and %s are both on RDMA "
+                            "device %s; give one address per NIC",
+                            vt->dev[j].address, d->address, d->name);
+                    return -EINVAL;
+                }
+            }
         }
-        if (want && strcmp(ibv_get_device_name(vt->verbs->device), want)) {
+        if (want && strcmp(vt->dev[0].name, want)) {
             set_err(err, errlen,
                     "verbs: address %s is on RDMA device %s, not the "
                     "configured %s",
-                    cfg->address, ibv_get_device_name(vt->verbs->device),
-                    want);
+                    cfg->address, vt->dev[0].name, want);
             return -EINVAL;
         }
         return 0;
@@ -1437,7 +1828,8 @@ pick_device(struct verbs_transport *vt,
         const char *name = ibv_get_device_name(vt->devs[i]->device);
 
         if (!want || strcmp(name, want) == 0) {
-            vt->verbs = vt->devs[i];
+            vt->dev[0].verbs = vt->devs[i];
+            snprintf(vt->dev[0].name, sizeof vt->dev[0].name, "%s", name);
             return 0;
         }
         if (used < sizeof have) {
@@ -1450,47 +1842,129 @@ pick_device(struct verbs_transport *vt,
     return -ENODEV;
 }
 
+/* Binds NIC d's listener to address:port (port 0: any). */
 static int
-bind_listener(struct verbs_transport *vt,
-              const struct agent_transport_config *cfg, char *err,
-              size_t errlen)
+bind_listener(struct verbs_transport *vt, struct verbs_dev *d,
+              const char *address, uint16_t port, char *err, size_t errlen)
 {
     int r;
 
-    r = resolve(cfg->address, cfg->port, true, &vt->src, err, errlen);
+    snprintf(d->address, sizeof d->address, "%s", address);
+    r = resolve(address, port, true, &d->src, err, errlen);
     if (r < 0) {
         return r;
     }
-    if (rdma_create_id(vt->ec, &vt->listen, NULL, RDMA_PS_TCP)) {
+    if (rdma_create_id(vt->ec, &d->listen, NULL, RDMA_PS_TCP)) {
         r = neg_errno(-1);
         set_err(err, errlen, "verbs: rdma_create_id: %s", strerror(-r));
         return r;
     }
-    if (rdma_bind_addr(vt->listen, (struct sockaddr *)&vt->src)) {
+    if (rdma_bind_addr(d->listen, (struct sockaddr *)&d->src)) {
         r = neg_errno(-1);
         if (r == -EADDRINUSE) {
-            set_err(err, errlen, "verbs: port %u on %s is in use", cfg->port,
-                    cfg->address);
+            set_err(err, errlen, "verbs: port %u on %s is in use", port,
+                    address);
         } else if (r == -EADDRNOTAVAIL || r == -ENODEV) {
             set_err(err, errlen,
-                    "verbs: address %s is not on an RDMA device: %s",
-                    cfg->address, strerror(-r));
+                    "verbs: address %s is not on an RDMA device: %s", address,
+                    strerror(-r));
         } else {
-            set_err(err, errlen, "verbs: cannot bind %s port %u: %s",
-                    cfg->address, cfg->port, strerror(-r));
+            set_err(err, errlen, "verbs: cannot bind %s port %u: %s", address,
+                    port, strerror(-r));
         }
-        rdma_destroy_id(vt->listen);
-        vt->listen = NULL;
+        rdma_destroy_id(d->listen);
+        d->listen = NULL;
         return r;
     }
-    vt->has_src = true;
+    d->has_src = true;
     /* Client ids bind to the listen address with any port. */
-    if (vt->src.ss_family == AF_INET) {
-        ((struct sockaddr_in *)&vt->src)->sin_port = 0;
+    if (d->src.ss_family == AF_INET) {
+        ((struct sockaddr_in *)&d->src)->sin_port = 0;
     } else {
-        ((struct sockaddr_in6 *)&vt->src)->sin6_port = 0;
+        ((struct sockaddr_in6 *)&d->src)->sin6_port = 0;
     }
     return 0;
+}
+
+/* Releases what dev_open acquired on d; safe on a partly opened d. */
+static void
+dev_close(struct verbs_dev *d)
+{
+    if (d->cq) {
+        ibv_destroy_cq(d->cq);
+        d->cq = NULL;
+    }
+    if (d->cc) {
+        ibv_destroy_comp_channel(d->cc);
+        d->cc = NULL;
+    }
+    if (d->pd) {
+        ibv_dealloc_pd(d->pd);
+        d->pd = NULL;
+    }
+}
+
+/* Opens NIC d's PD, completion channel and CQ; dev_close undoes it. */
+static int
+dev_open(struct verbs_dev *d, char *err, size_t errlen)
+{
+    struct ibv_device_attr attr;
+    int r, cqe;
+
+    if (ibv_query_device(d->verbs, &attr)) {
+        r = neg_errno(-1);
+        set_err(err, errlen, "verbs: cannot query %s: %s", d->name,
+                strerror(-r));
+        return r;
+    }
+    d->max_sq = attr.max_qp_wr > 0 ? (uint32_t)attr.max_qp_wr : 1;
+    d->rd_atom = attr.max_qp_rd_atom < VERBS_RD_ATOM_MAX
+                     ? (uint8_t)attr.max_qp_rd_atom
+                     : VERBS_RD_ATOM_MAX;
+    d->init_rd_atom = attr.max_qp_init_rd_atom < VERBS_RD_ATOM_MAX
+                          ? (uint8_t)attr.max_qp_init_rd_atom
+                          : VERBS_RD_ATOM_MAX;
+    snprintf(d->st.name, sizeof d->st.name, "%s", d->name);
+    d->pd = ibv_alloc_pd(d->verbs);
+    if (!d->pd) {
+        r = neg_errno(-1);
+        set_err(err, errlen, "verbs: cannot allocate a PD on %s: %s", d->name,
+                strerror(-r));
+        return r;
+    }
+    d->cc = ibv_create_comp_channel(d->verbs);
+    if (!d->cc) {
+        r = neg_errno(-1);
+        set_err(err, errlen,
+                "verbs: cannot create a completion channel on %s: %s", d->name,
+                strerror(-r));
+        goto fail;
+    }
+    r = set_nonblock(d->cc->fd);
+    if (r < 0) {
+        set_err(err, errlen, "verbs: completion channel: %s", strerror(-r));
+        goto fail;
+    }
+    cqe = attr.max_cqe < VERBS_CQ_DEPTH ? attr.max_cqe : VERBS_CQ_DEPTH;
+    d->cq = ibv_create_cq(d->verbs, cqe, d, d->cc, 0);
+    if (!d->cq) {
+        r = neg_errno(-1);
+        set_err(err, errlen, "verbs: cannot create a %d-entry CQ on %s: %s",
+                cqe, d->name, strerror(-r));
+        goto fail;
+    }
+    d->cq_credits = d->cq->cqe < cqe ? d->cq->cqe : cqe;
+    r = ibv_req_notify_cq(d->cq, 0);
+    if (r) {
+        r = neg_errno(r);
+        set_err(err, errlen, "verbs: cannot arm the CQ: %s", strerror(-r));
+        goto fail;
+    }
+    return 0;
+
+fail:
+    dev_close(d);
+    return r;
 }
 
 static int
@@ -1498,9 +1972,11 @@ verbs_init(struct agent_transport *t, const struct agent_transport_config *cfg,
            char *err, size_t errlen)
 {
     struct verbs_transport *vt = verbs_of(t);
-    struct ibv_device_attr attr;
     struct epoll_event ev = {.events = EPOLLIN};
-    int r, cqe;
+    unsigned naddr =
+        cfg->address && *cfg->address ? 1 + cfg->n_more_addresses : 0;
+    uint16_t port = cfg->port;
+    int r;
 
     snprintf(vt->node, sizeof vt->node, "%s", cfg->node);
     vt->boot_id = cfg->boot_id;
@@ -1508,6 +1984,7 @@ verbs_init(struct agent_transport *t, const struct agent_transport_config *cfg,
     vt->admit = cfg->admit;
     vt->admit_arg = cfg->admit_arg;
     vt->epfd = vt->evfd = -1;
+    vt->ndev = naddr ? naddr : 1;
     r = pthread_mutex_init(&vt->lock, NULL);
     if (r) {
         set_err(err, errlen, "verbs: pthread_mutex_init: %s", strerror(r));
@@ -1533,96 +2010,59 @@ verbs_init(struct agent_transport *t, const struct agent_transport_config *cfg,
         set_err(err, errlen, "verbs: rdma_cm channel: %s", strerror(-r));
         goto undo_ec;
     }
-    if (cfg->address && *cfg->address) {
-        r = bind_listener(vt, cfg, err, errlen);
+    /* Every NIC listens on the same port: the first bind picks it when
+     * the configuration says any. */
+    for (unsigned i = 0; i < naddr; i++) {
+        r = bind_listener(vt, &vt->dev[i], nic_address(cfg, i), port, err,
+                          errlen);
         if (r < 0) {
-            goto undo_ec;
+            goto undo_dev;
+        }
+        if (port == 0) {
+            port = be16toh(rdma_get_src_port(vt->dev[i].listen));
         }
     }
-    r = pick_device(vt, cfg, err, errlen);
+    r = pick_devices(vt, cfg, err, errlen);
     if (r < 0) {
         goto undo_dev;
     }
-    snprintf(vt->dev_name, sizeof vt->dev_name, "%s",
-             ibv_get_device_name(vt->verbs->device));
-    if (ibv_query_device(vt->verbs, &attr)) {
-        r = neg_errno(-1);
-        set_err(err, errlen, "verbs: cannot query %s: %s", vt->dev_name,
-                strerror(-r));
-        goto undo_dev;
-    }
-    vt->max_sq = attr.max_qp_wr > 0 ? (uint32_t)attr.max_qp_wr : 1;
-    vt->rd_atom = attr.max_qp_rd_atom < VERBS_RD_ATOM_MAX
-                      ? (uint8_t)attr.max_qp_rd_atom
-                      : VERBS_RD_ATOM_MAX;
-    vt->init_rd_atom = attr.max_qp_init_rd_atom < VERBS_RD_ATOM_MAX
-                           ? (uint8_t)attr.max_qp_init_rd_atom
-                           : VERBS_RD_ATOM_MAX;
-
-    vt->pd = ibv_alloc_pd(vt->verbs);
-    if (!vt->pd) {
-        r = neg_errno(-1);
-        set_err(err, errlen, "verbs: cannot allocate a PD on %s: %s",
-                vt->dev_name, strerror(-r));
-        goto undo_dev;
-    }
-    vt->cc = ibv_create_comp_channel(vt->verbs);
-    if (!vt->cc) {
-        r = neg_errno(-1);
-        set_err(err, errlen,
-                "verbs: cannot create a completion channel on %s: %s",
-                vt->dev_name, strerror(-r));
-        goto undo_pd;
-    }
-    r = set_nonblock(vt->cc->fd);
-    if (r < 0) {
-        set_err(err, errlen, "verbs: completion channel: %s", strerror(-r));
-        goto undo_cc;
-    }
-    cqe = attr.max_cqe < VERBS_CQ_DEPTH ? attr.max_cqe : VERBS_CQ_DEPTH;
-    vt->cq = ibv_create_cq(vt->verbs, cqe, vt, vt->cc, 0);
-    if (!vt->cq) {
-        r = neg_errno(-1);
-        set_err(err, errlen, "verbs: cannot create a %d-entry CQ on %s: %s",
-                cqe, vt->dev_name, strerror(-r));
-        goto undo_cc;
-    }
-    vt->cq_credits = vt->cq->cqe < cqe ? vt->cq->cqe : cqe;
-    r = ibv_req_notify_cq(vt->cq, 0);
-    if (r) {
-        r = neg_errno(r);
-        set_err(err, errlen, "verbs: cannot arm the CQ: %s", strerror(-r));
-        goto undo_cq;
+    for (unsigned i = 0; i < vt->ndev; i++) {
+        r = dev_open(&vt->dev[i], err, errlen);
+        if (r < 0) {
+            goto undo_dev;
+        }
     }
 
     vt->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (vt->epfd < 0) {
         r = -errno;
         set_err(err, errlen, "verbs: epoll_create1: %s", strerror(-r));
-        goto undo_cq;
+        goto undo_dev;
     }
-    ev.data.fd = vt->evfd;
+    ev.data.u32 = EV_KICK;
     r = epoll_ctl(vt->epfd, EPOLL_CTL_ADD, vt->evfd, &ev);
-    ev.data.fd = vt->ec->fd;
+    ev.data.u32 = EV_CM;
     r = r ? r : epoll_ctl(vt->epfd, EPOLL_CTL_ADD, vt->ec->fd, &ev);
-    ev.data.fd = vt->cc->fd;
-    r = r ? r : epoll_ctl(vt->epfd, EPOLL_CTL_ADD, vt->cc->fd, &ev);
+    for (unsigned i = 0; i < vt->ndev && !r; i++) {
+        ev.data.u32 = EV_CQ + i;
+        r = epoll_ctl(vt->epfd, EPOLL_CTL_ADD, vt->dev[i].cc->fd, &ev);
+    }
     if (r) {
         r = -errno;
         set_err(err, errlen, "verbs: epoll_ctl: %s", strerror(-r));
         goto undo_epoll;
     }
 
-    /* Listen only once the PD and CQ exist: a request may arrive at
+    /* Listen only once the PDs and CQs exist: a request may arrive at
      * once. */
-    if (vt->listen) {
-        if (rdma_listen(vt->listen, VERBS_BACKLOG)) {
+    for (unsigned i = 0; i < naddr; i++) {
+        if (rdma_listen(vt->dev[i].listen, VERBS_BACKLOG)) {
             r = neg_errno(-1);
             set_err(err, errlen, "verbs: cannot listen on %s port %u: %s",
-                    cfg->address, cfg->port, strerror(-r));
+                    vt->dev[i].address, port, strerror(-r));
             goto undo_epoll;
         }
-        vt->port = be16toh(rdma_get_src_port(vt->listen));
+        vt->port = port;
     }
     r = pthread_create(&vt->thread, NULL, dataplane_main, vt);
     if (r) {
@@ -1636,15 +2076,12 @@ verbs_init(struct agent_transport *t, const struct agent_transport_config *cfg,
 
 undo_epoll:
     close(vt->epfd);
-undo_cq:
-    ibv_destroy_cq(vt->cq);
-undo_cc:
-    ibv_destroy_comp_channel(vt->cc);
-undo_pd:
-    ibv_dealloc_pd(vt->pd);
 undo_dev:
-    if (vt->listen) {
-        rdma_destroy_id(vt->listen);
+    for (unsigned i = 0; i < vt->ndev; i++) {
+        if (vt->dev[i].listen) {
+            rdma_destroy_id(vt->dev[i].listen);
+        }
+        dev_close(&vt->dev[i]);
     }
     if (vt->devs) {
         rdma_free_devices(vt->devs);
@@ -1660,10 +2097,25 @@ undo_lock:
 }
 
 static void
+mrs_free(struct verbs_transport *vt, struct verbs_mrs *m)
+{
+    int r;
+
+    for (unsigned i = 0; m && i < vt->ndev; i++) {
+        if (m->mr[i] && (r = ibv_dereg_mr(m->mr[i])) != 0) {
+            fprintf(stderr, "verbs: cannot deregister a region of %s: %s\n",
+                    vt->dev[i].name, strerror(-neg_errno(r)));
+        }
+    }
+    free(m);
+}
+
+static void
 verbs_fini(struct agent_transport *t)
 {
     struct verbs_transport *vt = verbs_of(t);
     struct verbs_conn *c, *nxt;
+    struct verbs_link *l, *lnxt;
 
     pthread_mutex_lock(&vt->lock);
     vt->stop = true;
@@ -1677,18 +2129,24 @@ verbs_fini(struct agent_transport *t)
         conn_free(c);
     }
     vt->conns = NULL;
+    for (l = vt->links; l; l = lnxt) {
+        lnxt = l->next;
+        free(l->retry);
+        free(l);
+    }
+    vt->links = NULL;
     pthread_mutex_lock(t->regs_lock);
     for (int i = 0; i < AGENT_TRANSPORT_MAX_REGIONS; i++) {
         if (t->regs[i].used && t->regs[i].priv) {
-            ibv_dereg_mr(t->regs[i].priv);
+            mrs_free(vt, t->regs[i].priv);
             t->regs[i].priv = NULL;
         }
     }
     pthread_mutex_unlock(t->regs_lock);
     close(vt->epfd);
-    ibv_destroy_cq(vt->cq);
-    ibv_destroy_comp_channel(vt->cc);
-    ibv_dealloc_pd(vt->pd);
+    for (unsigned i = 0; i < vt->ndev; i++) {
+        dev_close(&vt->dev[i]);
+    }
     rdma_free_devices(vt->devs);
     rdma_destroy_event_channel(vt->ec);
     close(vt->evfd);
@@ -1696,31 +2154,44 @@ verbs_fini(struct agent_transport *t)
     pthread_mutex_destroy(&vt->lock);
 }
 
+/* One MR per NIC over the same memory; peers get every rkey. */
 static int
 verbs_reg(struct agent_transport *t, uint32_t index, void *base, uint64_t len,
           struct agent_transport_region *out, char *err, size_t errlen)
 {
     struct verbs_transport *vt = verbs_of(t);
-    struct ibv_mr *mr;
+    struct verbs_mrs *m = calloc(1, sizeof *m);
     int r;
 
-    mr = ibv_reg_mr(vt->pd, base, len,
-                    IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_READ |
-                        IBV_ACCESS_REMOTE_WRITE);
-    if (!mr) {
-        r = neg_errno(-1);
-        set_err(err, errlen,
-                "verbs: cannot register %llu bytes at %p with %s: %s%s",
-                (unsigned long long)len, base, vt->dev_name, strerror(-r),
-                r == -ENOMEM || r == -EPERM
-                    ? " (is RLIMIT_MEMLOCK, ulimit -l, too low?)"
-                    : "");
-        return r;
+    if (!m) {
+        set_err(err, errlen, "verbs: out of memory");
+        return -ENOMEM;
     }
-    t->regs[index].priv = mr;
+    for (unsigned i = 0; i < vt->ndev; i++) {
+        m->mr[i] = ibv_reg_mr(vt->dev[i].pd, base, len,
+                              IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_READ |
+                                  IBV_ACCESS_REMOTE_WRITE);
+        if (!m->mr[i]) {
+            r = neg_errno(-1);
+            set_err(err, errlen,
+                    "verbs: cannot register %llu bytes at %p with %s: %s%s",
+                    (unsigned long long)len, base, vt->dev[i].name,
+                    strerror(-r),
+                    r == -ENOMEM || r == -EPERM
+                        ? " (is RLIMIT_MEMLOCK, ulimit -l, too low?)"
+                        : "");
+            mrs_free(vt, m);
+            return r;
+        }
+    }
+    t->regs[index].priv = m;
     out->addr = (uintptr_t)base;
     out->len = len;
-    out->key = mr->rkey;
+    out->key = m->mr[0]->rkey;
+    out->nkeys = vt->ndev > 1 ? vt->ndev : 0;
+    for (unsigned i = 0; i < out->nkeys; i++) {
+        out->keys[i] = m->mr[i]->rkey;
+    }
     return 0;
 }
 
@@ -1728,14 +2199,39 @@ static void
 verbs_dereg(struct agent_transport *t, uint32_t index)
 {
     struct verbs_transport *vt = verbs_of(t);
-    struct ibv_mr *mr = t->regs[index].priv;
+
+    mrs_free(vt, t->regs[index].priv);
+    t->regs[index].priv = NULL;
+}
+
+/* Starts path i of l towards dst; the path's failure to start is the
+ * caller's to handle. */
+static int
+path_start(struct verbs_transport *vt, struct verbs_conn *c,
+           const struct sockaddr_storage *dst, char *err, size_t errlen)
+{
+    struct verbs_dev *d = c->dev;
     int r;
 
-    t->regs[index].priv = NULL;
-    if (mr && (r = ibv_dereg_mr(mr)) != 0) {
-        fprintf(stderr, "verbs: cannot deregister a region of %s: %s\n",
-                vt->dev_name, strerror(-neg_errno(r)));
+    c->tag = ++vt->next_tag;
+    if (rdma_create_id(vt->ec, &c->cm, c, RDMA_PS_TCP)) {
+        r = neg_errno(-1);
+        c->cm = NULL;
+        set_err(err, errlen, "verbs: rdma_create_id: %s", strerror(-r));
+        return r;
     }
+    if (rdma_resolve_addr(c->cm,
+                          d->has_src ? (struct sockaddr *)&d->src : NULL,
+                          (struct sockaddr *)dst, VERBS_RESOLVE_MS)) {
+        r = neg_errno(-1);
+        set_err(err, errlen, "verbs: cannot start resolving %s (peer %s): %s",
+                c->where, c->node, strerror(-r));
+        rdma_destroy_id(c->cm);
+        c->cm = NULL;
+        return r;
+    }
+    c->state = CONN_RESOLVING_ADDR;
+    return 0;
 }
 
 static int
@@ -1744,9 +2240,10 @@ verbs_connect(struct agent_transport *t,
               struct agent_transport_conn **out, char *err, size_t errlen)
 {
     struct verbs_transport *vt = verbs_of(t);
-    struct sockaddr_storage dst;
-    struct verbs_conn *c;
+    struct sockaddr_storage dst[AGENT_TRANSPORT_MAX_NICS];
+    struct verbs_link *l;
     size_t nl = strlen(vt->node);
+    unsigned n = 1 + peer->n_more;
     int r;
 
     if (nl > VERBS_REQ_NAME_MAX) {
@@ -1756,66 +2253,115 @@ verbs_connect(struct agent_transport *t,
                 vt->node, nl, VERBS_REQ_NAME_MAX);
         return -ENAMETOOLONG;
     }
-    r = resolve(peer->address, peer->port, false, &dst, err, errlen);
-    if (r < 0) {
-        return r;
+    /* Path i pairs our NIC i with the peer's NIC i. */
+    if (n > vt->ndev) {
+        n = vt->ndev;
     }
-    c = calloc(1, sizeof *c);
-    if (!c) {
+    for (unsigned i = 0; i < n; i++) {
+        r = resolve(i ? peer->more[i - 1].address : peer->address,
+                    i ? peer->more[i - 1].port : peer->port, false, &dst[i],
+                    err, errlen);
+        if (r < 0) {
+            return r;
+        }
+    }
+    l = calloc(1, sizeof *l);
+    for (unsigned i = 0; l && i < n; i++) {
+        struct verbs_conn *c = calloc(1, sizeof *c);
+
+        if (!c) {
+            break;
+        }
+        c->vt = vt;
+        c->link = l;
+        c->dev = &vt->dev[i];
+        c->boot_id = peer->boot_id;
+        snprintf(c->node, sizeof c->node, "%s", peer->node);
+        snprintf(c->where, sizeof c->where, n > 1 ? "%s:%u via %s" : "%s:%u",
+                 i ? peer->more[i - 1].address : peer->address,
+                 i ? peer->more[i - 1].port : peer->port, c->dev->name);
+        l->path[l->npaths++] = c;
+    }
+    if (l && l->npaths == n) {
+        l->retry_cap = n * VERBS_SQ_DEPTH;
+        l->retry = calloc(l->retry_cap, sizeof *l->retry);
+    }
+    if (!l || l->npaths < n || !l->retry) {
+        for (unsigned i = 0; l && i < l->npaths; i++) {
+            conn_free(l->path[i]);
+        }
+        if (l) {
+            free(l->retry);
+        }
+        free(l);
         set_err(err, errlen, "verbs: out of memory");
         return -ENOMEM;
     }
-    c->vt = vt;
-    c->boot_id = peer->boot_id;
-    snprintf(c->node, sizeof c->node, "%s", peer->node);
-    snprintf(c->where, sizeof c->where, "%s:%u", peer->address, peer->port);
+    l->vt = vt;
 
     pthread_mutex_lock(&vt->lock);
     if (vt->stop) {
         pthread_mutex_unlock(&vt->lock);
-        free(c);
+        r = -ESHUTDOWN;
         set_err(err, errlen, "verbs: the transport is shutting down");
-        return -ESHUTDOWN;
+        goto fail;
     }
-    c->tag = ++vt->next_tag;
-    if (rdma_create_id(vt->ec, &c->cm, c, RDMA_PS_TCP)) {
-        r = neg_errno(-1);
+    r = path_start(vt, l->path[0], &dst[0], err, errlen);
+    if (r < 0) {
         pthread_mutex_unlock(&vt->lock);
-        free(c);
-        set_err(err, errlen, "verbs: rdma_create_id: %s", strerror(-r));
-        return r;
+        goto fail;
     }
-    if (rdma_resolve_addr(c->cm,
-                          vt->has_src ? (struct sockaddr *)&vt->src : NULL,
-                          (struct sockaddr *)&dst, VERBS_RESOLVE_MS)) {
-        r = neg_errno(-1);
-        set_err(err, errlen, "verbs: cannot start resolving %s (peer %s): %s",
-                c->where, peer->node, strerror(-r));
-        rdma_destroy_id(c->cm);
-        pthread_mutex_unlock(&vt->lock);
-        free(c);
-        return r;
+    /* A further NIC that cannot even start is a failed path; the link
+     * goes on over the others. */
+    for (unsigned i = 1; i < n; i++) {
+        struct verbs_conn *c = l->path[i];
+        char why[AGENT_TRANSPORT_ERR_LEN];
+
+        r = path_start(vt, c, &dst[i], why, sizeof why);
+        if (r < 0) {
+            c->state = CONN_BROKEN;
+            c->error = r;
+            snprintf(c->why, sizeof c->why, "%s", why);
+            vt->stats.connect_errors++;
+        }
     }
-    c->state = CONN_RESOLVING_ADDR;
-    c->next = vt->conns;
-    vt->conns = c;
+    for (unsigned i = 0; i < n; i++) {
+        l->path[i]->next = vt->conns;
+        vt->conns = l->path[i];
+    }
+    l->next = vt->links;
+    vt->links = l;
     pthread_mutex_unlock(&vt->lock);
-    *out = (struct agent_transport_conn *)c;
+    *out = (struct agent_transport_conn *)l;
     return 0;
+
+fail:
+    for (unsigned i = 0; i < l->npaths; i++) {
+        conn_free(l->path[i]);
+    }
+    free(l->retry);
+    free(l);
+    return r;
 }
 
+/* 0 while some path is connecting or up; else the first path's error. */
 static int
 verbs_conn_status(struct agent_transport_conn *conn, char *err, size_t errlen)
 {
-    struct verbs_conn *c = (struct verbs_conn *)conn;
+    struct verbs_link *l = (struct verbs_link *)conn;
     int r;
 
-    pthread_mutex_lock(&c->vt->lock);
-    r = c->error;
-    if (r < 0) {
-        set_err(err, errlen, "%s", c->why);
+    pthread_mutex_lock(&l->vt->lock);
+    r = l->path[0]->error;
+    for (unsigned i = 0; i < l->npaths; i++) {
+        if (!path_down(l->path[i])) {
+            r = 0;
+        }
     }
-    pthread_mutex_unlock(&c->vt->lock);
+    if (r < 0) {
+        set_err(err, errlen, "%s", l->path[0]->why);
+    }
+    pthread_mutex_unlock(&l->vt->lock);
     return r;
 }
 
@@ -1823,15 +2369,20 @@ static int
 verbs_post(struct agent_transport_conn *conn,
            struct agent_transport_op *const *ops, size_t n)
 {
-    struct verbs_conn *c = (struct verbs_conn *)conn;
-    struct verbs_transport *vt = c->vt;
+    struct verbs_link *l = (struct verbs_link *)conn;
+    struct verbs_transport *vt = l->vt;
 
     for (size_t i = 0; i < n; i++) {
-        if (ops[i]->remote.key > UINT32_MAX) {
+        const struct agent_transport_region *g = &ops[i]->remote;
+        uint64_t bad = g->key;
+
+        for (uint32_t k = 0; k < g->nkeys && bad <= UINT32_MAX; k++) {
+            bad = g->keys[k];
+        }
+        if (bad > UINT32_MAX) {
             snprintf(ops[i]->error, sizeof ops[i]->error,
                      "remote key %#llx of region %u is not an RDMA rkey",
-                     (unsigned long long)ops[i]->remote.key,
-                     ops[i]->remote.id);
+                     (unsigned long long)bad, g->id);
             return ops[i]->status = -EINVAL;
         }
     }
@@ -1839,25 +2390,36 @@ verbs_post(struct agent_transport_conn *conn,
     for (size_t i = 0; i < n; i++) {
         struct agent_transport_op *op = ops[i];
 
-        op->slices_left = (op->len + vt->slice - 1) / vt->slice;
+        op->slices_left = slices_of(vt, op->len);
         op->next = NULL;
-        if (c->wait_tail) {
-            c->wait_tail->next = op;
+        if (l->wait_tail) {
+            l->wait_tail->next = op;
         } else {
-            c->wait_head = op;
+            l->wait_head = op;
         }
-        c->wait_tail = op;
+        l->wait_tail = op;
     }
     kick(vt);
     pthread_mutex_unlock(&vt->lock);
     return 0;
 }
 
+static bool
+link_finalized(const struct verbs_link *l)
+{
+    for (unsigned i = 0; i < l->npaths; i++) {
+        if (!l->path[i]->finalized) {
+            return false;
+        }
+    }
+    return true;
+}
+
 static void
 verbs_disconnect(struct agent_transport_conn *conn)
 {
-    struct verbs_conn *c = (struct verbs_conn *)conn;
-    struct verbs_transport *vt = c->vt;
+    struct verbs_link *l = (struct verbs_link *)conn;
+    struct verbs_transport *vt = l->vt;
 
     if (pthread_equal(pthread_self(), vt->thread)) {
         fprintf(stderr, "verbs: disconnect called from a completion "
@@ -1865,14 +2427,21 @@ verbs_disconnect(struct agent_transport_conn *conn)
         abort();
     }
     pthread_mutex_lock(&vt->lock);
-    c->close_req = true;
+    l->close_req = true;
     kick(vt);
-    while (!c->finalized) {
+    while (!link_finalized(l)) {
         pthread_cond_wait(&vt->closed, &vt->lock);
     }
-    conn_unlink(vt, c);
+    for (unsigned i = 0; i < l->npaths; i++) {
+        conn_unlink(vt, l->path[i]);
+    }
+    link_unlink(vt, l);
     pthread_mutex_unlock(&vt->lock);
-    conn_free(c);
+    for (unsigned i = 0; i < l->npaths; i++) {
+        conn_free(l->path[i]);
+    }
+    free(l->retry);
+    free(l);
 }
 
 static uint16_t
@@ -1897,6 +2466,11 @@ verbs_stats(struct agent_transport *t, struct agent_transport_stats *out)
     out->connects += s->connects;
     out->connect_errors += s->connect_errors;
     out->cpu_copy_bytes += s->cpu_copy_bytes;
+    out->slice_retries += s->slice_retries;
+    for (unsigned i = 0;
+         i < vt->ndev && out->n_nics < AGENT_TRANSPORT_MAX_NICS; i++) {
+        out->nic[out->n_nics++] = vt->dev[i].st;
+    }
     pthread_mutex_unlock(&vt->lock);
 }
 

@@ -3,6 +3,7 @@
 
 #include "agent.h"
 #include "testutil.h"
+#include "transport.h"
 
 static struct agent_config c;
 static char err[512];
@@ -146,6 +147,59 @@ START_TEST(test_brain_list)
 }
 END_TEST
 
+/* data.addresses: the NICs verbs stripes over, each checked. */
+START_TEST(test_data_addresses)
+{
+    char out[AGENT_TRANSPORT_MAX_NICS][AGENT_DATA_ADDR_LEN];
+
+    ck_assert_int_eq(agent_config_data_addresses(&c, out, 4, err, sizeof err),
+                     0);
+    set("data-addresses", "10.0.0.1,10.1.0.1,fd00::1");
+    ck_assert_msg(agent_config_check(&c, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(agent_config_data_addresses(&c, out, 4, err, sizeof err),
+                     3);
+    ck_assert_str_eq(out[0], "10.0.0.1");
+    ck_assert_str_eq(out[1], "10.1.0.1");
+    ck_assert_str_eq(out[2], "fd00::1");
+
+    set("data-addresses", "10.0.0.1,,10.1.0.1");
+    ck_assert_err(agent_config_check(&c, err, sizeof err), -EINVAL, err,
+                  "data.addresses: empty entry in '10.0.0.1,,10.1.0.1'");
+    set("data-addresses", "10.0.0.1,");
+    ck_assert_err(agent_config_check(&c, err, sizeof err), -EINVAL, err,
+                  "data.addresses: empty entry in '10.0.0.1,'");
+    set("data-addresses", "10.0.0.1,mlx5_1");
+    ck_assert_err(agent_config_check(&c, err, sizeof err), -EINVAL, err,
+                  "data.addresses: 'mlx5_1' is not a numeric IP address");
+    set("data-addresses", "10.0.0.1,10.1.0.1,10.0.0.1");
+    ck_assert_err(agent_config_check(&c, err, sizeof err), -EINVAL, err,
+                  "data.addresses: 10.0.0.1 is listed twice");
+    set("data-addresses", "10.0.0.1,10.0.0.2,10.0.0.3,10.0.0.4,10.0.0.5");
+    ck_assert_err(agent_config_check(&c, err, sizeof err), -EINVAL, err,
+                  "data.addresses: more than 4 addresses in "
+                  "'10.0.0.1,10.0.0.2,10.0.0.3,10.0.0.4,10.0.0.5'");
+    set("data-addresses",
+        "10.0.0.1,1234567890123456789012345678901234567890123456789012345678"
+        "901234567890");
+    ck_assert_err(agent_config_check(&c, err, sizeof err), -EINVAL, err,
+                  "data.addresses: entry 2 is too long");
+    set("data-addresses", "10.0.0.1,10.1.0.1");
+    set("data-address", "10.1.0.1");
+    ck_assert_err(agent_config_check(&c, err, sizeof err), -EINVAL, err,
+                  "data.addresses: the first address must be data.address "
+                  "(10.1.0.1), not 10.0.0.1");
+    set("data-address", "10.0.0.1");
+    ck_assert_msg(agent_config_check(&c, err, sizeof err) == 0, "%s", err);
+    set("data-transports", "tcp");
+    ck_assert_err(agent_config_check(&c, err, sizeof err), -EINVAL, err,
+                  "data.addresses: 2 NICs need the verbs transport, but "
+                  "data.transports is tcp");
+    /* One address is just data.address, whatever the transport. */
+    set("data-addresses", "10.0.0.1");
+    ck_assert_msg(agent_config_check(&c, err, sizeof err) == 0, "%s", err);
+}
+END_TEST
+
 static Suite *
 suite(void)
 {
@@ -156,6 +210,7 @@ suite(void)
     tcase_add_test(tc, test_good);
     tcase_add_test(tc, test_errors);
     tcase_add_test(tc, test_brain_list);
+    tcase_add_test(tc, test_data_addresses);
     suite_add_tcase(s, tc);
     return s;
 }

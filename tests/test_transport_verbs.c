@@ -9,6 +9,13 @@
  * optionally names the device for the client transport.  Without either it
  * prints SKIP and exits 77, which CTest reports as skipped.  On machines
  * without RDMA it runs inside a soft-RoCE VM: integration/test_rxe.sh.
+ *
+ * The "two_nics" cases need a second RDMA device in this host and its
+ * address in MCOS_TEST_RDMA_ADDR2 (integration/rxe/second_nic.sh gives
+ * each soft-RoCE host one, with a second address on the same device in
+ * MCOS_TEST_RDMA_ADDR2_ALIAS); without it they are left out with a SKIP
+ * line.  Server and client then each use both devices, and a connection
+ * has two paths, each through its device's loopback.
  */
 #include "transport.h"
 
@@ -34,6 +41,8 @@
 #define WAIT_S     60
 
 static const char *rdma_addr;
+static const char *rdma_addr2;       /* a second device's address */
+static const char *rdma_addr2_alias; /* another address on that device */
 
 /* --- Helpers ------------------------------------------------------------
  */
@@ -937,6 +946,281 @@ START_TEST(test_create_errors)
 }
 END_TEST
 
+/* --- Two NICs ----------------------------------------------------------
+ */
+
+/* A transport on both devices: listens on rdma_addr and rdma_addr2. */
+static int
+two_nic_create(const char *node, uint64_t boot, uint16_t port,
+               struct agent_transport **out, char *err, size_t errlen)
+{
+    const char *more[1] = {rdma_addr2};
+    struct agent_transport_config cfg = {
+        .node = node,
+        .boot_id = boot,
+        .address = rdma_addr,
+        .more_addresses = more,
+        .n_more_addresses = 1,
+        .port = port,
+        .slice = TEST_SLICE,
+        .admit = test_admit,
+    };
+
+    return agent_transport_create(AGENT_TRANSPORT_VERBS, &cfg, out, err,
+                                  errlen);
+}
+
+/* Server and client each on both devices, connected over two paths;
+ * cli_nics 1 gives the client just the first device. */
+static void
+two_nic_up(struct pair *p, unsigned cli_nics)
+{
+    struct agent_transport_peer peer = {
+        .node = SRV_NODE,
+        .boot_id = SRV_BOOT,
+        .address = rdma_addr,
+        .n_more = 1,
+    };
+    char err[256];
+    int r;
+
+    memset(p, 0, sizeof *p);
+    r = two_nic_create(SRV_NODE, SRV_BOOT, 0, &p->srv, err, sizeof err);
+    ck_assert_msg(r == 0, "server on %s and %s: %d %s", rdma_addr, rdma_addr2,
+                  r, err);
+    p->sbuf = big_alloc(SRV_LEN);
+    r = agent_transport_register(p->srv, p->sbuf, SRV_LEN, &p->sreg, err,
+                                 sizeof err);
+    ck_assert_msg(r == 0, "server register: %s", err);
+    /* One MR per device, one key per NIC; the first is `key`. */
+    ck_assert_uint_eq(p->sreg.nkeys, 2);
+    ck_assert_uint_eq(p->sreg.keys[0], p->sreg.key);
+    p->port = agent_transport_port(p->srv);
+    if (cli_nics == 2) {
+        r = two_nic_create("n1", 0x1111, 0, &p->cli, err, sizeof err);
+        ck_assert_msg(r == 0, "client: %d %s", r, err);
+        p->cbuf = big_alloc(CLI_LEN);
+        r = agent_transport_register(p->cli, p->cbuf, CLI_LEN, &p->creg, err,
+                                     sizeof err);
+        ck_assert_msg(r == 0, "client register: %s", err);
+    } else {
+        client_start(p, "n1");
+    }
+    peer.port = p->port;
+    peer.more[0].address = rdma_addr2;
+    peer.more[0].port = p->port;
+    r = agent_transport_connect(p->cli, &peer, &p->conn, err, sizeof err);
+    ck_assert_msg(r == 0, "connect: %d %s", r, err);
+}
+
+/* A 4 MiB write and read (16 slices each way) use both NICs. */
+START_TEST(test_two_nic_stripe)
+{
+    struct agent_transport_stats sc;
+    uint64_t len = 4 * MIB + (_i ? 1 : 0);
+    uint64_t slices = 2 * ((len + TEST_SLICE - 1) / TEST_SLICE);
+    struct pair p;
+
+    two_nic_up(&p, 2);
+    round_trip(&p, len, 4096);
+    sc = stats_of(p.cli);
+    ck_assert_uint_eq(sc.ops, 2);
+    ck_assert_uint_eq(sc.op_errors, 0);
+    ck_assert_uint_eq(sc.connects, 2); /* one QP per path */
+    ck_assert_uint_eq(sc.n_nics, 2);
+    ck_assert_str_ne(sc.nic[0].name, sc.nic[1].name);
+    note("nic 0", (int)sc.nic[0].slices, sc.nic[0].name);
+    note("nic 1", (int)sc.nic[1].slices, sc.nic[1].name);
+    ck_assert_uint_gt(sc.nic[0].slices, 0);
+    ck_assert_uint_gt(sc.nic[1].slices, 0);
+    ck_assert_uint_eq(sc.nic[0].slices + sc.nic[1].slices, slices);
+    ck_assert_uint_eq(sc.nic[0].bytes + sc.nic[1].bytes, 2 * len);
+    ck_assert_uint_eq(stats_of(p.srv).connects, 2);
+    pair_down(&p);
+}
+END_TEST
+
+/* A region with just `key` (a peer with one NIC, or an old one): every
+ * slice goes over the first path. */
+START_TEST(test_two_nic_one_key)
+{
+    struct agent_transport_stats sc;
+    struct pair p;
+
+    two_nic_up(&p, 2);
+    p.sreg.nkeys = 0;
+    round_trip(&p, 2 * MIB, 0);
+    sc = stats_of(p.cli);
+    ck_assert_uint_eq(sc.nic[0].slices, 2 * (2 * MIB / TEST_SLICE));
+    ck_assert_uint_eq(sc.nic[1].slices, 0);
+    pair_down(&p);
+}
+END_TEST
+
+/* A client with one NIC reaches a server with two over one path. */
+START_TEST(test_two_nic_server_only)
+{
+    struct agent_transport_stats sc;
+    struct pair p;
+
+    two_nic_up(&p, 1);
+    round_trip(&p, MIB + 1, 3);
+    sc = stats_of(p.cli);
+    ck_assert_uint_eq(sc.n_nics, 1);
+    ck_assert_uint_eq(sc.connects, 1);
+    ck_assert_uint_eq(sc.nic[0].bytes, 2 * (MIB + 1));
+    pair_down(&p);
+}
+END_TEST
+
+/* The second NIC's path fails (its key is wrong): the slices it had are
+ * posted again on the first path, the op succeeds with the right bytes,
+ * and the connection goes on over the first path. */
+START_TEST(test_two_nic_path_fails)
+{
+    struct agent_transport_region bad;
+    struct agent_transport_stats sc;
+    char err[AGENT_TRANSPORT_ERR_LEN];
+    struct pair p;
+    struct top t;
+
+    two_nic_up(&p, 2);
+    bad = p.sreg;
+    bad.keys[1] ^= 0x5a5a00;
+    fill(p.cbuf, 2 * MIB, 9);
+    op_init(&t, AGENT_TRANSPORT_WRITE, p.cbuf, 2 * MIB, bad, 0);
+    ck_assert_msg(run_op(&p, &t) == 0, "write: %d %s", t.op.status,
+                  t.op.error);
+    ck_assert_msg(fnv(p.sbuf, 2 * MIB) == fnv(p.cbuf, 2 * MIB),
+                  "the server's copy differs");
+    sc = stats_of(p.cli);
+    ck_assert_uint_ge(sc.nic[1].slice_errors, 1);
+    ck_assert_uint_ge(sc.slice_retries, 1);
+    ck_assert_uint_eq(sc.op_errors, 0);
+    ck_assert_uint_eq(sc.nic[0].bytes + sc.nic[1].bytes, 2 * MIB);
+    /* Still connected: the first path carries what follows. */
+    ck_assert_int_eq(
+        agent_transport_conn_status(p.cli, p.conn, err, sizeof err), 0);
+    round_trip(&p, 2 * MIB, 0);
+    ck_assert_uint_eq(stats_of(p.cli).nic[1].slices, sc.nic[1].slices);
+    pair_down(&p);
+}
+END_TEST
+
+/* Both paths fail (every key is wrong): the op fails with the access
+ * error of the path that failed last, naming its device, and so does
+ * the connection. */
+START_TEST(test_two_nic_all_paths_fail)
+{
+    struct agent_transport_region bad;
+    char err[AGENT_TRANSPORT_ERR_LEN];
+    struct pair p;
+    struct top t;
+
+    two_nic_up(&p, 2);
+    bad = p.sreg;
+    bad.key = bad.keys[0] ^= 0x5a5a00;
+    bad.keys[1] ^= 0x5a5a00;
+    op_init(&t, AGENT_TRANSPORT_WRITE, p.cbuf, 2 * MIB, bad, 0);
+    ck_assert_int_eq(run_op(&p, &t), -EACCES);
+    note("every path fails", t.op.status, t.op.error);
+    ck_assert_msg(strstr(t.op.error, "remote access error: wrong key or "
+                                     "address outside the peer's region") &&
+                      strstr(t.op.error, " via "),
+                  "%s", t.op.error);
+    ck_assert_int_eq(
+        agent_transport_conn_status(p.cli, p.conn, err, sizeof err), -EACCES);
+    ck_assert_msg(strstr(err, "remote access error"), "%s", err);
+    ck_assert_uint_eq(stats_of(p.cli).op_errors, 1);
+    pair_down(&p);
+}
+END_TEST
+
+START_TEST(test_two_nic_create_errors)
+{
+    const char *more[4] = {rdma_addr2_alias, "127.0.0.1", rdma_addr2,
+                           rdma_addr2};
+    struct agent_transport_config cfg = {
+        .node = "n1",
+        .address = rdma_addr2,
+        .more_addresses = more,
+        .n_more_addresses = 1,
+        .admit = test_admit,
+    };
+    struct agent_transport_peer peer = {
+        .node = "n2", .address = rdma_addr, .port = 1, .n_more = 4};
+    struct agent_transport *t = NULL;
+    struct agent_transport_conn *c = NULL;
+    char err[256], want[200];
+    struct pair p;
+    struct top op;
+    int r;
+
+    /* Two addresses on one device. */
+    if (rdma_addr2_alias) {
+        r = agent_transport_create(AGENT_TRANSPORT_VERBS, &cfg, &t, err,
+                                   sizeof err);
+        ck_assert_int_eq(r, -EINVAL);
+        snprintf(want, sizeof want, "verbs: addresses %s and %s are both on",
+                 rdma_addr2, rdma_addr2_alias);
+        ck_assert_msg(strstr(err, want) &&
+                          strstr(err, "; give one address per NIC"),
+                      "%s", err);
+        ck_assert_ptr_null(t);
+    } else {
+        printf("SKIP: two addresses on one device: "
+               "MCOS_TEST_RDMA_ADDR2_ALIAS is unset\n");
+    }
+    /* An address on no RDMA device. */
+    more[0] = "127.0.0.1";
+    r = agent_transport_create(AGENT_TRANSPORT_VERBS, &cfg, &t, err,
+                               sizeof err);
+    ck_assert_int_lt(r, 0);
+    ck_assert_msg(
+        strstr(err, "verbs: address 127.0.0.1 is not on an RDMA device"), "%s",
+        err);
+    /* The generic checks. */
+    cfg.n_more_addresses = 4;
+    r = agent_transport_create(AGENT_TRANSPORT_VERBS, &cfg, &t, err,
+                               sizeof err);
+    ck_assert_int_eq(r, -EINVAL);
+    ck_assert_str_eq(err, "transport: 5 NIC addresses; at most 4");
+    cfg.n_more_addresses = 1;
+    cfg.address = NULL;
+    r = agent_transport_create(AGENT_TRANSPORT_VERBS, &cfg, &t, err,
+                               sizeof err);
+    ck_assert_int_eq(r, -EINVAL);
+    ck_assert_str_eq(err,
+                     "transport: further NIC addresses need a first address");
+
+    two_nic_up(&p, 2);
+    r = agent_transport_connect(p.cli, &peer, &c, err, sizeof err);
+    ck_assert_int_eq(r, -EINVAL);
+    ck_assert_str_eq(err, "transport: peer n2 has 5 NICs; at most 4");
+    peer.n_more = 1;
+    peer.more[0].address = "";
+    r = agent_transport_connect(p.cli, &peer, &c, err, sizeof err);
+    ck_assert_int_eq(r, -EINVAL);
+    ck_assert_str_eq(err, "transport: peer n2: NIC 2 has no address and port");
+    op_init(&op, AGENT_TRANSPORT_WRITE, p.cbuf, 1, p.sreg, 0);
+    op.op.remote.nkeys = 5;
+    r = agent_transport_post(p.cli, p.conn,
+                             (struct agent_transport_op *[]){&op.op}, 1);
+    ck_assert_int_eq(r, -EINVAL);
+    ck_assert_str_eq(op.op.error, "remote region 1 carries 5 keys; at most 4");
+    op.op.remote.nkeys = 2;
+    op.op.remote.keys[1] = UINT64_C(1) << 40;
+    r = agent_transport_post(p.cli, p.conn,
+                             (struct agent_transport_op *[]){&op.op}, 1);
+    ck_assert_int_eq(r, -EINVAL);
+    ck_assert_str_eq(op.op.error,
+                     "remote key 0x10000000000 of region 1 is not an RDMA "
+                     "rkey");
+    ck_assert_int_eq(calls_of(&op), 0);
+    pair_down(&p);
+}
+END_TEST
+
 static Suite *
 transport_verbs_suite(void)
 {
@@ -962,6 +1246,20 @@ transport_verbs_suite(void)
     tcase_add_test(tc, test_create_errors);
     tcase_set_timeout(tc, 120);
     suite_add_tcase(s, tc);
+    if (rdma_addr2) {
+        tc = tcase_create("two_nics");
+        tcase_add_loop_test(tc, test_two_nic_stripe, 0, 2);
+        tcase_add_test(tc, test_two_nic_one_key);
+        tcase_add_test(tc, test_two_nic_server_only);
+        tcase_add_test(tc, test_two_nic_path_fails);
+        tcase_add_test(tc, test_two_nic_all_paths_fail);
+        tcase_add_test(tc, test_two_nic_create_errors);
+        tcase_set_timeout(tc, 120);
+        suite_add_tcase(s, tc);
+    } else {
+        printf("SKIP: the two-NIC cases: MCOS_TEST_RDMA_ADDR2 names no "
+               "second RDMA device's address\n");
+    }
     return s;
 }
 
@@ -984,6 +1282,14 @@ main(void)
         printf("SKIP: an RDMA device exists but neither MCOS_SELF_IP nor "
                "MCOS_TEST_RDMA_ADDR names the address it owns\n");
         return 77;
+    }
+    rdma_addr2 = getenv("MCOS_TEST_RDMA_ADDR2");
+    if (rdma_addr2 && !*rdma_addr2) {
+        rdma_addr2 = NULL;
+    }
+    rdma_addr2_alias = getenv("MCOS_TEST_RDMA_ADDR2_ALIAS");
+    if (rdma_addr2_alias && !*rdma_addr2_alias) {
+        rdma_addr2_alias = NULL;
     }
     sr = srunner_create(transport_verbs_suite());
     srunner_run_all(sr, CK_ENV);

@@ -12,8 +12,11 @@
 # MCOS_RXE_<h> describe the hosts.
 #
 # It runs, in order, and reports each with its time:
+#   0. second_nic: gives every host a second NIC and rxe device
+#      (second_nic.sh: eth1 on 10.79.0.0/24, MCOS_IP2_<h>, MCOS_RXE2_<h>);
 #   1. tests/test_transport_verbs in h1 (server and client transports on
-#      rxe1, through the device's loopback);
+#      rxe1, through the device's loopback; the two-NIC cases on rxe1 and
+#      the second device, MCOS_TEST_RDMA_ADDR2);
 #   2. every integration/rxe/scenario_*.sh, sorted by name, as
 #      `bash SCENARIO BUILD_DIR`, from the repository root, with
 #      MCOS_BUILD_DIR and MCOS_BIN exported.  Exit 0 passes, 77 skips
@@ -74,7 +77,8 @@ unit() {
         echo "$bin is not built"
         return 1
     fi
-    on h1 "$bin"
+    on h1 env MCOS_TEST_RDMA_ADDR2="${MCOS_IP2_h1:-}" \
+        MCOS_TEST_RDMA_ADDR2_ALIAS="${MCOS_IP2_h1:+${NIC2_SUBNET}.101}" "$bin"
     rc=$?
     if ((rc == 77)); then
         echo "the verbs unit test skipped inside the soft-RoCE hosts"
@@ -88,7 +92,12 @@ unit() {
 # there can connect to its own addresses.
 ip link set lo up 2>/dev/null || true
 
+# shellcheck source=second_nic.sh
+. "$HERE/second_nic.sh"
+trap second_nic_cleanup EXIT
+
 cd "$REPO" || exit 1
+run second_nic second_nic_setup
 run unit_transport_verbs unit
 for s in "$HERE"/scenario_*.sh; do
     [[ -e $s ]] || continue

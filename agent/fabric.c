@@ -1129,8 +1129,10 @@ xfer_finish(struct xfer *x)
     x->res.time_us = now_us(f) - x->res.time_us;
     x->res.bytes = x->res.status ? 0 : x->len;
     if (x->kind == XFER_PUT && x->res.status && x->res.loc.handle && p &&
-        p->present) {
-        /* Give the reservation back (the peer also expires it). */
+        p->present && p->ctl) {
+        /* Give the reservation back (the peer also expires it).  Not
+         * when its control client is gone (peer_disconnect, shutdown):
+         * a new one made here would outlive the fabric. */
         Mcos__PeerRequest q = MCOS__PEER_REQUEST__INIT;
         char err[200];
 
@@ -1425,7 +1427,8 @@ agent_fabric_create(uv_loop_t *loop, const struct mcos_clock *clock,
         if (r) {
             snprintf(f->verbs_note, sizeof f->verbs_note, "%s", why);
             if (!want_tcp) {
-                snprintf(err, errlen, "fabric: verbs: %s", why);
+                snprintf(err, errlen, "fabric: %s%s",
+                         strncmp(why, "verbs: ", 7) ? "verbs: " : "", why);
                 goto fail_transports;
             }
         }

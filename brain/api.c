@@ -713,8 +713,7 @@ post_route(struct mcos_http_request *req, void *arg)
         json_pack("{s:s, s:s, s:i, s:I, s:o, s:s, s:s}", "node",
                   rt.cand[rt.best].name, "ns", ns_name, "blocks",
                   (int)chain_len, "output_len", output_len, "ranked", list,
-                  "explain", rt.explain, "replication",
-                  "none: peer fetches need the fabric (not available yet)"));
+                  "explain", rt.explain, "replication", rt.replication));
     brain_routing_free(&rt);
 out:
     free(chain);

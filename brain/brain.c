@@ -329,6 +329,7 @@ on_route(struct brain *b, struct mcos_bus_request *req,
         rep.n_ranked = rt.n;
         rep.ranked = ptrs;
         rep.explain = rt.explain;
+        rep.replication = rt.replication;
     } else if (r != -EAGAIN) {
         b->counters.bad_messages++;
     }
@@ -697,8 +698,7 @@ derive(struct brain *b)
     b->policy.report_interval_ms = (uint32_t)cfg->report_interval_ms;
     b->weights.dram_fetch = (double)cfg->dram_fetch_milli / 1000.0;
     b->weights.nvme_fetch = (double)cfg->nvme_fetch_milli / 1000.0;
-    /* No peer fetches until the fabric can carry them. */
-    b->weights.peer_fetch = 1.0;
+    b->weights.peer_fetch = (double)cfg->peer_fetch_milli / 1000.0;
     b->weights.load_weight = (double)cfg->load_weight_milli / 1000.0;
     b->weights.bound_eps = (double)cfg->bound_eps_milli / 1000.0;
     b->weights.rack_penalty = (double)cfg->rack_penalty_milli / 1000.0;

@@ -51,6 +51,7 @@ struct brain_config {
     uint64_t nvme_fetch_milli;        /* routing: NVMe block cost x1000 */
     uint64_t load_weight_milli;       /* routing: per queued request x1000 */
     uint64_t queue_block_milli;       /* routing: per queued block x1000 */
+    uint64_t peer_fetch_milli;        /* routing: block copied x1000 */
     uint64_t bound_eps_milli;         /* routing: bounded-load slack x1000 */
     uint64_t rack_penalty_milli;      /* routing: other rack x1000 */
     uint64_t repl_min_hotness_milli;  /* replication: hot enough x1000 */

@@ -46,6 +46,11 @@ const struct mcos_cfg_opt brain_config_opts[] = {
     OPT("routing.load_weight_milli", "route-load-weight-milli", MCOS_CFG_UINT,
         load_weight_milli, 0, 100000000, "4000",
         "routing: cost of one queued request, in blocks x1000"),
+    OPT("routing.peer_fetch_milli", "route-peer-fetch-milli", MCOS_CFG_UINT,
+        peer_fetch_milli, 0, 1000000, "100",
+        "routing: cost of a prefix block copied from the peer that holds it, "
+        "x1000 of computing it (1000 or more: never copy; below, the brain "
+        "orders the copy when that wins)"),
     OPT("routing.queue_block_milli", "route-queue-block-milli", MCOS_CFG_UINT,
         queue_block_milli, 0, 100000, "1000",
         "routing: cost of one prefill block queued on a node (engines "
@@ -180,6 +185,7 @@ const char *const brain_config_live_keys[] = {
     "routing.bound_eps_milli",
     "routing.rack_penalty_milli",
     "routing.queue_block_milli",
+    "routing.peer_fetch_milli",
     "replication.min_hotness_milli",
     "replication.copies",
     "replication.budget",

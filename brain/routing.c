@@ -1,12 +1,19 @@
 #include "routing.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "aggregate.h"
 #include "brain.h"
 #include "error.h"
+#include "log.h"
+
+MCOS_LOG_MODULE(route);
+
+static struct mcos_ratelimit copy_rl = MCOS_RATELIMIT_INIT(5000, 5);
 
 struct ranked {
     size_t i;    /* candidate */
@@ -19,6 +26,82 @@ ranked_cmp(const void *a, const void *b)
     const struct ranked *x = a, *y = b;
 
     return x->cost < y->cost ? -1 : x->cost > y->cost;
+}
+
+/* For each candidate, the longest prefix another candidate holds (up to
+ * BRAIN_ROUTE_MAX_COPY blocks past its own) and who holds it: the least
+ * loaded of the longest. */
+static void
+peer_matches(struct brain_routing *out, size_t *holder)
+{
+    for (size_t i = 0; i < out->n; i++) {
+        struct brain_route_node *c = &out->cand[i];
+        uint32_t best = 0;
+
+        for (size_t j = 0; j < out->n; j++) {
+            const struct brain_route_node *h = &out->cand[j];
+
+            if (j == i || h->matched <= c->matched) {
+                continue;
+            }
+            if (h->matched > best ||
+                (h->matched == best && h->load < out->cand[holder[i]].load)) {
+                best = h->matched;
+                holder[i] = j;
+            }
+        }
+        if (best > c->matched + BRAIN_ROUTE_MAX_COPY) {
+            best = c->matched + BRAIN_ROUTE_MAX_COPY;
+        }
+        c->matched_peer = best;
+    }
+}
+
+/* The chosen node won with blocks a peer holds: order them copied. */
+static void
+order_copies(struct brain *b, struct brain_routing *out, const size_t *holder,
+             const uint64_t *chain)
+{
+    const struct brain_route_node *c = &out->cand[out->best];
+    const struct brain_route_node *h;
+    size_t from, to, ordered = 0;
+    char err[200];
+
+    if (b->weights.peer_fetch >= 1.0) {
+        snprintf(out->replication, sizeof out->replication,
+                 "none: copying from peers is off "
+                 "(routing.peer_fetch_milli >= 1000)");
+        return;
+    }
+    if (c->matched_peer <= c->matched) {
+        snprintf(out->replication, sizeof out->replication,
+                 "none: no peer holds more of this prefix than %s", c->name);
+        return;
+    }
+    h = &out->cand[holder[out->best]];
+    from = c->matched;
+    to = c->matched_peer < out->chain_len ? c->matched_peer : out->chain_len;
+    for (size_t k = from; k < to; k++) {
+        if (brain_replica_add(&b->cluster, h->name, chain[k], c->name,
+                              MCOS__TIER_KIND__TIER_DRAM, err,
+                              sizeof err) == 0) {
+            ordered++;
+        } else {
+            LOG_WARN_RL(&copy_rl,
+                        "route: cannot order block %016" PRIx64
+                        " copied from %s to %s: %s",
+                        chain[k], h->name, c->name, err);
+        }
+    }
+    out->copied = ordered;
+    if (ordered) {
+        b->dirty = true;
+        brain_schedule(b);
+    }
+    snprintf(out->replication, sizeof out->replication,
+             "ordered %zu of %zu block(s) copied from %s to %s (dram): "
+             "cheaper than computing them",
+             ordered, to - from, h->name, c->name);
 }
 
 void
@@ -38,6 +121,7 @@ brain_routing_decide(struct brain *b, const char *ns_name,
     struct brain_node **who = NULL;
     struct brain_prefix_match *m = NULL;
     struct ranked *rk = NULL;
+    size_t *holder = NULL;
     size_t cap = b->cluster.n + 1;
     int ns, best, found, r = 0;
 
@@ -63,7 +147,9 @@ brain_routing_decide(struct brain *b, const char *ns_name,
     who = calloc(cap, sizeof *who);
     m = calloc(cap, sizeof *m);
     rk = calloc(cap, sizeof *rk);
-    if (!out->cand || !out->score || !out->ranked || !who || !m || !rk) {
+    holder = calloc(cap, sizeof *holder);
+    if (!out->cand || !out->score || !out->ranked || !who || !m || !rk ||
+        !holder) {
         mcos_seterr(err, errlen, "out of memory");
         r = -ENOMEM;
         goto out;
@@ -103,10 +189,14 @@ brain_routing_decide(struct brain *b, const char *ns_name,
             }
         }
     }
+    if (b->weights.peer_fetch < 1.0) {
+        peer_matches(out, holder);
+    }
     best = brain_route_decide(out->cand, out->n, n, rack, &b->weights,
                               out->score);
     out->best = (size_t)best;
     out->chain_len = n;
+    order_copies(b, out, holder, chain);
     who[best]->routed++;
     who[best]->routed_blocks += out->score[best].prefill;
     b->routes++;
@@ -122,14 +212,20 @@ brain_routing_decide(struct brain *b, const char *ns_name,
         const struct brain_route_node *c = &out->cand[best];
         const struct brain_route_score *s = &out->score[best];
 
+        char copy[64] = "";
+
+        if (out->copied) {
+            snprintf(copy, sizeof copy, ", %zu to copy from %s", out->copied,
+                     out->cand[holder[best]].name);
+        }
         snprintf(out->explain, sizeof out->explain,
                  "%s: holds %u of %zu blocks (%u in hbm, %u more in dram, "
-                 "%u more on nvme), %.0f to prefill, load %.0f request(s) "
+                 "%u more on nvme)%s, %.0f to prefill, load %.0f request(s) "
                  "and %.0f queued block(s); cost %.2f, lowest of %zu live "
                  "node(s)%s",
                  c->name, c->matched, n, c->matched_hbm,
                  c->matched_dram - c->matched_hbm,
-                 c->matched - c->matched_dram, s->prefill, c->load,
+                 c->matched - c->matched_dram, copy, s->prefill, c->load,
                  c->queued_blocks, s->cost, out->n,
                  s->over_bound ? " (every node is over the load bound)" : "");
     }
@@ -137,6 +233,7 @@ out:
     free(who);
     free(m);
     free(rk);
+    free(holder);
     if (r) {
         brain_routing_free(out);
     }

@@ -6,6 +6,15 @@
  * from the global prefix index, their loads from reports plus what was
  * routed to them since; the decision itself is brain_route_decide().
  *
+ * Copies instead of recomputing: with routing.peer_fetch_milli below
+ * 1000, a node may be scored with the longest prefix another alive node
+ * holds (matched_peer), at peer_fetch per block it lacks.  When the chosen
+ * node won that way, the brain orders the copy at once: a replication
+ * task (brain_replica_add) per missing block, from the holder to the
+ * chosen node's DRAM, which the holder's agent carries out over the
+ * fabric (at most BRAIN_ROUTE_MAX_COPY blocks a request).  The answer says
+ * so (`replication`).
+ *
  * Where it sits: decide step.  Thread-safety: loop thread only.
  */
 #ifndef BRAIN_ROUTING_H
@@ -22,6 +31,10 @@ struct brain;
  * 2M-token context. */
 #define BRAIN_ROUTE_MAX_BLOCKS 4096
 
+/* Most blocks one request may have copied from a peer (the rest of a
+ * longer peer match is not counted). */
+#define BRAIN_ROUTE_MAX_COPY 256
+
 struct brain_routing {
     size_t n;                        /* candidates (alive nodes) */
     struct brain_route_node *cand;   /* their inputs */
@@ -30,6 +43,8 @@ struct brain_routing {
     size_t best;                     /* the chosen candidate */
     size_t chain_len;                /* blocks in the request */
     char explain[512];               /* why, in one sentence */
+    size_t copied;                   /* blocks ordered copied to best */
+    char replication[200];           /* what was ordered, or "none: ..." */
 };
 
 /* Decides and counts the request against the chosen node.  Errors:

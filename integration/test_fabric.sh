@@ -12,6 +12,8 @@
 #     brain drops the task once n2 reports the object; its bytes match;
 #   - an object on n1's NVMe tier is replicated too: staged into DRAM,
 #     sent, n1's copy stays on NVMe;
+#   - a route for a prefix n1 holds while n1's engine is busy goes to
+#     another node, and the brain orders the blocks copied there;
 #   - a peer killed mid-transfer (its link slowed with tbf so the kill
 #     lands during the WRITE): the transfer fails, nothing is counted,
 #     the source is intact, and the task is retried until the restarted
@@ -192,6 +194,40 @@ wait_for 10 eval '! table_has n1 "replica/"' || fail "task not dropped"
 ok "retried after backoff: the restarted n3 holds a verified copy"
 
 # ---------------------------------------------------------------------------
+step "a route that copies: a busy node's prefix goes to the node chosen"
+worker n1 kv llama e1,e2,e3,e4 || fail "kv blocks on n1"
+indexed() { brain_get /metrics | grep -q '^mcos_brain_index_blocks 4$'; }
+wait_for 10 indexed || fail "the index never held n1's 4 blocks"
+# n1's engine has 100 blocks of prefill queued: computing the last block
+# elsewhere and copying 4 (0.1 each) beats waiting there.
+worker n1 load 1 1 100 5 &
+eng=$!
+n1_busy() {
+    brain_get /v1/nodes/n1 | jq -e '.load.queued_prefill_blocks == 100' \
+        >/dev/null
+}
+wait_for 10 n1_busy || fail "the brain never saw n1's engine load"
+run_on brain curl -sS --max-time 3 -o "$TEST_DIR/route.json" \
+    -X POST "$BRAIN_HTTP/v1/route" \
+    -d '{"ns":"llama","blocks":["e1","e2","e3","e4","e5"]}' ||
+    fail "route failed"
+to=$(jq -r .node "$TEST_DIR/route.json")
+[[ $to == n2 || $to == n3 ]] || fail "route: $(cat "$TEST_DIR/route.json")"
+want="ordered 4 of 4 block(s) copied from n1 to $to (dram): cheaper than computing them"
+[[ $(jq -r .replication "$TEST_DIR/route.json") == "$want" ]] ||
+    fail "route: $(cat "$TEST_DIR/route.json")"
+ok "$(jq -r .explain "$TEST_DIR/route.json")"
+has_all() { for b in e1 e2 e3 e4; do worker "$to" stat "$b" >/dev/null 2>&1 || return 1; done; }
+wait_for 15 has_all || fail "$to never got the 4 blocks"
+for b in e1 e2 e3 e4; do
+    worker "$to" check "$b" 8192 $((16#$b)) || fail "$to's copy of $b differs"
+done
+no_tasks() { ! table_has n1 "replica/"; }
+wait_for 10 no_tasks || fail "the brain kept the copy tasks:
+$(admin tables n1)"
+wait "$eng" || fail "the load worker failed"
+ok "$to holds the 4 blocks, verified; the brain dropped the tasks"
+
 step "bad input on the control endpoint is refused with a clear error"
 CTL="tcp://${IP[n2]}:${AGENT_DATA_PORT[n2]}"
 probe() { run_on n1 "$MCOS_BIN/fabric_probe" "$CTL" "$@"; }

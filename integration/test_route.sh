@@ -17,7 +17,10 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 test_init route
 
 step "brain + 3 agents; n2 holds a1..a5, n3 holds a1..a2"
-start_brain
+# Copies from peers off (routing.peer_fetch_milli 1000): this test checks
+# matching, load and herding against a fixed index; test_fabric checks the
+# copies the brain orders.
+start_brain --route-peer-fetch-milli 1000
 for n in n1 n2 n3; do
     start_agent "$n"
 done
@@ -44,7 +47,9 @@ step "the longest prefix wins, and the explanation says why"
 [[ $(route '{"ns":"llama","blocks":["a1","a2","a3","a4","a5","a6"]}') == 200 ]] ||
     fail "route: $(cat "$TEST_DIR/route.json")"
 jq -e '.node == "n2" and .ranked[0].matched.total == 5 and
-       .ranked[1].node == "n3"' "$TEST_DIR/route.json" >/dev/null ||
+       .ranked[1].node == "n3" and .replication ==
+       "none: copying from peers is off (routing.peer_fetch_milli >= 1000)"' \
+    "$TEST_DIR/route.json" >/dev/null ||
     fail "route: $(cat "$TEST_DIR/route.json")"
 ok "$(jq -r .explain "$TEST_DIR/route.json")"
 admin route --explain --ns llama a1,a2,a3 >"$TEST_DIR/explain.out"

@@ -591,7 +591,6 @@ post_replicate(struct mcos_http_request *req, void *arg)
         json_decref(doc);
         return;
     }
-    b->dirty = true;
     brain_run(b);
     snprintf(err, sizeof err, "%016" PRIx64, object);
     mcos_http_respond_json(req, 200,

@@ -195,9 +195,6 @@ on_hello(struct brain *b, struct mcos_bus_request *req,
         b->gen = applied;
         b->force = true;
     }
-    if (res.topology_changed || !res.node->desired) {
-        b->dirty = true;
-    }
     send_reply(b, req, 0, NULL, NULL);
     brain_schedule(b);
 }
@@ -227,7 +224,6 @@ on_report(struct brain *b, struct mcos_bus_request *req,
                  "node %s was marked failed: say hello "
                  "again",
                  res.node->name);
-        b->dirty = true;
         brain_schedule(b);
         send_reply(b, req, -ENOENT, msg, NULL);
         return;
@@ -237,7 +233,6 @@ on_report(struct brain *b, struct mcos_bus_request *req,
     res.node->routed = 0;
     res.node->routed_blocks = 0;
     if (res.topology_changed || res.replicas_done) {
-        b->dirty = true;
         brain_schedule(b);
     }
     /* Level-triggered: a node that lags and has no watch open gets its
@@ -265,7 +260,6 @@ on_watch(struct brain *b, struct mcos_bus_request *req,
     }
     b->counters.watches++;
     if (res.topology_changed) {
-        b->dirty = true;
         brain_schedule(b);
     }
     u = update_for(b, res.node, w->applied_gen);
@@ -466,7 +460,6 @@ gen_fenced(void *arg, int status, const char *error)
                     "published",
                     BRAIN_ELECTION_GEN_KEY, gen, error);
         }
-        b->dirty = true;
     }
     free_tables(next, n);
 }
@@ -525,23 +518,20 @@ compile_all(struct brain *b)
         b->n_pending = c->n;
         b->pending_gen = gen;
         b->gen_pending = true;
-        b->dirty = false;
         b->force = false;
         if (brain_election_advance(b->election, gen, gen_fenced, b) == 0) {
             next = NULL;
         } else {
+            /* Not on its way: the next pass publishes again. */
             b->pending = NULL;
             b->gen_pending = false;
-            b->dirty = true;
+            b->force = true;
         }
     } else if (changed && save_gen(b, gen) == 0) {
         publish(b, next, c->n, gen);
-        b->dirty = false;
         b->force = false;
     } else if (changed) {
         b->force = true; /* not saved: the next pass tries again */
-    } else {
-        b->dirty = false;
     }
     if (changed && recompute) {
         LOG_INFO("generation %" PRIu64 ": full recompute (%zu tables)", gen,
@@ -581,9 +571,7 @@ brain_run(struct brain *b)
     if (!brain_leading(b)) {
         return;
     }
-    if (brain_aggregate_tick(&b->cluster, now, &b->live_cfg)) {
-        b->dirty = true;
-    }
+    brain_aggregate_tick(&b->cluster, now, &b->live_cfg);
     for (size_t i = 0; i < b->cluster.n; i++) {
         struct brain_node *n = b->cluster.nodes[i];
 
@@ -679,7 +667,6 @@ member_gone(const char *node, void *arg)
         return;
     }
     if (brain_aggregate_lease_lost(n)) {
-        b->dirty = true;
         brain_schedule(b);
     }
 }

@@ -124,7 +124,6 @@ struct brain {
     struct brain_cluster cluster;       /* the model */
     struct brain_state *state;          /* the state directory */
     uint64_t gen;                       /* current generation */
-    bool dirty;                         /* inputs changed since the last run */
     bool force;                         /* next run must bump the generation */
     uint64_t start_us;                  /* for uptime */
     struct mcos_bus_server *bus;        /* agents */

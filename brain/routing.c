@@ -95,7 +95,6 @@ order_copies(struct brain *b, struct brain_routing *out, const size_t *holder,
     }
     out->copied = ordered;
     if (ordered) {
-        b->dirty = true;
         brain_schedule(b);
     }
     snprintf(out->replication, sizeof out->replication,

@@ -106,10 +106,7 @@ placement_run(struct brain_engine_node *en, bool recompute, void *arg)
     struct brain_engine_node *usage = brain_en_input(en, "en_usage");
     struct brain_nodeset dirty;
 
-    brain_nodeset_clear(&dirty);
-    for (size_t i = 0; i < en->n_inputs; i++) {
-        brain_nodeset_union(&dirty, &en->inputs[i]->changed);
-    }
+    brain_engine_inputs_changed_set(en, &dirty);
     for (size_t i = 0; i < c->n; i++) {
         if (recompute || brain_nodeset_has(&dirty, c->nodes[i]->idx)) {
             decide_node(en->data, ctx, usage->data, c->nodes[i], &en->changed);

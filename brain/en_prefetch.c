@@ -210,10 +210,7 @@ prefetch_run(struct brain_engine_node *en, bool recompute, void *arg)
     struct brain_engine_node *access = brain_en_input(en, "en_access");
     struct brain_nodeset dirty;
 
-    brain_nodeset_clear(&dirty);
-    for (size_t i = 0; i < en->n_inputs; i++) {
-        brain_nodeset_union(&dirty, &en->inputs[i]->changed);
-    }
+    brain_engine_inputs_changed_set(en, &dirty);
     for (size_t i = 0; i < c->n; i++) {
         const struct brain_node *n = c->nodes[i];
 

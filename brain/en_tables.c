@@ -101,10 +101,7 @@ tables_run(struct brain_engine_node *en, bool recompute, void *arg)
     struct brain_nodeset dirty;
     int first = 0;
 
-    brain_nodeset_clear(&dirty);
-    for (size_t i = 0; i < en->n_inputs; i++) {
-        brain_nodeset_union(&dirty, &en->inputs[i]->changed);
-    }
+    brain_engine_inputs_changed_set(en, &dirty);
     for (size_t i = 0; i < c->n; i++) {
         int r;
 

@@ -82,6 +82,16 @@ brain_engine_inputs_changed(const struct brain_engine_node *n)
     return false;
 }
 
+void
+brain_engine_inputs_changed_set(const struct brain_engine_node *n,
+                                struct brain_nodeset *out)
+{
+    brain_nodeset_clear(out);
+    for (size_t i = 0; i < n->n_inputs; i++) {
+        brain_nodeset_union(out, &n->inputs[i]->changed);
+    }
+}
+
 int
 brain_engine_run(struct brain_engine *e, bool recompute, void *ctx)
 {

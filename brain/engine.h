@@ -84,6 +84,10 @@ int brain_engine_run(struct brain_engine *, bool recompute, void *ctx);
 /* True when any input of `n` changed in this pass. */
 bool brain_engine_inputs_changed(const struct brain_engine_node *);
 
+/* The cluster nodes any input of `n` changed for in this pass. */
+void brain_engine_inputs_changed_set(const struct brain_engine_node *,
+                                     struct brain_nodeset *out);
+
 /* The node named `name`, or NULL. */
 struct brain_engine_node *brain_engine_find(const struct brain_engine *,
                                             const char *name);

@@ -803,9 +803,7 @@ srv_send(struct srv_sock *s, const void *head, size_t hlen, void *payload,
         w->used = 0;
         s->out = w;
         if (!s->on_flush) {
-            if (!t->flush && !t->redispatch) {
-                uv_check_start(&t->flusher, flush_cb);
-            }
+            uv_check_start(&t->flusher, flush_cb); /* no-op if started */
             s->on_flush = true;
             s->flush_next = t->flush;
             t->flush = s;
@@ -1650,9 +1648,7 @@ conn_redispatch(struct tcp_conn *c)
     if (c->on_redispatch || !c->queue) {
         return;
     }
-    if (!t->flush && !t->redispatch) {
-        uv_check_start(&t->flusher, flush_cb);
-    }
+    uv_check_start(&t->flusher, flush_cb); /* no-op if started */
     c->on_redispatch = true;
     c->redispatch_next = t->redispatch;
     t->redispatch = c;

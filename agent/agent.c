@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "error.h"
+#include "etcd.h"
 #include "log.h"
 #include "membership.h"
 #include "wire.h"
@@ -610,19 +611,14 @@ timer_cb(uv_timer_t *t)
 static int
 copy_config(struct agent_config *dst, const struct agent_config *src)
 {
-    char **d[] = {&dst->api_listen,
-                  &dst->shm_name,
-                  &dst->node,
-                  &dst->brain,
-                  &dst->http_listen,
-                  &dst->rack,
-                  &dst->zone,
-                  &dst->nvme_dir,
-                  &dst->data_address,
-                  &dst->cuda_lib,
-                  &dst->log_level,
-                  &dst->etcd_endpoints,
-                  &dst->data_transports,
+    char **d[] = {&dst->api_listen,    &dst->shm_name,
+                  &dst->node,          &dst->brain,
+                  &dst->http_listen,   &dst->rack,
+                  &dst->zone,          &dst->nvme_dir,
+                  &dst->data_address,  &dst->cuda_lib,
+                  &dst->log_level,     &dst->etcd_endpoints,
+                  &dst->etcd_cacert,   &dst->etcd_cert,
+                  &dst->etcd_key,      &dst->data_transports,
                   &dst->data_addresses};
 
     *dst = *src;
@@ -759,6 +755,7 @@ pick_data_address(struct agent *a)
 static int
 start_membership(struct agent *a, char *err, size_t errlen)
 {
+    struct mcos_etcd_options eo;
     char boot[17];
     json_t *v;
     char *s;
@@ -772,7 +769,9 @@ start_membership(struct agent *a, char *err, size_t errlen)
     if (!s) {
         return -ENOMEM;
     }
-    r = mcos_member_start(a->loop, a->cfg.etcd_endpoints, a->cfg.node, s,
+    eo = mcos_etcd_tls_options(a->cfg.etcd_cacert, a->cfg.etcd_cert,
+                               a->cfg.etcd_key);
+    r = mcos_member_start(a->loop, a->cfg.etcd_endpoints, &eo, a->cfg.node, s,
                           (int64_t)a->cfg.etcd_lease_ttl_s, &a->member, err,
                           errlen);
     free(s);

@@ -67,6 +67,9 @@ struct agent_config {
     uint64_t bw_nvme;
     char *etcd_endpoints;      /* membership registration, "" for none */
     uint64_t etcd_lease_ttl_s; /* its lease TTL */
+    char *etcd_cacert;         /* TLS: CA bundle, "" for the system's */
+    char *etcd_cert;           /* TLS: client certificate, "" for none */
+    char *etcd_key;            /* TLS: its key, "" for none */
     char *log_level;           /* log spec */
 };
 

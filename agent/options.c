@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "etcd.h"
 #include "transport.h"
 
 #define OPT(KEY, FLAG, TYPE, FIELD, MIN, MAX, DEF, HELP)                      \
@@ -87,6 +88,7 @@ const struct mcos_cfg_opt agent_config_opts[] = {
     OPT("etcd.lease_ttl_s", "etcd-lease-ttl-s", MCOS_CFG_UINT,
         etcd_lease_ttl_s, 2, 3600, "10",
         "seconds without a renewal before etcd drops this node"),
+    MCOS_ETCD_TLS_CONFIG_OPTS(OPT),
     OPT("log_level", "log-level", MCOS_CFG_STRING, log_level, 0, 0, "info",
         "log levels, e.g. info or info,bus=debug"),
 };
@@ -218,7 +220,8 @@ agent_config_check(const struct agent_config *c, char *err, size_t errlen)
             return -EINVAL;
         }
     }
-    return 0;
+    return mcos_etcd_config_check(c->etcd_endpoints, c->etcd_cacert,
+                                  c->etcd_cert, c->etcd_key, err, errlen);
 }
 
 void

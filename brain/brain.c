@@ -9,6 +9,7 @@
 
 #include "aggregate.h"
 #include "election.h"
+#include "etcd.h"
 #include "error.h"
 #include "ids.h"
 #include "log.h"
@@ -820,23 +821,33 @@ on_config(void *arg, const char *key, const char *value)
     }
 }
 
+/* The etcd client options of etcd.cacert, etcd.cert and etcd.key. */
+static struct mcos_etcd_options
+brain_etcd_options(const struct brain *b)
+{
+    return mcos_etcd_tls_options(b->cfg.etcd_cacert, b->cfg.etcd_cert,
+                                 b->cfg.etcd_key);
+}
+
 /* With etcd.endpoints: check etcd answers, then campaign. */
 static int
 start_ha(struct brain *b, char *err, size_t errlen)
 {
     static const struct brain_election_cbs cbs = {on_elected, on_deposed,
                                                   on_config};
+    struct mcos_etcd_options eo = brain_etcd_options(b);
     struct brain_election_cfg ec = {
         .endpoints = b->cfg.etcd_endpoints,
         .name = b->cfg.name,
         .bus_url = *b->cfg.advertise ? b->cfg.advertise : b->cfg.listen,
         .http_url = b->cfg.http_listen,
         .ttl_s = b->cfg.etcd_lease_ttl_s,
+        .etcd = &eo,
     };
     char why[512];
     int r;
 
-    r = brain_election_probe(b->cfg.etcd_endpoints, why, sizeof why);
+    r = brain_election_probe(b->cfg.etcd_endpoints, &eo, why, sizeof why);
     if (r && b->cfg.etcd_required) {
         mcos_seterr(err, errlen,
                     "etcd.endpoints: cannot reach etcd: %s (set "
@@ -878,6 +889,9 @@ copy_config(struct brain_config *dst, const struct brain_config *src)
     dst->etcd_endpoints =
         strdup(src->etcd_endpoints ? src->etcd_endpoints : "");
     dst->advertise = strdup(src->advertise ? src->advertise : "");
+    dst->etcd_cacert = strdup(src->etcd_cacert ? src->etcd_cacert : "");
+    dst->etcd_cert = strdup(src->etcd_cert ? src->etcd_cert : "");
+    dst->etcd_key = strdup(src->etcd_key ? src->etcd_key : "");
     if (src->name && *src->name) {
         dst->name = strdup(src->name);
     } else {
@@ -888,7 +902,7 @@ copy_config(struct brain_config *dst, const struct brain_config *src)
     }
     if (!dst->listen || !dst->http_listen || !dst->state_dir ||
         !dst->log_level || !dst->etcd_endpoints || !dst->advertise ||
-        !dst->name) {
+        !dst->etcd_cacert || !dst->etcd_cert || !dst->etcd_key || !dst->name) {
         mcos_cfg_free(brain_config_opts, brain_n_config_opts, dst);
         return -ENOMEM;
     }
@@ -921,6 +935,7 @@ brain_create(uv_loop_t *loop, const struct brain_config *cfg,
     b->local = b->cfg;
     b->local.listen = b->local.http_listen = b->local.state_dir = NULL;
     b->local.etcd_endpoints = b->local.name = b->local.advertise = NULL;
+    b->local.etcd_cacert = b->local.etcd_cert = b->local.etcd_key = NULL;
     b->local.log_level = NULL;
     b->start_us = mcos_clock_now(clock);
     brain_cluster_init(&b->cluster);
@@ -972,8 +987,10 @@ brain_create(uv_loop_t *loop, const struct brain_config *cfg,
         }
     }
     if (*b->cfg.etcd_endpoints) {
-        r = mcos_members_watch_start(loop, b->cfg.etcd_endpoints, member_gone,
-                                     b, &b->members, err, errlen);
+        struct mcos_etcd_options eo = brain_etcd_options(b);
+
+        r = mcos_members_watch_start(loop, b->cfg.etcd_endpoints, &eo,
+                                     member_gone, b, &b->members, err, errlen);
         if (r) {
             goto fail_election;
         }

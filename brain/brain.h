@@ -69,6 +69,9 @@ struct brain_config {
     char *etcd_endpoints;             /* membership leases, "" for none */
     bool etcd_required;        /* no etcd at start: exit, else embedded */
     uint64_t etcd_lease_ttl_s; /* the election lease's TTL */
+    char *etcd_cacert;         /* TLS: CA bundle, "" for the system's */
+    char *etcd_cert;           /* TLS: client certificate, "" for none */
+    char *etcd_key;            /* TLS: its key, "" for none */
     char *name;                /* this brain's name, "" for hostname */
     char *advertise;           /* bus URL agents dial, "" for listen */
     char *log_level;           /* log spec, see log.h */

@@ -894,14 +894,20 @@ on_probe(const struct mcos_etcd_result *res, void *arg)
 }
 
 int
-brain_election_probe(const char *endpoints, char *err, size_t errlen)
+brain_election_probe(const char *endpoints,
+                     const struct mcos_etcd_options *eopt, char *err,
+                     size_t errlen)
 {
-    struct mcos_etcd_options opt = {.request_timeout_ms = 3000};
+    struct mcos_etcd_options opt = {0};
     struct probe p = {0};
     struct mcos_etcd *e;
     uv_loop_t loop;
     int r;
 
+    if (eopt) {
+        opt = *eopt;
+    }
+    opt.request_timeout_ms = 3000;
     p.loop = &loop;
     r = uv_loop_init(&loop);
     if (r) {
@@ -963,7 +969,8 @@ brain_election_start(uv_loop_t *loop, const struct mcos_clock *clock,
         goto fail;
     }
     brain_elect_sm_init(&el->sm, cfg->ttl_s * 1000000);
-    r = mcos_etcd_create(loop, cfg->endpoints, NULL, &el->etcd, err, errlen);
+    r = mcos_etcd_create(loop, cfg->endpoints, cfg->etcd, &el->etcd, err,
+                         errlen);
     if (r) {
         goto fail;
     }

@@ -91,6 +91,7 @@ bool brain_elect_sm_tick(struct brain_elect_sm *, uint64_t now);
 /* ------------------------------------------------------------------------
  * The etcd side. */
 struct brain_election;
+struct mcos_etcd_options;
 
 struct brain_election_cfg {
     const char *endpoints; /* etcd client URLs */
@@ -98,6 +99,7 @@ struct brain_election_cfg {
     const char *bus_url;   /* where agents reach it */
     const char *http_url;  /* where operators reach it ("" for none) */
     uint64_t ttl_s;        /* lease TTL */
+    const struct mcos_etcd_options *etcd; /* TLS files; NULL: defaults */
 };
 
 struct brain_election_cbs {
@@ -113,7 +115,9 @@ struct brain_election_cbs {
 /* Asks etcd, blocking, for the leader key on a private loop (start-up
  * only): 0 when a quorum answered, else a negative errno with etcd's
  * message (naming the endpoints tried) in err. */
-int brain_election_probe(const char *endpoints, char *err, size_t errlen);
+int brain_election_probe(const char *endpoints,
+                         const struct mcos_etcd_options *opt, char *err,
+                         size_t errlen);
 
 /* Starts campaigning.  Copies the configuration.  Returns 0, or a negative
  * errno with the reason in err (a bad endpoint list). */

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "brain.h"
+#include "etcd.h"
 #include "ids.h"
 
 #define OPT(KEY, FLAG, TYPE, FIELD, MIN, MAX, DEF, HELP)                      \
@@ -107,6 +108,7 @@ const struct mcos_cfg_opt brain_config_opts[] = {
     OPT("etcd.lease_ttl_s", "etcd-lease-ttl-s", MCOS_CFG_UINT,
         etcd_lease_ttl_s, 2, 3600, "5",
         "seconds the leader's lease outlives it (bounds failover)"),
+    MCOS_ETCD_TLS_CONFIG_OPTS(OPT),
     OPT("name", "name", MCOS_CFG_STRING, name, 0, 0, "",
         "this brain's name among brains (\"\": the host name)"),
     OPT("advertise", "advertise", MCOS_CFG_STRING, advertise, 0, 0, "",
@@ -172,7 +174,8 @@ brain_config_check(const struct brain_config *c, char *err, size_t errlen)
         snprintf(err, errlen, "state_dir must not be empty");
         return -EINVAL;
     }
-    return 0;
+    return mcos_etcd_config_check(c->etcd_endpoints, c->etcd_cacert,
+                                  c->etcd_cert, c->etcd_key, err, errlen);
 }
 
 const char *const brain_config_live_keys[] = {

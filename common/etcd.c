@@ -1,12 +1,15 @@
 #include "etcd.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -341,11 +344,12 @@ struct mcos_etcd {
     size_t n_endpoints;                       /* how many */
     size_t current;                           /* the one tried first */
     struct mcos_etcd_options opt;             /* with defaults filled in */
-    struct req *reqs;                         /* one-shot requests in flight */
-    struct mcos_etcd_watch *watches;          /* live watches */
-    struct mcos_etcd_keepalive *keepalives;   /* live keepalives */
-    struct sock *socks;                       /* sockets being polled */
-    struct mcos_etcd_stats stats;             /* counters */
+    char *tls[3];     /* copies of opt's ca, cert and key files, or NULL */
+    struct req *reqs; /* one-shot requests in flight */
+    struct mcos_etcd_watch *watches;        /* live watches */
+    struct mcos_etcd_keepalive *keepalives; /* live keepalives */
+    struct sock *socks;                     /* sockets being polled */
+    struct mcos_etcd_stats stats;           /* counters */
     struct mcos_ratelimit rl; /* for repeated transient warnings */
     bool closing;             /* mcos_etcd_close was called */
     char last_error[MSG_LEN]; /* see mcos_etcd_last_error */
@@ -1132,6 +1136,16 @@ req_attempt(struct req *r)
     curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
                      (long)e->opt.connect_timeout_ms);
+    if (!strncmp(r->url, "https:", 6)) {
+        /* Verification stays on (curl's default); only where from. */
+        if (e->opt.ca_file) {
+            curl_easy_setopt(c, CURLOPT_CAINFO, e->opt.ca_file);
+        }
+        if (e->opt.cert_file) {
+            curl_easy_setopt(c, CURLOPT_SSLCERT, e->opt.cert_file);
+            curl_easy_setopt(c, CURLOPT_SSLKEY, e->opt.key_file);
+        }
+    }
     if (r->deadline) {
         long left = r->deadline > now ? (long)(r->deadline - now) : 1;
 
@@ -3077,6 +3091,81 @@ parse_endpoints(struct mcos_etcd *e, const char *list, char *err,
     return 0;
 }
 
+static void
+free_tls(struct mcos_etcd *e)
+{
+    for (size_t i = 0; i < 3; i++) {
+        free(e->tls[i]);
+        e->tls[i] = NULL;
+    }
+}
+
+/* Checks the TLS files in e->opt (copied from the caller), copies them and
+ * points e->opt at the copies.  Needs the endpoints parsed. */
+static int
+setup_tls(struct mcos_etcd *e, char *err, size_t errlen)
+{
+    const char **f[3] = {&e->opt.ca_file, &e->opt.cert_file, &e->opt.key_file};
+    static const char *const what[3] = {"CA file", "client certificate",
+                                        "client key"};
+    bool any = false, https = false;
+
+    for (size_t i = 0; i < 3; i++) {
+        if (*f[i] && !**f[i]) {
+            *f[i] = NULL;
+        }
+        any |= *f[i] != NULL;
+    }
+    if (!any) {
+        return 0;
+    }
+    if (!e->opt.cert_file != !e->opt.key_file) {
+        mcos_seterr(err, errlen,
+                    "etcd TLS: a client certificate needs its key and a key "
+                    "its certificate (got only the %s)",
+                    e->opt.cert_file ? "certificate" : "key");
+        return -EINVAL;
+    }
+    for (size_t i = 0; i < e->n_endpoints; i++) {
+        https |= !strncmp(e->endpoints[i], "https:", 6);
+    }
+    if (!https) {
+        mcos_seterr(err, errlen,
+                    "etcd TLS files are set but no etcd endpoint is https://");
+        return -EINVAL;
+    }
+    for (size_t i = 0; i < 3; i++) {
+        struct stat st;
+        int fd;
+
+        if (!*f[i]) {
+            continue;
+        }
+        /* Readable now, so a typo is caught at start, not at the first
+         * connection (curl would report it per request). */
+        fd = open(*f[i], O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            mcos_seterr(err, errlen, "etcd TLS %s '%s': %s", what[i], *f[i],
+                        strerror(errno));
+            return -EINVAL;
+        }
+        if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+            close(fd);
+            mcos_seterr(err, errlen, "etcd TLS %s '%s': not a regular file",
+                        what[i], *f[i]);
+            return -EINVAL;
+        }
+        close(fd);
+        e->tls[i] = strdup(*f[i]);
+        if (!e->tls[i]) {
+            mcos_seterr(err, errlen, "etcd: out of memory");
+            return -ENOMEM;
+        }
+        *f[i] = e->tls[i];
+    }
+    return 0;
+}
+
 int
 mcos_etcd_create(uv_loop_t *loop, const char *endpoints,
                  const struct mcos_etcd_options *opt, struct mcos_etcd **out,
@@ -3125,6 +3214,10 @@ mcos_etcd_create(uv_loop_t *loop, const char *endpoints,
     if (r) {
         goto fail_endpoints;
     }
+    r = setup_tls(e, err, errlen);
+    if (r) {
+        goto fail_endpoints;
+    }
     h = curl_slist_append(NULL, "Content-Type: application/json");
     /* No "Expect: 100-continue" round trip before larger bodies. */
     e->headers = h ? curl_slist_append(h, "Expect:") : NULL;
@@ -3158,9 +3251,54 @@ fail_multi:
 fail_headers:
     curl_slist_free_all(e->headers);
 fail_endpoints:
+    free_tls(e);
     free_endpoints(e);
     free(e);
     return r;
+}
+
+int
+mcos_etcd_check(const char *endpoints, const struct mcos_etcd_options *opt,
+                char *err, size_t errlen)
+{
+    struct mcos_etcd *e = calloc(1, sizeof *e);
+    int r;
+
+    if (!e) {
+        mcos_seterr(err, errlen, "etcd: out of memory");
+        return -ENOMEM;
+    }
+    if (opt) {
+        e->opt = *opt;
+    }
+    r = parse_endpoints(e, endpoints ? endpoints : "", err, errlen);
+    if (r == 0) {
+        r = setup_tls(e, err, errlen);
+    }
+    free_tls(e);
+    free_endpoints(e);
+    free(e);
+    return r;
+}
+
+int
+mcos_etcd_config_check(const char *endpoints, const char *ca_file,
+                       const char *cert_file, const char *key_file, char *err,
+                       size_t errlen)
+{
+    struct mcos_etcd_options o =
+        mcos_etcd_tls_options(ca_file, cert_file, key_file);
+
+    if (!endpoints || !*endpoints) {
+        if ((ca_file && *ca_file) || (cert_file && *cert_file) ||
+            (key_file && *key_file)) {
+            mcos_seterr(err, errlen,
+                        "etcd TLS files are set but etcd.endpoints is empty");
+            return -EINVAL;
+        }
+        return 0;
+    }
+    return mcos_etcd_check(endpoints, &o, err, errlen);
 }
 
 /* Runs on the loop after mcos_etcd_close: every operation left gets its
@@ -3198,6 +3336,7 @@ client_closed(uv_handle_t *h)
         keepalive_end(ka, -ECANCELED, msg);
     }
     curl_slist_free_all(e->headers);
+    free_tls(e);
     free_endpoints(e);
     free(e);
 }

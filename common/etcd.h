@@ -61,6 +61,15 @@ struct mcos_etcd_options {
     uint32_t watch_idle_ms;      /* stream silence before a probe: 30000 */
     size_t max_request_bytes;    /* server's request limit: 1.5 MiB */
     size_t max_response_bytes;   /* largest answer or stream line: 64 MiB */
+    /* TLS, for https:// endpoints (NULL or "" = not set).  The server is
+     * always verified: against ca_file when set, else the system's CA
+     * store.  cert_file and key_file (PEM) authenticate this client to an
+     * etcd run with --client-cert-auth; give both or neither.  The files
+     * are checked at create and read again on each new connection, so
+     * renewed certificates are picked up without a restart. */
+    const char *ca_file;
+    const char *cert_file;
+    const char *key_file;
 };
 
 /* One key-value pair.  Keys and values are arbitrary bytes (NUL included);
@@ -169,12 +178,53 @@ struct mcos_etcd_stats {
     uint64_t leases_lost;      /* keepalives ended: lease gone or expired */
 };
 
-/* Creates a client on `loop` for `endpoints` ("http://h:p[,http://h:p]").
- * Nothing is contacted yet.  Returns 0, -EINVAL (bad endpoint list, with
- * the reason in err) or -ENOMEM. */
+/* Creates a client on `loop` for `endpoints` ("http://h:p[,https://h:p]").
+ * Nothing is contacted yet.  Returns 0, -EINVAL (bad endpoint list, TLS
+ * files that cannot be read, or TLS files set while no endpoint is
+ * https://; the reason in err) or -ENOMEM. */
 int mcos_etcd_create(uv_loop_t *loop, const char *endpoints,
                      const struct mcos_etcd_options *opt,
                      struct mcos_etcd **out, char *err, size_t errlen);
+
+/* What mcos_etcd_create would refuse in `endpoints` and `opt`, without
+ * creating anything: for config checks.  Returns 0 or -EINVAL (-ENOMEM)
+ * with the reason in err. */
+int mcos_etcd_check(const char *endpoints, const struct mcos_etcd_options *opt,
+                    char *err, size_t errlen);
+
+/* The config table entries (common/config.h) of etcd.cacert, etcd.cert and
+ * etcd.key, for a daemon whose config struct has char *etcd_cacert,
+ * *etcd_cert and *etcd_key; OPT is the daemon's own entry macro. */
+#define MCOS_ETCD_TLS_CONFIG_OPTS(OPT)                                        \
+    OPT("etcd.cacert", "etcd-cacert", MCOS_CFG_STRING, etcd_cacert, 0, 0, "", \
+        "CA bundle (PEM) that verifies https:// etcd endpoints (\"\": the "   \
+        "system's)"),                                                         \
+        OPT("etcd.cert", "etcd-cert", MCOS_CFG_STRING, etcd_cert, 0, 0, "",   \
+            "client certificate (PEM) for an etcd with --client-cert-auth; "  \
+            "needs etcd.key"),                                                \
+        OPT("etcd.key", "etcd-key", MCOS_CFG_STRING, etcd_key, 0, 0, "",      \
+            "private key (PEM) of etcd.cert")
+
+/* A daemon's etcd settings (etcd.endpoints, etcd.cacert, etcd.cert,
+ * etcd.key; "" or NULL = not set), checked as mcos_etcd_check does; TLS
+ * files without endpoints are refused too. */
+int mcos_etcd_config_check(const char *endpoints, const char *ca_file,
+                           const char *cert_file, const char *key_file,
+                           char *err, size_t errlen);
+
+/* Options with the TLS files of a daemon's etcd.cacert, etcd.cert and
+ * etcd.key settings (NULL or "" = not set), defaults otherwise. */
+static inline struct mcos_etcd_options
+mcos_etcd_tls_options(const char *ca_file, const char *cert_file,
+                      const char *key_file)
+{
+    struct mcos_etcd_options o = {0};
+
+    o.ca_file = ca_file;
+    o.cert_file = cert_file;
+    o.key_file = key_file;
+    return o;
+}
 
 /* Stops everything (see the top of this file).  NULL is a no-op. */
 void mcos_etcd_close(struct mcos_etcd *);

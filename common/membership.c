@@ -153,7 +153,8 @@ member_timer_closed(uv_handle_t *h)
 }
 
 int
-mcos_member_start(uv_loop_t *loop, const char *endpoints, const char *node,
+mcos_member_start(uv_loop_t *loop, const char *endpoints,
+                  const struct mcos_etcd_options *opt, const char *node,
                   const char *value, int64_t ttl_s, struct mcos_member **out,
                   char *err, size_t errlen)
 {
@@ -182,7 +183,7 @@ mcos_member_start(uv_loop_t *loop, const char *endpoints, const char *node,
     }
     snprintf(m->key, sizeof m->key, "%s%s", MCOS_MEMBERSHIP_PREFIX, node);
     m->ttl_s = ttl_s;
-    r = mcos_etcd_create(loop, endpoints, NULL, &m->etcd, err, errlen);
+    r = mcos_etcd_create(loop, endpoints, opt, &m->etcd, err, errlen);
     if (r) {
         free(m->value);
         free(m);
@@ -298,6 +299,7 @@ watch_now(struct mcos_members_watch *mw)
 
 int
 mcos_members_watch_start(uv_loop_t *loop, const char *endpoints,
+                         const struct mcos_etcd_options *opt,
                          mcos_member_gone_cb cb, void *arg,
                          struct mcos_members_watch **out, char *err,
                          size_t errlen)
@@ -309,7 +311,7 @@ mcos_members_watch_start(uv_loop_t *loop, const char *endpoints,
     if (!mw) {
         return -ENOMEM;
     }
-    r = mcos_etcd_create(loop, endpoints, NULL, &mw->etcd, err, errlen);
+    r = mcos_etcd_create(loop, endpoints, opt, &mw->etcd, err, errlen);
     if (r) {
         free(mw);
         return r;

@@ -26,6 +26,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+struct mcos_etcd_options;
+
 /* Every registration lives under this prefix. */
 #define MCOS_MEMBERSHIP_PREFIX "/mcos/nodes/"
 
@@ -37,9 +39,11 @@
 struct mcos_member;
 
 /* Starts registering `node` with `value` (a short JSON description) under
- * a lease of `ttl_s` seconds (2..3600), against `endpoints` (see
- * mcos_etcd_create).  Returns 0, or -EINVAL with the reason in err. */
-int mcos_member_start(uv_loop_t *, const char *endpoints, const char *node,
+ * a lease of `ttl_s` seconds (2..3600), against `endpoints` with `opt`
+ * (see mcos_etcd_create; NULL: defaults).  Returns 0, or -EINVAL with the
+ * reason in err. */
+int mcos_member_start(uv_loop_t *, const char *endpoints,
+                      const struct mcos_etcd_options *opt, const char *node,
                       const char *value, int64_t ttl_s,
                       struct mcos_member **out, char *err, size_t errlen);
 
@@ -55,9 +59,10 @@ struct mcos_members_watch;
  * key deleted): `node` is the name after the prefix. */
 typedef void (*mcos_member_gone_cb)(const char *node, void *arg);
 
-/* Starts watching MCOS_MEMBERSHIP_PREFIX.  Returns 0, or -EINVAL with the
- * reason in err. */
+/* Starts watching MCOS_MEMBERSHIP_PREFIX (etcd options as for
+ * mcos_member_start).  Returns 0, or -EINVAL with the reason in err. */
 int mcos_members_watch_start(uv_loop_t *, const char *endpoints,
+                             const struct mcos_etcd_options *opt,
                              mcos_member_gone_cb cb, void *arg,
                              struct mcos_members_watch **out, char *err,
                              size_t errlen);

@@ -19,6 +19,13 @@
 #   etcd_kill9 NAME               simulate a crash; the data stays for a
 #                                 restart
 #   etcd_stop_all                 etcd_stop every member still running
+#   etcd_tls_init                 a test CA, a server certificate for
+#                                 127.0.0.1 and a client certificate in
+#                                 $ETCD_TLS_DIR (plus another CA that signed
+#                                 nothing etcd trusts); members started
+#                                 after it serve clients over https and
+#                                 require a client certificate
+#                                 (--client-cert-auth), on loopback only
 #
 # Source lib.sh first (and netns.sh before using HOST).  Members are lib.sh
 # daemons named NAME, so a failing test's EXIT trap kills them and dumps
@@ -40,7 +47,9 @@ declare -A ETCD_IP=()           # member -> address it listens on
 declare -A ETCD_CLIENT_PORT=()  # member -> client port
 declare -A ETCD_PEER_PORT=()    # member -> raft peer port
 declare -A ETCD_CLUSTER=()      # member -> its --initial-cluster string
+declare -A ETCD_TLS=()          # member -> 1 when it serves https
 ETCD_MEMBERS=()                 # every member started, in order
+ETCD_TLS_DIR=""                 # set by etcd_tls_init
 
 etcd_require() {
     command -v etcd >/dev/null ||
@@ -49,7 +58,45 @@ etcd_require() {
 
 etcd_endpoint() {
     [[ -n ${ETCD_CLIENT_PORT[$1]:-} ]] || fail "etcd_endpoint: no member $1"
-    echo "http://${ETCD_IP[$1]}:${ETCD_CLIENT_PORT[$1]}"
+    local scheme=http
+    [[ -z ${ETCD_TLS[$1]:-} ]] || scheme=https
+    echo "$scheme://${ETCD_IP[$1]}:${ETCD_CLIENT_PORT[$1]}"
+}
+
+# _etcd_curl_tls NAME: the TLS flags curl and etcdctl need for NAME.
+_etcd_curl_tls() {
+    [[ -z ${ETCD_TLS[$1]:-} ]] ||
+        echo "--cacert $ETCD_TLS_DIR/ca.pem --cert $ETCD_TLS_DIR/client.pem --key $ETCD_TLS_DIR/client-key.pem"
+}
+
+# etcd_tls_init: the certificates (see the top).  EC P-256, valid a day.
+# The server's is also a client certificate: etcd's gRPC gateway dials
+# the server with it.
+etcd_tls_init() {
+    command -v openssl >/dev/null ||
+        skip "openssl not installed (Debian: apt-get install openssl)"
+    ETCD_TLS_DIR=$TEST_DIR/tls
+    mkdir -p "$ETCD_TLS_DIR"
+    local d=$ETCD_TLS_DIR ca name
+    for ca in ca other-ca; do
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+            -nodes -days 1 -subj "/CN=mcos-test-$ca" \
+            -keyout "$d/$ca-key.pem" -out "$d/$ca.pem" 2>>"$d/openssl.log" ||
+            fail "openssl could not make the test CA (see $d/openssl.log)"
+    done
+    for name in server client; do
+        local ext="extendedKeyUsage=clientAuth"
+        [[ $name == client ]] ||
+            ext=$'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth'
+        openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+            -subj "/CN=mcos-test-$name" -keyout "$d/$name-key.pem" \
+            -out "$d/$name.csr" 2>>"$d/openssl.log" &&
+            openssl x509 -req -in "$d/$name.csr" -CA "$d/ca.pem" \
+                -CAkey "$d/ca-key.pem" -CAcreateserial -days 1 \
+                -extfile <(echo "$ext") -out "$d/$name.pem" \
+                2>>"$d/openssl.log" ||
+            fail "openssl could not make the $name certificate (see $d/openssl.log)"
+    done
 }
 
 etcd_endpoints() {
@@ -63,15 +110,18 @@ etcd_endpoints() {
 
 # /health is "true" only when the member sees a leader and no alarm.
 etcd_healthy() {
-    run_on "${ETCD_HOST[$1]}" curl -sf -m 1 "$(etcd_endpoint "$1")/health" |
-        grep -q '"health":"true"'
+    # shellcheck disable=SC2046 # the TLS flags are separate words
+    run_on "${ETCD_HOST[$1]}" curl -sf -m 1 $(_etcd_curl_tls "$1") \
+        "$(etcd_endpoint "$1")/health" | grep -q '"health":"true"'
 }
 
 etcdctl_on() {
     local name=$1
     shift
+    # shellcheck disable=SC2046 # the TLS flags are separate words
     ETCDCTL_API=3 run_on "${ETCD_HOST[$name]}" etcdctl \
-        --endpoints "$(etcd_endpoint "$name")" --dial-timeout 2s "$@"
+        --endpoints "$(etcd_endpoint "$name")" --dial-timeout 2s \
+        $(_etcd_curl_tls "$name") "$@"
 }
 
 # _etcd_prepare NAME HOST: address and ports for a new member.
@@ -80,6 +130,10 @@ _etcd_prepare() {
     [[ -z ${ETCD_CLIENT_PORT[$name]:-} ]] ||
         fail "etcd member $name already exists (use etcd_restart)"
     ETCD_HOST[$name]=$host
+    if [[ -n $ETCD_TLS_DIR ]]; then
+        [[ -z $host ]] || fail "etcd $name: TLS members run on loopback only"
+        ETCD_TLS[$name]=1
+    fi
     if [[ -n $host ]]; then
         ETCD_IP[$name]=$(netns_ip "$host")
     else
@@ -102,7 +156,13 @@ _etcd_launch() {
     local name=$1 client peer
     client=$(etcd_endpoint "$name")
     peer=$(_etcd_peer_url "$name")
-    daemon_start "$name" "${ETCD_HOST[$name]}" etcd \
+    local tls=()
+    if [[ -n ${ETCD_TLS[$name]:-} ]]; then
+        tls=(--cert-file "$ETCD_TLS_DIR/server.pem"
+            --key-file "$ETCD_TLS_DIR/server-key.pem"
+            --client-cert-auth --trusted-ca-file "$ETCD_TLS_DIR/ca.pem")
+    fi
+    daemon_start "$name" "${ETCD_HOST[$name]}" etcd "${tls[@]}" \
         --name "$name" \
         --data-dir "$TEST_DIR/$name.etcd" \
         --listen-client-urls "$client" \

@@ -867,6 +867,89 @@ START_TEST(test_create_errors)
 }
 END_TEST
 
+/* TLS files: checked at create (and by the config check), exact messages;
+ * empty strings mean "not set". */
+START_TEST(test_tls_options)
+{
+    char *dir = test_tmpdir(), ca[512], cert[512], key[512], want[1024];
+    char err[MCOS_ETCD_ERR_LEN];
+    struct mcos_etcd_options o;
+    struct mcos_etcd *e = NULL;
+    uv_loop_t loop;
+    FILE *f;
+
+    snprintf(ca, sizeof ca, "%s/ca.pem", dir);
+    snprintf(cert, sizeof cert, "%s/client.pem", dir);
+    snprintf(key, sizeof key, "%s/client-key.pem", dir);
+    for (int i = 0; i < 3; i++) {
+        f = fopen(i == 0 ? ca : i == 1 ? cert : key, "w");
+        ck_assert_ptr_nonnull(f);
+        fputs("-----BEGIN CERTIFICATE-----\n", f);
+        fclose(f);
+    }
+    uv_loop_init(&loop);
+
+    o = mcos_etcd_tls_options("/nonexistent/ca.pem", NULL, NULL);
+    ck_assert_int_eq(mcos_etcd_create(&loop, "https://127.0.0.1:1", &o, &e,
+                                      err, sizeof err),
+                     -EINVAL);
+    ck_assert_str_eq(err, "etcd TLS CA file '/nonexistent/ca.pem': No such "
+                          "file or directory");
+    o = mcos_etcd_tls_options(dir, NULL, NULL);
+    ck_assert_int_eq(
+        mcos_etcd_check("https://127.0.0.1:1", &o, err, sizeof err), -EINVAL);
+    snprintf(want, sizeof want, "etcd TLS CA file '%s': not a regular file",
+             dir);
+    ck_assert_str_eq(err, want);
+    o = mcos_etcd_tls_options(NULL, cert, "");
+    ck_assert_int_eq(
+        mcos_etcd_check("https://127.0.0.1:1", &o, err, sizeof err), -EINVAL);
+    ck_assert_str_eq(err, "etcd TLS: a client certificate needs its key and "
+                          "a key its certificate (got only the certificate)");
+    o = mcos_etcd_tls_options("", NULL, key);
+    ck_assert_int_eq(
+        mcos_etcd_check("https://127.0.0.1:1", &o, err, sizeof err), -EINVAL);
+    ck_assert_str_eq(err, "etcd TLS: a client certificate needs its key and "
+                          "a key its certificate (got only the key)");
+    o = mcos_etcd_tls_options(NULL, cert, "/nonexistent/key.pem");
+    ck_assert_int_eq(
+        mcos_etcd_check("https://127.0.0.1:1", &o, err, sizeof err), -EINVAL);
+    ck_assert_str_eq(err, "etcd TLS client key '/nonexistent/key.pem': No "
+                          "such file or directory");
+    o = mcos_etcd_tls_options(ca, NULL, NULL);
+    ck_assert_int_eq(
+        mcos_etcd_create(&loop, "http://127.0.0.1:1", &o, &e, err, sizeof err),
+        -EINVAL);
+    ck_assert_str_eq(err, "etcd TLS files are set but no etcd endpoint is "
+                          "https://");
+    ck_assert_int_eq(mcos_etcd_config_check("", ca, "", "", err, sizeof err),
+                     -EINVAL);
+    ck_assert_str_eq(err, "etcd TLS files are set but etcd.endpoints is "
+                          "empty");
+    /* Fine: nothing set; unset strings; all three with an https endpoint
+     * among http ones; the config check of a daemon without etcd. */
+    ck_assert_int_eq(mcos_etcd_config_check("", "", "", NULL, err, sizeof err),
+                     0);
+    ck_assert_int_eq(mcos_etcd_config_check("http://127.0.0.1:1", "", "", "",
+                                            err, sizeof err),
+                     0);
+    o = mcos_etcd_tls_options(ca, cert, key);
+    ck_assert_int_eq(mcos_etcd_create(&loop,
+                                      "http://127.0.0.1:1,https://127.0.0.1:2",
+                                      &o, &e, err, sizeof err),
+                     0);
+    mcos_etcd_close(e);
+    /* The client keeps its own copies of the paths. */
+    uv_run(&loop, UV_RUN_DEFAULT);
+    ck_assert_int_eq(uv_loop_close(&loop), 0);
+    unlink(ca);
+    unlink(cert);
+    unlink(key);
+    rmdir(dir);
+    free(dir);
+}
+END_TEST
+
 START_TEST(test_bad_input)
 {
     char ep[64];
@@ -1910,6 +1993,7 @@ etcd_suite(void)
     tcase_set_timeout(unit, 30);
     tcase_add_test(unit, test_prefix_end);
     tcase_add_test(unit, test_create_errors);
+    tcase_add_test(unit, test_tls_options);
     tcase_add_test(unit, test_bad_input);
     tcase_add_test(unit, test_unreachable);
     tcase_add_test(unit, test_keepalive_unreachable);

@@ -83,6 +83,7 @@
 #include "error.h"
 #include "policy.h"
 #include "prefix_index.h"
+#include "residency.h"
 #include "route.h"
 #include "u64map.h"
 
@@ -108,8 +109,14 @@ struct fifo {
     uint32_t cap;  /* capacity, a power of two */
 };
 
+_Static_assert(SIM_CLASSES == MCOS_RESIDENCY_CLASSES,
+               "the simulator's eviction classes are the residency classes");
+
 struct mcos {
     struct brain_prefix_index *idx;   /* the brain's global index */
+    struct brain_residency *res;      /* the brain's reuse prediction */
+    struct mcos_residency_table tab;  /* its compiled table */
+    bool tab_stale;                   /* res learned since tab was built */
     struct brain_route_weights w;     /* the brain's routing weights */
     struct policy_knobs k;            /* settings */
     uint32_t nodes;                   /* cluster size */
@@ -161,6 +168,7 @@ mc_destroy(void *state)
         return;
     }
     brain_prefix_index_destroy(p->idx);
+    brain_residency_destroy(p->res);
     for (uint32_t n = 0; p->q && n < p->nodes; n++) {
         free(p->q[n].v);
     }
@@ -236,6 +244,22 @@ mc_create(const struct sim_policy_env *env, void **state, uint64_t *tick_ns,
         mc_destroy(p);
         mcos_seterr(err, errlen, "mcos: prefix index: %s", mcos_strerror(rc));
         return rc;
+    }
+    if (p->k.mcos_residency) {
+        struct brain_residency_options ro = {0};
+
+        /* Twice the cluster's blocks, so that what it learns about a
+         * block outlives the block's stay in any one node. */
+        ro.max_blocks = io.initial_blocks * 2 < 1u << 26
+                            ? (uint32_t)(io.initial_blocks * 2)
+                            : 1u << 26;
+        rc = brain_residency_create(&ro, &p->res);
+        if (rc) {
+            mc_destroy(p);
+            mcos_seterr(err, errlen, "mcos: residency: %s", mcos_strerror(rc));
+            return rc;
+        }
+        p->tab_stale = true;
     }
     p->names = calloc(n, sizeof *p->names);
     p->cand = calloc(n, sizeof *p->cand);
@@ -521,6 +545,12 @@ mc_route(void *state, struct sim *sim, uint32_t id,
         for (uint32_t j = 0; j < n; j++) {
             p->chain[j] = to_brain(req->blocks[j]);
         }
+        /* A conversation that continues teaches the residency
+         * prediction how long after its last turn it came back. */
+        if (p->res &&
+            brain_residency_request(p->res, p->chain, n, sim_now_ns(sim))) {
+            p->tab_stale = true;
+        }
         /* The brain sees the chain of every request it routes: one
          * access of each block it knows (the rest are not anywhere). */
         for (uint32_t j = 0; j < n; j++) {
@@ -612,6 +642,15 @@ mc_store(void *state, struct sim *sim, uint32_t node, uint64_t hash,
     brain_prefix_index_store(p->idx, NS, (uint16_t)node, (uint8_t)(tier + 2),
                              h,
                              parent == SIM_NO_PARENT ? 0 : to_brain(parent));
+    if (p->res) {
+        /* A block copied or recomputed here keeps the reuse class the
+         * brain learned for it. */
+        int c = brain_residency_class_of(p->res, h);
+
+        if (c > 0) {
+            sim_set_class(sim, node, hash, (unsigned)c);
+        }
+    }
     if (why != SIM_STORE_FETCHED || !p->k.mcos_migrate) {
         return;
     }
@@ -659,6 +698,57 @@ mc_evict(void *state, struct sim *sim, uint32_t node, uint64_t hash,
                               h);
 }
 
+/* ---- Residency ---- */
+
+/* A turn ended on `node`: the brain learns its class from the answer's
+ * length, and the prompt's full blocks on the node join that class, head
+ * last (most recently used), so a prefix's head outlives its tail. */
+static void
+turn_end(struct mcos *p, struct sim *sim, const struct trace_request *req,
+         uint32_t node)
+{
+    uint32_t full = (uint32_t)(req->input_tokens / p->bt);
+    int c;
+
+    if (full > req->n_blocks) {
+        full = req->n_blocks;
+    }
+    if (full == 0 || chain_reserve(p, full)) {
+        return;
+    }
+    for (uint32_t j = 0; j < full; j++) {
+        p->chain[j] = to_brain(req->blocks[j]);
+    }
+    if (brain_residency_turn_end(p->res, p->chain, full, req->output_tokens,
+                                 sim_now_ns(sim))) {
+        return;
+    }
+    p->tab_stale = true;
+    c = (int)mcos_residency_class(req->output_tokens);
+    for (uint32_t j = full; j-- > 0;) {
+        sim_set_class(sim, node, req->blocks[j], (unsigned)c);
+    }
+}
+
+static int
+mc_pick_victim(void *state, struct sim *sim, uint32_t node, enum sim_tier tier,
+               const uint64_t idle_ns[SIM_CLASSES], uint32_t present)
+{
+    struct mcos *p = state;
+
+    (void)sim;
+    (void)node;
+    (void)tier;
+    if (!p->res) {
+        return -ENOENT;
+    }
+    if (p->tab_stale) {
+        brain_residency_table(p->res, &p->tab);
+        p->tab_stale = false;
+    }
+    return mcos_residency_pick(&p->tab, idle_ns, present);
+}
+
 /* ---- Partial blocks ---- */
 
 static void
@@ -685,6 +775,9 @@ mc_done(void *state, struct sim *sim, uint32_t id,
         .parent = SIM_NO_PARENT,
     };
 
+    if (p->res) {
+        turn_end(p, sim, req, node);
+    }
     if (!p->k.mcos_drop_partial || n == 0 || req->input_tokens % p->bt == 0 ||
         (uint64_t)n * p->bt < req->input_tokens) {
         return;
@@ -826,6 +919,7 @@ const struct sim_policy_ops policy_mcos = {
     .destroy = mc_destroy,
     .route = mc_route,
     .on_store = mc_store,
+    .pick_victim = mc_pick_victim,
     .on_evict = mc_evict,
     .on_done = mc_done,
     .on_tick = mc_tick,

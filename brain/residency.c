@@ -14,7 +14,7 @@
 /* One tracked block. */
 struct slot {
     uint64_t hash; /* block hash; 0: empty */
-    uint64_t t_ns; /* when a turn last ended on it */
+    uint64_t t_ns; /* when a turn last named it */
     uint8_t cls;   /* that turn's class */
     uint8_t tail;  /* 1: the last block of that turn, not yet continued */
 };
@@ -25,7 +25,7 @@ struct brain_residency {
     uint64_t age_unit_ns;                   /* age bucket 0's width */
     uint32_t decay_turns;                   /* halve after this many turns */
     uint32_t since_decay;                   /* turns since the last halving */
-    uint64_t turns[MCOS_RESIDENCY_CLASSES]; /* turns ended per class */
+    uint64_t turns[MCOS_RESIDENCY_CLASSES]; /* turns per class */
     uint64_t cont[MCOS_RESIDENCY_CLASSES][MCOS_RESIDENCY_AGES]; /* continued,
                                                        by pause */
 };
@@ -138,8 +138,8 @@ decay(struct brain_residency *r)
 }
 
 int
-brain_residency_turn_end(struct brain_residency *r, const uint64_t *chain,
-                         uint32_t n, uint32_t answer_tokens, uint64_t now_ns)
+brain_residency_turn(struct brain_residency *r, const uint64_t *chain,
+                     uint32_t n, uint32_t answer_tokens, uint64_t now_ns)
 {
     unsigned c = mcos_residency_class(answer_tokens);
 

@@ -17,7 +17,7 @@
  * Age buckets grow by half octaves: bucket 0 is [0, unit), then the
  * bounds go x 3/2 and x 4/3 in turn (unit, 1.5, 2, 3, 4, 6, 8 ... x unit:
  * bucket 2k+1 opens at unit x 2^k); the last one is open-ended.  Whole
- * octaves made the result depend on where the boundaries fell (0.9
+ * octaves made the result depend on where the boundaries fell (0.8
  * points on the conversation trace between a 10 s and a 15 s unit).
  *
  * Thread-safety: pure functions over caller-owned data.

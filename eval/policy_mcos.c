@@ -65,6 +65,14 @@
  *              identical up to that token (the next turn of a
  *              conversation has a different id there), which is why vLLM
  *              caches full blocks only.
+ *   residency  The brain's reuse prediction (brain/residency.h) learns
+ *              from every routed request (does it continue an earlier
+ *              turn, after how long; its answer's length gives its
+ *              class), and the node's blocks take the class the brain
+ *              gave them when their request ends, as an agent applies
+ *              the class rules of its table.  When a tier needs room the
+ *              simulator asks pick_victim, which runs the executors' own
+ *              choice (mcos_residency_pick()) on the compiled table.
  *   replicate  Every tick, the hottest blocks (top_k_hot) at or above
  *              `mcos_hot` are copied, with their whole prefix, to the
  *              nodes that lack them, within a fabric budget of
@@ -522,6 +530,9 @@ add_pending(struct mcos *p, struct sim *sim, uint32_t id,
     return 0;
 }
 
+static void route_turn(struct mcos *p, struct sim *sim,
+                       const struct trace_request *req);
+
 static int
 mc_route(void *state, struct sim *sim, uint32_t id,
          const struct trace_request *req, uint32_t *node)
@@ -547,9 +558,8 @@ mc_route(void *state, struct sim *sim, uint32_t id,
         }
         /* A conversation that continues teaches the residency
          * prediction how long after its last turn it came back. */
-        if (p->res &&
-            brain_residency_request(p->res, p->chain, n, sim_now_ns(sim))) {
-            p->tab_stale = true;
+        if (p->res) {
+            route_turn(p, sim, req);
         }
         /* The brain sees the chain of every request it routes: one
          * access of each block it knows (the rest are not anywhere). */
@@ -700,9 +710,30 @@ mc_evict(void *state, struct sim *sim, uint32_t node, uint64_t hash,
 
 /* ---- Residency ---- */
 
-/* A turn ended on `node`: the brain learns its class from the answer's
- * length, and the prompt's full blocks on the node join that class, head
- * last (most recently used), so a prefix's head outlives its tail. */
+/* A request is routed: it continues an earlier turn or not (the brain
+ * learns after how long), and it is a turn whose class its answer's
+ * length gives (the output_len of /v1/route).  p->chain holds its
+ * chain. */
+static void
+route_turn(struct mcos *p, struct sim *sim, const struct trace_request *req)
+{
+    uint32_t full = (uint32_t)(req->input_tokens / p->bt);
+
+    if (full > req->n_blocks) {
+        full = req->n_blocks;
+    }
+    brain_residency_request(p->res, p->chain, req->n_blocks, sim_now_ns(sim));
+    if (full) {
+        brain_residency_turn(p->res, p->chain, full, req->output_tokens,
+                             sim_now_ns(sim));
+    }
+    p->tab_stale = true;
+}
+
+/* A request ended on `node`: its prompt's full blocks there take the
+ * class the brain gave them, head last (most recently used), so a
+ * prefix's head outlives its tail -- what an agent does with the table's
+ * class rules. */
 static void
 turn_end(struct mcos *p, struct sim *sim, const struct trace_request *req,
          uint32_t node)
@@ -713,18 +744,13 @@ turn_end(struct mcos *p, struct sim *sim, const struct trace_request *req,
     if (full > req->n_blocks) {
         full = req->n_blocks;
     }
-    if (full == 0 || chain_reserve(p, full)) {
+    if (full == 0) {
         return;
     }
-    for (uint32_t j = 0; j < full; j++) {
-        p->chain[j] = to_brain(req->blocks[j]);
-    }
-    if (brain_residency_turn_end(p->res, p->chain, full, req->output_tokens,
-                                 sim_now_ns(sim))) {
+    c = brain_residency_class_of(p->res, to_brain(req->blocks[full - 1]));
+    if (c < 0) {
         return;
     }
-    p->tab_stale = true;
-    c = (int)mcos_residency_class(req->output_tokens);
     for (uint32_t j = full; j-- > 0;) {
         sim_set_class(sim, node, req->blocks[j], (unsigned)c);
     }

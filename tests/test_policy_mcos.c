@@ -326,19 +326,22 @@ END_TEST
 /*
  * Residency: one node of 8 HBM blocks; answers of 0 tokens are class 0,
  * of 16 tokens class 1 (4 blocks reserved while they decode, 0.4 s at 40
- * tokens/s).
- *   A    0 s    [1,2]     class 0, ends at 8 ms.
+ * tokens/s).  The brain learns as it routes (a turn per request, of its
+ * answer's class); blocks take their class when their request ends.
+ *   A    0 s    [1,2]     class 0.
  *   B    1 ms   [5,6]     class 1, ends at 416 ms.
  *   C  100 s    [1,2,3]   reuses 8 tokens; it continues A after a pause
- *                         of 100 s (age bucket 7): class 0 has 2 turns, 1
- *                         continued in bucket 7, so it scores 0.5 up to
- *                         bucket 7; class 1 (1 turn, none continued) 0.25.
- *   D  200 s    [7,8]     class 1; its answer's 4 blocks evict 6, 5, then
- *                         3 (either way).  Resident: 1, 2, 7, 8.
- *   E  210 s    [9..13]   5 blocks need one slot: LRU evicts 2 (idle since
+ *                         of 100 s (age bucket 7 is 80-120 s).
+ *   D  200 s    [7,8]     class 1.  Class 0: 2 turns (A, C), 1 continued
+ *                         in bucket 7: (1 + 1/2) / (2 + 1) = 0.5 up to
+ *                         bucket 7; class 1: 2 turns (B, D), none: 0.5 / 3.
+ *                         Its answer's 4 blocks evict 6, 5 (class 1), then
+ *                         3 (LRU would too).  Resident: 1, 2, 7, 8.
+ *   E  210 s    [9..13]   class 0 (3 turns: 1.5 / 4 up to bucket 7).  Its
+ *                         5 blocks need one slot: LRU evicts 2 (idle since
  *                         100 s); the table compares class 0's 2 (110 s,
- *                         bucket 7: 0.5) with class 1's 8 (9.6 s, bucket
- *                         0: 0.25) and evicts 8.
+ *                         bucket 7: 0.375) with class 1's 8 (9.6 s, bucket
+ *                         0: 0.167) and evicts 8.
  *   F  220 s    [1,2,3,4] reuses 1, 2 (8 tokens) with the table, 1 (4
  *                         tokens) with LRU.
  */

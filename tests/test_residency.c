@@ -84,9 +84,9 @@ START_TEST(test_learning)
     const uint64_t solo[] = {11};
 
     ck_assert_int_eq(brain_residency_create(NULL, &r), 0);
-    ck_assert_int_eq(brain_residency_turn_end(r, turn1, 0, 5, 0), -EINVAL);
+    ck_assert_int_eq(brain_residency_turn(r, turn1, 0, 5, 0), -EINVAL);
     /* A turn with a 5-token answer (class 0) ends at 100 s. */
-    ck_assert_int_eq(brain_residency_turn_end(r, turn1, 3, 5, 100 * S), 0);
+    ck_assert_int_eq(brain_residency_turn(r, turn1, 3, 5, 100 * S), 0);
     ck_assert_int_eq(brain_residency_class_of(r, 11), 0);
     ck_assert_int_eq(brain_residency_class_of(r, 13), 0);
     ck_assert_int_eq(brain_residency_class_of(r, 14), -ENOENT);
@@ -101,7 +101,7 @@ START_TEST(test_learning)
     ck_assert_uint_eq(cont[2] + cont[4], 0);
 
     /* A one-block turn is no tail (its block starts other prompts). */
-    ck_assert_int_eq(brain_residency_turn_end(r, solo, 1, 2000, 130 * S), 0);
+    ck_assert_int_eq(brain_residency_turn(r, solo, 1, 2000, 130 * S), 0);
     ck_assert_int_eq(brain_residency_class_of(r, 11), 7);
     brain_residency_counts(r, 7, &turns, cont);
     ck_assert_uint_eq(turns, 0);
@@ -136,7 +136,7 @@ START_TEST(test_bounded_and_decay)
     /* Eight slots, one probe window: the ninth block forgets the one
      * that changed longest ago (block 100, at 1 s). */
     for (uint64_t b = 100; b < 109; b++) {
-        ck_assert_int_eq(brain_residency_turn_end(r, &b, 1, 20, b * S), 0);
+        ck_assert_int_eq(brain_residency_turn(r, &b, 1, 20, b * S), 0);
     }
     ck_assert_int_eq(brain_residency_class_of(r, 100), -ENOENT);
     ck_assert_int_eq(brain_residency_class_of(r, 101), 1);
@@ -146,10 +146,10 @@ START_TEST(test_bounded_and_decay)
     {
         const uint64_t a[] = {1, 2}, b[] = {3, 4};
 
-        ck_assert_int_eq(brain_residency_turn_end(r, a, 2, 20, 200 * S), 0);
+        ck_assert_int_eq(brain_residency_turn(r, a, 2, 20, 200 * S), 0);
         brain_residency_counts(r, 1, &turns, cont);
         ck_assert_uint_eq(turns, 1);
-        ck_assert_int_eq(brain_residency_turn_end(r, b, 2, 20, 201 * S), 0);
+        ck_assert_int_eq(brain_residency_turn(r, b, 2, 20, 201 * S), 0);
         brain_residency_counts(r, 1, &turns, cont);
         ck_assert_uint_eq(turns, 1);
     }

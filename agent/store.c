@@ -57,6 +57,7 @@ struct move {
     uint64_t deadline_us;            /* absolute; UINT64_MAX: none */
     struct agent_store_req *waiters; /* requests to finish after */
     bool remote;                     /* over the fabric, not the executor */
+    int from;                        /* tier it leaves (leaving[]) */
     struct agent_fabric_loc loc;     /* fetch: where the copy is */
 };
 
@@ -79,6 +80,8 @@ struct agent_store {
     size_t n_views, cap_views;               /* their count, capacity */
     uint64_t next_view;                      /* next view id */
     size_t inflight;                         /* moves running */
+    uint64_t leaving[AGENT_N_TIERS];         /* bytes of moves under way
+                                                out of each tier */
     uint64_t l2_object;                      /* holds the L2 window, 0: none */
     struct agent_store_counters counters;    /* for /metrics */
     struct agent_fabric *fabric;             /* peers, or NULL */
@@ -272,6 +275,10 @@ moving(struct agent_store *s, struct agent_object *o, int dst, struct move *m,
     o->moving_to = dst;
     o->inflight = m;
     s->inflight++;
+    m->from = o->tier;
+    if (tier_ok(o->tier)) {
+        s->leaving[o->tier] += o->size;
+    }
     if (out) {
         *out = m;
     }
@@ -405,6 +412,9 @@ move_end(struct agent_store *s, struct move *m, struct agent_object *o,
     o->state = AGENT_OBJ_RESIDENT;
     o->moving_to = 0;
     o->inflight = NULL;
+    if (tier_ok(m->from)) {
+        s->leaving[m->from] -= o->size;
+    }
 
     /* Requests that waited for this move. */
     w = m->waiters;
@@ -563,6 +573,9 @@ rebalance(struct agent_store *s)
         }
         policy_tier(s, kind, &hi, &lo, &admit);
         usage(s, kind, &used, &cap);
+        /* What moves under way will free is as good as free: counting it
+         * would demote more each time a pass runs before they land. */
+        used = used > s->leaving[kind] ? used - s->leaving[kind] : 0;
         if (used * 100 <= (uint64_t)hi * cap) {
             continue;
         }

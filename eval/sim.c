@@ -3,8 +3,9 @@
  * docs/evaluation.md).
  *
  * Layout: per node a block store (a hash map from block id to an entry,
- * entries in an array, each tier an intrusive LRU list of the unpinned
- * entries in it), a FIFO of waiting requests, and the prefill server.
+ * entries in an array, each tier an intrusive LRU list per eviction class
+ * of the unpinned entries in it), a FIFO of waiting requests, and the
+ * prefill server.
  * One event heap orders prefill ends, decode ends, transfer landings and
  * policy ticks; arrivals come straight from the (sorted) trace and go
  * after heap events of the same instant, so that a block stored or a

@@ -191,21 +191,26 @@ rig_fini(struct rig *r)
     free(r->dir);
 }
 
-/* Stores a1 <- a2 <- a3, then o1..o7, one second apart; returns the
- * objects found in NVMe as a bit mask over ids[]. */
-static unsigned
-scenario(struct rig *r)
+/* Stores a1 <- a2 <- a3, then o1..o7, one second apart, with or without
+ * the residency rule; checks which objects ended in NVMe (a bit mask over
+ * ids[]) and how many demotions there were, and by which order. */
+static void
+scenario(bool residency, unsigned want_nvme, uint64_t want_by_residency)
 {
+    struct agent_store_counters k;
     unsigned mask = 0;
+    struct rig r;
 
+    agent_tables_register_thread();
+    rig_init(&r, residency);
     for (size_t i = 0; i < N_IDS; i++) {
         uint64_t parent = i > 0 && i < 3 ? ids[i - 1] : 0;
 
-        put(r, ids[i], parent);
-        mcos_fake_clock_advance(&r->clock, 1000000);
+        put(&r, ids[i], parent);
+        mcos_fake_clock_advance(&r.clock, 1000000);
     }
     for (size_t i = 0; i < N_IDS; i++) {
-        const struct agent_object *o = agent_store_find(r->s, ids[i]);
+        const struct agent_object *o = agent_store_find(r.s, ids[i]);
 
         ck_assert_ptr_nonnull(o);
         ck_assert_int_eq(o->state, AGENT_OBJ_RESIDENT);
@@ -215,23 +220,18 @@ scenario(struct rig *r)
             ck_assert_int_eq(o->tier, MCOS__TIER_KIND__TIER_DRAM);
         }
     }
-    return mask;
+    ck_assert_uint_eq(mask, want_nvme);
+    agent_store_counters(r.s, &k);
+    ck_assert_uint_eq(k.demotions, 5);
+    ck_assert_uint_eq(k.residency_demotions, want_by_residency);
+    rig_fini(&r);
+    agent_tables_unregister_thread();
 }
 
 /* No residency rule: the 5 coldest (a1, a2, a3, o1, o2) go down. */
 START_TEST(test_lru_without_rule)
 {
-    struct rig r;
-    struct agent_store_counters k;
-
-    agent_tables_register_thread();
-    rig_init(&r, false);
-    ck_assert_uint_eq(scenario(&r), 0x1f);
-    agent_store_counters(r.s, &k);
-    ck_assert_uint_eq(k.demotions, 5);
-    ck_assert_uint_eq(k.residency_demotions, 0);
-    rig_fini(&r);
-    agent_tables_unregister_thread();
+    scenario(false, 0x1f, 0);
 }
 END_TEST
 
@@ -242,17 +242,7 @@ END_TEST
  */
 START_TEST(test_residency_order)
 {
-    struct rig r;
-    struct agent_store_counters k;
-
-    agent_tables_register_thread();
-    rig_init(&r, true);
-    ck_assert_uint_eq(scenario(&r), 0xf8);
-    agent_store_counters(r.s, &k);
-    ck_assert_uint_eq(k.demotions, 5);
-    ck_assert_uint_eq(k.residency_demotions, 5);
-    rig_fini(&r);
-    agent_tables_unregister_thread();
+    scenario(true, 0xf8, 5);
 }
 END_TEST
 

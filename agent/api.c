@@ -349,6 +349,10 @@ get_metrics(struct mcos_http_request *req, void *arg)
                  "Moves started by prefetch rules when their trigger was "
                  "read.",
                  sc.rule_prefetches);
+        SCOUNTER("mcos_agent_residency_demotions_total",
+                 "Watermark demotions ordered by the brain's residency "
+                 "rule (the least likely to be read again first).",
+                 sc.residency_demotions);
         SCOUNTER("mcos_agent_api_requests_total", "Local API requests.",
                  ac.requests);
         SCOUNTER("mcos_agent_api_errors_total",

@@ -57,6 +57,8 @@ struct agent_object {
                                       malloc'd, freed with the object) */
     uint64_t created_us;           /* stored, monotonic */
     uint64_t last_access_us;       /* last get, monotonic */
+    uint64_t reuse_stamp;          /* demotion pass that set reuse_class */
+    uint8_t reuse_class;           /* residency class from a reuse rule */
     struct agent_object *lru_prev; /* towards the hot end of tier's list */
     struct agent_object *lru_next; /* towards the cold end */
 };

@@ -11,6 +11,7 @@
 #include "executor.h"
 #include "fabric.h"
 #include "log.h"
+#include "residency_table.h"
 #include "wire.h"
 
 MCOS_LOG_MODULE(store);
@@ -56,6 +57,7 @@ struct move {
     uint64_t deadline_us;            /* absolute; UINT64_MAX: none */
     struct agent_store_req *waiters; /* requests to finish after */
     bool remote;                     /* over the fabric, not the executor */
+    int from;                        /* tier it leaves (leaving[]) */
     struct agent_fabric_loc loc;     /* fetch: where the copy is */
 };
 
@@ -78,12 +80,16 @@ struct agent_store {
     size_t n_views, cap_views;               /* their count, capacity */
     uint64_t next_view;                      /* next view id */
     size_t inflight;                         /* moves running */
+    uint64_t leaving[AGENT_N_TIERS];         /* bytes of moves under way
+                                                out of each tier */
     uint64_t l2_object;                      /* holds the L2 window, 0: none */
     struct agent_store_counters counters;    /* for /metrics */
     struct agent_fabric *fabric;             /* peers, or NULL */
     char remote_err[200];                    /* why start_remote failed */
     struct replica_task *tasks;              /* replica rules */
     size_t n_tasks;                          /* their count */
+    uint64_t reuse_stamp;                    /* demotion passes by the
+                                                residency rule */
 };
 
 /* ------------------------------------------------------------------------
@@ -269,6 +275,10 @@ moving(struct agent_store *s, struct agent_object *o, int dst, struct move *m,
     o->moving_to = dst;
     o->inflight = m;
     s->inflight++;
+    m->from = o->tier;
+    if (tier_ok(o->tier)) {
+        s->leaving[o->tier] += o->size;
+    }
     if (out) {
         *out = m;
     }
@@ -402,6 +412,9 @@ move_end(struct agent_store *s, struct move *m, struct agent_object *o,
     o->state = AGENT_OBJ_RESIDENT;
     o->moving_to = 0;
     o->inflight = NULL;
+    if (tier_ok(m->from)) {
+        s->leaving[m->from] -= o->size;
+    }
 
     /* Requests that waited for this move. */
     w = m->waiters;
@@ -436,9 +449,115 @@ add_waiter(struct agent_object *o, struct agent_store_req *req)
     m->waiters = req;
 }
 
-/* Background demotion: a tier over its high watermark sends its coldest
- * unpinned objects down the chain until it is at its low watermark, as
- * far as the tier below has room.  Nothing is ever dropped here. */
+/* A demotion candidate under the residency rule. */
+struct cand {
+    struct agent_object *o; /* the object */
+    uint32_t score;         /* the table's score at its class and age */
+    uint32_t rank;          /* its place from the cold end of the LRU */
+};
+
+static int
+cand_cmp(const void *a, const void *b)
+{
+    const struct cand *x = a, *y = b;
+
+    if (x->score != y->score) {
+        return x->score < y->score ? -1 : 1;
+    }
+    return x->rank < y->rank ? -1 : x->rank > y->rank;
+}
+
+/* Candidates scanned from a tier's cold end in one demotion pass. */
+#define RESIDENCY_SCAN 4096
+/* Longest chain a reuse rule walks back through parents. */
+#define RESIDENCY_DEPTH 4096
+
+/* The reuse rules' classes: each rule names a turn's last block; it and
+ * the blocks before it in its chain (parent links) take the rule's class
+ * for this pass.  Rules are walked in key order, so a block two chains
+ * share takes the class of the later key. */
+static void
+mark_reuse(struct agent_store *s, const struct mcos_table *t)
+{
+    s->reuse_stamp++;
+    for (size_t i = 0; i < mcos_table_n_rules(t); i++) {
+        const Mcos__Rule *r = mcos_table_rule(t, i);
+        struct agent_object *o;
+
+        if (r->rule_case != MCOS__RULE__RULE_REUSE) {
+            continue;
+        }
+        o = agent_registry_find(s->reg, r->reuse->object_id);
+        for (int d = 0; o && d < RESIDENCY_DEPTH; d++) {
+            o->reuse_class = (uint8_t)r->reuse->reuse_class;
+            o->reuse_stamp = s->reuse_stamp;
+            o = o->parent ? agent_registry_find(s->reg, o->parent) : NULL;
+        }
+    }
+}
+
+/* Demotes from tier `kind` down to `next` in the order of the residency
+ * rule (common/residency_table.h): of the RESIDENCY_SCAN coldest movable
+ * objects, the lowest score at its class and idle age first, the colder
+ * of equal scores first, until `used` reaches `target`.  Returns -ENOENT
+ * when the table has no residency rule (the caller demotes by LRU). */
+static int
+rebalance_residency(struct agent_store *s, int kind, int next, uint64_t used,
+                    uint64_t target)
+{
+    const struct mcos_table *t = agent_tables_read_lock(s->tables);
+    struct mcos_residency_table rt;
+    struct cand *c = NULL;
+    unsigned def;
+    uint64_t now = now_us(s) * 1000;
+    size_t n = 0;
+
+    if (mcos_table_residency(t, &rt, &def) != 0) {
+        agent_tables_read_unlock(s->tables);
+        return -ENOENT;
+    }
+    mark_reuse(s, t);
+    agent_tables_read_unlock(s->tables);
+    c = calloc(RESIDENCY_SCAN, sizeof *c);
+    if (!c) {
+        return -ENOENT; /* out of memory: LRU still works */
+    }
+    for (struct agent_object *o = agent_registry_coldest(s->reg, kind);
+         o && n < RESIDENCY_SCAN; o = o->lru_prev) {
+        unsigned cls;
+        uint64_t last;
+
+        if (o->state != AGENT_OBJ_RESIDENT || o->pins || o->views ||
+            o->tier != kind) {
+            continue;
+        }
+        cls = o->reuse_stamp == s->reuse_stamp ? o->reuse_class : def;
+        last = (o->last_access_us > o->created_us ? o->last_access_us
+                                                  : o->created_us) *
+               1000;
+        c[n].o = o;
+        c[n].score = rt.score[cls][mcos_residency_age(
+            rt.age_unit_ns, now > last ? now - last : 0)];
+        c[n].rank = (uint32_t)n;
+        n++;
+    }
+    qsort(c, n, sizeof *c, cand_cmp);
+    for (size_t i = 0; i < n && used > target; i++) {
+        if (start_move(s, c[i].o, next, MOVE_WATERMARK, UINT64_MAX, NULL)) {
+            break; /* the tier below is full: stop, drop nothing */
+        }
+        s->counters.residency_demotions++;
+        used = used > c[i].o->size ? used - c[i].o->size : 0;
+    }
+    free(c);
+    return 0;
+}
+
+/* Background demotion: a tier over its high watermark sends objects down
+ * the chain until it is at its low watermark, as far as the tier below
+ * has room: in the order of the table's residency rule when it has one,
+ * else its coldest unpinned objects first (LRU).  Nothing is ever dropped
+ * here. */
 static void
 rebalance(struct agent_store *s)
 {
@@ -454,6 +573,9 @@ rebalance(struct agent_store *s)
         }
         policy_tier(s, kind, &hi, &lo, &admit);
         usage(s, kind, &used, &cap);
+        /* What moves under way will free is as good as free: counting it
+         * would demote more each time a pass runs before they land. */
+        used = used > s->leaving[kind] ? used - s->leaving[kind] : 0;
         if (used * 100 <= (uint64_t)hi * cap) {
             continue;
         }
@@ -462,6 +584,9 @@ rebalance(struct agent_store *s)
             continue;
         }
         target = cap * lo / 100;
+        if (rebalance_residency(s, kind, next, used, target) == 0) {
+            continue;
+        }
         for (o = agent_registry_coldest(s->reg, kind); o && used > target;
              o = prev) {
             prev = o->lru_prev;

@@ -121,27 +121,29 @@ void agent_store_tier_usage(const struct agent_store *, int kind,
                             struct agent_store_tier *out);
 
 struct agent_store_counters {
-    uint64_t puts;             /* commits */
-    uint64_t gets;             /* views given */
-    uint64_t hits;             /* gets served from DRAM */
-    uint64_t misses;           /* gets that had to fetch */
-    uint64_t moves;            /* verified moves */
-    uint64_t move_failures;    /* moves that failed or did not verify */
-    uint64_t demotions;        /* watermark demotions */
-    uint64_t prefetch_late;    /* prefetches done after their deadline */
-    uint64_t prefetch_hits;    /* prefetched objects then used */
-    uint64_t prefetch_wasted;  /* prefetched objects dropped unused */
-    uint64_t drops;            /* objects evicted by intent */
-    uint64_t recovered;        /* objects found on NVMe at start */
-    uint64_t remote_demotions; /* objects sent to a peer's memory */
-    uint64_t remote_fetches;   /* objects brought back from a peer */
-    uint64_t remote_lost;      /* objects lost with a restarted peer */
-    uint64_t replicas_sent;    /* replica tasks verified on the peer */
-    uint64_t replica_failures; /* replica attempts that failed */
-    uint64_t replicas_adopted; /* replicas peers sent here */
-    uint64_t replicas_staged;  /* replicas copied to dram to be sent */
-    uint64_t rule_drops;       /* objects dropped by drop/ rules */
-    uint64_t rule_prefetches;  /* moves started by prefetch/ rules */
+    uint64_t puts;                /* commits */
+    uint64_t gets;                /* views given */
+    uint64_t hits;                /* gets served from DRAM */
+    uint64_t misses;              /* gets that had to fetch */
+    uint64_t moves;               /* verified moves */
+    uint64_t move_failures;       /* moves that failed or did not verify */
+    uint64_t demotions;           /* watermark demotions */
+    uint64_t prefetch_late;       /* prefetches done after their deadline */
+    uint64_t prefetch_hits;       /* prefetched objects then used */
+    uint64_t prefetch_wasted;     /* prefetched objects dropped unused */
+    uint64_t drops;               /* objects evicted by intent */
+    uint64_t recovered;           /* objects found on NVMe at start */
+    uint64_t remote_demotions;    /* objects sent to a peer's memory */
+    uint64_t remote_fetches;      /* objects brought back from a peer */
+    uint64_t remote_lost;         /* objects lost with a restarted peer */
+    uint64_t replicas_sent;       /* replica tasks verified on the peer */
+    uint64_t replica_failures;    /* replica attempts that failed */
+    uint64_t replicas_adopted;    /* replicas peers sent here */
+    uint64_t replicas_staged;     /* replicas copied to dram to be sent */
+    uint64_t rule_drops;          /* objects dropped by drop/ rules */
+    uint64_t rule_prefetches;     /* moves started by prefetch/ rules */
+    uint64_t residency_demotions; /* watermark demotions in the order of
+                                     the table's residency rule */
 };
 
 void agent_store_counters(const struct agent_store *,

@@ -713,6 +713,7 @@ post_route(struct mcos_http_request *req, void *arg)
                   rt.cand[rt.best].name, "ns", ns_name, "blocks",
                   (int)chain_len, "output_len", output_len, "ranked", list,
                   "explain", rt.explain, "replication", rt.replication));
+    brain_routing_learn(b, &rt, chain, chain_len, (uint64_t)output_len);
     brain_routing_free(&rt);
 out:
     free(chain);

@@ -337,6 +337,7 @@ on_route(struct brain *b, struct mcos_bus_request *req,
         mcos_bus_request_drop(req);
     }
     if (rep.status == 0) {
+        brain_routing_learn(b, &rt, q->blocks, q->n_blocks, q->output_len);
         brain_routing_free(&rt);
     }
     free(scores);

@@ -261,6 +261,52 @@ add_replicas(struct rules *rs, const struct brain_node *n,
     return 0;
 }
 
+/* The residency table and the node's reuse classes. */
+static int
+add_residency(struct rules *rs, const struct brain_node_decisions *d)
+{
+    enum { N = MCOS_RESIDENCY_CLASSES * MCOS_RESIDENCY_AGES };
+    char sub[24];
+
+    if (d->residency) {
+        Mcos__ResidencyRule *rr = own(rs, sizeof *rr);
+        uint32_t *scores = own(rs, N * sizeof *scores);
+        Mcos__Rule *r = add_rule(rs, "residency", "");
+
+        if (!r || !rr || !scores) {
+            return -ENOMEM;
+        }
+        mcos__residency_rule__init(rr);
+        rr->age_unit_ms = (uint32_t)(d->residency->age_unit_ns / 1000000);
+        for (int i = 0; i < N; i++) {
+            scores[i] =
+                d->residency
+                    ->score[i / MCOS_RESIDENCY_AGES][i % MCOS_RESIDENCY_AGES];
+        }
+        rr->scores = scores;
+        rr->n_scores = N;
+        rr->default_class = d->default_class;
+        r->rule_case = MCOS__RULE__RULE_RESIDENCY;
+        r->residency = rr;
+    }
+    for (size_t i = 0; i < d->n_reuse; i++) {
+        Mcos__ReuseRule *ur = own(rs, sizeof *ur);
+        Mcos__Rule *r;
+
+        snprintf(sub, sizeof sub, "%016" PRIx64, d->reuse[i].object);
+        r = add_rule(rs, "reuse/", sub);
+        if (!r || !ur) {
+            return -ENOMEM;
+        }
+        mcos__reuse_rule__init(ur);
+        ur->object_id = d->reuse[i].object;
+        ur->reuse_class = d->reuse[i].cls;
+        r->rule_case = MCOS__RULE__RULE_REUSE;
+        r->reuse = ur;
+    }
+    return 0;
+}
+
 static int
 add_decided(struct rules *rs, const struct brain_node_decisions *d)
 {
@@ -300,7 +346,7 @@ add_decided(struct rules *rs, const struct brain_node_decisions *d)
         r->rule_case = MCOS__RULE__RULE_PREFETCH;
         r->prefetch = pr;
     }
-    return 0;
+    return d ? add_residency(rs, d) : 0;
 }
 
 static int

@@ -33,6 +33,7 @@
 #include <stdint.h>
 
 #include "cluster.h"
+#include "residency_table.h"
 #include "table.h"
 
 struct brain_policy {
@@ -51,6 +52,13 @@ struct brain_prefetch {
     uint32_t deadline_ms;    /* how soon */
 };
 
+/* A turn's reuse class on a node: its prompt's last block (the agent
+ * gives the class to the blocks before it in the chain too). */
+struct brain_reuse {
+    uint64_t object; /* the turn's last block */
+    uint32_t cls;    /* its class (< MCOS_RESIDENCY_CLASSES) */
+};
+
 /* What the decide steps chose for one node, beside the model. */
 struct brain_node_decisions {
     const struct brain_replica *replicas;  /* brain-made copies from here */
@@ -63,6 +71,13 @@ struct brain_node_decisions {
      * admit_set false keep the policy's. */
     uint32_t admit_milli[BRAIN_N_TIERS];
     bool admit_set[BRAIN_N_TIERS];
+    /* Residency (en_residency): the eviction table (NULL: none, demotion
+     * stays LRU), its default class, and the reuse classes of turns
+     * routed to the node, sorted by object. */
+    const struct mcos_residency_table *residency;
+    uint32_t default_class;
+    const struct brain_reuse *reuse;
+    size_t n_reuse;
 };
 
 int brain_compile_node(const struct brain_cluster *, const struct brain_node *,

@@ -40,6 +40,8 @@ extern const struct brain_en_class brain_en_usage;
 extern const struct brain_en_class brain_en_hot;
 /* en_access.c */
 extern const struct brain_en_class brain_en_access;
+/* en_residency.c */
+extern const struct brain_en_class brain_en_residency;
 /* en_replication.c, en_placement.c, en_prefetch.c, en_tables.c */
 extern const struct brain_en_class brain_en_replication;
 extern const struct brain_en_class brain_en_placement;
@@ -94,6 +96,13 @@ void brain_en_placement_decisions(const void *data, uint16_t idx,
                                   struct brain_node_decisions *);
 void brain_en_prefetch_decisions(const void *data, uint16_t idx,
                                  struct brain_node_decisions *);
+
+/* en_residency: a routed request folded in (brain_graph_route), and the
+ * residency table and reuse rules for one node. */
+void brain_en_residency_route(void *data, uint16_t idx, const uint64_t *chain,
+                              size_t n, uint64_t output_len, uint64_t now_us);
+void brain_en_residency_decisions(const void *data, uint16_t idx,
+                                  struct brain_node_decisions *);
 
 /* en_tables: the compiled table of one node (gen 0). */
 const struct mcos_table *brain_en_tables_get(const void *data, uint16_t idx);

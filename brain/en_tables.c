@@ -1,9 +1,9 @@
 /*
  * en_tables (compile): one table per node that tables are compiled for.
  * Inputs: en_members, en_policy, en_replicas (the model's rules) and the
- * decide nodes en_replication, en_placement, en_prefetch.  Only the nodes
- * some input marked changed are compiled again; a table whose rules came
- * out the same is kept (its node is not reported as changed).  Tables are
+ * decide nodes en_replication, en_placement, en_prefetch, en_residency.  Only
+ * the nodes some input marked changed are compiled again; a table whose rules
+ * came out the same is kept (its node is not reported as changed).  Tables are
  * compiled at generation 0: brain_run restamps them with the generation
  * it publishes.
  */
@@ -48,11 +48,13 @@ decisions(const struct brain_engine_node *en, uint16_t idx,
         brain_en_input(en, "en_replication");
     const struct brain_engine_node *place = brain_en_input(en, "en_placement");
     const struct brain_engine_node *pf = brain_en_input(en, "en_prefetch");
+    const struct brain_engine_node *res = brain_en_input(en, "en_residency");
 
     memset(dec, 0, sizeof *dec);
     brain_en_replication_decisions(repl->data, idx, dec);
     brain_en_placement_decisions(place->data, idx, dec);
     brain_en_prefetch_decisions(pf->data, idx, dec);
+    brain_en_residency_decisions(res->data, idx, dec);
 }
 
 static int

@@ -23,12 +23,13 @@ static const struct {
     {&brain_en_usage, {NULL}},
     {&brain_en_hot, {NULL}},
     {&brain_en_access, {NULL}},
+    {&brain_en_residency, {NULL}},
     {&brain_en_replication, {"en_hot", "en_members", "en_policy"}},
     {&brain_en_placement, {"en_usage", "en_policy", "en_members"}},
     {&brain_en_prefetch, {"en_access", "en_members", "en_policy"}},
     {&brain_en_tables,
      {"en_members", "en_policy", "en_replicas", "en_replication",
-      "en_placement", "en_prefetch"}},
+      "en_placement", "en_prefetch", "en_residency"}},
 };
 
 #define N_NODES (sizeof wiring / sizeof wiring[0])
@@ -145,6 +146,14 @@ brain_graph_report(struct brain_graph *g, uint16_t idx,
     brain_en_access_report(node(g, &brain_en_access)->data, idx, rep);
     brain_en_replication_report(node(g, &brain_en_replication)->data, idx,
                                 rep);
+}
+
+void
+brain_graph_route(struct brain_graph *g, uint16_t idx, const uint64_t *chain,
+                  size_t n, uint64_t output_len, uint64_t now_us)
+{
+    brain_en_residency_route(node(g, &brain_en_residency)->data, idx, chain, n,
+                             output_len, now_us);
 }
 
 const struct brain_engine *

@@ -8,6 +8,7 @@
  *                resampled per interval-+      idle copies -> drops
  *   en_usage     reported tier usage  -----> en_placement (decide)
  *   en_access    learned access pairs -----> en_prefetch (decide)
+ *   en_residency routed turns: learned reuse, per node the turns' classes
  *   en_policy    every knob           --+
  *   en_replicas  operator tasks       --+--> en_tables (compile): one
  *   (and every decide node above)  ----+     table per node, only for the
@@ -18,9 +19,10 @@
  * POST /v1/sync?recompute=1) runs every node from scratch, and must give
  * the same tables byte for byte.
  *
- * Decide nodes with memory (the replication ledger; the access pairs)
- * advance only on their trigger input; a recompute rebuilds their output
- * from that memory, it does not take a second decision.
+ * Decide nodes with memory (the replication ledger; the access pairs;
+ * the residency learner) advance only on their trigger input; a recompute
+ * rebuilds their output from that memory, it does not take a second
+ * decision.
  *
  * Where it sits: steps 3-4 (decide, compile).  Thread-safety: loop thread.
  */
@@ -93,6 +95,12 @@ brain_graph_tables_changed(const struct brain_graph *);
  * hits, access pairs); called by the brain as each report arrives. */
 void brain_graph_report(struct brain_graph *, uint16_t idx,
                         const Mcos__Report *);
+
+/* Folds a routed request into what en_residency learns from: its chain,
+ * the answer length it expects, the node it was routed to (small id). */
+void brain_graph_route(struct brain_graph *, uint16_t idx,
+                       const uint64_t *chain, size_t n, uint64_t output_len,
+                       uint64_t now_us);
 
 /* The engine, for stats and tests. */
 const struct brain_engine *brain_graph_engine(const struct brain_graph *);

@@ -104,6 +104,19 @@ order_copies(struct brain *b, struct brain_routing *out, const size_t *holder,
 }
 
 void
+brain_routing_learn(struct brain *b, const struct brain_routing *rt,
+                    const uint64_t *chain, size_t n, uint64_t output_len)
+{
+    const struct brain_node *nd =
+        brain_cluster_find(&b->cluster, rt->cand[rt->best].name);
+
+    if (nd) {
+        brain_graph_route(b->graph, nd->idx, chain, n, output_len,
+                          mcos_clock_now(b->clock));
+    }
+}
+
+void
 brain_routing_free(struct brain_routing *r)
 {
     free(r->cand);

@@ -56,4 +56,10 @@ int brain_routing_decide(struct brain *, const char *ns, const uint64_t *chain,
                          char *err, size_t errlen);
 void brain_routing_free(struct brain_routing *);
 
+/* After a successful decide: the request is a turn on the chosen node,
+ * expecting an answer of output_len tokens; the residency prediction
+ * learns from it (en_residency). */
+void brain_routing_learn(struct brain *, const struct brain_routing *,
+                         const uint64_t *chain, size_t n, uint64_t output_len);
+
 #endif /* BRAIN_ROUTING_H */

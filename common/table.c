@@ -9,6 +9,7 @@
 
 #include "error.h"
 #include "ids.h"
+#include "residency_table.h"
 #include "wire.h"
 
 /* Tier kinds the tables index directly (SRAM..NVMe, REMOTE). */
@@ -208,6 +209,63 @@ mcos_table_rule_check(const Mcos__Rule *r, char *err, size_t errlen)
         }
         return 0;
     }
+    case MCOS__RULE__RULE_RESIDENCY: {
+        const Mcos__ResidencyRule *p = r->residency;
+
+        if (strcmp(key, "residency")) {
+            mcos_seterr(err, errlen, "rule %s: key must be residency", key);
+            return -EINVAL;
+        }
+        if (p->age_unit_ms == 0 || p->age_unit_ms > 86400000) {
+            mcos_seterr(err, errlen,
+                        "rule %s: age_unit_ms must be 1 to 86400000 (got %u)",
+                        key, p->age_unit_ms);
+            return -EINVAL;
+        }
+        if (p->n_scores != MCOS_RESIDENCY_CLASSES * MCOS_RESIDENCY_AGES) {
+            mcos_seterr(err, errlen,
+                        "rule %s: needs %d scores (%d classes x %d ages), "
+                        "got %zu",
+                        key, MCOS_RESIDENCY_CLASSES * MCOS_RESIDENCY_AGES,
+                        MCOS_RESIDENCY_CLASSES, MCOS_RESIDENCY_AGES,
+                        p->n_scores);
+            return -EINVAL;
+        }
+        for (size_t i = 0; i < p->n_scores; i++) {
+            if (p->scores[i] > 65535) {
+                mcos_seterr(err, errlen,
+                            "rule %s: score %zu is %u, above 65535", key, i,
+                            p->scores[i]);
+                return -EINVAL;
+            }
+        }
+        if (p->default_class >= MCOS_RESIDENCY_CLASSES) {
+            mcos_seterr(err, errlen,
+                        "rule %s: default_class must be below %d (got %u)",
+                        key, MCOS_RESIDENCY_CLASSES, p->default_class);
+            return -EINVAL;
+        }
+        return 0;
+    }
+    case MCOS__RULE__RULE_REUSE: {
+        char want[48];
+
+        snprintf(want, sizeof want, "reuse/%016" PRIx64, r->reuse->object_id);
+        if (r->reuse->object_id == 0 || strcmp(key, want)) {
+            mcos_seterr(err, errlen,
+                        "rule %s: a reuse class needs an object and the key "
+                        "reuse/<object as 16 hex digits>",
+                        key);
+            return -EINVAL;
+        }
+        if (r->reuse->reuse_class >= MCOS_RESIDENCY_CLASSES) {
+            mcos_seterr(err, errlen,
+                        "rule %s: reuse_class must be below %d (got %u)", key,
+                        MCOS_RESIDENCY_CLASSES, r->reuse->reuse_class);
+            return -EINVAL;
+        }
+        return 0;
+    }
     case MCOS__RULE__RULE_PARAM:
         if (!r->param->name || !key_is(key, "param/", r->param->name)) {
             mcos_seterr(err, errlen, "rule %s: key must be param/NAME", key);
@@ -263,6 +321,7 @@ finish_table(const char *node, uint64_t gen, struct entry *e, size_t n,
              struct mcos_table **out, char *err, size_t errlen)
 {
     struct mcos_table *t;
+    size_t n_reuse = 0;
 
     qsort(e, n, sizeof *e, entry_cmp);
     for (size_t i = 1; i < n; i++) {
@@ -271,6 +330,15 @@ finish_table(const char *node, uint64_t gen, struct entry *e, size_t n,
             entries_free(e, n);
             return -EEXIST;
         }
+    }
+    for (size_t i = 0; i < n; i++) {
+        n_reuse += e[i].rule->rule_case == MCOS__RULE__RULE_REUSE;
+    }
+    if (n_reuse > MCOS_TABLE_MAX_REUSE) {
+        mcos_seterr(err, errlen, "%zu reuse rules, at most %d a table",
+                    n_reuse, MCOS_TABLE_MAX_REUSE);
+        entries_free(e, n);
+        return -ENOSPC;
     }
     t = calloc(1, sizeof *t);
     if (t) {
@@ -648,6 +716,25 @@ dump_rule(FILE *f, const Mcos__Rule *r)
     case MCOS__RULE__RULE_DROP:
         fprintf(f, "%s drop\n", r->key);
         break;
+    case MCOS__RULE__RULE_RESIDENCY: {
+        const Mcos__ResidencyRule *p = r->residency;
+
+        fprintf(f, "%s unit=%ums default=c%u", r->key, p->age_unit_ms,
+                p->default_class);
+        for (size_t i = 0; i < p->n_scores; i++) {
+            if (i % MCOS_RESIDENCY_AGES == 0) {
+                fprintf(f, " c%zu=", i / MCOS_RESIDENCY_AGES);
+            } else {
+                fputc(',', f);
+            }
+            fprintf(f, "%u", p->scores[i]);
+        }
+        fputc('\n', f);
+        break;
+    }
+    case MCOS__RULE__RULE_REUSE:
+        fprintf(f, "%s class=c%u\n", r->key, r->reuse->reuse_class);
+        break;
     case MCOS__RULE__RULE_PREFETCH:
         fprintf(f, "%s ->", r->key);
         for (size_t i = 0; i < r->prefetch->n_objects; i++) {
@@ -714,4 +801,24 @@ mcos_table_param(const struct mcos_table *t, const char *name, uint64_t def)
     snprintf(key, sizeof key, "param/%s", name);
     e = find_entry(t, key);
     return e ? e->rule->param->value : def;
+}
+
+int
+mcos_table_residency(const struct mcos_table *t,
+                     struct mcos_residency_table *out, unsigned *default_class)
+{
+    const struct entry *e = t ? find_entry(t, "residency") : NULL;
+    const Mcos__ResidencyRule *p;
+
+    if (!e) {
+        return -ENOENT;
+    }
+    p = e->rule->residency;
+    out->age_unit_ns = (uint64_t)p->age_unit_ms * 1000000;
+    for (size_t i = 0; i < p->n_scores; i++) {
+        out->score[i / MCOS_RESIDENCY_AGES][i % MCOS_RESIDENCY_AGES] =
+            (uint16_t)p->scores[i];
+    }
+    *default_class = p->default_class;
+    return 0;
 }

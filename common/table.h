@@ -10,11 +10,11 @@
  *
  * Rules are keyed by kind and subject ("tier/dram", "demotion/hbm",
  * "peer/n2", "param/report_interval_ms", "replica/<obj>/<peer>",
- * "drop/<obj>", "prefetch/<trigger>").  A delta names rules to insert or
- * replace and keys to remove, and applies only to a table at exactly its
- * base generation; anything else is refused with a clear error and the
- * current table stays as it was.  Applying the same update twice is a
- * no-op that succeeds.
+ * "drop/<obj>", "prefetch/<trigger>", "residency", "reuse/<obj>").  A
+ * delta names rules to insert or replace and keys to remove, and applies
+ * only to a table at exactly its base generation; anything else is
+ * refused with a clear error and the current table stays as it was.
+ * Applying the same update twice is a no-op that succeeds.
  *
  * The canonical text dump (one line per rule, sorted by key) is what
  * `mcos-admin` shows and what golden tests compare.
@@ -38,6 +38,8 @@ struct mcos_table;
 #define MCOS_TABLE_MAX_KEY   128
 /* Most objects one prefetch rule may name. */
 #define MCOS_TABLE_MAX_PREFETCH 64
+/* Most reuse rules (reuse/<object>) one table may hold. */
+#define MCOS_TABLE_MAX_REUSE 256
 
 /* Builds a table from rules (copied; the caller keeps its own).  Fails
  * with -EINVAL on an invalid rule and -EEXIST on a duplicate key. */
@@ -96,5 +98,12 @@ int mcos_table_demotion_next(const struct mcos_table *, int tier);
 /* A numeric parameter, or `def` when the table has none. */
 uint64_t mcos_table_param(const struct mcos_table *, const char *name,
                           uint64_t def);
+
+struct mcos_residency_table;
+/* The table's residency rule, unpacked into *out with its default class:
+ * 0, or -ENOENT when the table has none (demotion is then plain LRU). */
+int mcos_table_residency(const struct mcos_table *,
+                         struct mcos_residency_table *out,
+                         unsigned *default_class);
 
 #endif /* MCOS_TABLE_H */

@@ -77,6 +77,7 @@ struct cli {
     char *mc_hot;          /* MCOS hotness of a shared block */
     bool mc_partial;       /* MCOS drops partial last blocks */
     bool mc_promote;       /* MCOS promotes routed prefixes */
+    bool mc_residency;     /* MCOS evicts by its residency table */
     bool mc_pending;       /* MCOS counts prefixes on their way */
     uint64_t mc_repl_bw;   /* MCOS replication budget, bytes/s */
     uint64_t mc_tick_ms;   /* MCOS replication tick */
@@ -173,6 +174,8 @@ struct cli {
           "mcos: drop a prompt's partial last block when it ends"),           \
         O("mcos_promote", "mcos-promote", MCOS_CFG_BOOL, mc_promote, 0, 0,    \
           "true", "mcos: promote a routed prefix held below HBM at once"),    \
+        O("mcos_residency", "mcos-residency", MCOS_CFG_BOOL, mc_residency, 0, \
+          0, "true", "mcos: evict by the brain's learned reuse, not LRU"),    \
         O("mcos_pending", "mcos-pending", MCOS_CFG_BOOL, mc_pending, 0, 0,    \
           "true", "mcos: count prefixes routed but not yet stored"),          \
         O("mcos_replicate_bw", "mcos-replicate-bw", MCOS_CFG_BYTES,           \
@@ -399,6 +402,7 @@ cli_convert(const struct cli *c, struct sim_params *p, struct policy_knobs *k,
     k->mcos_migrate = c->mc_migrate;
     k->mcos_drop_partial = c->mc_partial;
     k->mcos_promote = c->mc_promote;
+    k->mcos_residency = c->mc_residency;
     k->mcos_pending = c->mc_pending;
     k->mcos_replicate_bw = c->mc_repl_bw;
     k->mcos_tick_ns = c->mc_tick_ms * 1000000ULL;

@@ -55,6 +55,7 @@ policy_knobs_default(struct policy_knobs *k)
     k->mcos_hot = 4.0;
     k->mcos_drop_partial = true;
     k->mcos_promote = true;
+    k->mcos_residency = true;
     k->mcos_pending = true;
     k->mcos_replicate_bw = 0;
     k->mcos_tick_ns = 1000000000ULL;

@@ -55,6 +55,8 @@ struct policy_knobs {
     bool mcos_drop_partial;     /* drop a prompt's partial last block when
                                    its request ends */
     bool mcos_promote;          /* PROMOTE a routed prefix held below HBM */
+    bool mcos_residency;        /* evict by the brain's residency table
+                                   (brain/residency.h), not LRU */
     bool mcos_pending;          /* count prefixes routed but not yet
                                    stored as matches */
     uint64_t mcos_replicate_bw; /* bytes/s of fabric for replication, 0 =

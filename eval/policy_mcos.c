@@ -65,6 +65,14 @@
  *              identical up to that token (the next turn of a
  *              conversation has a different id there), which is why vLLM
  *              caches full blocks only.
+ *   residency  The brain's reuse prediction (brain/residency.h) learns
+ *              from every routed request (does it continue an earlier
+ *              turn, after how long; its answer's length gives its
+ *              class), and the node's blocks take the class the brain
+ *              gave them when their request ends, as an agent applies
+ *              the class rules of its table.  When a tier needs room the
+ *              simulator asks pick_victim, which runs the executors' own
+ *              choice (mcos_residency_pick()) on the compiled table.
  *   replicate  Every tick, the hottest blocks (top_k_hot) at or above
  *              `mcos_hot` are copied, with their whole prefix, to the
  *              nodes that lack them, within a fabric budget of
@@ -83,6 +91,7 @@
 #include "error.h"
 #include "policy.h"
 #include "prefix_index.h"
+#include "residency.h"
 #include "route.h"
 #include "u64map.h"
 
@@ -108,8 +117,14 @@ struct fifo {
     uint32_t cap;  /* capacity, a power of two */
 };
 
+_Static_assert(SIM_CLASSES == MCOS_RESIDENCY_CLASSES,
+               "the simulator's eviction classes are the residency classes");
+
 struct mcos {
     struct brain_prefix_index *idx;   /* the brain's global index */
+    struct brain_residency *res;      /* the brain's reuse prediction */
+    struct mcos_residency_table tab;  /* its compiled table */
+    bool tab_stale;                   /* res learned since tab was built */
     struct brain_route_weights w;     /* the brain's routing weights */
     struct policy_knobs k;            /* settings */
     uint32_t nodes;                   /* cluster size */
@@ -161,6 +176,7 @@ mc_destroy(void *state)
         return;
     }
     brain_prefix_index_destroy(p->idx);
+    brain_residency_destroy(p->res);
     for (uint32_t n = 0; p->q && n < p->nodes; n++) {
         free(p->q[n].v);
     }
@@ -236,6 +252,22 @@ mc_create(const struct sim_policy_env *env, void **state, uint64_t *tick_ns,
         mc_destroy(p);
         mcos_seterr(err, errlen, "mcos: prefix index: %s", mcos_strerror(rc));
         return rc;
+    }
+    if (p->k.mcos_residency) {
+        struct brain_residency_options ro = {0};
+
+        /* Twice the cluster's blocks, so that what it learns about a
+         * block outlives the block's stay in any one node. */
+        ro.max_blocks = io.initial_blocks * 2 < 1u << 26
+                            ? (uint32_t)(io.initial_blocks * 2)
+                            : 1u << 26;
+        rc = brain_residency_create(&ro, &p->res);
+        if (rc) {
+            mc_destroy(p);
+            mcos_seterr(err, errlen, "mcos: residency: %s", mcos_strerror(rc));
+            return rc;
+        }
+        p->tab_stale = true;
     }
     p->names = calloc(n, sizeof *p->names);
     p->cand = calloc(n, sizeof *p->cand);
@@ -498,6 +530,9 @@ add_pending(struct mcos *p, struct sim *sim, uint32_t id,
     return 0;
 }
 
+static void route_turn(struct mcos *p, struct sim *sim,
+                       const struct trace_request *req);
+
 static int
 mc_route(void *state, struct sim *sim, uint32_t id,
          const struct trace_request *req, uint32_t *node)
@@ -520,6 +555,11 @@ mc_route(void *state, struct sim *sim, uint32_t id,
         }
         for (uint32_t j = 0; j < n; j++) {
             p->chain[j] = to_brain(req->blocks[j]);
+        }
+        /* A conversation that continues teaches the residency
+         * prediction how long after its last turn it came back. */
+        if (p->res) {
+            route_turn(p, sim, req);
         }
         /* The brain sees the chain of every request it routes: one
          * access of each block it knows (the rest are not anywhere). */
@@ -612,6 +652,15 @@ mc_store(void *state, struct sim *sim, uint32_t node, uint64_t hash,
     brain_prefix_index_store(p->idx, NS, (uint16_t)node, (uint8_t)(tier + 2),
                              h,
                              parent == SIM_NO_PARENT ? 0 : to_brain(parent));
+    if (p->res) {
+        /* A block copied or recomputed here keeps the reuse class the
+         * brain learned for it. */
+        int c = brain_residency_class_of(p->res, h);
+
+        if (c > 0) {
+            sim_set_class(sim, node, hash, (unsigned)c);
+        }
+    }
     if (why != SIM_STORE_FETCHED || !p->k.mcos_migrate) {
         return;
     }
@@ -659,6 +708,73 @@ mc_evict(void *state, struct sim *sim, uint32_t node, uint64_t hash,
                               h);
 }
 
+/* ---- Residency ---- */
+
+/* A request is routed: it continues an earlier turn or not (the brain
+ * learns after how long), and it is a turn whose class its answer's
+ * length gives (the output_len of /v1/route).  p->chain holds its
+ * chain. */
+static void
+route_turn(struct mcos *p, struct sim *sim, const struct trace_request *req)
+{
+    uint32_t full = (uint32_t)(req->input_tokens / p->bt);
+
+    if (full > req->n_blocks) {
+        full = req->n_blocks;
+    }
+    brain_residency_request(p->res, p->chain, req->n_blocks, sim_now_ns(sim));
+    if (full) {
+        brain_residency_turn(p->res, p->chain, full, req->output_tokens,
+                             sim_now_ns(sim));
+    }
+    p->tab_stale = true;
+}
+
+/* A request ended on `node`: its prompt's full blocks there take the
+ * class the brain gave them, head last (most recently used), so a
+ * prefix's head outlives its tail -- what an agent does with the table's
+ * class rules. */
+static void
+turn_end(struct mcos *p, struct sim *sim, const struct trace_request *req,
+         uint32_t node)
+{
+    uint32_t full = (uint32_t)(req->input_tokens / p->bt);
+    int c;
+
+    if (full > req->n_blocks) {
+        full = req->n_blocks;
+    }
+    if (full == 0) {
+        return;
+    }
+    c = brain_residency_class_of(p->res, to_brain(req->blocks[full - 1]));
+    if (c < 0) {
+        return;
+    }
+    for (uint32_t j = full; j-- > 0;) {
+        sim_set_class(sim, node, req->blocks[j], (unsigned)c);
+    }
+}
+
+static int
+mc_pick_victim(void *state, struct sim *sim, uint32_t node, enum sim_tier tier,
+               const uint64_t idle_ns[SIM_CLASSES], uint32_t present)
+{
+    struct mcos *p = state;
+
+    (void)sim;
+    (void)node;
+    (void)tier;
+    if (!p->res) {
+        return -ENOENT;
+    }
+    if (p->tab_stale) {
+        brain_residency_table(p->res, &p->tab);
+        p->tab_stale = false;
+    }
+    return mcos_residency_pick(&p->tab, idle_ns, present);
+}
+
 /* ---- Partial blocks ---- */
 
 static void
@@ -685,6 +801,9 @@ mc_done(void *state, struct sim *sim, uint32_t id,
         .parent = SIM_NO_PARENT,
     };
 
+    if (p->res) {
+        turn_end(p, sim, req, node);
+    }
     if (!p->k.mcos_drop_partial || n == 0 || req->input_tokens % p->bt == 0 ||
         (uint64_t)n * p->bt < req->input_tokens) {
         return;
@@ -826,6 +945,7 @@ const struct sim_policy_ops policy_mcos = {
     .destroy = mc_destroy,
     .route = mc_route,
     .on_store = mc_store,
+    .pick_victim = mc_pick_victim,
     .on_evict = mc_evict,
     .on_done = mc_done,
     .on_tick = mc_tick,

@@ -3,8 +3,9 @@
  * docs/evaluation.md).
  *
  * Layout: per node a block store (a hash map from block id to an entry,
- * entries in an array, each tier an intrusive LRU list of the unpinned
- * entries in it), a FIFO of waiting requests, and the prefill server.
+ * entries in an array, each tier an intrusive LRU list per eviction class
+ * of the unpinned entries in it), a FIFO of waiting requests, and the
+ * prefill server.
  * One event heap orders prefill ends, decode ends, transfer landings and
  * policy ticks; arrivals come straight from the (sorted) trace and go
  * after heap events of the same instant, so that a block stored or a
@@ -109,24 +110,28 @@ sim_params_validate(const struct sim_params *p, char *err, size_t errlen)
 
 /* One block resident (or being computed) on one node. */
 struct entry {
-    uint64_t hash; /* block id */
-    uint32_t prev; /* LRU neighbour towards the LRU end, or NIL */
-    uint32_t next; /* LRU neighbour towards the MRU end, or NIL */
-    uint32_t pins; /* requests and fetches holding it; > 0: not in LRU */
-    uint8_t tier;  /* enum sim_tier it occupies */
-    uint8_t ready; /* computed (a prefill still writing it: 0) */
-    uint8_t mark;  /* scratch: landed by a fetch for the starting request */
+    uint64_t hash;    /* block id */
+    uint32_t prev;    /* LRU neighbour towards the LRU end, or NIL */
+    uint32_t next;    /* LRU neighbour towards the MRU end, or NIL */
+    uint32_t pins;    /* requests and fetches holding it; > 0: not in LRU */
+    uint8_t tier;     /* enum sim_tier it occupies */
+    uint8_t ready;    /* computed (a prefill still writing it: 0) */
+    uint8_t mark;     /* scratch: landed by a fetch for the starting request */
+    uint8_t cls;      /* eviction class (sim_set_class); 0 by default */
+    uint64_t touched; /* when it last went to its list's MRU end */
 };
 
 /* A node's blocks. */
 struct store {
-    struct u64map map;        /* block id -> entry index */
-    struct entry *e;          /* entries; free ones chained via next */
-    uint32_t n_e;             /* entries ever used (high-water mark) */
-    uint32_t cap_e;           /* capacity of e */
-    uint32_t free_list;       /* first free entry, or NIL */
-    uint32_t lru[SIM_TIERS];  /* least recently used, evicted first */
-    uint32_t mru[SIM_TIERS];  /* most recently used */
+    struct u64map map;  /* block id -> entry index */
+    struct entry *e;    /* entries; free ones chained via next */
+    uint32_t n_e;       /* entries ever used (high-water mark) */
+    uint32_t cap_e;     /* capacity of e */
+    uint32_t free_list; /* first free entry, or NIL */
+    uint32_t lru[SIM_TIERS][SIM_CLASSES]; /* least recently used, per
+                                             eviction class */
+    uint32_t mru[SIM_TIERS][SIM_CLASSES]; /* most recently used */
+    const uint64_t *clock;    /* the simulator's clock, for `touched` */
     uint64_t used[SIM_TIERS]; /* entries in each tier, pinned included */
     uint64_t reserved;        /* HBM blocks held by decoding answers */
 };
@@ -328,12 +333,12 @@ lru_unlink(struct store *st, uint32_t i)
     if (e->prev != NIL) {
         st->e[e->prev].next = e->next;
     } else {
-        st->lru[t] = e->next;
+        st->lru[t][e->cls] = e->next;
     }
     if (e->next != NIL) {
         st->e[e->next].prev = e->prev;
     } else {
-        st->mru[t] = e->prev;
+        st->mru[t][e->cls] = e->prev;
     }
     e->prev = e->next = NIL;
 }
@@ -343,15 +348,17 @@ lru_push(struct store *st, uint32_t i)
 {
     struct entry *e = &st->e[i];
     int t = e->tier;
+    int c = e->cls;
 
-    e->prev = st->mru[t];
+    e->prev = st->mru[t][c];
     e->next = NIL;
-    if (st->mru[t] != NIL) {
-        st->e[st->mru[t]].next = i;
+    e->touched = *st->clock;
+    if (st->mru[t][c] != NIL) {
+        st->e[st->mru[t][c]].next = i;
     } else {
-        st->lru[t] = i;
+        st->lru[t][c] = i;
     }
-    st->mru[t] = i;
+    st->mru[t][c] = i;
 }
 
 /* Makes entry i the most recently used of its tier (if unpinned). */
@@ -429,6 +436,7 @@ st_add(struct store *st, uint64_t hash, int tier, bool ready, bool pinned)
     e->tier = (uint8_t)tier;
     e->ready = ready;
     e->mark = 0;
+    e->cls = 0;
     st->used[tier]++;
     if (!pinned) {
         lru_push(st, i);
@@ -464,13 +472,50 @@ lower_tier(const struct sim *s, int t)
 
 static bool make_room(struct sim *s, uint32_t n, int tier, uint64_t extra);
 
-/* Evicts the LRU entry of `tier` on node n: demotes it one tier down, or
+/* The entry `tier` of node n gives up when it needs room: the least
+ * recently used of the class the policy picks (pick_victim), else of all
+ * classes (plain LRU; with every entry in class 0, as the baselines
+ * leave them, the tier's LRU entry).  NIL if none is unpinned. */
+static uint32_t
+victim(struct sim *s, uint32_t n, int tier)
+{
+    struct store *st = &s->nodes[n].st;
+    uint64_t idle[SIM_CLASSES] = {0};
+    uint32_t present = 0;
+    int c = -1;
+
+    for (int k = 0; k < SIM_CLASSES; k++) {
+        uint32_t v = st->lru[tier][k];
+
+        if (v != NIL) {
+            present |= 1u << k;
+            idle[k] = s->now - st->e[v].touched;
+            if (c < 0 || idle[k] > idle[c]) {
+                c = k;
+            }
+        }
+    }
+    if (c < 0) {
+        return NIL;
+    }
+    if (s->ops->pick_victim && (present & (present - 1))) {
+        int p = s->ops->pick_victim(s->pstate, s, n, (enum sim_tier)tier, idle,
+                                    present);
+
+        if (p >= 0 && p < SIM_CLASSES && (present & (1u << p))) {
+            c = p;
+        }
+    }
+    return st->lru[tier][c];
+}
+
+/* Evicts the victim() of `tier` on node n: demotes it one tier down, or
  * drops it.  False if the tier has no unpinned entry. */
 static bool
 evict_one(struct sim *s, uint32_t n, int tier)
 {
     struct store *st = &s->nodes[n].st;
-    uint32_t v = st->lru[tier];
+    uint32_t v = victim(s, n, tier);
     int to = lower_tier(s, tier);
     uint64_t hash;
 
@@ -659,6 +704,30 @@ xf_free(struct sim *s, uint32_t slot)
     free((void *)s->xf[slot].o.chain);
     s->xf[slot].o.chain = NULL;
     s->xf[slot].busy = false;
+}
+
+int
+sim_set_class(struct sim *s, uint32_t node, uint64_t hash, unsigned cls)
+{
+    struct store *st;
+    uint32_t i;
+
+    if (node >= s->p.nodes || cls >= SIM_CLASSES) {
+        return -EINVAL;
+    }
+    st = &s->nodes[node].st;
+    i = st_find(st, hash);
+    if (i == NIL) {
+        return -ENOENT;
+    }
+    if (st->e[i].pins) {
+        st->e[i].cls = (uint8_t)cls;
+        return 0;
+    }
+    lru_unlink(st, i);
+    st->e[i].cls = (uint8_t)cls;
+    lru_push(st, i);
+    return 0;
 }
 
 int
@@ -1363,7 +1432,10 @@ sim_create(const struct sim_params *p, const struct trace *trace,
         }
         nd->st.free_list = NIL;
         for (int t = 0; t < SIM_TIERS; t++) {
-            nd->st.lru[t] = nd->st.mru[t] = NIL;
+            for (int c = 0; c < SIM_CLASSES; c++) {
+                nd->st.lru[t][c] = nd->st.mru[t][c] = NIL;
+            }
+            nd->st.clock = &s->now;
         }
         nd->q_head = nd->q_tail = nd->serving = NIL;
     }

@@ -51,6 +51,10 @@
  *   - Blocks are ordered into LRU tail first (the last block of a prompt
  *     is the first to go), as vLLM frees a request's blocks in reverse,
  *     so a prefix's head outlives its tail.
+ *   - A policy may sort blocks into eviction classes (sim_set_class);
+ *     each class of a tier keeps its own LRU order, and the policy's
+ *     pick_victim hook says which class gives up its LRU block.  The
+ *     baselines do neither, so their tiers are plain LRU.
  * Policies see the state through sim_match() and sim_load() and act
  * through sim_order(); every decision is the policy's, and the simulator
  * only carries it out and does the accounting.
@@ -71,6 +75,8 @@
 #define SIM_NO_PARENT   UINT64_MAX
 #define SIM_MAX_FETCHES 8
 #define SIM_NAME_LEN    32
+/* Eviction classes a policy may put blocks in (sim_set_class). */
+#define SIM_CLASSES 8
 
 /* Memory tiers, fastest first.  The brain's wire numbers are these + 2
  * (HBM = 2, DRAM = 3, NVMe = 4). */
@@ -192,6 +198,16 @@ struct sim_policy_ops {
                     const struct trace_request *req, uint32_t node);
     /* Called every *tick_ns of simulated time while the run lasts. */
     void (*on_tick)(void *state, struct sim *sim);
+    /* Eviction: `tier` of `node` needs room and its unpinned blocks are
+     * in more than one class (sim_set_class).  idle_ns[c] is how long the
+     * least recently used block of class c has been idle (since it last
+     * went to its list's most recently used end); bit c of `present` is
+     * set when class c has one.  Returns the class that loses its least
+     * recently used block; a class not present, or NULL here, evicts the
+     * longest idle of them (LRU over the whole tier). */
+    int (*pick_victim)(void *state, struct sim *sim, uint32_t node,
+                       enum sim_tier tier, const uint64_t idle_ns[SIM_CLASSES],
+                       uint32_t present);
 };
 
 /* ---- What policies may read ---- */
@@ -226,6 +242,12 @@ uint32_t sim_match(const struct sim *, uint32_t node, const uint64_t *chain,
 enum sim_tier sim_where(const struct sim *, uint32_t node, uint64_t hash);
 /* The load of `node`. */
 void sim_load(const struct sim *, uint32_t node, struct sim_load *out);
+/* Puts block `hash` of `node` in eviction class `cls` (< SIM_CLASSES)
+ * and makes it the most recently used of that class (a pinned block
+ * joins it when unpinned).  Blocks start in class 0; a policy that never
+ * calls this gets plain LRU tiers.  0, -EINVAL (bad node or class),
+ * -ENOENT (not on the node). */
+int sim_set_class(struct sim *, uint32_t node, uint64_t hash, unsigned cls);
 /* Submits an order (see enum sim_order_kind).  0, or -EINVAL for a bad
  * order (unknown node or tier, empty chain, FETCH outside route(), too
  * many FETCHes for one request); -ENOMEM.  Bad orders are also counted

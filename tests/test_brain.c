@@ -350,7 +350,8 @@ END_TEST
 
 /* Sends a routing request over the bus; returns the decoded reply. */
 static Mcos__RouteReply *
-route(struct t *t, const char *ns, uint64_t *blocks, size_t n)
+route_out(struct t *t, const char *ns, uint64_t *blocks, size_t n,
+          uint64_t output_len)
 {
     Mcos__RouteRequest q = MCOS__ROUTE_REQUEST__INIT;
     uint8_t *buf;
@@ -360,6 +361,7 @@ route(struct t *t, const char *ns, uint64_t *blocks, size_t n)
     q.ns = (char *)ns;
     q.blocks = blocks;
     q.n_blocks = n;
+    q.output_len = output_len;
     ck_assert_int_eq(mcos_wire_encode(MCOS__MSG_TYPE__MSG_ROUTE_REQUEST,
                                       &q.base, &buf, &len),
                      0);
@@ -367,6 +369,39 @@ route(struct t *t, const char *ns, uint64_t *blocks, size_t n)
     free(buf);
     wait_replies(t, before + 1);
     return mcos_wire_route_reply(&t->m);
+}
+
+static Mcos__RouteReply *
+route(struct t *t, const char *ns, uint64_t *blocks, size_t n)
+{
+    return route_out(t, ns, blocks, n, 0);
+}
+
+/* The canonical dump of the table the brain compiled for `node`, once it
+ * contains `rule` (the loop runs until then). */
+static char *
+table_with(struct t *t, const char *node, const char *rule)
+{
+    const struct brain_node *nd = brain_cluster_find(&t->brain->cluster, node);
+    char *d = NULL;
+
+    ck_assert_ptr_nonnull(nd);
+    for (int i = 0; i < 500; i++) {
+        const struct mcos_table *tb =
+            brain_graph_table(t->brain->graph, nd->idx);
+
+        free(d);
+        d = NULL;
+        if (tb) {
+            ck_assert_int_eq(mcos_table_dump(tb, false, &d), 0);
+            if (strstr(d, rule)) {
+                return d;
+            }
+        }
+        uv_run(&t->loop, UV_RUN_ONCE);
+    }
+    ck_abort_msg("no %s in %s's table:\n%s", rule, node, d ? d : "(none)");
+    return NULL;
 }
 
 START_TEST(test_route_over_bus)
@@ -398,6 +433,34 @@ START_TEST(test_route_over_bus)
                   "'blocks' must be a non-empty array of at most 4096 block "
                   "hashes");
     ck_assert_uint_eq(t.brain->routes, 2);
+    teardown_t(&t);
+}
+END_TEST
+
+/* Routed requests teach the residency prediction, whichever way they
+ * come: a 600-token answer (class 6) routed to n1 and an 8-token one
+ * (class 0) to n2 tie at one turn each, so the default is class 0 (the
+ * lower); n1's turn, ending on block 13 (0xd), gets a reuse rule. */
+START_TEST(test_route_teaches_residency)
+{
+    struct t t;
+    Mcos__RouteReply *r;
+    uint64_t chain[3] = {11, 12, 13};
+    char *d;
+
+    setup_t(&t);
+    send_hello(&t, "n1", 7, 0);
+    send_hello(&t, "n2", 8, 0);
+    r = route_out(&t, "", chain, 3, 600);
+    ck_assert_str_eq(r->node, "n1");
+    r = route_out(&t, "", chain, 3, 8);
+    ck_assert_str_eq(r->node, "n2");
+    d = table_with(&t, "n1", "reuse/000000000000000d class=c6");
+    ck_assert_ptr_nonnull(strstr(d, "\nresidency unit=10000ms default=c0 "));
+    free(d);
+    d = table_with(&t, "n2", "residency unit=10000ms default=c0 ");
+    ck_assert_ptr_null(strstr(d, "reuse/"));
+    free(d);
     teardown_t(&t);
 }
 END_TEST
@@ -440,6 +503,7 @@ suite(void)
     tcase_add_test(tc, test_bad_input);
     tcase_add_test(tc, test_generations_survive_restart);
     tcase_add_test(tc, test_route_over_bus);
+    tcase_add_test(tc, test_route_teaches_residency);
     tcase_add_test(tc, test_config_check);
     suite_add_tcase(s, tc);
     return s;

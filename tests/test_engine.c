@@ -406,6 +406,78 @@ START_TEST(test_prefetch_learned)
 }
 END_TEST
 
+/* A request of `n` blocks (ids a, a+1, ...) routed to `name`. */
+static void
+route(struct fix *f, const char *name, const uint64_t *chain, size_t n,
+      uint64_t output_len)
+{
+    brain_graph_route(f->g, brain_cluster_find(&f->c, name)->idx, chain, n,
+                      output_len, f->now);
+}
+
+/*
+ * Residency (en_residency).  Before any route nothing is published.  Then:
+ *   n2: [11, 12] with an 8-token answer (class 0); 100 s later
+ *       [11, 12, 13] (class 0), which continues it after 100 s (age
+ *       bucket 7: 80-120 s).
+ *   n1, n3, n4: [21, 22], [31, 32], [41, 42] with 600-token answers
+ *       (class 6).
+ * Class 0: 2 turns, 1 continued in bucket 7: (1 + 0.5) / (2 + 1) = 0.5
+ * (32768) up to bucket 7, then 0.5 / (1 + 1) = 0.25 (16384).  Class 6: 3
+ * turns, none continued: 0.5 / 4 = 0.125 (8192).  Other classes: 0.5.
+ * The default class is 6 (most turns), so only n2 gets reuse rules: its
+ * two turns' last blocks, 12 and 13, class 0.
+ */
+START_TEST(test_residency)
+{
+    static const uint64_t a[] = {0x11, 0x12, 0x13}, b[] = {0x21, 0x22},
+                          c[] = {0x31, 0x32}, d4[] = {0x41, 0x42},
+                          e[] = {0x51, 0x52};
+    struct fix f;
+    char *d;
+
+    fix_init(&f);
+    pass(&f);
+    d = dump_node(&f, "n2");
+    ck_assert_ptr_null(strstr(d, "residency"));
+    free(d);
+
+    route(&f, "n2", a, 2, 8);
+    route(&f, "n1", b, 2, 600);
+    route(&f, "n3", c, 2, 600);
+    route(&f, "n4", d4, 2, 600);
+    f.now += 100 * SEC;
+    route(&f, "n2", a, 3, 8);
+    pass(&f);
+    ck_assert(changed(&f, "n1"));
+    ck_assert(changed(&f, "n2"));
+    d = dump_node(&f, "n2");
+    check_golden("engine_n2_residency.txt", d);
+    free(d);
+    d = dump_node(&f, "n1");
+    ck_assert_ptr_nonnull(strstr(d, "residency unit=10000ms default=c6 "));
+    ck_assert_ptr_null(strstr(d, "reuse/"));
+    free(d);
+    check_recompute(&f);
+
+    /* One more class-6 turn, on n2: class 6 moves from 0.125 to 0.1
+     * (8192 -> 6554), less than the 2048 that republishes, so only n2's
+     * table (a new turn, in the default class: no new rule) is compiled,
+     * and it comes out the same. */
+    {
+        uint64_t before = brain_graph_tables_compiled(f.g);
+
+        route(&f, "n2", e, 2, 600);
+        pass(&f);
+        ck_assert_uint_eq(brain_graph_tables_compiled(f.g), before + 1);
+        ck_assert(!changed(&f, "n1"));
+        ck_assert(!changed(&f, "n2"));
+    }
+    check_recompute(&f);
+    fix_fini(&f);
+}
+END_TEST
+
 struct seen {
     char text[1024];
 };
@@ -604,6 +676,7 @@ suite(void)
 
     tcase_add_test(tc, test_engine_order_and_skips);
     tcase_add_test(tc, test_golden_and_recompute);
+    tcase_add_test(tc, test_residency);
     tcase_add_test(tc, test_only_changed_nodes_recompile);
     tcase_add_test(tc, test_placement);
     tcase_add_test(tc, test_prefetch_learned);

@@ -3,7 +3,8 @@
  * decision behind the simulator's policy interface): the index is fed
  * from the simulator's events (Mooncake's block id 0 included), a busy
  * holder's prefix is fetched to an idle node and the cold source copy
- * dropped, the load term's units, partial last blocks, replication of a
+ * dropped, the load term's units, partial last blocks, eviction by the
+ * brain's residency table against LRU, replication of a
  * hot prefix with its whole chain, and the knobs' checks.
  *
  * The cluster: blocks of 4 tokens, prefill 1000 tokens/s (4 ms a block),
@@ -323,6 +324,70 @@ START_TEST(test_partial_block)
 END_TEST
 
 /*
+ * Residency: one node of 8 HBM blocks; answers of 0 tokens are class 0,
+ * of 16 tokens class 1 (4 blocks reserved while they decode, 0.4 s at 40
+ * tokens/s).  The brain learns as it routes (a turn per request, of its
+ * answer's class); blocks take their class when their request ends.
+ *   A    0 s    [1,2]     class 0.
+ *   B    1 ms   [5,6]     class 1, ends at 416 ms.
+ *   C  100 s    [1,2,3]   reuses 8 tokens; it continues A after a pause
+ *                         of 100 s (age bucket 7 is 80-120 s).
+ *   D  200 s    [7,8]     class 1.  Class 0: 2 turns (A, C), 1 continued
+ *                         in bucket 7: (1 + 1/2) / (2 + 1) = 0.5 up to
+ *                         bucket 7; class 1: 2 turns (B, D), none: 0.5 / 3.
+ *                         Its answer's 4 blocks evict 6, 5 (class 1), then
+ *                         3 (LRU would too).  Resident: 1, 2, 7, 8.
+ *   E  210 s    [9..13]   class 0 (3 turns: 1.5 / 4 up to bucket 7).  Its
+ *                         5 blocks need one slot: LRU evicts 2 (idle since
+ *                         100 s); the table compares class 0's 2 (110 s,
+ *                         bucket 7: 0.375) with class 1's 8 (9.6 s, bucket
+ *                         0: 0.167) and evicts 8.
+ *   F  220 s    [1,2,3,4] reuses 1, 2 (8 tokens) with the table, 1 (4
+ *                         tokens) with LRU.
+ */
+START_TEST(test_residency)
+{
+    struct trace *t = trace_of(
+        "{\"timestamp\": 0, \"input_length\": 8, \"output_length\": 0, "
+        "\"hash_ids\": [1, 2]}\n"
+        "{\"timestamp\": 1, \"input_length\": 8, \"output_length\": 16, "
+        "\"hash_ids\": [5, 6]}\n"
+        "{\"timestamp\": 100000, \"input_length\": 12, "
+        "\"output_length\": 0, \"hash_ids\": [1, 2, 3]}\n"
+        "{\"timestamp\": 200000, \"input_length\": 8, "
+        "\"output_length\": 16, \"hash_ids\": [7, 8]}\n"
+        "{\"timestamp\": 210000, \"input_length\": 20, "
+        "\"output_length\": 0, \"hash_ids\": [9, 10, 11, 12, 13]}\n"
+        "{\"timestamp\": 220000, \"input_length\": 16, "
+        "\"output_length\": 0, \"hash_ids\": [1, 2, 3, 4]}\n");
+    struct sim_params p = tiny(1);
+    struct policy_knobs k;
+    struct sim_outcome o;
+    struct sim_result r;
+    struct sim *s;
+
+    p.capacity[SIM_TIER_HBM] = 8;
+    policy_knobs_default(&k);
+    ck_assert(k.mcos_residency);
+    s = run(&p, t, &k, &r);
+    ck_assert_int_eq(sim_outcome(s, 2, &o), 0);
+    ck_assert_uint_eq(o.hit_blocks, 2);
+    ck_assert_int_eq(sim_outcome(s, 5, &o), 0);
+    ck_assert_uint_eq(o.hit_blocks, 2);
+    ck_assert_uint_eq(r.hit_tokens, 16);
+    sim_destroy(s);
+
+    k.mcos_residency = false;
+    s = run(&p, t, &k, &r);
+    ck_assert_int_eq(sim_outcome(s, 5, &o), 0);
+    ck_assert_uint_eq(o.hit_blocks, 1);
+    ck_assert_uint_eq(r.hit_tokens, 12);
+    sim_destroy(s);
+    trace_destroy(t);
+}
+END_TEST
+
+/*
  * Replication.  A puts 0, 1, 2 on node 0; three follow-ups (each with a
  * block of its own) make them hot (3 accesses each, threshold 2), and
  * the next tick copies the chain, root first, to the other nodes: block
@@ -414,6 +479,7 @@ suite(void)
     tcase_add_test(tc, test_pending_prefix);
     tcase_add_test(tc, test_load_units);
     tcase_add_test(tc, test_partial_block);
+    tcase_add_test(tc, test_residency);
     tcase_add_test(tc, test_replication);
     tcase_add_test(tc, test_knobs);
     suite_add_tcase(s, tc);

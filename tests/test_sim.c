@@ -453,6 +453,114 @@ START_TEST(test_fabric_orders)
 }
 END_TEST
 
+/* ---- Eviction classes: a policy that keeps block 1 ---- */
+
+struct keeper {
+    uint64_t idle[SIM_CLASSES];      /* what the last pick_victim saw */
+    uint32_t present;                /* ... and which classes it had */
+    unsigned picks;                  /* pick_victim calls */
+    int rc_node, rc_cls, rc_missing; /* sim_set_class's refusals */
+};
+
+static struct keeper last_keeper;
+
+static int
+kp_create(const struct sim_policy_env *env, void **state, uint64_t *tick_ns,
+          char *err_, size_t errlen)
+{
+    *state = calloc(1, sizeof(struct keeper));
+    return *state ? 0 : -ENOMEM;
+}
+
+static void
+kp_destroy(void *state)
+{
+    if (state) {
+        last_keeper = *(struct keeper *)state;
+    }
+    free(state);
+}
+
+static int
+kp_route(void *state, struct sim *sim, uint32_t id,
+         const struct trace_request *req, uint32_t *node)
+{
+    *node = 0;
+    return 0;
+}
+
+static void
+kp_store(void *state, struct sim *sim, uint32_t node, uint64_t hash,
+         uint64_t parent, enum sim_tier tier, enum sim_store_why why)
+{
+    struct keeper *k = state;
+
+    if (hash == 1) {
+        ck_assert_int_eq(sim_set_class(sim, node, 1, 1), 0);
+        k->rc_node = sim_set_class(sim, 5, 1, 1);
+        k->rc_cls = sim_set_class(sim, node, 1, SIM_CLASSES);
+        k->rc_missing = sim_set_class(sim, node, 99, 1);
+    }
+}
+
+static int
+kp_pick(void *state, struct sim *sim, uint32_t node, enum sim_tier tier,
+        const uint64_t idle_ns[SIM_CLASSES], uint32_t present)
+{
+    struct keeper *k = state;
+
+    memcpy(k->idle, idle_ns, sizeof k->idle);
+    k->present = present;
+    k->picks++;
+    return present & 1u ? 0 : 1;
+}
+
+static const struct sim_policy_ops keeper_ops = {
+    .name = "keeper",
+    .create = kp_create,
+    .destroy = kp_destroy,
+    .route = kp_route,
+    .on_store = kp_store,
+    .pick_victim = kp_pick,
+};
+
+START_TEST(test_eviction_classes)
+{
+    /*
+     * classes.jsonl, one node of 2 HBM blocks, no answers (a request is
+     * done, and its block unpinned, when its 4-token prefill ends):
+     *   0 ms [1]: computed 0-4 ms; the policy puts 1 in class 1.
+     *  10 ms [2]: computed 10-14 ms, class 0.
+     *  20 ms [3]: needs room.  LRU evicts 1 (idle since 4 ms); the
+     *        policy is asked (two classes: 0 idle 6 ms, 1 idle 16 ms)
+     *        and evicts class 0, block 2.
+     *  30 ms [1]: reused (4 tokens); nothing to compute, no eviction.
+     * Round robin on the same trace (one node, plain LRU) reuses nothing.
+     */
+    struct trace *t = load("classes.jsonl");
+    struct sim_params p = tiny(1, 2, 0, 0);
+    struct sim *s;
+    struct sim_result r = run(&p, t, &keeper_ops, &s);
+
+    ck_assert_uint_eq(r.hit_tokens, 4);
+    ck_assert_uint_eq(r.dropped_blocks, 1);
+    ck_assert_int_eq(sim_where(s, 0, 1), SIM_TIER_HBM);
+    ck_assert_int_eq(sim_where(s, 0, 2), SIM_TIER_NONE);
+    sim_destroy(s);
+    ck_assert_uint_eq(last_keeper.picks, 1);
+    ck_assert_uint_eq(last_keeper.present, 3);
+    ck_assert_uint_eq(last_keeper.idle[0], 6 * MS);
+    ck_assert_uint_eq(last_keeper.idle[1], 16 * MS);
+    ck_assert_int_eq(last_keeper.rc_node, -EINVAL);
+    ck_assert_int_eq(last_keeper.rc_cls, -EINVAL);
+    ck_assert_int_eq(last_keeper.rc_missing, -ENOENT);
+
+    r = run(&p, t, &policy_round_robin, NULL);
+    ck_assert_uint_eq(r.hit_tokens, 0);
+    trace_destroy(t);
+}
+END_TEST
+
 /* A policy that routes out of range. */
 static int
 bad_route(void *state, struct sim *sim, uint32_t id,
@@ -704,6 +812,7 @@ suite(void)
     tcase_add_test(tc, test_tiers);
     tcase_add_test(tc, test_nvme_and_drops);
     tcase_add_test(tc, test_fabric_orders);
+    tcase_add_test(tc, test_eviction_classes);
     tcase_add_test(tc, test_bad_policy_and_params);
     tcase_add_test(tc, test_baseline_rules);
     tcase_add_test(tc, test_deterministic);

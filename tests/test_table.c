@@ -1,6 +1,7 @@
 /* Tests for common/table: build, validate, diff, apply, dump. */
 #include <errno.h>
 
+#include "residency_table.h"
 #include "table.h"
 #include "testutil.h"
 #include "wire.h"
@@ -17,6 +18,8 @@ struct rb {
     Mcos__ParamRule params[16];
     Mcos__DropRule drops[16];
     Mcos__PrefetchRule prefetches[16];
+    Mcos__ResidencyRule residencies[16];
+    Mcos__ReuseRule reuses[16];
     Mcos__Endpoint eps[16];
     Mcos__Endpoint *ep_ptrs[16];
     size_t n;
@@ -128,6 +131,38 @@ add_prefetch(struct rb *b, const char *key, uint64_t trigger,
     p->deadline_ms = deadline_ms;
     r->rule_case = MCOS__RULE__RULE_PREFETCH;
     r->prefetch = p;
+    b->n++;
+}
+
+/* A residency rule over n scores. */
+static void
+add_residency(struct rb *b, const char *key, uint32_t unit_ms,
+              uint32_t *scores, size_t n, uint32_t default_class)
+{
+    Mcos__Rule *r = next_rule(b, key);
+    Mcos__ResidencyRule *p = &b->residencies[b->n];
+
+    mcos__residency_rule__init(p);
+    p->age_unit_ms = unit_ms;
+    p->scores = scores;
+    p->n_scores = n;
+    p->default_class = default_class;
+    r->rule_case = MCOS__RULE__RULE_RESIDENCY;
+    r->residency = p;
+    b->n++;
+}
+
+static void
+add_reuse(struct rb *b, const char *key, uint64_t object, uint32_t cls)
+{
+    Mcos__Rule *r = next_rule(b, key);
+    Mcos__ReuseRule *p = &b->reuses[b->n];
+
+    mcos__reuse_rule__init(p);
+    p->object_id = object;
+    p->reuse_class = cls;
+    r->rule_case = MCOS__RULE__RULE_REUSE;
+    r->reuse = p;
     b->n++;
 }
 
@@ -292,6 +327,120 @@ START_TEST(test_decided_rules_and_restamp)
 }
 END_TEST
 
+/* Residency and reuse rules: the canonical dump, the unpacked table, and
+ * every refusal with its message. */
+START_TEST(test_residency_rules)
+{
+    enum { N = MCOS_RESIDENCY_CLASSES * MCOS_RESIDENCY_AGES };
+    uint32_t scores[N + 1];
+    struct mcos_residency_table rt;
+    struct mcos_table *t = NULL;
+    unsigned def = 99;
+    struct rb b = {0};
+    char *dump;
+
+    for (int i = 0; i < N; i++) {
+        scores[i] = (uint32_t)i;
+    }
+    add_residency(&b, "residency", 10000, scores, N, 5);
+    add_reuse(&b, "reuse/00000000000000c1", 0xc1, 1);
+    t = build(&b, "n1", 3);
+    ck_assert_int_eq(mcos_table_residency(t, &rt, &def), 0);
+    ck_assert_uint_eq(rt.age_unit_ns, 10000000000ULL);
+    ck_assert_uint_eq(def, 5);
+    ck_assert_uint_eq(rt.score[0][0], 0);
+    ck_assert_uint_eq(rt.score[1][0], 24);
+    ck_assert_uint_eq(rt.score[7][23], 191);
+    ck_assert_int_eq(mcos_table_dump(t, false, &dump), 0);
+    ck_assert_ptr_nonnull(strstr(dump,
+                                 "residency unit=10000ms default=c5 "
+                                 "c0=0,1,2,3,4,5,6,7,8,9,10,11,12,13,"
+                                 "14,15,16,17,18,19,20,21,22,23 c1=24,"));
+    ck_assert_ptr_nonnull(strstr(dump, ",190,191\n"
+                                       "reuse/00000000000000c1 class=c1\n"));
+    free(dump);
+    mcos_table_free(t);
+    /* No residency rule: LRU. */
+    memset(&b, 0, sizeof b);
+    add_param(&b, "param/x", "x", 1);
+    t = build(&b, "n1", 3);
+    ck_assert_int_eq(mcos_table_residency(t, &rt, &def), -ENOENT);
+    mcos_table_free(t);
+    ck_assert_int_eq(mcos_table_residency(NULL, &rt, &def), -ENOENT);
+
+#define BAD(SETUP, RC, MSG)                                                   \
+    do {                                                                      \
+        memset(&b, 0, sizeof b);                                              \
+        SETUP;                                                                \
+        ck_assert_err(mcos_table_build("n1", 1,                               \
+                                       (const Mcos__Rule *const *)b.ptrs,     \
+                                       b.n, &t, err, sizeof err),             \
+                      RC, err, MSG);                                          \
+        ck_assert_str_eq(err, MSG);                                           \
+    } while (0)
+
+    BAD(add_residency(&b, "residency/x", 10000, scores, N, 0), -EINVAL,
+        "rule residency/x: key must be residency");
+    BAD(add_residency(&b, "residency", 0, scores, N, 0), -EINVAL,
+        "rule residency: age_unit_ms must be 1 to 86400000 (got 0)");
+    BAD(add_residency(&b, "residency", 86400001, scores, N, 0), -EINVAL,
+        "rule residency: age_unit_ms must be 1 to 86400000 (got 86400001)");
+    BAD(add_residency(&b, "residency", 10000, scores, N - 1, 0), -EINVAL,
+        "rule residency: needs 192 scores (8 classes x 24 ages), got 191");
+    BAD(add_residency(&b, "residency", 10000, scores, N + 1, 0), -EINVAL,
+        "rule residency: needs 192 scores (8 classes x 24 ages), got 193");
+    BAD(scores[7] = 65536; add_residency(&b, "residency", 10000, scores, N, 0),
+                           -EINVAL,
+                           "rule residency: score 7 is 65536, above 65535");
+    scores[7] = 7;
+    BAD(add_residency(&b, "residency", 10000, scores, N, 8), -EINVAL,
+        "rule residency: default_class must be below 8 (got 8)");
+    BAD(add_reuse(&b, "reuse/00000000000000c2", 0xc1, 1), -EINVAL,
+        "rule reuse/00000000000000c2: a reuse class needs an object and "
+        "the key reuse/<object as 16 hex digits>");
+    BAD(add_reuse(&b, "reuse/0000000000000000", 0, 1), -EINVAL,
+        "rule reuse/0000000000000000: a reuse class needs an object and "
+        "the key reuse/<object as 16 hex digits>");
+    BAD(add_reuse(&b, "reuse/00000000000000c1", 0xc1, 8), -EINVAL,
+        "rule reuse/00000000000000c1: reuse_class must be below 8 (got 8)");
+#undef BAD
+
+    /* At most MCOS_TABLE_MAX_REUSE reuse rules a table. */
+    {
+        size_t n = MCOS_TABLE_MAX_REUSE + 1;
+        Mcos__Rule *rules = calloc(n, sizeof *rules);
+        Mcos__Rule **ptrs = calloc(n, sizeof *ptrs);
+        Mcos__ReuseRule *ru = calloc(n, sizeof *ru);
+        char(*keys)[32] = calloc(n, sizeof *keys);
+
+        for (size_t i = 0; i < n; i++) {
+            mcos__rule__init(&rules[i]);
+            mcos__reuse_rule__init(&ru[i]);
+            ru[i].object_id = i + 1;
+            snprintf(keys[i], sizeof keys[i], "reuse/%016zx", i + 1);
+            rules[i].key = keys[i];
+            rules[i].rule_case = MCOS__RULE__RULE_REUSE;
+            rules[i].reuse = &ru[i];
+            ptrs[i] = &rules[i];
+        }
+        ck_assert_int_eq(mcos_table_build("n1", 1,
+                                          (const Mcos__Rule *const *)ptrs,
+                                          n - 1, &t, err, sizeof err),
+                         0);
+        mcos_table_free(t);
+        ck_assert_err(mcos_table_build("n1", 1,
+                                       (const Mcos__Rule *const *)ptrs, n, &t,
+                                       err, sizeof err),
+                      -ENOSPC, err, "257 reuse rules, at most 256 a table");
+        ck_assert_str_eq(err, "257 reuse rules, at most 256 a table");
+        free(rules);
+        free(ptrs);
+        free(ru);
+        free(keys);
+    }
+}
+END_TEST
+
 /* Diff then apply reproduces the target exactly, from any base. */
 START_TEST(test_diff_apply)
 {
@@ -427,6 +576,7 @@ suite(void)
     tcase_add_test(tc, test_build_and_dump);
     tcase_add_test(tc, test_invalid_rules);
     tcase_add_test(tc, test_decided_rules_and_restamp);
+    tcase_add_test(tc, test_residency_rules);
     tcase_add_test(tc, test_diff_apply);
     tcase_add_test(tc, test_apply_refusals);
     tcase_add_test(tc, test_apply_bad_rule);

@@ -34,13 +34,26 @@
  *                                 address, sticky like the real one)
  *   FAKE_CUDART_SYNC_FAIL=1       cudaStreamSynchronize: 700
  *
+ * It also stands in for the one driver API call the agent makes,
+ * cuMemGetHandleForAddressRange (dma-buf export of device memory for a
+ * NIC), with cuInit and cuGetErrorString: by default it answers 801
+ * (CUDA_ERROR_NOT_SUPPORTED, as on a GPU or driver without dma-buf);
+ * with FAKE_CUDART_DMABUF=memfd it returns a memfd of the range's size,
+ * an fd that no NIC accepts as a dma-buf, so a caller's fallback runs.
+ * A range outside every live device allocation is 1 (invalid value).
+ *
  * fake_cudart_count() and fake_cudart_last_window() let tests look inside.
  * Thread-safety: one mutex around all state.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 int cudaGetDeviceCount(int *n);
 int cudaGetDevice(int *dev);
@@ -61,6 +74,11 @@ int cudaStreamSynchronize(void *stream);
 int cudaStreamDestroy(void *stream);
 int cudaStreamSetAttribute(void *stream, int attr, const void *value);
 int cudaDeviceSetLimit(int limit, size_t value);
+int cuInit(unsigned flags);
+int cuMemGetHandleForAddressRange(void *handle, unsigned long long dptr,
+                                  size_t size, int type,
+                                  unsigned long long flags);
+int cuGetErrorString(int e, const char **s);
 long fake_cudart_count(const char *what);
 long fake_cudart_last_window(void *out, size_t len);
 
@@ -549,4 +567,63 @@ fake_cudart_last_window(void *out, size_t len)
     n = n_set_attr;
     pthread_mutex_unlock(&mu);
     return n;
+}
+
+/* --- Driver API stand-ins ------------------------------------------------
+ */
+
+int
+cuInit(unsigned flags)
+{
+    return flags ? E_INVALID_VALUE : 0;
+}
+
+int
+cuMemGetHandleForAddressRange(void *handle, unsigned long long dptr,
+                              size_t size, int type, unsigned long long flags)
+{
+    const char *mode = getenv("FAKE_CUDART_DMABUF");
+    struct block *b;
+    int fd;
+
+    if (!handle || type != 1 || flags || size == 0) {
+        return E_INVALID_VALUE;
+    }
+    pthread_mutex_lock(&mu);
+    b = find_block((const void *)(uintptr_t)dptr, size, 1);
+    pthread_mutex_unlock(&mu);
+    if (!b) {
+        return E_INVALID_VALUE;
+    }
+    if (!mode || strcmp(mode, "memfd")) {
+        return 801;
+    }
+    fd = memfd_create("fake-dmabuf", MFD_CLOEXEC);
+    if (fd < 0 || ftruncate(fd, (off_t)size) < 0) {
+        if (fd >= 0) {
+            close(fd);
+        }
+        return E_MEMORY;
+    }
+    *(int *)handle = fd;
+    return 0;
+}
+
+int
+cuGetErrorString(int e, const char **s)
+{
+    switch (e) {
+    case 0:
+        *s = "no error";
+        return 0;
+    case E_INVALID_VALUE:
+        *s = "invalid argument";
+        return 0;
+    case 801:
+        *s = "operation not supported";
+        return 0;
+    default:
+        *s = NULL;
+        return E_INVALID_VALUE;
+    }
 }

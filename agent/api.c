@@ -237,7 +237,7 @@ region_metrics(FILE *f, const char *node, const struct agent_fabric *fab)
     }
     metric(f, "mcos_agent_fabric_hbm_registered", "gauge",
            "1 when the HBM region is registered with the transport (via: "
-           "dma-buf, peer memory, host memory), 0 when its HBM objects are "
+           "dma-buf, peer-memory, host-memory), 0 when its HBM objects are "
            "staged through DRAM.");
     for (size_t i = 0; i < nh; i++) {
         fprintf(

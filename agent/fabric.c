@@ -1555,7 +1555,7 @@ register_hbm(struct agent_fabric *f, enum agent_transport_kind k)
                  kn, err);
         return;
     }
-    hr->via = f->hbm_device ? "peer memory" : "host memory";
+    hr->via = f->hbm_device ? "peer-memory" : "host-memory";
     LOG_INFO("HBM region (%" PRIu64 " bytes, %s) registered with %s",
              f->hbm_len, hr->via, kn);
 }

@@ -147,9 +147,10 @@ struct agent_fabric_counters {
 struct agent_fabric_hbm {
     int transport;                        /* enum agent_transport_kind */
     struct agent_transport_region region; /* id 0: not registered */
-    const char *via;                      /* "dma-buf", "peer memory"
+    const char *via;                      /* "dma-buf", "peer-memory"
                                              (ibv_reg_mr on device memory),
-                                             "host memory" (emulated) */
+                                             "host-memory" (emulated);
+                                             NULL when not registered */
     char note[300];                       /* why not, when id is 0 */
 };
 

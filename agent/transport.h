@@ -4,7 +4,9 @@
  * TCP on libuv).
  *
  * Semantics are one-sided, the verbs model: a node registers regions of
- * its own memory (the DRAM arena), peers learn each region's descriptor
+ * its own memory (the DRAM arena; on a backend whose NIC moves the bytes,
+ * also the HBM region, through dma-buf or directly), peers learn each
+ * region's descriptor
  * (address, length, key) through the brain, and then READ from and WRITE
  * into those regions without the owner's CPU deciding anything per
  * transfer.  The TCP backend keeps the same contract: its server side

@@ -45,12 +45,6 @@ start_agent() {
         >>"$DIR/$h.log" 2>&1 &
     PID[$h]=$!
 }
-# mline HOST 'NAME{LABELS}': the value of that exact series.
-mline() {
-    local ipvar="MCOS_IP_$1"
-    curl -fsS "http://${!ipvar}:7660/metrics" |
-        awk -v m="$2" '$1 == m { print $2 }'
-}
 tier_is() { [[ $(worker "$1" stat "$2") == "tier=$3 state=2" ]]; }
 sent() { (($(metric h1 mcos_agent_replicas_sent_total) >= $1)); }
 
@@ -61,9 +55,9 @@ wait_until 60 alive2 || fail "the brain does not see h1 and h2 converged"
 log "ok: brain, h1 and h2 up with emulated HBM"
 
 for h in h1 h2; do
-    v=$(mline $h "mcos_agent_fabric_hbm_registered{node=\"$h\",transport=\"verbs\",via=\"host-memory\"}")
+    v=$(series $h "mcos_agent_fabric_hbm_registered{node=\"$h\",transport=\"verbs\",via=\"host-memory\"}")
     [[ $v == 1 ]] || fail "$h did not register its HBM region with verbs"
-    v=$(mline $h "mcos_agent_fabric_region_bytes{node=\"$h\",transport=\"verbs\",tier=\"hbm\"}")
+    v=$(series $h "mcos_agent_fabric_region_bytes{node=\"$h\",transport=\"verbs\",tier=\"hbm\"}")
     [[ $v == 16777216 ]] || fail "$h announces an HBM region of '$v' bytes"
     grep -q "|fabric|INFO|HBM region (16777216 bytes, host-memory) registered with verbs$" \
         "$DIR/$h.log" || fail "$h did not log its HBM registration"
@@ -117,7 +111,7 @@ unset "PID[h1]"
 : >"$DIR/h1.log"
 FAKE_CUDART_DMABUF=memfd start_agent h1 --cuda-lib "$FAKE" --hbm-bytes 16MiB
 via_peer_memory() {
-    [[ $(mline h1 "mcos_agent_fabric_hbm_registered{node=\"h1\",transport=\"verbs\",via=\"peer-memory\"}") == 1 ]]
+    [[ $(series h1 "mcos_agent_fabric_hbm_registered{node=\"h1\",transport=\"verbs\",via=\"peer-memory\"}") == 1 ]]
 }
 wait_until 60 via_peer_memory ||
     fail "h1 did not fall back to registering the device address"

@@ -12,6 +12,10 @@
  *   every copy is checked against its kind: the device side of a copy
  *   must lie inside one live device allocation and the host side outside
  *   all of them; a mismatch is cudaErrorInvalidValue, as from a driver.
+ *   With FAKE_CUDART_DEVICE_VA=1, device addresses are like a real GPU's:
+ *   a reserved range the CPU (and a NIC without nvidia-peermem) cannot
+ *   touch (PROT_NONE), with the bytes in a hidden host buffer that only
+ *   the copies below reach.
  * - cudaMemcpyAsync poisons the destination at once and only queues the
  *   copy; cudaStreamSynchronize (or cudaStreamDestroy) runs the queue.
  *   That is the worst a real copy engine may do: the source is read as
@@ -96,6 +100,8 @@ enum {
 /* One live allocation, device or pinned host. */
 struct block {
     uint8_t *p;         /* first byte */
+    uint8_t *bytes;     /* where its bytes are: p, or the hidden buffer
+                           behind a PROT_NONE device range */
     size_t len;         /* bytes */
     int dev;            /* device it belongs to, -1 for pinned host */
     struct block *next; /* next live allocation */
@@ -165,6 +171,21 @@ on_device(const void *p)
         }
     }
     return 0;
+}
+
+/* Where the bytes at p are: inside a device block, in its bytes. */
+static void *
+bytes_at(const void *p)
+{
+    struct block *b;
+    const uint8_t *q = p;
+
+    for (b = blocks; b; b = b->next) {
+        if (b->dev >= 0 && q >= b->p && q < b->p + b->len) {
+            return b->bytes + (q - b->p);
+        }
+    }
+    return (void *)(uintptr_t)p;
 }
 
 /* Checks a copy against its kind: 1 host to device, 2 device to host. */
@@ -291,7 +312,19 @@ alloc_block(void **p, size_t len, int dev)
 {
     struct block *b = malloc(sizeof(*b));
 
-    if (!b || !(b->p = malloc(len ? len : 1))) {
+    if (b && dev >= 0 && getenv("FAKE_CUDART_DEVICE_VA")) {
+        b->p = mmap(NULL, len ? len : 1, PROT_NONE,
+                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        b->bytes = malloc(len ? len : 1);
+        if (b->p == MAP_FAILED || !b->bytes) {
+            if (b->p != MAP_FAILED) {
+                munmap(b->p, len ? len : 1);
+            }
+            free(b->bytes);
+            free(b);
+            return E_MEMORY;
+        }
+    } else if (!b || !(b->p = b->bytes = malloc(len ? len : 1))) {
         free(b);
         return E_MEMORY;
     }
@@ -326,7 +359,10 @@ free_block(void *p, int device)
                 n_host--;
             }
             pthread_mutex_unlock(&mu);
-            free(b->p);
+            if (b->bytes != b->p) {
+                munmap(b->p, b->len ? b->len : 1);
+            }
+            free(b->bytes);
             free(b);
             return 0;
         }
@@ -376,7 +412,7 @@ cudaMemcpy(void *dst, const void *src, size_t len, int kind)
     pthread_mutex_lock(&mu);
     e = check_copy(dst, src, len, kind);
     if (!e) {
-        memcpy(dst, src, len);
+        memcpy(bytes_at(dst), bytes_at(src), len);
     }
     pthread_mutex_unlock(&mu);
     return e;
@@ -413,13 +449,13 @@ cudaMemcpyAsync(void *dst, const void *src, size_t len, int kind, void *stream)
         e = E_MEMORY;
         goto out;
     }
-    o->dst = dst;
-    o->src = src;
+    o->dst = bytes_at(dst);
+    o->src = bytes_at(src);
     o->len = len;
     /* The destination is undefined until the copy completes: poison it
      * now, so that reading it early, or starting a copy into a buffer
      * that is still being read, shows up as wrong bytes. */
-    memset(dst, 0xdb, len);
+    memset(o->dst, 0xdb, len);
     if (st->tail) {
         st->tail->next = o;
     } else {

@@ -845,6 +845,39 @@ START_TEST(test_nic_region)
 }
 END_TEST
 
+/* Device addresses the CPU cannot touch, as on a real GPU: the tier's
+ * bytes still round-trip (only CUDA copies reach them), and the region
+ * handed to NICs is such an address (the fabric's plain registration
+ * then fails without nvidia-peermem: integration/rxe/scenario_hbm.sh). */
+START_TEST(test_device_va)
+{
+    struct agent_tier *t;
+    struct agent_tier_extent e;
+    uint64_t len;
+    void *base;
+    bool device;
+    int fds[2];
+
+    setenv("FAKE_CUDART_DEVICE_VA", "1", 1);
+    t = make_hbm(false, 1 << 20, 0);
+    unsetenv("FAKE_CUDART_DEVICE_VA");
+    ck_assert_int_eq(agent_tier_alloc(t, 300000, &e), 0);
+    put_pattern(t, &e, 9);
+    assert_content(t, &e, 9);
+    ck_assert_int_eq(agent_tier_hbm_region(t, &base, &len, &device), 0);
+    ck_assert(device);
+    /* The kernel cannot read it either: write(2) from it is EFAULT. */
+    ck_assert_int_eq(pipe(fds), 0);
+    errno = 0;
+    ck_assert_int_eq(write(fds[1], (char *)base + e.off, 1), -1);
+    ck_assert_int_eq(errno, EFAULT);
+    close(fds[0]);
+    close(fds[1]);
+    agent_tier_free(t, &e);
+    finish(t, false);
+}
+END_TEST
+
 static Suite *
 suite(void)
 {
@@ -869,6 +902,7 @@ suite(void)
     tcase_add_loop_test(tc, test_threads, 0, 2);
     tcase_add_test(tc, test_real_gpu);
     tcase_add_test(tc, test_nic_region);
+    tcase_add_test(tc, test_device_va);
     suite_add_tcase(s, tc);
     return s;
 }

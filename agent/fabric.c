@@ -1654,13 +1654,14 @@ agent_fabric_create(uv_loop_t *loop, const struct mcos_clock *clock,
         snprintf(err, errlen, "fabric: the DRAM tier has no region");
         goto fail_locks;
     }
-    if (cfg->hbm) {
-        r = agent_tier_hbm_region(cfg->hbm, &f->hbm_base, &f->hbm_len,
-                                  &f->hbm_device);
-        if (r) {
-            snprintf(err, errlen, "fabric: the HBM tier has no region");
-            goto fail_locks;
-        }
+    if (cfg->hbm && agent_tier_hbm_region(cfg->hbm, &f->hbm_base, &f->hbm_len,
+                                          &f->hbm_device)) {
+        /* Not the HBM backend: nothing to register; HBM objects are
+         * staged, as without a GPU. */
+        LOG_WARN("the HBM tier %s has no region to register; HBM objects "
+                 "are staged through DRAM",
+                 agent_tier_name(cfg->hbm));
+    } else {
         f->hbm = cfg->hbm;
     }
     r = uv_async_init(loop, &f->wake, on_wake);

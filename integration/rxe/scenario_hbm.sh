@@ -95,6 +95,11 @@ done
 admin tables h1 |
     grep -qE "^peer/h2 .* region=verbs:[0-9]+:16777216:hbm region=verbs:[0-9]+:33554432( |$)" ||
     fail "h1's table lacks h2's HBM region before its arena: $(admin tables h1)"
+admin node h1 |
+    jq -e '[.regions[] | {transport, tier, length}] == [
+        {"transport": "verbs", "tier": "hbm", "length": 16777216},
+        {"transport": "verbs", "tier": "dram", "length": 33554432}]' \
+        >/dev/null || fail "mcos-admin node h1: $(admin node h1 | jq -c .regions)"
 log "ok: both register and announce their HBM region on verbs"
 
 # An object in h1's HBM to h2's DRAM: written from the HBM region.

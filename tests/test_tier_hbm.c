@@ -721,6 +721,25 @@ START_TEST(test_real_gpu)
     if (rc == 0)
         ck_assert_int_eq(agent_tier_hbm_l2_hint(t, &e, 0, 0.0f), 0);
     ck_assert_int_eq(agent_tier_free(t, &e), 0);
+    /* dma-buf export of the region for NICs: works with CUDA 11.7+ and
+     * the open kernel modules; else says why (the fabric then tries
+     * nvidia-peermem).  Never run here: no GPU. */
+    {
+        char why[300] = "";
+        uint64_t len = 0;
+        int fd = -1;
+
+        rc = agent_tier_hbm_dmabuf(t, &fd, &len, why, sizeof why);
+        if (rc == 0) {
+            ck_assert_int_ge(fd, 0);
+            ck_assert_uint_eq(len, 64 << 20);
+            close(fd);
+        } else {
+            ck_assert_int_lt(rc, 0);
+            ck_assert_msg(why[0], "no reason given for %d", rc);
+            fprintf(stderr, "SKIP test_real_gpu dma-buf: %s\n", why);
+        }
+    }
     ck_assert_int_eq(agent_tier_check(t), 0);
     agent_tier_destroy(t);
 }

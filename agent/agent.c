@@ -719,6 +719,7 @@ open_fabric(struct agent *a, char *err, size_t errlen)
     fc.port = (uint16_t)a->cfg.data_port;
     fc.transports = a->cfg.data_transports;
     fc.conns = (unsigned)a->cfg.data_conns;
+    fc.hbm = agent_store_tier(a->store, MCOS__TIER_KIND__TIER_HBM);
     agent_store_fabric_hooks(a->store, &hooks);
     r = agent_fabric_create(
         a->loop, a->clock, &fc, a->tables,

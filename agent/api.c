@@ -212,6 +212,43 @@ nic_metrics(FILE *f, const char *node, const struct agent_transport_stats *ts)
     }
 }
 
+/* The regions peers may reach (the DRAM arena, the HBM region where a
+ * transport reaches GPU memory), and how the HBM one was registered. */
+static void
+region_metrics(FILE *f, const char *node, const struct agent_fabric *fab)
+{
+    Mcos__Region rs[2 * AGENT_TRANSPORT_MAX_REGIONS];
+    struct agent_fabric_hbm hb[2];
+    size_t n = agent_fabric_regions(fab, rs, sizeof rs / sizeof rs[0]);
+    size_t nh = agent_fabric_hbm(fab, hb, 2);
+
+    metric(f, "mcos_agent_fabric_region_bytes", "gauge",
+           "Bytes of each region registered with a transport, by the tier "
+           "it covers.");
+    for (size_t i = 0; i < n; i++) {
+        fprintf(f,
+                "mcos_agent_fabric_region_bytes{node=\"%s\",transport=\"%s\","
+                "tier=\"%s\"} %" PRIu64 "\n",
+                node, mcos_transport_name(rs[i].transport),
+                mcos_tier_name(rs[i].tier), rs[i].length);
+    }
+    if (nh == 0) {
+        return;
+    }
+    metric(f, "mcos_agent_fabric_hbm_registered", "gauge",
+           "1 when the HBM region is registered with the transport (via: "
+           "dma-buf, peer-memory, host-memory), 0 when its HBM objects are "
+           "staged through DRAM.");
+    for (size_t i = 0; i < nh; i++) {
+        fprintf(
+            f,
+            "mcos_agent_fabric_hbm_registered{node=\"%s\",transport=\"%s\","
+            "via=\"%s\"} %d\n",
+            node, agent_transport_kind_name(hb[i].transport),
+            hb[i].via ? hb[i].via : "", hb[i].region.id != 0);
+    }
+}
+
 static void
 get_metrics(struct mcos_http_request *req, void *arg)
 {
@@ -339,7 +376,8 @@ get_metrics(struct mcos_http_request *req, void *arg)
                  sc.replicas_adopted);
         SCOUNTER("mcos_agent_replicas_staged_total",
                  "Replica attempts that first copied the object from hbm or "
-                 "nvme into dram, where peers read it.",
+                 "nvme into registered dram, because the transport cannot "
+                 "reach it where it is.",
                  sc.replicas_staged);
         SCOUNTER("mcos_agent_rule_drops_total",
                  "Objects dropped by the brain's drop rules (unused "
@@ -404,7 +442,14 @@ get_metrics(struct mcos_http_request *req, void *arg)
                     "mcos_agent_fabric_hosted_objects{node=\"%s\"} %" PRIu64
                     "\n",
                     node, fc.hosted_objects);
+            SCOUNTER("mcos_agent_fabric_hbm_puts_total",
+                     "Puts sent straight from the HBM region, unstaged.",
+                     fc.hbm_puts);
+            SCOUNTER("mcos_agent_fabric_hbm_landed_total",
+                     "Replicas peers wrote straight into the HBM region.",
+                     fc.hbm_landed);
             nic_metrics(f, node, &ts);
+            region_metrics(f, node, a->fabric);
             nl = agent_fabric_links(a->fabric, links, AGENT_MAX_PEER_LINKS);
             metric(f, "mcos_agent_peer_bytes_total", "counter",
                    "Verified bytes moved to (tx) and from (rx) each peer.");

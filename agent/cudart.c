@@ -133,6 +133,76 @@ agent_cuda_close(struct agent_cuda *c)
     }
 }
 
+/* Resolves the driver symbols from d->lib; true when cuInit is there. */
+static bool
+driver_resolve(struct agent_cuda_driver *d)
+{
+    void *p = dlsym(d->lib, "cuInit");
+
+    if (!p)
+        return false;
+    memcpy(&d->init, &p, sizeof(p));
+    p = dlsym(d->lib, "cuMemGetHandleForAddressRange");
+    memcpy(&d->get_handle, &p, sizeof(p));
+    p = dlsym(d->lib, "cuGetErrorString");
+    memcpy(&d->get_error_string, &p, sizeof(p));
+    return true;
+}
+
+int
+agent_cuda_driver_open(const struct agent_cuda *rt,
+                       struct agent_cuda_driver *out)
+{
+    const int flags = RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE;
+
+    memset(out, 0, sizeof(*out));
+    if (rt && rt->lib) {
+        /* Our own reference, so that closing rt does not pull it. */
+        out->lib = dlopen(rt->name, flags);
+        snprintf(out->name, sizeof(out->name), "%s", rt->name);
+        if (out->lib && !driver_resolve(out)) {
+            dlclose(out->lib);
+            out->lib = NULL;
+        }
+    }
+    if (!out->lib) {
+        snprintf(out->name, sizeof(out->name), "libcuda.so.1");
+        out->lib = dlopen("libcuda.so.1", flags);
+        if (!out->lib)
+            return -EOPNOTSUPP;
+        if (!driver_resolve(out)) {
+            dlclose(out->lib);
+            out->lib = NULL;
+            return -EOPNOTSUPP;
+        }
+    }
+    if (!out->get_handle) {
+        dlclose(out->lib);
+        out->lib = NULL;
+        return -ENOSYS;
+    }
+    return 0;
+}
+
+void
+agent_cuda_driver_close(struct agent_cuda_driver *d)
+{
+    if (d && d->lib) {
+        dlclose(d->lib);
+        d->lib = NULL;
+    }
+}
+
+const char *
+agent_cuda_driver_strerror(const struct agent_cuda_driver *d, int err)
+{
+    const char *s = NULL;
+
+    if (d && d->get_error_string && d->get_error_string(err, &s) != 0)
+        s = NULL;
+    return s ? s : "unknown CUDA driver error";
+}
+
 int
 agent_cuda_errno(int err)
 {

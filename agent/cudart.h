@@ -131,6 +131,41 @@ int agent_cuda_open(const char *lib, struct agent_cuda *out);
  * unloaded. NULL or a never-opened struct is a no-op. */
 void agent_cuda_close(struct agent_cuda *c);
 
+/* --- The driver API (libcuda), for one thing: dma-buf export ---------
+ *
+ * The runtime cannot export device memory for a NIC; the driver's
+ * cuMemGetHandleForAddressRange (CUDA 11.7, driver 515) can, as a
+ * dma-buf fd that ibv_reg_dmabuf_mr takes.  The driver is looked up in
+ * the runtime's own library first (a stand-in runtime may provide both;
+ * NVIDIA's libcudart does not export cu* symbols), then in libcuda.so.1.
+ */
+
+/* CUmemRangeHandleType CU_MEM_RANGE_HANDLE_TYPE_DMA_BUF_FD. */
+#define AGENT_CUDA_RANGE_HANDLE_DMA_BUF_FD 1
+
+struct agent_cuda_driver {
+    void *lib;      /* dlopen handle (RTLD_NODELETE); NULL: not open */
+    char name[128]; /* where the symbols came from, for logs */
+    int (*init)(unsigned flags); /* cuInit */
+    /* cuMemGetHandleForAddressRange(handle, dptr, size, type, flags) */
+    int (*get_handle)(void *handle, unsigned long long dptr, size_t size,
+                      int type, unsigned long long flags);
+    /* cuGetErrorString(err, &str); may be NULL */
+    int (*get_error_string)(int err, const char **str);
+};
+
+/* Opens the driver API next to runtime rt (see above). -EOPNOTSUPP when
+ * no library with cuInit loads, -ENOSYS when the one found lacks
+ * cuMemGetHandleForAddressRange (a driver before CUDA 11.7); out->name
+ * says which library was tried last. */
+int agent_cuda_driver_open(const struct agent_cuda *rt,
+                           struct agent_cuda_driver *out);
+/* Drops the handle (the library stays mapped); NULL is a no-op. */
+void agent_cuda_driver_close(struct agent_cuda_driver *d);
+/* The driver's text for a CUresult, never NULL. */
+const char *agent_cuda_driver_strerror(const struct agent_cuda_driver *d,
+                                       int err);
+
 /* CUDA error -> negative errno; the one translation of CUDA's error space:
  * out of memory -ENOMEM, no or bad device -ENODEV, invalid value -EINVAL,
  * not supported -EOPNOTSUPP, anything else (launch failures, illegal

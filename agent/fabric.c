@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <xxhash.h>
 
 #include "bus.h"
@@ -45,7 +46,8 @@ struct hosted {
     uint64_t owner_boot;                  /* its boot id then */
     uint64_t handle;                      /* our name for it */
     uint64_t id;                          /* the object */
-    struct agent_tier_extent ext;         /* in our DRAM arena */
+    int tier;                             /* where ext is: DRAM or HBM */
+    struct agent_tier_extent ext;         /* in that tier */
     bool committed;                       /* verified and kept */
     uint64_t expires_us;                  /* reservations only */
     Mcos__PeerRequest *alloc;             /* the ALLOC, for replicas */
@@ -63,7 +65,8 @@ struct xfer {
     Mcos__PeerRequest meta;       /* put: the object's intent */
     char ns[64];                  /* meta.ns storage */
     uint64_t id, len, sum;        /* object, bytes, checksum */
-    struct agent_tier_extent ext; /* our DRAM extent */
+    int src_tier;                 /* put: the tier ext is in */
+    struct agent_tier_extent ext; /* our extent (get: in DRAM) */
     int tkind;                    /* transport used */
     struct agent_transport_op op; /* the one-sided part */
     uint64_t got_sum;             /* get: checksum of what arrived */
@@ -88,6 +91,11 @@ struct agent_fabric {
     struct agent_tier *dram;
     void *dram_base;
     uint64_t dram_len;
+    struct agent_tier *hbm;             /* NULL: no HBM tier */
+    void *hbm_base;                     /* its region (device address) */
+    uint64_t hbm_len;                   /* its bytes */
+    bool hbm_device;                    /* GPU memory, not emulated */
+    struct agent_fabric_hbm hbm_reg[3]; /* the HBM region, per kind */
     struct agent_fabric_hooks hooks;
     struct mcos_bus_server *ctl;             /* our control endpoint */
     struct agent_transport *tr[3];           /* by kind, NULL: off */
@@ -116,6 +124,28 @@ static uint64_t
 now_us(const struct agent_fabric *f)
 {
     return mcos_clock_now(f->clock);
+}
+
+/* The tier a transfer's extent is in, and where its bytes start. */
+static struct agent_tier *
+tier_of(const struct agent_fabric *f, int tier)
+{
+    return tier == MCOS__TIER_KIND__TIER_HBM ? f->hbm : f->dram;
+}
+
+static void *
+tier_base(const struct agent_fabric *f, int tier)
+{
+    return tier == MCOS__TIER_KIND__TIER_HBM ? f->hbm_base : f->dram_base;
+}
+
+/* True when a region announced with this Region.tier covers the DRAM
+ * arena (0: a peer from before the field). */
+static bool
+region_is_dram(int tier)
+{
+    return tier == MCOS__TIER_KIND__TIER_UNKNOWN ||
+           tier == MCOS__TIER_KIND__TIER_DRAM;
 }
 
 /* ------------------------------------------------------------------------
@@ -209,11 +239,50 @@ pick_transport(const struct agent_fabric *f, const struct peer *p)
 static void hosted_drop_owner(struct agent_fabric *f, const char *owner,
                               uint64_t keep_boot);
 
+/* Checks one verbs region of a peer against its n verbs endpoints and
+ * copies it into out. */
+static int
+verbs_region_read(const Mcos__PeerRule *pr, const Mcos__Region *vr, unsigned n,
+                  struct agent_transport_region *out, char *err, size_t errlen)
+{
+    if (vr->n_keys > 0 && vr->n_keys != n) {
+        snprintf(err, errlen,
+                 "peer %s: verbs region %u carries %zu keys for %u verbs "
+                 "endpoints",
+                 pr->node, vr->id, vr->n_keys, n);
+        return -EINVAL;
+    }
+    if (vr->n_keys == 0 && n > 1) {
+        snprintf(err, errlen,
+                 "peer %s: verbs region %u carries one key for %u verbs "
+                 "endpoints",
+                 pr->node, vr->id, n);
+        return -EINVAL;
+    }
+    if (vr->n_keys > 0 && vr->keys[0] != vr->key) {
+        snprintf(err, errlen,
+                 "peer %s: verbs region %u: its first key differs from its "
+                 "key",
+                 pr->node, vr->id);
+        return -EINVAL;
+    }
+    out->id = vr->id;
+    out->addr = vr->address;
+    out->len = vr->length;
+    out->key = vr->key;
+    out->nkeys = (uint32_t)vr->n_keys;
+    for (size_t i = 0; i < vr->n_keys; i++) {
+        out->keys[i] = vr->keys[i];
+    }
+    return 0;
+}
+
 static int
 peer_verbs_read(const Mcos__PeerRule *pr, struct agent_fabric_peer_verbs *out,
                 char *err, size_t errlen)
 {
-    const Mcos__Region *vr = NULL;
+    const Mcos__Region *vr = NULL, *hr = NULL;
+    int r;
 
     memset(out, 0, sizeof *out);
     for (size_t i = 0; i < pr->n_endpoints; i++) {
@@ -240,44 +309,43 @@ peer_verbs_read(const Mcos__PeerRule *pr, struct agent_fabric_peer_verbs *out,
         out->ep[out->n++].port = (uint16_t)ep->port;
     }
     for (size_t i = 0; i < pr->n_regions; i++) {
-        if (pr->regions[i]->transport == MCOS__TRANSPORT__TRANSPORT_VERBS) {
-            vr = pr->regions[i];
+        const Mcos__Region *g = pr->regions[i];
+        const Mcos__Region **slot;
+
+        if (g->transport != MCOS__TRANSPORT__TRANSPORT_VERBS) {
+            continue;
         }
+        if (region_is_dram(g->tier)) {
+            slot = &vr;
+        } else if (g->tier == MCOS__TIER_KIND__TIER_HBM) {
+            slot = &hr;
+        } else {
+            snprintf(err, errlen,
+                     "peer %s: verbs region %u covers tier %s; regions "
+                     "cover dram or hbm",
+                     pr->node, g->id, mcos_tier_name(g->tier));
+            return -EINVAL;
+        }
+        if (*slot) {
+            snprintf(err, errlen,
+                     "peer %s: verbs regions %u and %u both cover %s",
+                     pr->node, (*slot)->id, g->id,
+                     region_is_dram(g->tier) ? "dram" : "hbm");
+            return -EINVAL;
+        }
+        *slot = g;
     }
     if (!vr || out->n == 0) {
+        /* No arena on verbs: the peer is not reached over verbs at all
+         * (an HBM region alone is of no use; replies name DRAM too). */
         out->n = 0;
         return 0;
     }
-    if (vr->n_keys > 0 && vr->n_keys != out->n) {
-        snprintf(err, errlen,
-                 "peer %s: verbs region %u carries %zu keys for %u verbs "
-                 "endpoints",
-                 pr->node, vr->id, vr->n_keys, out->n);
-        return -EINVAL;
+    r = verbs_region_read(pr, vr, out->n, &out->region, err, errlen);
+    if (r == 0 && hr) {
+        r = verbs_region_read(pr, hr, out->n, &out->hbm, err, errlen);
     }
-    if (vr->n_keys == 0 && out->n > 1) {
-        snprintf(err, errlen,
-                 "peer %s: verbs region %u carries one key for %u verbs "
-                 "endpoints",
-                 pr->node, vr->id, out->n);
-        return -EINVAL;
-    }
-    if (vr->n_keys > 0 && vr->keys[0] != vr->key) {
-        snprintf(err, errlen,
-                 "peer %s: verbs region %u: its first key differs from its "
-                 "key",
-                 pr->node, vr->id);
-        return -EINVAL;
-    }
-    out->region.id = vr->id;
-    out->region.addr = vr->address;
-    out->region.len = vr->length;
-    out->region.key = vr->key;
-    out->region.nkeys = (uint32_t)vr->n_keys;
-    for (size_t i = 0; i < vr->n_keys; i++) {
-        out->region.keys[i] = vr->keys[i];
-    }
-    return 0;
+    return r;
 }
 
 int
@@ -341,7 +409,8 @@ peer_update(struct agent_fabric *f, const Mcos__PeerRule *pr)
     for (size_t i = 0; i < pr->n_regions; i++) {
         const Mcos__Region *g = pr->regions[i];
 
-        if (g->transport == MCOS__TRANSPORT__TRANSPORT_TCP) {
+        if (g->transport == MCOS__TRANSPORT__TRANSPORT_TCP &&
+            region_is_dram(g->tier)) {
             p->region[g->transport].id = g->id;
             p->region[g->transport].addr = g->address;
             p->region[g->transport].len = g->length;
@@ -421,7 +490,7 @@ agent_fabric_has_peer(const struct agent_fabric *f, const char *peer)
 static void
 hosted_free(struct agent_fabric *f, struct hosted *h)
 {
-    agent_tier_free(f->dram, &h->ext);
+    agent_tier_free(tier_of(f, h->tier), &h->ext);
     if (h->committed) {
         f->counters.hosted_objects--;
         f->counters.hosted_bytes -= h->ext.len;
@@ -489,6 +558,22 @@ agent_fabric_tick(struct agent_fabric *f)
     }
 }
 
+/* A registration as the wire names it (the keys stay f's). */
+static void
+region_to_wire(const struct agent_transport_region *g, int k, int tier,
+               Mcos__Region *rg)
+{
+    mcos__region__init(rg);
+    rg->id = g->id;
+    rg->transport = k;
+    rg->address = g->addr;
+    rg->length = g->len;
+    rg->key = g->key;
+    rg->n_keys = g->nkeys;
+    rg->keys = (uint64_t *)g->keys;
+    rg->tier = tier;
+}
+
 static int
 serve_alloc(struct agent_fabric *f, const Mcos__PeerRequest *q,
             Mcos__PeerReply *rep, Mcos__Region *rg, char *err, size_t errlen)
@@ -528,23 +613,39 @@ serve_alloc(struct agent_fabric *f, const Mcos__PeerRequest *q,
             return -EEXIST;
         }
     }
-    agent_tier_stats(f->dram, &st);
-    if (q->size > st.capacity) {
-        snprintf(err, errlen,
-                 "%" PRIu64 " bytes exceed %s's DRAM arena (%" PRIu64 ")",
-                 q->size, f->node, st.capacity);
-        return -EFBIG;
-    }
     if (!(h = calloc(1, sizeof *h))) {
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
-    r = agent_tier_alloc(f->dram, q->size, &h->ext);
-    if (r) {
-        free(h);
-        snprintf(err, errlen, "no room in %s's DRAM for %" PRIu64 " bytes",
-                 f->node, q->size);
-        return r;
+    /* A replica bound for HBM lands there directly when this transport
+     * has our HBM region; else in DRAM, and the store moves it up. */
+    h->tier = MCOS__TIER_KIND__TIER_DRAM;
+    if (q->purpose == MCOS__PEER_PURPOSE__PURPOSE_REPLICA &&
+        q->tier == MCOS__TIER_KIND__TIER_HBM && f->hbm_reg[k].region.id &&
+        agent_tier_alloc(f->hbm, q->size, &h->ext) == 0) {
+        if (h->ext.off + q->size <= f->hbm_reg[k].region.len) {
+            h->tier = MCOS__TIER_KIND__TIER_HBM;
+        } else {
+            /* Past the registered part (dma-buf covers whole pages). */
+            agent_tier_free(f->hbm, &h->ext);
+        }
+    }
+    if (h->tier == MCOS__TIER_KIND__TIER_DRAM) {
+        agent_tier_stats(f->dram, &st);
+        if (q->size > st.capacity) {
+            free(h);
+            snprintf(err, errlen,
+                     "%" PRIu64 " bytes exceed %s's DRAM arena (%" PRIu64 ")",
+                     q->size, f->node, st.capacity);
+            return -EFBIG;
+        }
+        r = agent_tier_alloc(f->dram, q->size, &h->ext);
+        if (r) {
+            free(h);
+            snprintf(err, errlen, "no room in %s's DRAM for %" PRIu64 " bytes",
+                     f->node, q->size);
+            return r;
+        }
     }
     if (q->purpose == MCOS__PEER_PURPOSE__PURPOSE_REPLICA) {
         /* Kept (re-encoded) for adopt(): class, namespace, parent. */
@@ -557,7 +658,7 @@ serve_alloc(struct agent_fabric *f, const Mcos__PeerRequest *q,
             free(buf);
         }
         if (!h->alloc) {
-            agent_tier_free(f->dram, &h->ext);
+            agent_tier_free(tier_of(f, h->tier), &h->ext);
             free(h);
             snprintf(err, errlen, "out of memory");
             return -ENOMEM;
@@ -572,14 +673,9 @@ serve_alloc(struct agent_fabric *f, const Mcos__PeerRequest *q,
     f->hosted = h;
     f->counters.served_allocs++;
 
-    mcos__region__init(rg);
-    rg->id = f->region[k].id;
-    rg->transport = k;
-    rg->address = f->region[k].addr;
-    rg->length = f->region[k].len;
-    rg->key = f->region[k].key;
-    rg->n_keys = f->region[k].nkeys;
-    rg->keys = f->region[k].keys;
+    region_to_wire(h->tier == MCOS__TIER_KIND__TIER_HBM ? &f->hbm_reg[k].region
+                                                        : &f->region[k],
+                   k, h->tier, rg);
     rep->region = rg;
     rep->handle = h->handle;
     rep->offset = h->ext.off;
@@ -607,7 +703,7 @@ serve_commit(struct agent_fabric *f, const Mcos__PeerRequest *q,
                  h->handle, h->id, q->object_id);
         return -EINVAL;
     }
-    r = agent_tier_checksum(f->dram, &h->ext, h->ext.len, &sum);
+    r = agent_tier_checksum(tier_of(f, h->tier), &h->ext, h->ext.len, &sum);
     rep->checksum = sum;
     if (r || sum != q->checksum) {
         *pp = h->next;
@@ -622,9 +718,11 @@ serve_commit(struct agent_fabric *f, const Mcos__PeerRequest *q,
     f->counters.served_commits++;
     if (h->alloc) {
         /* A replica: the store adopts the bytes as its own object. */
-        r = f->hooks.adopt(f->hooks.arg, h->alloc, &h->ext, sum, err, errlen);
+        r = f->hooks.adopt(f->hooks.arg, h->alloc, h->tier, &h->ext, sum, err,
+                           errlen);
         *pp = h->next;
         if (r == 0) {
+            f->counters.hbm_landed += h->tier == MCOS__TIER_KIND__TIER_HBM;
             mcos__peer_request__free_unpacked(h->alloc, NULL);
             free(h);
         } else {
@@ -966,7 +1064,7 @@ alloc_cb(int status, const void *data, size_t len, void *arg)
     mcos_wire_msg_free(&m);
 
     x->op.opcode = AGENT_TRANSPORT_WRITE;
-    x->op.local = (char *)f->dram_base + x->ext.off;
+    x->op.local = (char *)tier_base(f, x->src_tier) + x->ext.off;
     x->op.len = x->len;
     x->op.remote = x->res.loc.region;
     x->op.remote_off = x->res.loc.offset;
@@ -989,6 +1087,16 @@ send_alloc(struct xfer *x, struct peer *p)
         snprintf(x->res.error, sizeof x->res.error,
                  "peer %s has no transport in common with %s", p->name,
                  x->f->node);
+        return x->res.status;
+    }
+    if (x->src_tier == MCOS__TIER_KIND__TIER_HBM &&
+        !x->f->hbm_reg[x->tkind].region.id) {
+        /* The store asked agent_fabric_direct first; the table changed
+         * since.  The task's retry stages through DRAM. */
+        x->res.status = -EOPNOTSUPP;
+        snprintf(x->res.error, sizeof x->res.error,
+                 "%s reaches peer %s over %s, which has no HBM region here",
+                 x->f->node, p->name, agent_transport_kind_name(x->tkind));
         return x->res.status;
     }
     snprintf(x->res.loc.peer, sizeof x->res.loc.peer, "%s", p->name);
@@ -1157,6 +1265,8 @@ xfer_finish(struct xfer *x)
     if (x->kind == XFER_PUT) {
         f->counters.puts++;
         f->counters.put_failures += x->res.status != 0;
+        f->counters.hbm_puts +=
+            x->res.status == 0 && x->src_tier == MCOS__TIER_KIND__TIER_HBM;
     } else {
         f->counters.gets++;
         f->counters.get_failures += x->res.status != 0;
@@ -1187,12 +1297,56 @@ xfer_new(struct agent_fabric *f, enum xfer_kind kind, uint64_t len,
     x->len = len;
     x->sum = sum;
     x->ext = *e;
+    x->src_tier = MCOS__TIER_KIND__TIER_DRAM;
     x->cb = cb;
     x->arg = arg;
     x->res.time_us = now_us(f);
     x->all_next = f->all;
     f->all = x;
     return x;
+}
+
+/* The transport a put to p would take, and whether our region of `tier`
+ * on it holds e. */
+static bool
+direct_to(const struct agent_fabric *f, const struct peer *p, int tier,
+          const struct agent_tier_extent *e)
+{
+    int k = pick_transport(f, p);
+    const struct agent_transport_region *g;
+
+    if (!k) {
+        return false;
+    }
+    if (region_is_dram(tier)) {
+        return true;
+    }
+    g = &f->hbm_reg[k].region;
+    return tier == MCOS__TIER_KIND__TIER_HBM && g->id && e->off <= g->len &&
+           e->len <= g->len - e->off;
+}
+
+bool
+agent_fabric_direct(const struct agent_fabric *f, const char *peer, int tier,
+                    const struct agent_tier_extent *e)
+{
+    const struct peer *p = peer_find(f, peer);
+
+    return p && p->present && direct_to(f, p, tier, e);
+}
+
+size_t
+agent_fabric_hbm(const struct agent_fabric *f, struct agent_fabric_hbm *out,
+                 size_t max)
+{
+    size_t n = 0;
+
+    for (int k = 1; f->hbm && k < 3 && n < max; k++) {
+        if (f->tr[k]) {
+            out[n++] = f->hbm_reg[k];
+        }
+    }
+    return n;
 }
 
 int
@@ -1202,6 +1356,19 @@ agent_fabric_put(struct agent_fabric *f, const char *peer,
                  const struct agent_tier_extent *e, uint64_t len, uint64_t sum,
                  agent_fabric_cb cb, void *arg, char *err, size_t errlen)
 {
+    return agent_fabric_put_from(f, peer, purpose, tier, meta,
+                                 MCOS__TIER_KIND__TIER_DRAM, e, len, sum, cb,
+                                 arg, err, errlen);
+}
+
+int
+agent_fabric_put_from(struct agent_fabric *f, const char *peer,
+                      Mcos__PeerPurpose purpose, int tier,
+                      const Mcos__PeerRequest *meta, int src_tier,
+                      const struct agent_tier_extent *e, uint64_t len,
+                      uint64_t sum, agent_fabric_cb cb, void *arg, char *err,
+                      size_t errlen)
+{
     struct xfer *x;
     struct peer *p;
 
@@ -1209,10 +1376,21 @@ agent_fabric_put(struct agent_fabric *f, const char *peer,
         snprintf(err, errlen, "bad length %" PRIu64, len);
         return -EINVAL;
     }
+    if (src_tier != MCOS__TIER_KIND__TIER_DRAM &&
+        (src_tier != MCOS__TIER_KIND__TIER_HBM || !f->hbm)) {
+        snprintf(err, errlen, "cannot send from %s: no region of it here",
+                 mcos_tier_name(src_tier));
+        return -EINVAL;
+    }
+    if (src_tier == MCOS__TIER_KIND__TIER_HBM && !peer) {
+        snprintf(err, errlen, "a put from hbm names its peer");
+        return -EINVAL;
+    }
     if (!(x = xfer_new(f, XFER_PUT, len, sum, e, cb, arg))) {
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
+    x->src_tier = src_tier;
     x->purpose = purpose;
     x->tier = tier;
     mcos__peer_request__init(&x->meta);
@@ -1321,6 +1499,67 @@ agent_fabric_free(struct agent_fabric *f, const struct agent_fabric_loc *loc,
 
 static void on_closed(uv_handle_t *h);
 
+/* Registers the HBM region with transport k where it reaches GPU memory:
+ * through a dma-buf of the GPU memory when the CUDA driver exports one,
+ * else plain (nvidia-peermem lets the NIC pin device memory; emulated HBM
+ * is host memory).  A failure is logged once, with why, and leaves the
+ * region out: HBM objects then go through DRAM staging, as before. */
+static void
+register_hbm(struct agent_fabric *f, enum agent_transport_kind k)
+{
+    struct agent_fabric_hbm *hr = &f->hbm_reg[k];
+    const char *kn = agent_transport_kind_name(k);
+    char why[300], err[300];
+    uint64_t len;
+    int fd = -1, r;
+
+    memset(hr, 0, sizeof *hr);
+    hr->transport = k;
+    if (!agent_transport_device_memory(f->tr[k])) {
+        snprintf(hr->note, sizeof hr->note,
+                 "%s moves bytes with the CPU, which cannot reach GPU "
+                 "memory",
+                 kn);
+        LOG_INFO("HBM region not registered with %s: %s; HBM objects it "
+                 "carries are staged through DRAM",
+                 kn, hr->note);
+        return;
+    }
+    if (f->hbm_device) {
+        r = agent_tier_hbm_dmabuf(f->hbm, &fd, &len, why, sizeof why);
+        if (r == 0) {
+            r = agent_transport_register_dmabuf(f->tr[k], f->hbm_base, len, fd,
+                                                0, &hr->region, err,
+                                                sizeof err);
+            close(fd);
+            if (r == 0) {
+                hr->via = "dma-buf";
+                LOG_INFO("HBM region (%" PRIu64 " bytes) registered with %s "
+                         "through dma-buf",
+                         len, kn);
+                return;
+            }
+            snprintf(why, sizeof why, "%s", err);
+        }
+        LOG_INFO("HBM region: no dma-buf registration with %s (%s); "
+                 "registering the device address (needs nvidia-peermem)",
+                 kn, why);
+    }
+    r = agent_transport_register(f->tr[k], f->hbm_base, f->hbm_len,
+                                 &hr->region, err, sizeof err);
+    if (r) {
+        memset(&hr->region, 0, sizeof hr->region);
+        snprintf(hr->note, sizeof hr->note, "%s", err);
+        LOG_WARN("HBM region not registered with %s: %s; HBM objects are "
+                 "staged through DRAM",
+                 kn, err);
+        return;
+    }
+    hr->via = f->hbm_device ? "peer-memory" : "host-memory";
+    LOG_INFO("HBM region (%" PRIu64 " bytes, %s) registered with %s",
+             f->hbm_len, hr->via, kn);
+}
+
 static int
 start_transport(struct agent_fabric *f, enum agent_transport_kind k,
                 const struct agent_fabric_config *cfg, char *err,
@@ -1350,8 +1589,12 @@ start_transport(struct agent_fabric *f, enum agent_transport_kind k,
     if (r) {
         agent_transport_destroy(f->tr[k]);
         f->tr[k] = NULL;
+        return r;
     }
-    return r;
+    if (f->hbm) {
+        register_hbm(f, k);
+    }
+    return 0;
 }
 
 int
@@ -1410,6 +1653,16 @@ agent_fabric_create(uv_loop_t *loop, const struct mcos_clock *clock,
     if (r) {
         snprintf(err, errlen, "fabric: the DRAM tier has no region");
         goto fail_locks;
+    }
+    if (cfg->hbm && agent_tier_hbm_region(cfg->hbm, &f->hbm_base, &f->hbm_len,
+                                          &f->hbm_device)) {
+        /* Not the HBM backend: nothing to register; HBM objects are
+         * staged, as without a GPU. */
+        LOG_WARN("the HBM tier %s has no region to register; HBM objects "
+                 "are staged through DRAM",
+                 agent_tier_name(cfg->hbm));
+    } else {
+        f->hbm = cfg->hbm;
     }
     r = uv_async_init(loop, &f->wake, on_wake);
     if (r) {
@@ -1563,17 +1816,17 @@ agent_fabric_regions(const struct agent_fabric *f, Mcos__Region *rs,
 {
     size_t n = 0;
 
-    for (int k = 1; k < 3 && n < max; k++) {
-        if (f->tr[k]) {
-            mcos__region__init(&rs[n]);
-            rs[n].id = f->region[k].id;
-            rs[n].transport = k;
-            rs[n].address = f->region[k].addr;
-            rs[n].length = f->region[k].len;
-            rs[n].key = f->region[k].key;
-            rs[n].n_keys = f->region[k].nkeys;
-            rs[n].keys = (uint64_t *)f->region[k].keys;
-            n++;
+    /* Per transport, the HBM region before the arena: an agent from
+     * before Region.tier takes the last region of a transport as the
+     * arena, so it keeps writing into the right one. */
+    for (int k = 1; k < 3; k++) {
+        if (f->tr[k] && f->hbm_reg[k].region.id && n < max) {
+            region_to_wire(&f->hbm_reg[k].region, k, MCOS__TIER_KIND__TIER_HBM,
+                           &rs[n++]);
+        }
+        if (f->tr[k] && n < max) {
+            region_to_wire(&f->region[k], k, MCOS__TIER_KIND__TIER_DRAM,
+                           &rs[n++]);
         }
     }
     return n;

@@ -8,10 +8,12 @@
  *    at the boot id it admitted -- get an answer.
  *  - data: the bytes move one-sided through a transport (transport.h),
  *    verbs when both ends have an RDMA device, TCP otherwise, between the
- *    registered DRAM arenas; the control lane never carries them.
+ *    registered DRAM arenas, and the HBM regions where a transport
+ *    reaches GPU memory (verbs: dma-buf or ibv_reg_mr); the control lane
+ *    never carries them.  TCP stages HBM objects through DRAM.
  *  - hosting: what peers stored here (reservations, hosted objects), kept
- *    in the DRAM arena and dropped when their owner comes back with a new
- *    boot id.
+ *    in the DRAM arena (replicas bound for HBM: in the HBM region) and dropped
+ * when their owner comes back with a new boot id.
  *
  * A put (replicate, demote to a peer) is ALLOC -> WRITE -> COMMIT, and the
  * owner checksums the bytes before it answers COMMIT: a put succeeds only
@@ -49,6 +51,9 @@ struct agent_fabric_config {
     const char *transports;    /* "auto", "tcp" or "verbs" */
     unsigned conns;            /* TCP sockets per peer, 0: default */
     uint64_t slice;            /* transfer slice bytes, 0: default */
+    struct agent_tier *hbm;    /* the HBM tier (real or emulated), NULL:
+                                  none; its region is registered with the
+                                  transports that reach GPU memory */
 };
 
 /* Endpoints an agent announces: control, tcp, and a verbs one per NIC. */
@@ -61,11 +66,17 @@ struct agent_fabric_peer_verbs {
         char address[256]; /* where NIC i listens */
         uint16_t port;     /* its port */
     } ep[AGENT_TRANSPORT_MAX_NICS];
-    struct agent_transport_region region; /* its verbs region; id 0: none */
+    struct agent_transport_region region; /* its verbs DRAM region; id 0:
+                                             none */
+    struct agent_transport_region hbm;    /* its verbs HBM region; id 0:
+                                             none (no GPU, not registered,
+                                             or a peer before the field) */
 };
 
-/* Reads the verbs endpoints and region of a peer rule, checking that the
- * region carries one key per verbs endpoint (or just `key` for one).
+/* Reads the verbs endpoints and regions of a peer rule (the DRAM arena's,
+ * and the HBM region's when the peer announces one: Region.tier), checking
+ * that each region carries one key per verbs endpoint (or just `key` for
+ * one), and that no tier has two regions.
  * -EINVAL with err naming the problem otherwise; the fabric then uses the
  * peer without verbs. */
 int agent_fabric_peer_verbs(const Mcos__PeerRule *pr,
@@ -94,9 +105,10 @@ typedef void (*agent_fabric_cb)(const struct agent_fabric_result *, void *arg);
 
 /* What the fabric needs from the store, which it must not include. */
 struct agent_fabric_hooks {
-    /* A replica a peer sent arrived verified in our DRAM extent `e`; the
-     * store adopts it (and the extent) or returns an error. */
-    int (*adopt)(void *arg, const Mcos__PeerRequest *alloc,
+    /* A replica a peer sent arrived verified in our extent `e` of tier
+     * `tier` (DRAM, or HBM when it landed there directly); the store
+     * adopts it (and the extent) or returns an error. */
+    int (*adopt)(void *arg, const Mcos__PeerRequest *alloc, int tier,
                  const struct agent_tier_extent *e, uint64_t checksum,
                  char *err, size_t errlen);
     /* True when we hold object id already. */
@@ -126,6 +138,20 @@ struct agent_fabric_counters {
     uint64_t hosted_objects;     /* held for peers now */
     uint64_t hosted_bytes;       /* their bytes */
     uint64_t expired;            /* reservations never committed */
+    uint64_t hbm_puts;           /* puts sent straight from our HBM */
+    uint64_t hbm_landed;         /* replicas peers wrote straight into our
+                                    HBM */
+};
+
+/* Where our HBM region stands with one transport. */
+struct agent_fabric_hbm {
+    int transport;                        /* enum agent_transport_kind */
+    struct agent_transport_region region; /* id 0: not registered */
+    const char *via;                      /* "dma-buf", "peer-memory"
+                                             (ibv_reg_mr on device memory),
+                                             "host-memory" (emulated);
+                                             NULL when not registered */
+    char note[300];                       /* why not, when id is 0 */
 };
 
 struct agent_fabric;
@@ -152,6 +178,26 @@ void agent_fabric_tables_changed(struct agent_fabric *);
 
 /* Periodic work: expire reservations nobody committed. */
 void agent_fabric_tick(struct agent_fabric *);
+
+/* True when a put to `peer` can send straight from extent e of our tier
+ * `tier` (DRAM always; HBM when the transport the peer is reached by has
+ * our HBM region registered and e lies inside it). */
+bool agent_fabric_direct(const struct agent_fabric *, const char *peer,
+                         int tier, const struct agent_tier_extent *e);
+
+/* Our HBM region per transport that runs here; returns how many entries
+ * (0 without an HBM tier). */
+size_t agent_fabric_hbm(const struct agent_fabric *,
+                        struct agent_fabric_hbm *out, size_t max);
+
+/* Like agent_fabric_put, from extent e of our tier src_tier (DRAM, or HBM
+ * where agent_fabric_direct says so). */
+int agent_fabric_put_from(struct agent_fabric *, const char *peer,
+                          Mcos__PeerPurpose purpose, int tier,
+                          const Mcos__PeerRequest *meta, int src_tier,
+                          const struct agent_tier_extent *e, uint64_t len,
+                          uint64_t sum, agent_fabric_cb cb, void *arg,
+                          char *err, size_t errlen);
 
 /* Copies `len` bytes of DRAM extent `e` (checksum `sum`) to a peer:
  * `peer` NULL picks one (any admitted peer with room).  purpose and

@@ -845,11 +845,12 @@ replica_failed(struct replica_ctx *c, int status, const char *fmt, ...)
     replica_done(&res, c);
 }
 
-/* Hands the bytes at `e` (the object's own DRAM extent, or a staged
- * copy) to the fabric. */
+/* Hands the bytes at `e` of `tier` (the object's own extent in DRAM or
+ * HBM, or a staged DRAM copy) to the fabric. */
 static void
 replica_send(struct agent_store *s, struct replica_ctx *c,
-             struct agent_object *o, const struct agent_tier_extent *e)
+             struct agent_object *o, int tier,
+             const struct agent_tier_extent *e)
 {
     struct replica_task *t = task_find(s, c->key);
     Mcos__PeerRequest meta = MCOS__PEER_REQUEST__INIT;
@@ -861,9 +862,10 @@ replica_send(struct agent_store *s, struct replica_ctx *c,
         return;
     }
     peer_meta(o, &meta);
-    r = agent_fabric_put(
-        s->fabric, t->peer, MCOS__PEER_PURPOSE__PURPOSE_REPLICA, t->tier,
-        &meta, e, o->size, c->checksum, replica_done, c, err, sizeof err);
+    r = agent_fabric_put_from(s->fabric, t->peer,
+                              MCOS__PEER_PURPOSE__PURPOSE_REPLICA, t->tier,
+                              &meta, tier, e, o->size, c->checksum,
+                              replica_done, c, err, sizeof err);
     if (r) {
         replica_failed(c, r, "%s", err);
     }
@@ -888,7 +890,7 @@ replica_staged(struct agent_exec_job *job, void *arg)
     } else if (!o) {
         replica_failed(c, -ENOENT, "the object is gone");
     } else {
-        replica_send(s, c, o, &job->de);
+        replica_send(s, c, o, MCOS__TIER_KIND__TIER_DRAM, &job->de);
     }
 }
 
@@ -915,13 +917,16 @@ replica_start(struct agent_store *s, struct replica_task *t)
     /* Pinned while its bytes are read, so nothing moves or frees them. */
     o->pins++;
     t->inflight = true;
-    if (o->tier == MCOS__TIER_KIND__TIER_DRAM) {
-        replica_send(s, c, o, &o->ext);
+    if (o->tier == MCOS__TIER_KIND__TIER_DRAM ||
+        agent_fabric_direct(s->fabric, t->peer, o->tier, &o->ext)) {
+        /* DRAM, or HBM whose region the peer's transport reaches. */
+        replica_send(s, c, o, o->tier, &o->ext);
         return;
     }
-    /* Peers WRITE into and READ from registered DRAM only: copy the
-     * object there first (on the dataplane thread, verified), send the
-     * copy, free it when the attempt ends. */
+    /* The transport cannot reach the object where it is (NVMe; HBM over
+     * TCP, or not registered): copy it into registered DRAM first (on
+     * the dataplane thread, verified), send the copy, free it when the
+     * attempt ends. */
     r = agent_tier_alloc(dram, o->size, &c->job.de);
     if (r) {
         replica_failed(c, r, "no room in dram to stage it from %s",
@@ -1088,7 +1093,7 @@ agent_store_replicate(struct agent_store *s)
  * What the fabric asks of the store. */
 
 static int
-hook_adopt(void *arg, const Mcos__PeerRequest *a,
+hook_adopt(void *arg, const Mcos__PeerRequest *a, int tier,
            const struct agent_tier_extent *e, uint64_t sum, char *err,
            size_t errlen)
 {
@@ -1113,15 +1118,15 @@ hook_adopt(void *arg, const Mcos__PeerRequest *a,
     }
     o->parent = a->parent_id;
     o->state = AGENT_OBJ_RESIDENT;
-    o->tier = MCOS__TIER_KIND__TIER_DRAM;
+    /* DRAM, or HBM when the peer wrote it straight there. */
+    o->tier = tier;
     o->ext = *e;
     o->checksum = sum;
     o->created_us = o->last_access_us = now_us(s);
-    agent_registry_set_tier(s->reg, o, MCOS__TIER_KIND__TIER_DRAM);
+    agent_registry_set_tier(s->reg, o, tier);
     s->counters.replicas_adopted++;
     event(s, o, MCOS__EVENT_KIND__EVENT_STORED, o->tier);
-    if ((int)a->tier != MCOS__TIER_KIND__TIER_DRAM && tier_ok(a->tier) &&
-        s->tiers[a->tier]) {
+    if ((int)a->tier != tier && tier_ok(a->tier) && s->tiers[a->tier]) {
         r = start_move(s, o, a->tier, MOVE_EXPLICIT, UINT64_MAX, NULL);
         if (r) {
             LOG_WARN("replica %016" PRIx64 " stays in dram: no room in %s",

@@ -276,6 +276,21 @@ int agent_tier_hbm_l2_hint(struct agent_tier *t,
                            const struct agent_tier_extent *e, uint64_t bytes,
                            float hit_ratio);
 
+/* The HBM region as one piece, for registering it once with a NIC: base
+ * is a device address (*device true) or, emulated, the host mapping that
+ * stands in for it. -EINVAL if t is not an HBM tier. */
+int agent_tier_hbm_region(struct agent_tier *t, void **base, uint64_t *len,
+                          bool *device);
+/* Exports the region as a dma-buf through the CUDA driver
+ * (cuMemGetHandleForAddressRange), for ibv_reg_dmabuf_mr: *fd is the
+ * caller's to close and covers [base, base + *len), the region rounded
+ * down to whole host pages. -EINVAL if t is not an HBM tier, -ENOTSUP for
+ * the emulated tier (host memory needs none), -EOPNOTSUPP when no driver
+ * with the call loads or the device refuses, another -errno for a CUDA
+ * failure; why says which. */
+int agent_tier_hbm_dmabuf(struct agent_tier *t, int *fd, uint64_t *len,
+                          char *why, size_t whylen);
+
 /* --- For backends only --------------------------------------------------
  *
  * A TLSF (two-level segregated fit) allocator over an external range

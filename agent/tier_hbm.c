@@ -38,6 +38,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -653,6 +654,93 @@ const struct agent_tier_ops agent_tier_hbm_emulated_ops = {
     .stats = hbm_stats,
     .check = hbm_check,
 };
+
+/* --- The region for NICs ------------------------------------------------
+ */
+
+int
+agent_tier_hbm_region(struct agent_tier *t, void **base, uint64_t *len,
+                      bool *device)
+{
+    struct hbm_tier *h;
+
+    if (!t || !is_hbm(t) || !base || !len || !device)
+        return -EINVAL;
+    h = hbm_of(t);
+    *base = h->dev;
+    *len = h->capacity;
+    *device = !h->emulated;
+    return 0;
+}
+
+int
+agent_tier_hbm_dmabuf(struct agent_tier *t, int *fd, uint64_t *len, char *why,
+                      size_t whylen)
+{
+    struct agent_cuda_driver drv;
+    struct hbm_tier *h;
+    uint64_t n;
+    int rc, err, prev = -1, got = -1;
+
+    if (!t || !is_hbm(t) || !fd || !len) {
+        snprintf(why, whylen, "not an HBM tier");
+        return -EINVAL;
+    }
+    h = hbm_of(t);
+    if (h->emulated) {
+        snprintf(why, whylen, "the emulated HBM tier is host memory");
+        return -ENOTSUP;
+    }
+    /* dma-buf export works on whole pages. */
+    n = h->capacity & ~(uint64_t)(HBM_PAGE - 1);
+    if (n == 0) {
+        snprintf(why, whylen, "the region is smaller than a page");
+        return -EINVAL;
+    }
+    rc = agent_cuda_driver_open(&h->cuda, &drv);
+    if (rc == -EOPNOTSUPP) {
+        snprintf(why, whylen, "no CUDA driver API (%s not loadable)",
+                 drv.name);
+        return rc;
+    }
+    if (rc < 0) {
+        snprintf(why, whylen,
+                 "CUDA driver %s lacks cuMemGetHandleForAddressRange "
+                 "(CUDA 11.7 or later)",
+                 drv.name);
+        return -EOPNOTSUPP;
+    }
+    /* cudaSetDevice makes the device's primary context, which owns the
+     * region, current on this thread for the driver call. */
+    rc = enter_device(h, &prev);
+    if (rc < 0) {
+        snprintf(why, whylen, "cannot make GPU %d current", h->gpu);
+        agent_cuda_driver_close(&drv);
+        return rc;
+    }
+    err = drv.init(0);
+    if (!err)
+        err = drv.get_handle(&got, (unsigned long long)(uintptr_t)h->dev,
+                             (size_t)n, AGENT_CUDA_RANGE_HANDLE_DMA_BUF_FD, 0);
+    leave_device(h, prev);
+    if (err) {
+        snprintf(why, whylen,
+                 "cuMemGetHandleForAddressRange(DMA_BUF_FD) on GPU %d: %s "
+                 "(CUresult %d)",
+                 h->gpu, agent_cuda_driver_strerror(&drv, err), err);
+        agent_cuda_driver_close(&drv);
+        return agent_cuda_errno(err);
+    }
+    agent_cuda_driver_close(&drv);
+    if (got < 0) {
+        snprintf(why, whylen,
+                 "cuMemGetHandleForAddressRange returned no descriptor");
+        return -EIO;
+    }
+    *fd = got;
+    *len = n;
+    return 0;
+}
 
 /* --- SRAM/L2 residency hint ---------------------------------------------
  */

@@ -180,10 +180,16 @@ agent_transport_port(struct agent_transport *t)
     return t->ops->port(t);
 }
 
-int
-agent_transport_register(struct agent_transport *t, void *base, uint64_t len,
-                         struct agent_transport_region *out, char *err,
-                         size_t errlen)
+/* How one registration is made: plain memory, or a dma-buf. */
+struct reg_how {
+    int fd;          /* dma-buf, -1: plain */
+    uint64_t fd_off; /* where base's bytes start in it */
+};
+
+static int
+register_with(struct agent_transport *t, void *base, uint64_t len,
+              const struct reg_how *how, struct agent_transport_region *out,
+              char *err, size_t errlen)
 {
     uint32_t i;
     int r;
@@ -193,6 +199,12 @@ agent_transport_register(struct agent_transport *t, void *base, uint64_t len,
                  "transport: cannot register an empty "
                  "region");
         return -EINVAL;
+    }
+    if (how->fd >= 0 && !t->ops->reg_dmabuf) {
+        snprintf(err, errlen,
+                 "transport %s cannot register GPU memory through dma-buf",
+                 t->ops->name);
+        return -EOPNOTSUPP;
     }
     pthread_mutex_lock(t->regs_lock);
     for (i = 0; i < AGENT_TRANSPORT_MAX_REGIONS; i++) {
@@ -209,7 +221,12 @@ agent_transport_register(struct agent_transport *t, void *base, uint64_t len,
     t->regs[i].base = base;
     t->regs[i].len = len;
     t->regs[i].priv = NULL;
-    r = t->ops->reg(t, i, base, len, &t->regs[i].region, err, errlen);
+    if (how->fd >= 0) {
+        r = t->ops->reg_dmabuf(t, i, base, len, how->fd, how->fd_off,
+                               &t->regs[i].region, err, errlen);
+    } else {
+        r = t->ops->reg(t, i, base, len, &t->regs[i].region, err, errlen);
+    }
     if (r == 0) {
         t->regs[i].region.id = i + 1;
         t->regs[i].used = true;
@@ -217,6 +234,37 @@ agent_transport_register(struct agent_transport *t, void *base, uint64_t len,
     }
     pthread_mutex_unlock(t->regs_lock);
     return r;
+}
+
+int
+agent_transport_register(struct agent_transport *t, void *base, uint64_t len,
+                         struct agent_transport_region *out, char *err,
+                         size_t errlen)
+{
+    const struct reg_how plain = {.fd = -1};
+
+    return register_with(t, base, len, &plain, out, err, errlen);
+}
+
+int
+agent_transport_register_dmabuf(struct agent_transport *t, void *base,
+                                uint64_t len, int fd, uint64_t fd_off,
+                                struct agent_transport_region *out, char *err,
+                                size_t errlen)
+{
+    const struct reg_how how = {.fd = fd, .fd_off = fd_off};
+
+    if (fd < 0) {
+        snprintf(err, errlen, "transport: dma-buf fd %d is not open", fd);
+        return -EBADF;
+    }
+    return register_with(t, base, len, &how, out, err, errlen);
+}
+
+bool
+agent_transport_device_memory(const struct agent_transport *t)
+{
+    return t->ops->device_memory;
 }
 
 int

@@ -4,7 +4,9 @@
  * TCP on libuv).
  *
  * Semantics are one-sided, the verbs model: a node registers regions of
- * its own memory (the DRAM arena), peers learn each region's descriptor
+ * its own memory (the DRAM arena; on a backend whose NIC moves the bytes,
+ * also the HBM region, through dma-buf or directly), peers learn each
+ * region's descriptor
  * (address, length, key) through the brain, and then READ from and WRITE
  * into those regions without the owner's CPU deciding anything per
  * transfer.  The TCP backend keeps the same contract: its server side
@@ -184,6 +186,19 @@ struct agent_transport_ops {
     int (*reg)(struct agent_transport *t, uint32_t index, void *base,
                uint64_t len, struct agent_transport_region *out, char *err,
                size_t errlen);
+    /* Optional (NULL: the backend cannot): registers GPU memory
+     * [base, base+len) exported as the dma-buf `fd` (its bytes from
+     * fd_off), so the NIC reaches it without the CPU mapping it.  Fills
+     * out like reg; fd stays the caller's. */
+    int (*reg_dmabuf)(struct agent_transport *t, uint32_t index, void *base,
+                      uint64_t len, int fd, uint64_t fd_off,
+                      struct agent_transport_region *out, char *err,
+                      size_t errlen);
+    /* True when the NIC itself moves the bytes of a registered region
+     * (verbs), so a region of GPU memory (registered through reg_dmabuf,
+     * or through reg where nvidia-peermem lets the NIC pin it) works like
+     * host memory; false when the backend's CPU touches them (TCP). */
+    bool device_memory;
     /* Withdraws a registration; peers' later accesses are refused. */
     void (*dereg)(struct agent_transport *t, uint32_t index);
     /* Starts connecting in the background and returns at once; ops
@@ -267,6 +282,15 @@ uint16_t agent_transport_port(struct agent_transport *t);
 int agent_transport_register(struct agent_transport *t, void *base,
                              uint64_t len, struct agent_transport_region *out,
                              char *err, size_t errlen);
+/* Registers GPU memory exported as a dma-buf (see reg_dmabuf):
+ * -EOPNOTSUPP, with err saying so, when the backend cannot. */
+int agent_transport_register_dmabuf(struct agent_transport *t, void *base,
+                                    uint64_t len, int fd, uint64_t fd_off,
+                                    struct agent_transport_region *out,
+                                    char *err, size_t errlen);
+/* True when regions of GPU memory work on this transport (ops
+ * device_memory): the fabric registers the HBM region only there. */
+bool agent_transport_device_memory(const struct agent_transport *t);
 /* -ENOENT if id is not registered. */
 int agent_transport_deregister(struct agent_transport *t, uint32_t id);
 /* The registration in slot index (internal; op->lregion). */

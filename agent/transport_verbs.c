@@ -2154,11 +2154,17 @@ verbs_fini(struct agent_transport *t)
     pthread_mutex_destroy(&vt->lock);
 }
 
-/* One MR per NIC over the same memory; peers get every rkey. */
+/* One MR per NIC over the same memory; peers get every rkey.  fd >= 0:
+ * the memory is GPU memory exported as that dma-buf (bytes from fd_off),
+ * registered with its device address as the iova so that ops name it
+ * the way they name host memory. */
 static int
-verbs_reg(struct agent_transport *t, uint32_t index, void *base, uint64_t len,
-          struct agent_transport_region *out, char *err, size_t errlen)
+reg_mrs(struct agent_transport *t, uint32_t index, void *base, uint64_t len,
+        int fd, uint64_t fd_off, struct agent_transport_region *out, char *err,
+        size_t errlen)
 {
+    const int access = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_READ |
+                       IBV_ACCESS_REMOTE_WRITE;
     struct verbs_transport *vt = verbs_of(t);
     struct verbs_mrs *m = calloc(1, sizeof *m);
     int r;
@@ -2168,15 +2174,18 @@ verbs_reg(struct agent_transport *t, uint32_t index, void *base, uint64_t len,
         return -ENOMEM;
     }
     for (unsigned i = 0; i < vt->ndev; i++) {
-        m->mr[i] = ibv_reg_mr(vt->dev[i].pd, base, len,
-                              IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_READ |
-                                  IBV_ACCESS_REMOTE_WRITE);
+        if (fd >= 0) {
+            m->mr[i] = ibv_reg_dmabuf_mr(vt->dev[i].pd, fd_off, len,
+                                         (uintptr_t)base, fd, access);
+        } else {
+            m->mr[i] = ibv_reg_mr(vt->dev[i].pd, base, len, access);
+        }
         if (!m->mr[i]) {
             r = neg_errno(-1);
             set_err(err, errlen,
-                    "verbs: cannot register %llu bytes at %p with %s: %s%s",
-                    (unsigned long long)len, base, vt->dev[i].name,
-                    strerror(-r),
+                    "verbs: cannot register %llu bytes at %p%s with %s: %s%s",
+                    (unsigned long long)len, base, fd >= 0 ? " (dma-buf)" : "",
+                    vt->dev[i].name, strerror(-r),
                     r == -ENOMEM || r == -EPERM
                         ? " (is RLIMIT_MEMLOCK, ulimit -l, too low?)"
                         : "");
@@ -2193,6 +2202,21 @@ verbs_reg(struct agent_transport *t, uint32_t index, void *base, uint64_t len,
         out->keys[i] = m->mr[i]->rkey;
     }
     return 0;
+}
+
+static int
+verbs_reg(struct agent_transport *t, uint32_t index, void *base, uint64_t len,
+          struct agent_transport_region *out, char *err, size_t errlen)
+{
+    return reg_mrs(t, index, base, len, -1, 0, out, err, errlen);
+}
+
+static int
+verbs_reg_dmabuf(struct agent_transport *t, uint32_t index, void *base,
+                 uint64_t len, int fd, uint64_t fd_off,
+                 struct agent_transport_region *out, char *err, size_t errlen)
+{
+    return reg_mrs(t, index, base, len, fd, fd_off, out, err, errlen);
 }
 
 static void
@@ -2482,6 +2506,8 @@ const struct agent_transport_ops agent_transport_verbs_ops = {
     .init = verbs_init,
     .fini = verbs_fini,
     .reg = verbs_reg,
+    .reg_dmabuf = verbs_reg_dmabuf,
+    .device_memory = true,
     .dereg = verbs_dereg,
     .connect = verbs_connect,
     .conn_status = verbs_conn_status,

@@ -125,6 +125,13 @@ brain_hello_check(const Mcos__Hello *h, char *err, size_t errlen)
                         i);
             return -EINVAL;
         }
+        if (!mcos_region_tier_ok(g->tier)) {
+            mcos_seterr(err, errlen,
+                        "region %zu: covers tier %s; regions cover dram or "
+                        "hbm",
+                        i, mcos_tier_name(g->tier));
+            return -EINVAL;
+        }
     }
     if (*h->http_url) {
         static const char *const http[] = {"http", NULL};

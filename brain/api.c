@@ -25,6 +25,7 @@ node_json(const struct brain *b, const struct brain_node *n, uint64_t now)
 {
     const Mcos__Hello *h = n->hello;
     json_t *tiers = json_array(), *gpus = json_array(), *eps = json_array();
+    json_t *regions = json_array();
     char boot[20];
 
     snprintf(boot, sizeof boot, "%016" PRIx64, n->boot_id.v);
@@ -56,9 +57,22 @@ node_json(const struct brain *b, const struct brain_node *n, uint64_t now)
                            "address", h->endpoints[i]->address, "port",
                            (int)h->endpoints[i]->port));
     }
+    /* Registered memory peers may reach: which tier each region covers
+     * (0 from an agent before Region.tier: the arena). */
+    for (size_t i = 0; h && i < h->n_regions; i++) {
+        const Mcos__Region *g = h->regions[i];
+
+        json_array_append_new(
+            regions,
+            json_pack("{s:s, s:i, s:I, s:s}", "transport",
+                      mcos_transport_name(g->transport), "id", (int)g->id,
+                      "length", (json_int_t)g->length, "tier",
+                      g->tier == MCOS__TIER_KIND__TIER_HBM ? "hbm" : "dram"));
+    }
     return json_pack(
         "{s:s, s:s, s:s, s:I, s:I, s:b, s:s, s:s, s:s, s:s, s:I, s:b, s:I, "
-        "s:I, s:I, s:o, s:o, s:s, s:o, s:{s:i, s:i, s:f, s:I, s:i}, s:s}",
+        "s:I, s:I, s:o, s:o, s:s, s:o, s:o, s:{s:i, s:i, s:f, s:I, s:i}, "
+        "s:s}",
         "name", n->name, "state", brain_liveness_name(n->live), "boot_id",
         boot, "applied_gen", (json_int_t)n->applied_gen, "desired_gen",
         (json_int_t)(n->desired ? mcos_table_gen(n->desired) : 0), "in_sync",
@@ -70,10 +84,11 @@ node_json(const struct brain *b, const struct brain_node *n, uint64_t now)
         n->stale, "reports", (json_int_t)n->reports, "events",
         (json_int_t)n->events, "events_dropped", (json_int_t)n->events_dropped,
         "tiers", tiers, "gpus", gpus, "gpu_note", h ? h->gpu_note : "",
-        "endpoints", eps, "load", "queued", (int)n->queued_requests, "running",
-        (int)n->running_requests, "cpu_load", n->cpu_load_milli / 1000.0,
-        "queued_prefill_blocks", (json_int_t)n->queued_prefill_blocks,
-        "engines", (int)n->engines, "http_url", h ? h->http_url : "");
+        "endpoints", eps, "regions", regions, "load", "queued",
+        (int)n->queued_requests, "running", (int)n->running_requests,
+        "cpu_load", n->cpu_load_milli / 1000.0, "queued_prefill_blocks",
+        (json_int_t)n->queued_prefill_blocks, "engines", (int)n->engines,
+        "http_url", h ? h->http_url : "");
 }
 
 static void

@@ -140,6 +140,13 @@ mcos_table_rule_check(const Mcos__Rule *r, char *err, size_t errlen)
                 mcos_seterr(err, errlen, "rule %s: bad region %zu", key, i);
                 return -EINVAL;
             }
+            if (!mcos_region_tier_ok(g->tier)) {
+                mcos_seterr(err, errlen,
+                            "rule %s: region %zu covers tier %s; regions "
+                            "cover dram or hbm",
+                            key, i, mcos_tier_name(g->tier));
+                return -EINVAL;
+            }
         }
         return 0;
     }
@@ -699,9 +706,11 @@ dump_rule(FILE *f, const Mcos__Rule *r)
                     p->endpoints[i]->address, p->endpoints[i]->port);
         }
         for (size_t i = 0; i < p->n_regions; i++) {
-            fprintf(f, " region=%s:%u:%" PRIu64,
+            fprintf(f, " region=%s:%u:%" PRIu64 "%s",
                     mcos_transport_name(p->regions[i]->transport),
-                    p->regions[i]->id, p->regions[i]->length);
+                    p->regions[i]->id, p->regions[i]->length,
+                    p->regions[i]->tier == MCOS__TIER_KIND__TIER_HBM ? ":hbm"
+                                                                     : "");
         }
         fputc('\n', f);
         break;

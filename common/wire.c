@@ -268,6 +268,14 @@ static const char *const tier_names[] = {
     [MCOS__TIER_KIND__TIER_REMOTE] = "remote",
 };
 
+bool
+mcos_region_tier_ok(int tier)
+{
+    return tier == MCOS__TIER_KIND__TIER_UNKNOWN ||
+           tier == MCOS__TIER_KIND__TIER_DRAM ||
+           tier == MCOS__TIER_KIND__TIER_HBM;
+}
+
 const char *
 mcos_tier_name(int kind)
 {

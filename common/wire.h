@@ -18,13 +18,14 @@
 #ifndef MCOS_WIRE_H
 #define MCOS_WIRE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "mcos.pb-c.h"
 
 #define MCOS_PROTO_MAJOR 1
-#define MCOS_PROTO_MINOR 0
+#define MCOS_PROTO_MINOR 1
 
 /* The policy table format the compiler emits and the agent applies. */
 #define MCOS_TABLE_FORMAT 1
@@ -80,6 +81,9 @@ void mcos_wire_rule_free(Mcos__Rule *);
  * "unknown" for values this version does not know. */
 const char *mcos_tier_name(int kind);
 int mcos_tier_parse(const char *name); /* -EINVAL if unknown */
+/* True for a tier a Region may cover: dram, hbm, or 0 (a sender from
+ * before Region.tier, whose regions cover the DRAM arena). */
+bool mcos_region_tier_ok(int tier);
 const char *mcos_transport_name(int transport);
 const char *mcos_event_name(int kind);
 const char *mcos_class_name(int cls);

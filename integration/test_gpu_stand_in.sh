@@ -10,7 +10,11 @@
 #   - the brain sees HBM available and not emulated, and SRAM (the L2
 #     residency hint) available;
 #   - a hot object placed with preferred tier HBM lands there, is read
-#     back intact through libmcos, and holds the L2 persisting window.
+#     back intact through libmcos, and holds the L2 persisting window;
+#   - the fabric (TCP here: no RDMA device) leaves the HBM region out,
+#     says why in one log line, and announces only the arena
+#     (mcos-admin node: regions; /metrics); verbs registration of the HBM
+#     region is tested in integration/rxe/scenario_hbm.sh.
 #
 # What a real GPU adds (PCIe, HBM speed, the hint's effect) is not tested
 # here: test_tier_hbm's real-runtime case SKIPs without a GPU.
@@ -51,5 +55,18 @@ jq -e '.available and .object == "0000000000abc123" and
 ok "resident in hbm; L2 window $(jq .window_bytes "$TEST_DIR/l2.json") bytes"
 "$MCOS_BIN/libmcos_worker" "ipc://$TEST_DIR/g1.api.sock" many 5 ||
     fail "reads through the agent failed"
+
+step "the fabric over TCP leaves the GPU memory out"
+brain_check '[.regions[] | {transport, tier}] == [{"transport": "tcp",
+    "tier": "dram"}]' /v1/nodes/g1 ||
+    fail "regions: $(brain_get /v1/nodes/g1 | jq -c .regions)"
+admin node g1 | jq -e '.regions[0].length > 0' >/dev/null ||
+    fail "mcos-admin node g1 shows no region"
+agent_get g1 /metrics | grep -qx \
+    'mcos_agent_fabric_hbm_registered{node="g1",transport="tcp",via=""} 0' ||
+    fail "metrics: $(agent_get g1 /metrics | grep hbm_registered)"
+[[ $(grep -c "|fabric|INFO|HBM region not registered with tcp: tcp moves bytes with the CPU, which cannot reach GPU memory; HBM objects it carries are staged through DRAM$" \
+    "$TEST_DIR/g1.log") == 1 ]] || fail "g1 did not log once why HBM is not on tcp"
+ok "only the arena on tcp; HBM left out, logged once"
 
 finish

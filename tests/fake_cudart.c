@@ -12,6 +12,10 @@
  *   every copy is checked against its kind: the device side of a copy
  *   must lie inside one live device allocation and the host side outside
  *   all of them; a mismatch is cudaErrorInvalidValue, as from a driver.
+ *   With FAKE_CUDART_DEVICE_VA=1, device addresses are like a real GPU's:
+ *   a reserved range the CPU (and a NIC without nvidia-peermem) cannot
+ *   touch (PROT_NONE), with the bytes in a hidden host buffer that only
+ *   the copies below reach.
  * - cudaMemcpyAsync poisons the destination at once and only queues the
  *   copy; cudaStreamSynchronize (or cudaStreamDestroy) runs the queue.
  *   That is the worst a real copy engine may do: the source is read as
@@ -34,13 +38,26 @@
  *                                 address, sticky like the real one)
  *   FAKE_CUDART_SYNC_FAIL=1       cudaStreamSynchronize: 700
  *
+ * It also stands in for the one driver API call the agent makes,
+ * cuMemGetHandleForAddressRange (dma-buf export of device memory for a
+ * NIC), with cuInit and cuGetErrorString: by default it answers 801
+ * (CUDA_ERROR_NOT_SUPPORTED, as on a GPU or driver without dma-buf);
+ * with FAKE_CUDART_DMABUF=memfd it returns a memfd of the range's size,
+ * an fd that no NIC accepts as a dma-buf, so a caller's fallback runs.
+ * A range outside every live device allocation is 1 (invalid value).
+ *
  * fake_cudart_count() and fake_cudart_last_window() let tests look inside.
  * Thread-safety: one mutex around all state.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 int cudaGetDeviceCount(int *n);
 int cudaGetDevice(int *dev);
@@ -61,6 +78,11 @@ int cudaStreamSynchronize(void *stream);
 int cudaStreamDestroy(void *stream);
 int cudaStreamSetAttribute(void *stream, int attr, const void *value);
 int cudaDeviceSetLimit(int limit, size_t value);
+int cuInit(unsigned flags);
+int cuMemGetHandleForAddressRange(void *handle, unsigned long long dptr,
+                                  size_t size, int type,
+                                  unsigned long long flags);
+int cuGetErrorString(int e, const char **s);
 long fake_cudart_count(const char *what);
 long fake_cudart_last_window(void *out, size_t len);
 
@@ -78,6 +100,8 @@ enum {
 /* One live allocation, device or pinned host. */
 struct block {
     uint8_t *p;         /* first byte */
+    uint8_t *bytes;     /* where its bytes are: p, or the hidden buffer
+                           behind a PROT_NONE device range */
     size_t len;         /* bytes */
     int dev;            /* device it belongs to, -1 for pinned host */
     struct block *next; /* next live allocation */
@@ -147,6 +171,21 @@ on_device(const void *p)
         }
     }
     return 0;
+}
+
+/* Where the bytes at p are: inside a device block, in its bytes. */
+static void *
+bytes_at(const void *p)
+{
+    struct block *b;
+    const uint8_t *q = p;
+
+    for (b = blocks; b; b = b->next) {
+        if (b->dev >= 0 && q >= b->p && q < b->p + b->len) {
+            return b->bytes + (q - b->p);
+        }
+    }
+    return (void *)(uintptr_t)p;
 }
 
 /* Checks a copy against its kind: 1 host to device, 2 device to host. */
@@ -273,7 +312,19 @@ alloc_block(void **p, size_t len, int dev)
 {
     struct block *b = malloc(sizeof(*b));
 
-    if (!b || !(b->p = malloc(len ? len : 1))) {
+    if (b && dev >= 0 && getenv("FAKE_CUDART_DEVICE_VA")) {
+        b->p = mmap(NULL, len ? len : 1, PROT_NONE,
+                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        b->bytes = malloc(len ? len : 1);
+        if (b->p == MAP_FAILED || !b->bytes) {
+            if (b->p != MAP_FAILED) {
+                munmap(b->p, len ? len : 1);
+            }
+            free(b->bytes);
+            free(b);
+            return E_MEMORY;
+        }
+    } else if (!b || !(b->p = b->bytes = malloc(len ? len : 1))) {
         free(b);
         return E_MEMORY;
     }
@@ -308,7 +359,10 @@ free_block(void *p, int device)
                 n_host--;
             }
             pthread_mutex_unlock(&mu);
-            free(b->p);
+            if (b->bytes != b->p) {
+                munmap(b->p, b->len ? b->len : 1);
+            }
+            free(b->bytes);
             free(b);
             return 0;
         }
@@ -358,7 +412,7 @@ cudaMemcpy(void *dst, const void *src, size_t len, int kind)
     pthread_mutex_lock(&mu);
     e = check_copy(dst, src, len, kind);
     if (!e) {
-        memcpy(dst, src, len);
+        memcpy(bytes_at(dst), bytes_at(src), len);
     }
     pthread_mutex_unlock(&mu);
     return e;
@@ -395,13 +449,13 @@ cudaMemcpyAsync(void *dst, const void *src, size_t len, int kind, void *stream)
         e = E_MEMORY;
         goto out;
     }
-    o->dst = dst;
-    o->src = src;
+    o->dst = bytes_at(dst);
+    o->src = bytes_at(src);
     o->len = len;
     /* The destination is undefined until the copy completes: poison it
      * now, so that reading it early, or starting a copy into a buffer
      * that is still being read, shows up as wrong bytes. */
-    memset(dst, 0xdb, len);
+    memset(o->dst, 0xdb, len);
     if (st->tail) {
         st->tail->next = o;
     } else {
@@ -549,4 +603,63 @@ fake_cudart_last_window(void *out, size_t len)
     n = n_set_attr;
     pthread_mutex_unlock(&mu);
     return n;
+}
+
+/* --- Driver API stand-ins ------------------------------------------------
+ */
+
+int
+cuInit(unsigned flags)
+{
+    return flags ? E_INVALID_VALUE : 0;
+}
+
+int
+cuMemGetHandleForAddressRange(void *handle, unsigned long long dptr,
+                              size_t size, int type, unsigned long long flags)
+{
+    const char *mode = getenv("FAKE_CUDART_DMABUF");
+    struct block *b;
+    int fd;
+
+    if (!handle || type != 1 || flags || size == 0) {
+        return E_INVALID_VALUE;
+    }
+    pthread_mutex_lock(&mu);
+    b = find_block((const void *)(uintptr_t)dptr, size, 1);
+    pthread_mutex_unlock(&mu);
+    if (!b) {
+        return E_INVALID_VALUE;
+    }
+    if (!mode || strcmp(mode, "memfd")) {
+        return 801;
+    }
+    fd = memfd_create("fake-dmabuf", MFD_CLOEXEC);
+    if (fd < 0 || ftruncate(fd, (off_t)size) < 0) {
+        if (fd >= 0) {
+            close(fd);
+        }
+        return E_MEMORY;
+    }
+    *(int *)handle = fd;
+    return 0;
+}
+
+int
+cuGetErrorString(int e, const char **s)
+{
+    switch (e) {
+    case 0:
+        *s = "no error";
+        return 0;
+    case E_INVALID_VALUE:
+        *s = "invalid argument";
+        return 0;
+    case 801:
+        *s = "operation not supported";
+        return 0;
+    default:
+        *s = NULL;
+        return E_INVALID_VALUE;
+    }
 }

@@ -75,6 +75,27 @@ mut_addr(Mcos__Hello *h)
     h->endpoints[0]->address[0] = '\0';
 }
 
+/* Adds one region (freed with the hello) covering `tier`. */
+static void
+add_region(Mcos__Hello *h, int tier)
+{
+    Mcos__Region *g = calloc(1, sizeof *g);
+
+    mcos__region__init(g);
+    g->id = 1;
+    g->transport = MCOS__TRANSPORT__TRANSPORT_VERBS;
+    g->length = 1 << 20;
+    g->tier = tier;
+    h->regions = calloc(1, sizeof *h->regions);
+    h->regions[0] = g;
+    h->n_regions = 1;
+}
+static void
+mut_region_tier(Mcos__Hello *h)
+{
+    add_region(h, MCOS__TIER_KIND__TIER_NVME);
+}
+
 static const struct {
     void (*mutate)(Mcos__Hello *);
     const char *msg;
@@ -89,6 +110,8 @@ static const struct {
     {mut_port, "endpoint 0: port 70000 out of range 1-65535"},
     {mut_transport, "endpoint 0: unknown transport 7"},
     {mut_addr, "endpoint 0: bad address"},
+    {mut_region_tier, "region 0: covers tier nvme; regions cover dram or "
+                      "hbm"},
 };
 
 START_TEST(test_bad_hello)

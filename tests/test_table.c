@@ -232,6 +232,46 @@ START_TEST(test_build_and_dump)
 }
 END_TEST
 
+/* A peer's regions: the HBM one is marked in the dump; a region over
+ * another tier is refused. */
+START_TEST(test_peer_regions)
+{
+    struct rb b;
+    struct mcos_table *t = NULL;
+    Mcos__Region g[2], *gs[2] = {&g[0], &g[1]};
+    char *dump;
+
+    memset(&b, 0, sizeof b);
+    add_peer(&b, "peer/n2", "n2", "10.0.0.2", 7653);
+    for (int i = 0; i < 2; i++) {
+        mcos__region__init(&g[i]);
+        g[i].transport = MCOS__TRANSPORT__TRANSPORT_VERBS;
+        g[i].id = (uint32_t)i + 1;
+        g[i].length = (uint64_t)(i + 1) << 20;
+    }
+    g[0].tier = MCOS__TIER_KIND__TIER_HBM;
+    b.peers[0].n_regions = 2;
+    b.peers[0].regions = gs;
+    ck_assert_int_eq(mcos_table_build("n1", 1,
+                                      (const Mcos__Rule *const *)b.ptrs, b.n,
+                                      &t, err, sizeof err),
+                     0);
+    ck_assert_int_eq(mcos_table_dump(t, false, &dump), 0);
+    ck_assert_str_eq(dump, "peer/n2 rack=- zone=- tcp:10.0.0.2:7653 "
+                           "region=verbs:1:1048576:hbm "
+                           "region=verbs:2:2097152\n");
+    free(dump);
+    mcos_table_free(t);
+    g[1].tier = MCOS__TIER_KIND__TIER_NVME;
+    ck_assert_int_eq(mcos_table_build("n1", 1,
+                                      (const Mcos__Rule *const *)b.ptrs, b.n,
+                                      &t, err, sizeof err),
+                     -EINVAL);
+    ck_assert_str_eq(err, "rule peer/n2: region 1 covers tier nvme; regions "
+                          "cover dram or hbm");
+}
+END_TEST
+
 /* Invalid rules: each is refused by build with this message. */
 START_TEST(test_invalid_rules)
 {
@@ -579,6 +619,7 @@ suite(void)
     tcase_add_test(tc, test_residency_rules);
     tcase_add_test(tc, test_diff_apply);
     tcase_add_test(tc, test_apply_refusals);
+    tcase_add_test(tc, test_peer_regions);
     tcase_add_test(tc, test_apply_bad_rule);
     suite_add_tcase(s, tc);
     return s;

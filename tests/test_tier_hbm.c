@@ -18,6 +18,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <xxhash.h>
 
@@ -719,6 +721,25 @@ START_TEST(test_real_gpu)
     if (rc == 0)
         ck_assert_int_eq(agent_tier_hbm_l2_hint(t, &e, 0, 0.0f), 0);
     ck_assert_int_eq(agent_tier_free(t, &e), 0);
+    /* dma-buf export of the region for NICs: works with CUDA 11.7+ and
+     * the open kernel modules; else says why (the fabric then tries
+     * nvidia-peermem).  Never run here: no GPU. */
+    {
+        char why[300] = "";
+        uint64_t len = 0;
+        int fd = -1;
+
+        rc = agent_tier_hbm_dmabuf(t, &fd, &len, why, sizeof why);
+        if (rc == 0) {
+            ck_assert_int_ge(fd, 0);
+            ck_assert_uint_eq(len, 64 << 20);
+            close(fd);
+        } else {
+            ck_assert_int_lt(rc, 0);
+            ck_assert_msg(why[0], "no reason given for %d", rc);
+            fprintf(stderr, "SKIP test_real_gpu dma-buf: %s\n", why);
+        }
+    }
     ck_assert_int_eq(agent_tier_check(t), 0);
     agent_tier_destroy(t);
 }
@@ -782,6 +803,100 @@ START_TEST(test_threads)
 }
 END_TEST
 
+/* --- The region for NICs -------------------------------------------------
+ */
+
+START_TEST(test_nic_region)
+{
+    struct agent_tier *t = make_hbm(false, (1 << 20) + 256, 0);
+    struct agent_tier *em = make_hbm(true, 1 << 20, 0);
+    struct agent_tier_config dc = {.capacity = 1 << 20};
+    struct agent_tier *dram = NULL;
+    struct agent_tier_extent e;
+    char why[300] = "";
+    uint64_t len = 0;
+    void *base = NULL;
+    bool device = false;
+    struct stat st;
+    int fd = -1;
+
+    ck_assert_int_eq(agent_tier_hbm_region(t, &base, &len, &device), 0);
+    ck_assert_ptr_nonnull(base);
+    ck_assert_uint_eq(len, (1 << 20) + 256);
+    ck_assert(device);
+    ck_assert_int_eq(agent_tier_hbm_region(em, &base, &len, &device), 0);
+    ck_assert(!device);
+    ck_assert_uint_eq(len, 1 << 20);
+    ck_assert_int_eq(agent_tier_create(AGENT_TIER_DRAM, &dc, &dram), 0);
+    ck_assert_int_eq(agent_tier_hbm_region(dram, &base, &len, &device),
+                     -EINVAL);
+
+    /* Emulated: host memory needs no dma-buf. */
+    ck_assert_int_eq(agent_tier_hbm_dmabuf(em, &fd, &len, why, sizeof why),
+                     -ENOTSUP);
+    ck_assert_str_eq(why, "the emulated HBM tier is host memory");
+    ck_assert_int_eq(agent_tier_hbm_dmabuf(dram, &fd, &len, why, sizeof why),
+                     -EINVAL);
+    ck_assert_str_eq(why, "not an HBM tier");
+    /* The stand-in's driver answers as a GPU without dma-buf does. */
+    unsetenv("FAKE_CUDART_DMABUF");
+    ck_assert_int_eq(agent_tier_hbm_dmabuf(t, &fd, &len, why, sizeof why),
+                     -EOPNOTSUPP);
+    ck_assert_str_eq(why, "cuMemGetHandleForAddressRange(DMA_BUF_FD) on GPU "
+                          "0: operation not supported (CUresult 801)");
+    ck_assert_int_eq(fd, -1);
+    /* Exported: an fd over whole pages of the region (the 256-byte tail
+     * is left out), the region's device memory still in use. */
+    setenv("FAKE_CUDART_DMABUF", "memfd", 1);
+    ck_assert_int_eq(agent_tier_hbm_dmabuf(t, &fd, &len, why, sizeof why), 0);
+    unsetenv("FAKE_CUDART_DMABUF");
+    ck_assert_int_ge(fd, 0);
+    ck_assert_uint_eq(len, 1 << 20);
+    ck_assert_int_eq(fstat(fd, &st), 0);
+    ck_assert_int_eq(st.st_size, 1 << 20);
+    close(fd);
+    ck_assert_int_eq(agent_tier_alloc(t, 4096, &e), 0);
+    put_pattern(t, &e, 5);
+    agent_tier_free(t, &e);
+    agent_tier_destroy(dram);
+    agent_tier_destroy(em);
+    agent_tier_destroy(t);
+}
+END_TEST
+
+/* Device addresses the CPU cannot touch, as on a real GPU: the tier's
+ * bytes still round-trip (only CUDA copies reach them), and the region
+ * handed to NICs is such an address (the fabric's plain registration
+ * then fails without nvidia-peermem: integration/rxe/scenario_hbm.sh). */
+START_TEST(test_device_va)
+{
+    struct agent_tier *t;
+    struct agent_tier_extent e;
+    uint64_t len;
+    void *base;
+    bool device;
+    int fds[2];
+
+    setenv("FAKE_CUDART_DEVICE_VA", "1", 1);
+    t = make_hbm(false, 1 << 20, 0);
+    unsetenv("FAKE_CUDART_DEVICE_VA");
+    ck_assert_int_eq(agent_tier_alloc(t, 300000, &e), 0);
+    put_pattern(t, &e, 9);
+    assert_content(t, &e, 9);
+    ck_assert_int_eq(agent_tier_hbm_region(t, &base, &len, &device), 0);
+    ck_assert(device);
+    /* The kernel cannot read it either: write(2) from it is EFAULT. */
+    ck_assert_int_eq(pipe(fds), 0);
+    errno = 0;
+    ck_assert_int_eq(write(fds[1], (char *)base + e.off, 1), -1);
+    ck_assert_int_eq(errno, EFAULT);
+    close(fds[0]);
+    close(fds[1]);
+    agent_tier_free(t, &e);
+    finish(t, false);
+}
+END_TEST
+
 static Suite *
 suite(void)
 {
@@ -805,6 +920,8 @@ suite(void)
     tcase_add_test(tc, test_l2_unsupported);
     tcase_add_loop_test(tc, test_threads, 0, 2);
     tcase_add_test(tc, test_real_gpu);
+    tcase_add_test(tc, test_nic_region);
+    tcase_add_test(tc, test_device_va);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -48,12 +48,15 @@ worker() {
     shift
     on "$h" "$BIN/libmcos_worker" "ipc://$DIR/$h.api.sock" "$@"
 }
-# metric HOST NAME: HOST's /metrics value of NAME{node="HOST"}.
-metric() {
+# series HOST 'NAME{LABELS}': HOST's /metrics value of exactly that series
+# (label values without spaces).
+series() {
     local ipvar="MCOS_IP_$1"
     curl -fsS "http://${!ipvar}:7660/metrics" |
-        awk -v m="$2{node=\"$1\"}" '$1 == m { print $2 }'
+        awk -v m="$2" '$1 == m { print $2 }'
 }
+# metric HOST NAME: HOST's /metrics value of NAME{node="HOST"}.
+metric() { series "$1" "$2{node=\"$1\"}"; }
 # start_brain: the brain on the bridge, fast failure detection.
 start_brain() {
     "$BIN/mcos-brain" --listen "tcp://$BRAIN_IP:$BP" \

@@ -47,11 +47,7 @@ start_agent() {
     PID[$h]=$!
 }
 # nic_metric HOST NAME NIC: HOST's NAME{node="HOST",nic="NIC"}.
-nic_metric() {
-    local ipvar="MCOS_IP_$1"
-    curl -fsS "http://${!ipvar}:7660/metrics" |
-        awk -v m="$2{node=\"$1\",nic=\"$3\"}" '$1 == m { print $2 }'
-}
+nic_metric() { series "$1" "$2{node=\"$1\",nic=\"$3\"}"; }
 
 start_brain
 start_agent h1

@@ -315,6 +315,24 @@ hold_word(const struct kslot *k)
     return w;
 }
 
+/*
+ * Whether records a and b are in one namespace with the same holders:
+ * one word compare for inline holders; for pool-held ones (a system
+ * prompt replicated everywhere) a compare of their arrays, far cheaper
+ * than the walk's work per holder.
+ */
+static inline bool
+same_holders(const struct brain_prefix_index *idx, const struct kslot *a,
+             const struct kslot *b)
+{
+    if (hold_word(a) == hold_word(b))
+        return true;
+    return (a->nsf & NSF_OVERFLOW) && a->nsf == b->nsf &&
+           a->hold[2] == b->hold[2] &&
+           memcmp(idx->pool + slot_pool_off(a), idx->pool + slot_pool_off(b),
+                  a->hold[2] * sizeof(*idx->pool)) == 0;
+}
+
 /* Index of node in h[0..n-1] (sorted by node), or where it would go. */
 static inline uint32_t
 holder_search(const uint16_t *h, uint32_t n, uint16_t node)
@@ -697,8 +715,8 @@ rb_put(struct runbits *rb, size_t p, bool link, bool skip)
 
 /*
  * Recomputes the skip bit of the pair (p, p + 1) from its link bit and
- * the two records' holders (inline ones only: two records never share a
- * pool array, so equal words there cannot happen).
+ * the two records' holders.  Every change to a record's holders (pool
+ * arrays included) calls this for both its pairs, so the bit is exact.
  */
 static void
 pair_update(struct brain_prefix_index *idx, size_t p)
@@ -707,9 +725,7 @@ pair_update(struct brain_prefix_index *idx, size_t p)
     bool link = p + 1 < idx->used && (idx->rb[p / 64].link & b);
     const struct kslot *k = &idx->ks[p];
 
-    rb_put(idx->rb, p, link,
-           link && !(k->nsf & NSF_OVERFLOW) &&
-               hold_word(k) == hold_word(k + 1));
+    rb_put(idx->rb, p, link, link && same_holders(idx, k, k + 1));
 }
 
 /* Record pos changed holders: its pairs with both neighbours may too. */
@@ -1552,7 +1568,7 @@ walk_one_word(struct brain_prefix_index *idx, struct cursor *c,
 {
     uint64_t a1 = 0, a2 = 0, a3 = 0;
     uint64_t a4 = nres == 64 ? ~0ull : (1ull << nres) - 1;
-    uint64_t prev = hold_word(k0);
+    const struct kslot *prev = k0;
     size_t i;
 
     for (size_t r = 0; r < nres; r++) {
@@ -1575,10 +1591,9 @@ walk_one_word(struct brain_prefix_index *idx, struct cursor *c,
         if (!k)
             break;
         /* The same holders as the block before: nothing can change. */
-        uint64_t hw = hold_word(k);
-        if (hw == prev)
+        if (same_holders(idx, k, prev))
             continue;
-        prev = hw;
+        prev = k;
         uint64_t l1 = 0, l2 = 0, l3 = 0, l4 = 0;
         uint32_t nh;
         const uint16_t *h = holders_of(idx, k, &nh);
@@ -1657,7 +1672,7 @@ walk_words(struct brain_prefix_index *idx, struct cursor *c,
            const struct kslot *k0, size_t n, size_t nres, uint32_t tag)
 {
     size_t nw = (nres + 63) / 64, i;
-    uint64_t prev = hold_word(k0);
+    const struct kslot *prev = k0;
 
     memset(idx->alive, 0, sizeof(idx->alive));
     for (size_t r = 0; r < nres; r++) {
@@ -1677,10 +1692,9 @@ walk_words(struct brain_prefix_index *idx, struct cursor *c,
         struct kslot *k = cur_find(idx, c, i);
         if (!k)
             break;
-        uint64_t hw = hold_word(k);
-        if (hw == prev)
+        if (same_holders(idx, k, prev))
             continue;
-        prev = hw;
+        prev = k;
         memset(idx->held, 0, sizeof(idx->held));
         uint32_t nh;
         const uint16_t *h = holders_of(idx, k, &nh);

@@ -1171,13 +1171,13 @@ do_store(struct brain_prefix_index *idx, uint64_t m, uint16_t nsv,
     idx->ks[pos] = (struct kslot){.m = m, .nsf = nsv};
     idx->ks[pos].hold[0] = H_MAKE(node, bit);
     idx->cs[pos] = (struct cslot){.parent = parent};
+    /* The bits of the record before are clear (it was the last one, or
+     * its successor was dropped): link them if this is its child. */
     rb_put(idx->rb, pos, false, false);
     if (parent != 0 &&
         link_parent(idx, fmix64(parent ^ ns_salt(idx, nsv - 1)), nsv, pos)) {
         rb_put(idx->rb, pos - 1, true, false);
         pair_update(idx, pos - 1);
-    } else if (pos > 0) {
-        rb_put(idx->rb, pos - 1, false, false);
     }
     idx->nentries++;
     idx->count[node][tier]++;

@@ -1557,27 +1557,22 @@ end_log(struct brain_prefix_index *idx, unsigned t, uint64_t bits, uint32_t at)
  * whose every block so far is in tier t or faster; l<t> the results
  * holding the current block in tier t or faster.  A block costs O(its
  * holders) plus a few word operations, however many nodes still match,
- * and the walk stops when none does.  Nothing is written per result:
+ * and the walk stops when none does.  a0[t - 1] holds the results that
+ * hold block 0 in tier t or faster.  Nothing is written per result:
  * each tier's log (idx->ends) gets one entry per block where some
  * results stop matching it, in block order, and emit() reads the answer
  * from the logs.
  */
 static void
 walk_one_word(struct brain_prefix_index *idx, struct cursor *c,
-              const struct kslot *k0, size_t n, size_t nres, uint32_t tag)
+              const struct kslot *k0, size_t n, size_t nres, uint32_t tag,
+              const uint64_t a0[3])
 {
-    uint64_t a1 = 0, a2 = 0, a3 = 0;
+    uint64_t a1 = a0[0], a2 = a0[1], a3 = a0[2];
     uint64_t a4 = nres == 64 ? ~0ull : (1ull << nres) - 1;
     const struct kslot *prev = k0;
     size_t i;
 
-    for (size_t r = 0; r < nres; r++) {
-        uint64_t bit = 1ull << r;
-        unsigned f = idx->cur[r];
-        a1 |= f <= 1 ? bit : 0;
-        a2 |= f <= 2 ? bit : 0;
-        a3 |= f <= 3 ? bit : 0;
-    }
     /* Results not in a tier at block 0 match 0 blocks there. */
     memset(idx->nends, 0, sizeof(idx->nends));
     end_log(idx, 1, a4 & ~a1, 0);
@@ -1644,14 +1639,12 @@ emit(const struct brain_prefix_index *idx, unsigned t, uint64_t set,
      uint32_t *m, struct brain_prefix_match *out, size_t j, size_t cap)
 {
     if (t == 0) {
+        struct brain_prefix_match v = {
+            .matched = {0, m[1], m[2], m[3], m[4]},
+        };
         for (; set && j < cap; set &= set - 1, j++) {
-            struct brain_prefix_match *o = &out[j];
-            o->matched[0] = 0;
-            o->matched[1] = m[1];
-            o->matched[2] = m[2];
-            o->matched[3] = m[3];
-            o->matched[4] = m[4];
-            o->node = idx->rnode[__builtin_ctzll(set)];
+            v.node = idx->rnode[__builtin_ctzll(set)];
+            out[j] = v;
         }
         return j;
     }
@@ -1884,21 +1877,36 @@ brain_prefix_index_find_matches(struct brain_prefix_index *idx, uint16_t ns,
         tag = idx->call_tag = RMAP_INDEX + 1;
     }
     const uint16_t *h = holders_of(idx, (struct kslot *)k, &nh);
+    /* a[t - 1]: results holding block 0 in tier t or faster (<= 64). */
+    uint64_t a[3] = {0, 0, 0};
     for (uint32_t j = 0; j < nh; j++) {
         uint16_t node = H_NODE(h[j]);
         if (idx->ndead && is_dead(idx, node))
             continue;
+        unsigned mk = H_MASK(h[j]);
         idx->rnode[nres] = node;
         idx->rmap[node] = tag | (uint32_t)nres;
-        idx->cur[nres] = (uint8_t)fastest_tier(H_MASK(h[j]));
+        if (nh <= 64) {
+            uint64_t bit = 1ull << nres;
+            a[0] |= bit & -(uint64_t)(mk & 1);
+            a[1] |= bit & -(uint64_t)((mk & 3) != 0);
+            a[2] |= bit & -(uint64_t)((mk & 7) != 0);
+        } else {
+            idx->cur[nres] = (uint8_t)fastest_tier(mk);
+        }
         nres++;
     }
     if (nres == 0)
         return 0;
-    if (nres <= 64)
-        walk_one_word(idx, &c, k, n, nres, tag);
-    else
+    if (nres <= 64) {
+        /* Dead holders left few enough: the bitsets from cur[]. */
+        for (size_t r = 0; nh > 64 && r < nres; r++)
+            for (unsigned t = idx->cur[r]; t < BRAIN_PREFIX_TIER_MAX; t++)
+                a[t - 1] |= 1ull << r;
+        walk_one_word(idx, &c, k, n, nres, tag, a);
+    } else {
         walk_words(idx, &c, k, n, nres, tag);
+    }
     idx->walk_blocks += c.steps;
     idx->walk_jumps += c.jumps;
     idx->walk_hints += c.hints;

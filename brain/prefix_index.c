@@ -1431,10 +1431,16 @@ prefetch_landing(const struct brain_prefix_index *idx, const struct cursor *c,
                  size_t p, size_t i)
 {
     size_t lim = c->n - 1 - i;
+
+    /* The first lines at once: reading the bits may miss the cache. */
+    prefetch_run(idx, p, RUN_LINES + 1);
+    __builtin_prefetch(&idx->rb[p / 64], 0, 3);
     size_t q = run_len(idx, p, offsetof(struct runbits, skip), lim);
     size_t e = run_len(idx, p, offsetof(struct runbits, link), lim);
-
-    prefetch_run(idx, p, q / 4 + 1 < RUN_AHEAD ? q / 4 + 1 : RUN_AHEAD);
+    if (q / 4 + 1 > RUN_LINES + 1)
+        prefetch_run(idx, p + 4 * (RUN_LINES + 1),
+                     (q < 4 * RUN_AHEAD ? q / 4 + 1 : RUN_AHEAD) -
+                         (RUN_LINES + 1));
     __builtin_prefetch(&idx->ks[p + q], 0, 3);
     /* Where the holders change, the next record is the next block. */
     if (q < e)

@@ -20,7 +20,11 @@
  * always empty).  Removed blocks leave holes in the store that a
  * compaction (order kept, so runs stay runs) squeezes out once they pass
  * an eighth of the blocks.  Blocks with more than three holders keep them
- * in a pool of power-of-two arrays.  Holders are sorted by node.
+ * in a pool of power-of-two arrays.  Holders are sorted by node.  Two bits
+ * per store position (link: the next record is this one's child; skip:
+ * and held alike) tell the walk, without reading records, how far a run
+ * and its stretch of alike holders go: it prefetches them at once and
+ * only compares keys along such a stretch.
  */
 #include "prefix_index.h"
 

@@ -108,15 +108,14 @@ struct hslot {
 };
 
 /*
- * Run summary of 64 store positions: what lets find_matches() skip a
- * run's records instead of reading each one.  Bit p % 64 of `link` says
- * that records p and p + 1 both exist and p + 1's parent is p's block;
- * of `skip`, that they are linked and hold_word() is equal at both (the
- * same namespace and inline holders).  Blocks are prefix-chained, so if
- * records p .. p + d are linked and record p + d is chain[i + d], then
- * they are chain[i .. i + d]; with their skip bits set they are all held
- * exactly like chain[i].  Zero is always safe (the walk then reads the
- * record), so a fresh array needs no initialisation.
+ * Run summary of 64 store positions: what tells find_matches() how far a
+ * run and its stretch of alike holders go without reading the records.
+ * Bit p % 64 of `link` says that records p and p + 1 both exist and
+ * p + 1's parent is p's block; of `skip`, that they are linked and
+ * same_holders() (one namespace, the same holders).  The walk prefetches
+ * such a stretch at once and only compares keys along it.  Zero is
+ * always safe (the walk then reads the record's holders), so a fresh
+ * array needs no initialisation.
  */
 struct runbits {
     uint64_t link; /* p + 1 is the child of p */
@@ -192,7 +191,7 @@ struct brain_prefix_index {
     uint64_t walk_blocks;  /* blocks looked up after block 0, all calls */
     uint64_t walk_jumps;   /* hash probes after block 0, all calls */
     uint64_t walk_hints;   /* hints followed after block 0, all calls */
-    uint64_t walk_skipped; /* blocks passed over inside runs, all calls */
+    uint64_t walk_skipped; /* blocks passed along alike stretches, all */
 };
 
 /* --- hashing ----------------------------------------------------------- */

@@ -180,8 +180,9 @@ struct brain_prefix_index {
     struct {
         uint64_t mask; /* results (bits) that stopped */
         uint32_t at;   /* the block they stopped at: their matched[t] */
-    } ends[BRAIN_PREFIX_TIER_MAX + 1][64 + 2];
-    uint8_t nends[BRAIN_PREFIX_TIER_MAX + 1]; /* entries in each log */
+    } ends[64 + 2][BRAIN_PREFIX_TIER_MAX + 1]; /* [entry][tier]: a call's
+                                                * first entries share lines */
+    uint8_t nends[BRAIN_PREFIX_TIER_MAX + 1];  /* entries in each log */
     union {
         unsigned __int128 wide[BRAIN_PREFIX_MAX_NODES]; /* long chains */
         /* The rest: keys, then the same keys sorted. */
@@ -1555,8 +1556,8 @@ static inline void
 end_log(struct brain_prefix_index *idx, unsigned t, uint64_t bits, uint32_t at)
 {
     if (bits) {
-        idx->ends[t][idx->nends[t]].mask = bits;
-        idx->ends[t][idx->nends[t]++].at = at;
+        idx->ends[idx->nends[t]][t].mask = bits;
+        idx->ends[idx->nends[t]++][t].at = at;
     }
 }
 
@@ -1658,10 +1659,10 @@ emit(const struct brain_prefix_index *idx, unsigned t, uint64_t set,
         return j;
     }
     for (size_t e = idx->nends[t]; e-- > 0 && set && j < cap;) {
-        uint64_t g = set & idx->ends[t][e].mask;
+        uint64_t g = set & idx->ends[e][t].mask;
         if (!g)
             continue;
-        m[t] = idx->ends[t][e].at;
+        m[t] = idx->ends[e][t].at;
         j = emit(idx, t - 1, g, m, out, j, cap);
         set &= ~g;
     }
@@ -1922,6 +1923,15 @@ brain_prefix_index_find_matches(struct brain_prefix_index *idx, uint16_t ns,
     idx->walk_skipped += c.skipped;
     if (out_cap == 0)
         return (int)nres;
+    if (nres == 1) {
+        /* One result is in exactly one entry of each tier's log. */
+        out[0] = (struct brain_prefix_match){
+            .matched = {0, idx->ends[0][1].at, idx->ends[0][2].at,
+                        idx->ends[0][3].at, idx->ends[0][4].at},
+            .node = idx->rnode[0],
+        };
+        return 1;
+    }
     if (nres <= 64) {
         uint32_t m[BRAIN_PREFIX_TIER_MAX + 1] = {0};
         (void)emit(idx, BRAIN_PREFIX_TIER_MAX, ~0ull, m, out, 0, out_cap);

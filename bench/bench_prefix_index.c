@@ -1053,6 +1053,8 @@ struct lat {
     struct pct jumps;     /* index only: off-run steps per call (not ns) */
     double jump_frac;     /* index only: hash probes / blocks walked */
     double hint_frac;     /* index only: hints followed / blocks walked */
+    double skip_frac;     /* index only: blocks passed along alike
+                           * stretches (no holder work) / blocks walked */
 };
 
 /* Per-call latency of find_matches over trace chains or cold chains. */
@@ -1066,7 +1068,7 @@ lookup_latency(const struct impl *im, struct brain_prefix_index *ix,
     uint64_t *pb = xrealloc(NULL, count * sizeof(*pb));
     uint64_t *jp = xrealloc(NULL, count * sizeof(*jp));
     struct brain_prefix_index_stats s0 = {0}, s1 = {0};
-    uint64_t jump_sum = 0, hint_sum = 0, walk_sum = 0;
+    uint64_t jump_sum = 0, hint_sum = 0, walk_sum = 0, skip_sum = 0;
     struct brain_prefix_match res[MAX_RES];
     uint64_t chain[32];
     struct rng r = {seed * 3 + 1};
@@ -1098,6 +1100,7 @@ lookup_latency(const struct impl *im, struct brain_prefix_index *ix,
             jp[i] = s1.lookup_jumps - s0.lookup_jumps;
             jump_sum += jp[i];
             hint_sum += h;
+            skip_sum += s1.lookup_skipped - s0.lookup_skipped;
             jp[i] += h;
             walk_sum += s1.lookup_blocks - s0.lookup_blocks;
         }
@@ -1128,6 +1131,7 @@ lookup_latency(const struct impl *im, struct brain_prefix_index *ix,
         out.jumps = percentiles(jp, count);
         out.jump_frac = walk_sum ? (double)jump_sum / (double)walk_sum : 0;
         out.hint_frac = walk_sum ? (double)hint_sum / (double)walk_sum : 0;
+        out.skip_frac = walk_sum ? (double)skip_sum / (double)walk_sum : 0;
     }
     free(lat);
     free(sl);
@@ -1525,6 +1529,8 @@ main(int argc, char **argv)
             "");
         row(&rp, "  per block walked: hints followed", 3, a->hint_frac, NAN,
             NAN, "");
+        row(&rp, "  per block walked: passed along alike stretches", 3,
+            a->skip_frac, NAN, NAN, "");
     }
     rp.section = "memory";
     row(&rp, "bytes/block (allocated)", 1, bpb, nv_bpb, NAN, "<= 64");

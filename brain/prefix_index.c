@@ -20,7 +20,11 @@
  * always empty).  Removed blocks leave holes in the store that a
  * compaction (order kept, so runs stay runs) squeezes out once they pass
  * an eighth of the blocks.  Blocks with more than three holders keep them
- * in a pool of power-of-two arrays.  Holders are sorted by node.
+ * in a pool of power-of-two arrays.  Holders are sorted by node.  Two bits
+ * per store position (link: the next record is this one's child; skip:
+ * and held alike) tell the walk, without reading records, how far a run
+ * and its stretch of alike holders go: it prefetches them at once and
+ * only compares keys along such a stretch.
  */
 #include "prefix_index.h"
 
@@ -69,6 +73,8 @@
 #define START_SLOTS 3
 /* A chain walk prefetches the store this many lines ahead in a run. */
 #define RUN_LINES 4
+/* ... and this many when it knows how long the run is. */
+#define RUN_AHEAD 24
 /* Chains up to this long sort results by one 64-bit key (12-bit fields). */
 #define PACK_MAX 0xfffu
 /* Low bits of an rmap entry: a result index (< BRAIN_PREFIX_MAX_NODES). */
@@ -101,6 +107,21 @@ struct hslot {
     uint32_t pos1; /* store position + 1; 0 = empty slot */
 };
 
+/*
+ * Run summary of 64 store positions: what tells find_matches() how far a
+ * run and its stretch of alike holders go without reading the records.
+ * Bit p % 64 of `link` says that records p and p + 1 both exist and
+ * p + 1's parent is p's block; of `skip`, that they are linked and
+ * same_holders() (one namespace, the same holders).  The walk prefetches
+ * such a stretch at once and only compares keys along it.  Zero is
+ * always safe (the walk then reads the record's holders), so a fresh
+ * array needs no initialisation.
+ */
+struct runbits {
+    uint64_t link; /* p + 1 is the child of p */
+    uint64_t skip; /* ... and held exactly like p */
+};
+
 _Static_assert(sizeof(struct kslot) == 16, "four key records per line");
 _Static_assert(offsetof(struct kslot, hold) ==
                        offsetof(struct kslot, nsf) + 2 &&
@@ -122,6 +143,8 @@ struct brain_prefix_index {
     size_t ccap;            /* cold records allocated */
     uint32_t *nx;           /* store: continuation hint per position */
     size_t xcap;            /* hints allocated */
+    struct runbits *rb;     /* store: link and skip bits, 64 per entry */
+    size_t bcap;            /* runbits entries allocated */
     size_t holes;           /* positions below `used` left by removals */
     size_t nentries;        /* blocks (occupied positions) */
     uint64_t seed;          /* salts m so keys are not caller-chosen */
@@ -152,14 +175,24 @@ struct brain_prefix_index {
     uint64_t alive[BRAIN_PREFIX_TIER_MAX + 1][BRAIN_PREFIX_MAX_NODES / 64];
     /* Results holding the current block, by their fastest tier. */
     uint64_t held[BRAIN_PREFIX_TIER_MAX + 1][BRAIN_PREFIX_MAX_NODES / 64];
+    /* One-word walks: per tier, the results that stopped matching it at
+     * a block, and that block, in block order (see walk_one_word()). */
+    struct {
+        uint64_t mask; /* results (bits) that stopped */
+        uint32_t at;   /* the block they stopped at: their matched[t] */
+    } ends[64 + 2][BRAIN_PREFIX_TIER_MAX + 1]; /* [entry][tier]: a call's
+                                                * first entries share lines */
+    uint8_t nends[BRAIN_PREFIX_TIER_MAX + 1];  /* entries in each log */
     union {
         unsigned __int128 wide[BRAIN_PREFIX_MAX_NODES]; /* long chains */
-        uint64_t packed[BRAIN_PREFIX_MAX_NODES];        /* the rest */
-    } keys;                                             /* sort keys */
+        /* The rest: keys, then the same keys sorted. */
+        uint64_t packed[2 * BRAIN_PREFIX_MAX_NODES];
+    } keys; /* sort keys */
     /* Counters of the last find_matches() walk, for the benchmark. */
-    uint64_t walk_blocks; /* blocks looked up after block 0, all calls */
-    uint64_t walk_jumps;  /* hash probes after block 0, all calls */
-    uint64_t walk_hints;  /* hints followed after block 0, all calls */
+    uint64_t walk_blocks;  /* blocks looked up after block 0, all calls */
+    uint64_t walk_jumps;   /* hash probes after block 0, all calls */
+    uint64_t walk_hints;   /* hints followed after block 0, all calls */
+    uint64_t walk_skipped; /* blocks passed along alike stretches, all */
 };
 
 /* --- hashing ----------------------------------------------------------- */
@@ -270,6 +303,38 @@ holders_of(struct brain_prefix_index *idx, struct kslot *k, uint32_t *n)
     }
     *n = k->hold[0] == 0 ? 0 : k->hold[1] == 0 ? 1 : k->hold[2] == 0 ? 2 : 3;
     return k->hold;
+}
+
+/*
+ * A record's namespace and holders as one word (one load): equal words
+ * mean the same holders (inline, or the same pool array), so a block
+ * held exactly like the one before it needs no work.
+ */
+static inline uint64_t
+hold_word(const struct kslot *k)
+{
+    uint64_t w;
+
+    memcpy(&w, (const char *)k + offsetof(struct kslot, nsf), sizeof(w));
+    return w;
+}
+
+/*
+ * Whether records a and b are in one namespace with the same holders:
+ * one word compare for inline holders; for pool-held ones (a system
+ * prompt replicated everywhere) a compare of their arrays, far cheaper
+ * than the walk's work per holder.
+ */
+static inline bool
+same_holders(const struct brain_prefix_index *idx, const struct kslot *a,
+             const struct kslot *b)
+{
+    if (hold_word(a) == hold_word(b))
+        return true;
+    return (a->nsf & NSF_OVERFLOW) && a->nsf == b->nsf &&
+           a->hold[2] == b->hold[2] &&
+           memcmp(idx->pool + slot_pool_off(a), idx->pool + slot_pool_off(b),
+                  a->hold[2] * sizeof(*idx->pool)) == 0;
 }
 
 /* Index of node in h[0..n-1] (sorted by node), or where it would go. */
@@ -629,8 +694,51 @@ store_reserve(struct brain_prefix_index *idx, size_t want)
     if (!nx)
         return -ENOMEM;
     idx->nx = nx;
+    size_t obcap = idx->bcap;
+    struct runbits *nb =
+        grow_to(idx->rb, &idx->bcap, sizeof(*nb), ncap / 64 + 1);
+    if (!nb)
+        return -ENOMEM;
+    /* realloc() does not zero; zero bits are the safe ones. */
+    memset(nb + obcap, 0, (idx->bcap - obcap) * sizeof(*nb));
+    idx->rb = nb;
     idx->scap = ncap;
     return 0;
+}
+
+/* Sets both run bits of position p. */
+static inline void
+rb_put(struct runbits *rb, size_t p, bool link, bool skip)
+{
+    uint64_t b = 1ull << (p % 64);
+    struct runbits *r = &rb[p / 64];
+
+    r->link = link ? r->link | b : r->link & ~b;
+    r->skip = skip ? r->skip | b : r->skip & ~b;
+}
+
+/*
+ * Recomputes the skip bit of the pair (p, p + 1) from its link bit and
+ * the two records' holders.  Every change to a record's holders (pool
+ * arrays included) calls this for both its pairs, so the bit is exact.
+ */
+static void
+pair_update(struct brain_prefix_index *idx, size_t p)
+{
+    uint64_t b = 1ull << (p % 64);
+    bool link = p + 1 < idx->used && (idx->rb[p / 64].link & b);
+    const struct kslot *k = &idx->ks[p];
+
+    rb_put(idx->rb, p, link, link && same_holders(idx, k, k + 1));
+}
+
+/* Record pos changed holders: its pairs with both neighbours may too. */
+static void
+note_holders(struct brain_prefix_index *idx, size_t pos)
+{
+    if (pos > 0)
+        pair_update(idx, pos - 1);
+    pair_update(idx, pos);
 }
 
 /* Live positions below old position p: its position after compaction. */
@@ -666,12 +774,19 @@ compact(struct brain_prefix_index *idx)
             continue;
         bits[p / 64] |= 1ull << (p % 64);
         if (dst != p) {
+            const struct runbits *r = &idx->rb[p / 64];
+            uint64_t b = 1ull << (p % 64);
             idx->ks[dst] = idx->ks[p];
             idx->cs[dst] = idx->cs[p];
             idx->nx[dst] = idx->nx[p];
+            /* A record before a hole has clear bits (see drop_rec()), so
+             * its bits stay true next to its new neighbour. */
+            rb_put(idx->rb, dst, r->link & b, r->skip & b);
         }
         dst++;
     }
+    for (size_t p = dst; p < idx->used; p++)
+        rb_put(idx->rb, p, false, false);
     /* Hints move with their targets; hints to holes are dropped. */
     for (size_t p = 0; p < dst; p++) {
         size_t q = idx->nx[p];
@@ -716,6 +831,10 @@ drop_rec(struct brain_prefix_index *idx, size_t s, size_t pos)
     }
     memset(k, 0, sizeof(*k));
     idx->nx[pos] = 0;
+    /* No pair with a hole is linked. */
+    rb_put(idx->rb, pos, false, false);
+    if (pos > 0)
+        rb_put(idx->rb, pos - 1, false, false);
     hash_delete(idx, s);
     idx->nentries--;
     idx->holes++;
@@ -745,6 +864,7 @@ purge_dead(struct brain_prefix_index *idx, struct kslot *k)
         for (uint32_t j = live; j < INLINE_HOLDERS; j++)
             k->hold[j] = 0;
     }
+    note_holders(idx, (size_t)(k - idx->ks));
     return live;
 }
 
@@ -855,6 +975,7 @@ brain_prefix_index_destroy(struct brain_prefix_index *idx)
     array_free(idx->ks, idx->kcap * sizeof(*idx->ks));
     array_free(idx->cs, idx->ccap * sizeof(*idx->cs));
     array_free(idx->nx, idx->xcap * sizeof(*idx->nx));
+    array_free(idx->rb, idx->bcap * sizeof(*idx->rb));
     free(idx->pool);
     free(idx);
 }
@@ -975,7 +1096,7 @@ del_holder(struct brain_prefix_index *idx, struct kslot *k, uint16_t node,
  * that leaves the parent's run jumps here without a hash probe.  The
  * newest child wins; hints are only ever hints (the walk checks the key).
  */
-static void
+static bool
 link_parent(struct brain_prefix_index *idx, uint64_t pm, uint16_t nsv,
             size_t pos)
 {
@@ -983,10 +1104,11 @@ link_parent(struct brain_prefix_index *idx, uint64_t pm, uint16_t nsv,
 
     if (pos > 0 && idx->ks[pos - 1].m == pm &&
         (idx->ks[pos - 1].nsf & NS_MASK) == nsv)
-        return;
+        return true;
     size_t s = probe(idx, pm, nsv, &found);
     if (found)
         idx->nx[idx->hs[s].pos1 - 1] = (uint32_t)(pos + 1);
+    return false;
 }
 
 static int
@@ -1014,6 +1136,7 @@ do_store(struct brain_prefix_index *idx, uint64_t m, uint16_t nsv,
             idx->cs[pos].parent = parent;
         if (r == 0)
             return 0;
+        note_holders(idx, pos);
         idx->count[node][tier]++;
         if (r == 2)
             idx->count[node][0]++;
@@ -1052,8 +1175,14 @@ do_store(struct brain_prefix_index *idx, uint64_t m, uint16_t nsv,
     idx->ks[pos] = (struct kslot){.m = m, .nsf = nsv};
     idx->ks[pos].hold[0] = H_MAKE(node, bit);
     idx->cs[pos] = (struct cslot){.parent = parent};
-    if (parent != 0)
-        link_parent(idx, fmix64(parent ^ ns_salt(idx, nsv - 1)), nsv, pos);
+    /* The bits of the record before are clear (it was the last one, or
+     * its successor was dropped): link them if this is its child. */
+    rb_put(idx->rb, pos, false, false);
+    if (parent != 0 &&
+        link_parent(idx, fmix64(parent ^ ns_salt(idx, nsv - 1)), nsv, pos)) {
+        rb_put(idx->rb, pos - 1, true, false);
+        pair_update(idx, pos - 1);
+    }
     idx->nentries++;
     idx->count[node][tier]++;
     idx->count[node][0]++;
@@ -1085,6 +1214,8 @@ do_remove(struct brain_prefix_index *idx, uint64_t m, uint16_t nsv,
         idx->count[node][0]--;
     if (r == 0)
         drop_rec(idx, s, pos);
+    else
+        note_holders(idx, pos);
     return 0;
 }
 
@@ -1248,6 +1379,7 @@ struct cursor {
     uint64_t steps;        /* blocks looked up after block 0 */
     uint64_t jumps;        /* of which by hash probe */
     uint64_t hints;        /* of which by continuation hint */
+    uint64_t skipped;      /* of which passed over inside a run */
     bool packed;           /* results go to keys.packed, not mt */
     uint16_t nsv;          /* its namespace + 1 */
 };
@@ -1260,6 +1392,98 @@ prefetch_run(const struct brain_prefix_index *idx, size_t p, size_t lines)
 
     for (size_t l = 0; l < lines; l++)
         __builtin_prefetch((const void *)(a + l * 64), 0, 3);
+}
+
+/*
+ * Distance from position p to the first position q >= p whose bit in
+ * `which` (offsetof link or skip) is clear, or `lim` if that is nearer.
+ * The last record's bits are clear, so the scan ends inside the store.
+ */
+static inline size_t
+run_len(const struct brain_prefix_index *idx, size_t p, size_t which,
+        size_t lim)
+{
+    const char *base = (const char *)idx->rb + which;
+    size_t w = p / 64, d;
+    uint64_t z;
+
+    memcpy(&z, base + w * sizeof(struct runbits), sizeof(z));
+    z = ~z >> (p % 64);
+    if (z)
+        return (size_t)__builtin_ctzll(z) < lim ? (size_t)__builtin_ctzll(z)
+                                                : lim;
+    for (d = 64 - p % 64; d < lim; d += 64) {
+        memcpy(&z, base + ++w * sizeof(struct runbits), sizeof(z));
+        if (~z)
+            return d + (size_t)__builtin_ctzll(~z) < lim
+                       ? d + (size_t)__builtin_ctzll(~z)
+                       : lim;
+    }
+    return lim;
+}
+
+/*
+ * Landing on a run at position p (block i): fetch what the walk will read
+ * there at once, not one line after another: the stretch of records held
+ * alike (up to RUN_AHEAD lines; the run bits say how long it is), the
+ * record after it, and where the run ends as a run: that record and its
+ * continuation hint, the likely way to the next run, so that following
+ * a hint costs one memory latency, not two.
+ */
+static inline void
+prefetch_landing(const struct brain_prefix_index *idx, const struct cursor *c,
+                 size_t p, size_t i)
+{
+    size_t lim = c->n - 1 - i;
+
+    /* The first lines at once: reading the bits may miss the cache. */
+    prefetch_run(idx, p, RUN_LINES + 1);
+    __builtin_prefetch(&idx->rb[p / 64], 0, 3);
+    size_t q = run_len(idx, p, offsetof(struct runbits, skip), lim);
+    size_t e = run_len(idx, p, offsetof(struct runbits, link), lim);
+    if (q / 4 + 1 > RUN_LINES + 1)
+        prefetch_run(idx, p + 4 * (RUN_LINES + 1),
+                     (q < 4 * RUN_AHEAD ? q / 4 + 1 : RUN_AHEAD) -
+                         (RUN_LINES + 1));
+    __builtin_prefetch(&idx->ks[p + q], 0, 3);
+    /* Where the holders change, the next record is the next block. */
+    if (q < e)
+        __builtin_prefetch(&idx->ks[p + q + 1], 0, 3);
+    if (e != q)
+        __builtin_prefetch(&idx->ks[p + e], 0, 3);
+    if (e < lim)
+        __builtin_prefetch(&idx->nx[p + e], 0, 3);
+}
+
+/*
+ * From block i - 1 at c->pos, passes the following blocks of its run that
+ * are held exactly like it: the skip bits give that stretch without
+ * reading the records, so the walk knows how far to prefetch (it did on
+ * landing) and compares only keys along it, with no holder work.  Every
+ * key is compared: a caller's chain need not be prefix-chained (a block
+ * replaced in the middle, the later ones kept), and the answer must not
+ * depend on that.  Returns how many blocks were passed.
+ */
+static inline size_t
+run_skip(struct brain_prefix_index *idx, struct cursor *c, size_t i)
+{
+    size_t p = c->pos;
+    size_t d = run_len(idx, p, offsetof(struct runbits, skip), c->n - i);
+    const struct kslot *k = &idx->ks[p + 1];
+    const uint64_t *ch = c->chain + i;
+    size_t j;
+
+    /* The records share the namespace: the skip bits compare it. */
+    for (j = 0; j < d; j++) {
+        if (((p + 1 + j) & 3) == 0)
+            __builtin_prefetch(&k[j + 4 * RUN_AHEAD], 0, 3);
+        if (k[j].m != fmix64(ch[j] ^ c->salt))
+            break;
+    }
+    c->pos = p + j;
+    c->steps += j;
+    c->skipped += j;
+    return j;
 }
 
 /* Block i's key record, or NULL when the index does not hold it. */
@@ -1288,7 +1512,7 @@ cur_find(struct brain_prefix_index *idx, struct cursor *c, size_t i)
         if (k->m == m && (k->nsf & NS_MASK) == c->nsv) {
             c->hints++;
             c->pos = q - 1;
-            prefetch_run(idx, c->pos, RUN_LINES + 1);
+            prefetch_landing(idx, c, c->pos, i);
             return k;
         }
     }
@@ -1300,23 +1524,8 @@ cur_find(struct brain_prefix_index *idx, struct cursor *c, size_t i)
     if (!found)
         return NULL;
     c->pos = idx->hs[s].pos1 - 1;
-    /* A new run: fetch its first lines at once, not one by one. */
-    prefetch_run(idx, c->pos, RUN_LINES + 1);
+    prefetch_landing(idx, c, c->pos, i);
     return &idx->ks[c->pos];
-}
-
-/*
- * A record's namespace and holders as one word (one load): equal words
- * mean the same holders (inline, or the same pool array), so a block
- * held exactly like the one before it needs no work.
- */
-static inline uint64_t
-hold_word(const struct kslot *k)
-{
-    uint64_t w;
-
-    memcpy(&w, (const char *)k + offsetof(struct kslot, nsf), sizeof(w));
-    return w;
 }
 
 /*
@@ -1342,39 +1551,54 @@ end_bits(struct brain_prefix_index *idx, const struct cursor *c, unsigned t,
     }
 }
 
+/* Logs that the results in `bits` stop matching tier t at block `at`. */
+static inline void
+end_log(struct brain_prefix_index *idx, unsigned t, uint64_t bits, uint32_t at)
+{
+    if (bits) {
+        idx->ends[idx->nends[t]][t].mask = bits;
+        idx->ends[idx->nends[t]++][t].at = at;
+    }
+}
+
 /*
  * The chain walk of find_matches() for up to 64 results (the common
  * case), with the per-tier bitsets in registers.  a<t> holds the results
  * whose every block so far is in tier t or faster; l<t> the results
  * holding the current block in tier t or faster.  A block costs O(its
  * holders) plus a few word operations, however many nodes still match,
- * and the walk stops when none does.
+ * and the walk stops when none does.  a0[t - 1] holds the results that
+ * hold block 0 in tier t or faster.  Nothing is written per result:
+ * each tier's log (idx->ends) gets one entry per block where some
+ * results stop matching it, in block order, and emit() reads the answer
+ * from the logs.
  */
 static void
 walk_one_word(struct brain_prefix_index *idx, struct cursor *c,
-              const struct kslot *k0, size_t n, size_t nres, uint32_t tag)
+              const struct kslot *k0, size_t n, size_t nres, uint32_t tag,
+              const uint64_t a0[3])
 {
-    uint64_t a1 = 0, a2 = 0, a3 = 0, a4 = 0;
-    uint64_t prev = hold_word(k0);
+    uint64_t a1 = a0[0], a2 = a0[1], a3 = a0[2];
+    uint64_t a4 = nres == 64 ? ~0ull : (1ull << nres) - 1;
+    const struct kslot *prev = k0;
     size_t i;
 
-    for (size_t r = 0; r < nres; r++) {
-        uint64_t bit = 1ull << r;
-        unsigned f = idx->cur[r];
-        a1 |= f <= 1 ? bit : 0;
-        a2 |= f <= 2 ? bit : 0;
-        a3 |= f <= 3 ? bit : 0;
-        a4 |= bit;
-    }
+    /* Results not in a tier at block 0 match 0 blocks there. */
+    memset(idx->nends, 0, sizeof(idx->nends));
+    end_log(idx, 1, a4 & ~a1, 0);
+    end_log(idx, 2, a4 & ~a2, 0);
+    end_log(idx, 3, a4 & ~a3, 0);
     for (i = 1; i < n; i++) {
+        i += run_skip(idx, c, i);
+        if (i >= n)
+            break;
         struct kslot *k = cur_find(idx, c, i);
         if (!k)
             break;
         /* The same holders as the block before: nothing can change. */
-        uint64_t hw = hold_word(k);
-        if (hw == prev)
+        if (same_holders(idx, k, prev))
             continue;
-        prev = hw;
+        prev = k;
         uint64_t l1 = 0, l2 = 0, l3 = 0, l4 = 0;
         uint32_t nh;
         const uint16_t *h = holders_of(idx, k, &nh);
@@ -1391,10 +1615,10 @@ walk_one_word(struct brain_prefix_index *idx, struct cursor *c,
         }
         uint64_t d1 = a1 & ~l1, d2 = a2 & ~l2, d3 = a3 & ~l3, d4 = a4 & ~l4;
         if (d1 | d2 | d3 | d4) {
-            end_bits(idx, c, 1, 0, d1, (uint32_t)i);
-            end_bits(idx, c, 2, 0, d2, (uint32_t)i);
-            end_bits(idx, c, 3, 0, d3, (uint32_t)i);
-            end_bits(idx, c, 4, 0, d4, (uint32_t)i);
+            end_log(idx, 1, d1, (uint32_t)i);
+            end_log(idx, 2, d2, (uint32_t)i);
+            end_log(idx, 3, d3, (uint32_t)i);
+            end_log(idx, 4, d4, (uint32_t)i);
             a1 &= l1;
             a2 &= l2;
             a3 &= l3;
@@ -1404,10 +1628,45 @@ walk_one_word(struct brain_prefix_index *idx, struct cursor *c,
         }
     }
     /* Whoever is still matching matched up to here. */
-    end_bits(idx, c, 1, 0, a1, (uint32_t)i);
-    end_bits(idx, c, 2, 0, a2, (uint32_t)i);
-    end_bits(idx, c, 3, 0, a3, (uint32_t)i);
-    end_bits(idx, c, 4, 0, a4, (uint32_t)i);
+    end_log(idx, 1, a1, (uint32_t)i);
+    end_log(idx, 2, a2, (uint32_t)i);
+    end_log(idx, 3, a3, (uint32_t)i);
+    end_log(idx, 4, a4, (uint32_t)i);
+}
+
+/*
+ * Writes the results in `set` best first into out[j ..], up to out[cap -
+ * 1], after a one-word walk; returns the next free index.  Each result is
+ * in exactly one entry of each tier's log, and a log is in block order:
+ * so tier t's entries, newest first, split the set into groups by
+ * matched[t] descending, each group is split by tier t - 1 the same way,
+ * and the groups of tier 1 are emitted in result (= node) order.  The
+ * groups are few (a log has an entry only where some result stopped), so
+ * the cost is one write per result plus a few word operations per group.
+ */
+static size_t
+emit(const struct brain_prefix_index *idx, unsigned t, uint64_t set,
+     uint32_t *m, struct brain_prefix_match *out, size_t j, size_t cap)
+{
+    if (t == 0) {
+        struct brain_prefix_match v = {
+            .matched = {0, m[1], m[2], m[3], m[4]},
+        };
+        for (; set && j < cap; set &= set - 1, j++) {
+            v.node = idx->rnode[__builtin_ctzll(set)];
+            out[j] = v;
+        }
+        return j;
+    }
+    for (size_t e = idx->nends[t]; e-- > 0 && set && j < cap;) {
+        uint64_t g = set & idx->ends[e][t].mask;
+        if (!g)
+            continue;
+        m[t] = idx->ends[e][t].at;
+        j = emit(idx, t - 1, g, m, out, j, cap);
+        set &= ~g;
+    }
+    return j;
 }
 
 /* The same for more than 64 results, with the bitsets in idx. */
@@ -1416,20 +1675,29 @@ walk_words(struct brain_prefix_index *idx, struct cursor *c,
            const struct kslot *k0, size_t n, size_t nres, uint32_t tag)
 {
     size_t nw = (nres + 63) / 64, i;
-    uint64_t prev = hold_word(k0);
+    const struct kslot *prev = k0;
 
     memset(idx->alive, 0, sizeof(idx->alive));
-    for (size_t r = 0; r < nres; r++)
+    for (size_t r = 0; r < nres; r++) {
+        /* Tiers faster than the fastest at block 0 end at 0. */
+        if (c->packed)
+            idx->keys.packed[r] = 0xffffu - r;
+        else
+            for (unsigned t = 1; t < idx->cur[r]; t++)
+                idx->mt[t][r] = 0;
         for (unsigned t = idx->cur[r]; t <= BRAIN_PREFIX_TIER_MAX; t++)
             idx->alive[t][r / 64] |= 1ull << (r % 64);
+    }
     for (i = 1; i < n; i++) {
+        i += run_skip(idx, c, i);
+        if (i >= n)
+            break;
         struct kslot *k = cur_find(idx, c, i);
         if (!k)
             break;
-        uint64_t hw = hold_word(k);
-        if (hw == prev)
+        if (same_holders(idx, k, prev))
             continue;
-        prev = hw;
+        prev = k;
         memset(idx->held, 0, sizeof(idx->held));
         uint32_t nh;
         const uint16_t *h = holders_of(idx, k, &nh);
@@ -1487,32 +1755,68 @@ result_desc(const void *a, const void *b, void *arg)
     return (int)idx->rnode[x] - (int)idx->rnode[y];
 }
 
+/* Classes (distinct matched[] values) sort_packed() orders by counting. */
+#define SORT_CLASSES 32
+
 /*
- * Orders the results best first, for chains of up to PACK_MAX blocks:
- * the walk built each key as matched[4], [3], [2], [1] (12 bits each)
- * above the complement of the result index.  Results are numbered in
- * node order, so ties fall to the lower node.  Commonly most nodes hold
- * only the first block or two and tie, the keys are nearly sorted
- * already, and insertion sort is linear.
+ * Orders the results best first, for chains of up to PACK_MAX blocks,
+ * into keys.packed[BRAIN_PREFIX_MAX_NODES ..], which it returns.  The
+ * walk built each key as matched[4], [3], [2], [1] (12 bits each) above
+ * the complement of the result index; results are numbered in node
+ * order, so ties fall to the lower node.  Results come in few classes
+ * (distinct matched[] values: most nodes hold the first block or two
+ * and tie, in one tier or another), interleaved in node order, where an
+ * insertion sort would go quadratic: so the classes are collected and
+ * sorted, and the results counted into place by class, stably.  More
+ * than SORT_CLASSES classes fall back to qsort().
  */
-static void
+static const uint64_t *
 sort_packed(struct brain_prefix_index *idx, size_t nres)
 {
-    uint64_t *k = idx->keys.packed;
+    const uint64_t *k = idx->keys.packed;
+    uint64_t *out = idx->keys.packed + BRAIN_PREFIX_MAX_NODES;
+    uint64_t cls[SORT_CLASSES];
+    uint32_t at[SORT_CLASSES];
+    uint8_t of[BRAIN_PREFIX_MAX_NODES];
+    size_t ncls = 0, last = 0;
 
-    if (nres > 64) {
-        qsort(k, nres, sizeof(*k), key_desc);
-        return;
-    }
-    for (size_t i = 1; i < nres; i++) {
-        uint64_t x = k[i];
-        size_t j = i;
-        while (j > 0 && k[j - 1] < x) {
-            k[j] = k[j - 1];
-            j--;
+    for (size_t r = 0; r < nres; r++) {
+        uint64_t v = k[r] >> 16;
+        if (ncls == 0 || cls[last] != v) {
+            for (last = 0; last < ncls && cls[last] != v; last++)
+                ;
+            if (last == ncls) {
+                if (ncls == SORT_CLASSES) {
+                    memcpy(out, k, nres * sizeof(*out));
+                    qsort(out, nres, sizeof(*out), key_desc);
+                    return out;
+                }
+                cls[ncls] = v;
+                at[ncls++] = 0;
+            }
         }
-        k[j] = x;
+        at[last]++;
+        of[r] = (uint8_t)last;
     }
+    /* Classes best first, carrying their counts; then counts to starts. */
+    uint8_t order[SORT_CLASSES], rank[SORT_CLASSES];
+    for (size_t a = 0; a < ncls; a++) {
+        size_t b = a;
+        while (b > 0 && cls[order[b - 1]] < cls[a]) {
+            order[b] = order[b - 1];
+            b--;
+        }
+        order[b] = (uint8_t)a;
+    }
+    uint32_t start = 0, pos[SORT_CLASSES];
+    for (size_t b = 0; b < ncls; b++) {
+        rank[order[b]] = (uint8_t)b;
+        pos[b] = start;
+        start += at[order[b]];
+    }
+    for (size_t r = 0; r < nres; r++)
+        out[pos[rank[of[r]]]++] = k[r];
+    return out;
 }
 
 /* The same for longer chains, into keys.wide as result indices. */
@@ -1572,7 +1876,7 @@ brain_prefix_index_find_matches(struct brain_prefix_index *idx, uint16_t ns,
     };
     c.pos = idx->hs[s].pos1 - 1;
     if (n > 1)
-        prefetch_run(idx, c.pos, RUN_LINES + 1);
+        prefetch_landing(idx, &c, c.pos, 0);
     const struct kslot *k = &idx->ks[c.pos];
 
     /* Every holder of block 0 is a result; number them in node order. */
@@ -1583,38 +1887,60 @@ brain_prefix_index_find_matches(struct brain_prefix_index *idx, uint16_t ns,
         tag = idx->call_tag = RMAP_INDEX + 1;
     }
     const uint16_t *h = holders_of(idx, (struct kslot *)k, &nh);
+    /* a[t - 1]: results holding block 0 in tier t or faster (<= 64). */
+    uint64_t a[3] = {0, 0, 0};
     for (uint32_t j = 0; j < nh; j++) {
         uint16_t node = H_NODE(h[j]);
         if (idx->ndead && is_dead(idx, node))
             continue;
-        unsigned f = fastest_tier(H_MASK(h[j]));
+        unsigned mk = H_MASK(h[j]);
         idx->rnode[nres] = node;
         idx->rmap[node] = tag | (uint32_t)nres;
-        /* Tiers faster than f end at 0; the others start open. */
-        if (c.packed)
-            idx->keys.packed[nres] = 0xffffu - nres;
-        else
-            for (unsigned t = 1; t < f; t++)
-                idx->mt[t][nres] = 0;
-        idx->cur[nres] = (uint8_t)f;
+        if (nh <= 64) {
+            uint64_t bit = 1ull << nres;
+            a[0] |= bit & -(uint64_t)(mk & 1);
+            a[1] |= bit & -(uint64_t)((mk & 3) != 0);
+            a[2] |= bit & -(uint64_t)((mk & 7) != 0);
+        } else {
+            idx->cur[nres] = (uint8_t)fastest_tier(mk);
+        }
         nres++;
     }
     if (nres == 0)
         return 0;
-    if (nres <= 64)
-        walk_one_word(idx, &c, k, n, nres, tag);
-    else
+    if (nres <= 64) {
+        /* Dead holders left few enough: the bitsets from cur[]. */
+        for (size_t r = 0; nh > 64 && r < nres; r++)
+            for (unsigned t = idx->cur[r]; t < BRAIN_PREFIX_TIER_MAX; t++)
+                a[t - 1] |= 1ull << r;
+        walk_one_word(idx, &c, k, n, nres, tag, a);
+    } else {
         walk_words(idx, &c, k, n, nres, tag);
+    }
     idx->walk_blocks += c.steps;
     idx->walk_jumps += c.jumps;
     idx->walk_hints += c.hints;
+    idx->walk_skipped += c.skipped;
     if (out_cap == 0)
         return (int)nres;
+    if (nres == 1) {
+        /* One result is in exactly one entry of each tier's log. */
+        out[0] = (struct brain_prefix_match){
+            .matched = {0, idx->ends[0][1].at, idx->ends[0][2].at,
+                        idx->ends[0][3].at, idx->ends[0][4].at},
+            .node = idx->rnode[0],
+        };
+        return 1;
+    }
+    if (nres <= 64) {
+        uint32_t m[BRAIN_PREFIX_TIER_MAX + 1] = {0};
+        (void)emit(idx, BRAIN_PREFIX_TIER_MAX, ~0ull, m, out, 0, out_cap);
+        return (int)nres;
+    }
     size_t nout = nres < out_cap ? nres : out_cap;
     if (c.packed) {
         /* The answer is in the keys themselves. */
-        const uint64_t *pk = idx->keys.packed;
-        sort_packed(idx, nres);
+        const uint64_t *pk = sort_packed(idx, nres);
         for (size_t j = 0; j < nout; j++) {
             out[j].matched[0] = 0;
             out[j].matched[1] = (uint32_t)(pk[j] >> 16) & PACK_MAX;
@@ -1843,12 +2169,14 @@ brain_prefix_index_stats(const struct brain_prefix_index *idx,
     out->memory_bytes =
         sizeof(*idx) + idx->nslots * sizeof(*idx->hs) +
         idx->kcap * sizeof(*idx->ks) + idx->ccap * sizeof(*idx->cs) +
-        idx->xcap * sizeof(*idx->nx) + idx->pool_cap * sizeof(*idx->pool);
+        idx->xcap * sizeof(*idx->nx) + idx->bcap * sizeof(*idx->rb) +
+        idx->pool_cap * sizeof(*idx->pool);
     out->rehashes = idx->rehashes;
     out->store_holes = idx->holes;
     out->compactions = idx->compactions;
     out->lookup_blocks = idx->walk_blocks;
     out->lookup_jumps = idx->walk_jumps;
     out->lookup_hints = idx->walk_hints;
+    out->lookup_skipped = idx->walk_skipped;
     out->dead_nodes = idx->ndead;
 }

@@ -120,6 +120,8 @@ struct brain_prefix_index_stats {
                                * first, all calls together */
     uint64_t lookup_jumps;    /* of which through a hash probe */
     uint64_t lookup_hints;    /* of which through a continuation hint */
+    uint64_t lookup_skipped;  /* of which passed in bulk along a run (one
+                               * record read per stretch, not per block) */
 };
 
 /* Called by for_each_hot(); a nonzero return stops the walk. */

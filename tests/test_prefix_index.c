@@ -1029,9 +1029,10 @@ stats_of(const struct brain_prefix_index *idx)
     return st;
 }
 
-/* Walk counters of one find_matches(): blocks, hash probes, hints. */
+/* Walk counters of one find_matches(): blocks, hash probes, hints, and
+ * blocks passed along stretches of alike records. */
 struct walk {
-    uint64_t blocks, jumps, hints;
+    uint64_t blocks, jumps, hints, skipped;
 };
 
 static struct walk
@@ -1042,9 +1043,9 @@ walk_of(struct brain_prefix_index *idx, const uint64_t *chain, size_t n,
     ck_assert_int_eq(
         brain_prefix_index_find_matches(idx, 0, chain, n, NULL, 0), want_nres);
     b = stats_of(idx);
-    return (struct walk){b.lookup_blocks - a.lookup_blocks,
-                         b.lookup_jumps - a.lookup_jumps,
-                         b.lookup_hints - a.lookup_hints};
+    return (struct walk){
+        b.lookup_blocks - a.lookup_blocks, b.lookup_jumps - a.lookup_jumps,
+        b.lookup_hints - a.lookup_hints, b.lookup_skipped - a.lookup_skipped};
 }
 
 static void
@@ -1098,6 +1099,116 @@ START_TEST(test_runs_and_hints)
     /* A chain that leaves the index: the walk stops at the unknown block. */
     uint64_t v[6] = {x[0], x[1], x[2], key_hash(9999), x[4], x[5]};
     check_walk(walk_of(idx, v, 6, 3), 3, 1, 0);
+    brain_prefix_index_destroy(idx);
+}
+END_TEST
+
+/* check_walk() plus the blocks passed along alike stretches. */
+static void
+check_walk_skip(struct walk w, uint64_t blocks, uint64_t jumps, uint64_t hints,
+                uint64_t skipped)
+{
+    check_walk(w, blocks, jumps, hints);
+    ck_assert_uint_eq(w.skipped, skipped);
+}
+
+/*
+ * The run bits (link: the next record is this one's child; skip: and
+ * held alike) under every kind of change, pinned by exact walk counters:
+ * a stretch of alike records is passed with keys compared only, and
+ * ends where the holders change (a demotion, a pool array that differs),
+ * at a hole, and at the end of a run; compaction and node removal keep
+ * the bits true.  The answers are checked beside the counters.
+ */
+START_TEST(test_run_bits)
+{
+    struct brain_prefix_index *idx = new_index(0, 0);
+    uint64_t x[20], y[10], v[20];
+
+    for (int i = 0; i < 20; i++)
+        x[i] = key_hash(8000 + i);
+    for (int i = 0; i < 10; i++)
+        y[i] = key_hash(8100 + i);
+    /* One report: a run held alike from end to end. */
+    put(idx, 0, 1, HBM, x, 0, 20);
+    check_walk_skip(walk_of(idx, x, 20, 1), 19, 0, 0, 19);
+    /* Demote x[10]: the stretch stops at 9, resumes after 11. */
+    ck_assert_int_eq(brain_prefix_index_store(idx, 0, 1, DRAM, x[10], 0), 1);
+    ck_assert_int_eq(brain_prefix_index_remove(idx, 0, 1, HBM, x[10]), 0);
+    check_walk_skip(walk_of(idx, x, 20, 1), 19, 0, 0, 17);
+    check_matches(idx, 0, x, 20, (const struct want[]){{1, {0, 10, 20, 20}}},
+                  1);
+    /* A second node on the same records keeps the same shape. */
+    put(idx, 0, 2, HBM, x, 0, 20);
+    check_walk_skip(walk_of(idx, x, 20, 2), 19, 0, 0, 17);
+    check_matches(
+        idx, 0, x, 20,
+        (const struct want[]){{2, {0, 20, 20, 20}}, {1, {0, 10, 20, 20}}}, 2);
+    /* A chain that is not prefix-chained (x[15] replaced, the rest kept)
+     * still stops at the replaced block: every key is compared. */
+    memcpy(v, x, sizeof(v));
+    v[15] = key_hash(8999);
+    check_walk_skip(walk_of(idx, v, 20, 2), 15, 1, 0, 12);
+    check_matches(
+        idx, 0, v, 20,
+        (const struct want[]){{2, {0, 15, 15, 15}}, {1, {0, 10, 15, 15}}}, 2);
+    /* A hole at x[5] ends the stretch before it. */
+    ck_assert_int_eq(brain_prefix_index_remove(idx, 0, 1, HBM, x[5]), 0);
+    ck_assert_int_eq(brain_prefix_index_remove(idx, 0, 2, HBM, x[5]), 0);
+    check_walk_skip(walk_of(idx, x, 20, 2), 5, 1, 0, 4);
+    check_matches(idx, 0, x, 20,
+                  (const struct want[]){{1, {0, 5, 5, 5}}, {2, {0, 5, 5, 5}}},
+                  2);
+    /* x[5] again, at the end of the store: hint in, probe back. */
+    put(idx, 0, 1, HBM, x, 5, 6);
+    check_walk_skip(walk_of(idx, x, 20, 2), 19, 1, 1, 15);
+    check_matches(
+        idx, 0, x, 20,
+        (const struct want[]){{1, {0, 10, 20, 20}}, {2, {0, 5, 5, 5}}}, 2);
+    /* Filler, most of it removed: the next new block compacts the store,
+     * and the bits move with their records. */
+    for (int i = 0; i < 200; i++)
+        ck_assert_int_eq(
+            brain_prefix_index_store(idx, 0, 7, DRAM, key_hash(9000 + i), 0),
+            1);
+    for (int i = 0; i < 150; i++)
+        ck_assert_int_eq(
+            brain_prefix_index_remove(idx, 0, 7, DRAM, key_hash(9000 + i)), 0);
+    ck_assert_int_eq(
+        brain_prefix_index_store(idx, 0, 7, DRAM, key_hash(9500), 0), 1);
+    ck_assert_uint_eq(stats_of(idx).compactions, 1);
+    check_walk_skip(walk_of(idx, x, 20, 2), 19, 1, 1, 15);
+    check_matches(
+        idx, 0, x, 20,
+        (const struct want[]){{1, {0, 10, 20, 20}}, {2, {0, 5, 5, 5}}}, 2);
+    /* Five holders: pool arrays, alike when their contents are. */
+    for (uint16_t nd = 10; nd < 15; nd++)
+        put(idx, 0, nd, HBM, y, 0, 10);
+    ck_assert_uint_eq(stats_of(idx).overflow_blocks, 10);
+    check_walk_skip(walk_of(idx, y, 10, 5), 9, 0, 0, 9);
+    /* Node 12 demotes y[3]: that array differs from its neighbours'. */
+    ck_assert_int_eq(brain_prefix_index_store(idx, 0, 12, DRAM, y[3], 0), 1);
+    ck_assert_int_eq(brain_prefix_index_remove(idx, 0, 12, HBM, y[3]), 0);
+    check_walk_skip(walk_of(idx, y, 10, 5), 9, 0, 0, 7);
+    check_matches(idx, 0, y, 10,
+                  (const struct want[]){{10, {0, 10, 10, 10}},
+                                        {11, {0, 10, 10, 10}},
+                                        {13, {0, 10, 10, 10}},
+                                        {14, {0, 10, 10, 10}},
+                                        {12, {0, 3, 10, 10}}},
+                  5);
+    /* Node 12 fails: it stops counting at once; the sweep drops its
+     * entries, and y's records are held alike again. */
+    ck_assert_int_eq(brain_prefix_index_remove_node(idx, 12), 10);
+    check_walk_skip(walk_of(idx, y, 10, 4), 9, 0, 0, 7);
+    ck_assert_int_eq(brain_prefix_index_sweep(idx, SIZE_MAX), 0);
+    check_walk_skip(walk_of(idx, y, 10, 4), 9, 0, 0, 9);
+    check_matches(idx, 0, y, 10,
+                  (const struct want[]){{10, {0, 10, 10, 10}},
+                                        {11, {0, 10, 10, 10}},
+                                        {13, {0, 10, 10, 10}},
+                                        {14, {0, 10, 10, 10}}},
+                  4);
     brain_prefix_index_destroy(idx);
 }
 END_TEST
@@ -1473,6 +1584,8 @@ START_TEST(test_chains_vs_reference)
     ck_assert_uint_gt(st.lookup_jumps, 0);
     ck_assert_uint_gt(st.lookup_blocks,
                       2 * (st.lookup_hints + st.lookup_jumps));
+    /* ... and passed stretches of alike records by their run bits. */
+    ck_assert_uint_gt(st.lookup_skipped, st.lookup_blocks / 8);
     ck_assert_uint_gt(st.overflow_blocks + st.blocks, 0);
     brain_prefix_index_destroy(idx);
     free(d);
@@ -1507,6 +1620,7 @@ prefix_index_suite(void)
     tcase_add_test(tc, test_apply_matches_single_calls);
     tcase_add_test(tc, test_runs_and_hints);
     tcase_add_test(tc, test_run_split_and_compaction);
+    tcase_add_test(tc, test_run_bits);
     tcase_add_test(tc, test_tag_collisions);
     tcase_add_test(tc, test_long_chains);
     tcase_add_loop_test(tc, test_chains_vs_reference, 0,

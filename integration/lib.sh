@@ -38,6 +38,10 @@ MCOS_BIN=${MCOS_BIN:-$MCOS_ROOT/build/bin}
 # makes a leak at a clean shutdown a failure too.  Callers may override.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:halt_on_error=1:strict_string_checks=1:check_initialization_order=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+# tests/lsan.supp: what LeakSanitizer may ignore, each with its reason.
+if [[ -z ${LSAN_OPTIONS:-} && -r $MCOS_ROOT/tests/lsan.supp ]]; then
+    export LSAN_OPTIONS=suppressions=$MCOS_ROOT/tests/lsan.supp:print_suppressions=0
+fi
 
 # Text that only a sanitizer prints; UBSan's reports start with
 # "file:line:col: runtime error:".

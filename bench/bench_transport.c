@@ -17,7 +17,12 @@
  *          READs it back, so a transport that moves the wrong bytes fails
  *          the run instead of producing a number.  It reads the client
  *          transport's counters around each point to report how many
- *          payload bytes it copied with the CPU per byte moved.
+ *          payload bytes it copied with the CPU per byte moved, and the
+ *          Gbit moved per CPU-second that this process (and, with
+ *          --server-pid, the serve process on this host) used during the
+ *          bandwidth point.  The window's ops cover distinct memory,
+ *          size x window up to the region, unless --footprint bounds the
+ *          memory they cycle through (as iperf3 reuses one buffer).
  *
  * The latency baseline is built in: pingpong-serve / pingpong are plain
  * blocking TCP sockets where the client sends an 8-byte request and the

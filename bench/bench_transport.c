@@ -1104,10 +1104,10 @@ self_cpu_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* CPU seconds (user + system) process pid has used, from /proc; -1 when
- * that cannot be read. */
-static double
-pid_cpu_s(unsigned long pid)
+/* CPU seconds (user + system) process pid has used, from /proc, in
+ * *out; 0, or -errno when that cannot be read (-EPROTO: not parsed). */
+static int
+pid_cpu_s(unsigned long pid, double *out)
 {
     char path[64], buf[1024];
     unsigned long long ut, st;
@@ -1118,7 +1118,7 @@ pid_cpu_s(unsigned long pid)
     snprintf(path, sizeof path, "/proc/%lu/stat", pid);
     f = fopen(path, "r");
     if (!f)
-        return -1;
+        return -errno;
     n = fread(buf, 1, sizeof buf - 1, f);
     fclose(f);
     buf[n] = 0;
@@ -1128,8 +1128,9 @@ pid_cpu_s(unsigned long pid)
     if (!p ||
         sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
                &ut, &st) != 2)
-        return -1;
-    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+        return -EPROTO;
+    *out = (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+    return 0;
 }
 
 /* CPU seconds used so far by this process and, with --server-pid, by the
@@ -1138,14 +1139,14 @@ static double
 cpu_now(const struct bench *b)
 {
     double c = self_cpu_s(), srv;
+    int rc;
 
     if (!b->server_pid)
         return c;
-    srv = pid_cpu_s(b->server_pid);
-    if (srv < 0)
-        die("--server-pid %lu: cannot read /proc/%lu/stat: the server is "
-            "gone",
-            b->server_pid, b->server_pid);
+    rc = pid_cpu_s(b->server_pid, &srv);
+    if (rc < 0)
+        die("--server-pid %lu: cannot read /proc/%lu/stat (%s)", b->server_pid,
+            b->server_pid, strerror(-rc));
     return c + srv;
 }
 
@@ -1332,9 +1333,14 @@ run_points(const struct opts *o, struct agent_transport *t,
         die("connecting to %s port %u: %s (%s)", peer->address, peer->port,
             err, strerror(-rc));
 
-    if (o->server_pid && pid_cpu_s(o->server_pid) < 0)
-        die("--server-pid %lu: cannot read /proc/%lu/stat (%s)", o->server_pid,
-            o->server_pid, strerror(errno));
+    if (o->server_pid) {
+        double ignored;
+
+        rc = pid_cpu_s(o->server_pid, &ignored);
+        if (rc < 0)
+            die("--server-pid %lu: cannot read /proc/%lu/stat (%s)",
+                o->server_pid, o->server_pid, strerror(-rc));
+    }
     csv = csv_open(o->csv);
     printf("%s to %s port %u as \"%s\": window %u, %.2g s per point, "
            "conns %s, slice %s\n",

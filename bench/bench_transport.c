@@ -17,7 +17,12 @@
  *          READs it back, so a transport that moves the wrong bytes fails
  *          the run instead of producing a number.  It reads the client
  *          transport's counters around each point to report how many
- *          payload bytes it copied with the CPU per byte moved.
+ *          payload bytes it copied with the CPU per byte moved, and the
+ *          Gbit moved per CPU-second that this process (and, with
+ *          --server-pid, the serve process on this host) used during the
+ *          bandwidth point.  The window's ops cover distinct memory,
+ *          size x window up to the region, unless --footprint bounds the
+ *          memory they cycle through (as iperf3 reuses one buffer).
  *
  * The latency baseline is built in: pingpong-serve / pingpong are plain
  * blocking TCP sockets where the client sends an 8-byte request and the
@@ -271,6 +276,10 @@ enum opt_id {
     O_SECONDS,
     O_WINDOW,
     O_CONNS,
+    O_SLICE,
+    O_FOOTPRINT,
+    O_SERVER_PID,
+    O_LABEL,
     O_CSV,
     O_QUICK,
 };
@@ -299,6 +308,10 @@ static const struct optdef optdefs[] = {
     {"--seconds", O_SECONDS, CMD_RUN | CMD_PP, true},
     {"--window", O_WINDOW, CMD_RUN, true},
     {"--conns", O_CONNS, CMD_RUN, true},
+    {"--slice", O_SLICE, CMD_RUN, true},
+    {"--footprint", O_FOOTPRINT, CMD_RUN, true},
+    {"--server-pid", O_SERVER_PID, CMD_RUN, true},
+    {"--label", O_LABEL, CMD_RUN, true},
     {"--csv", O_CSV, CMD_RUN | CMD_PP, true},
     {"--quick", O_QUICK, CMD_RUN, false},
 };
@@ -330,6 +343,10 @@ struct opts {
     bool seconds_set;               /* --seconds was given */
     unsigned window;                /* --window */
     unsigned conns;                 /* --conns, 0: backend default */
+    uint64_t slice;                 /* --slice, 0: backend default */
+    uint64_t footprint;             /* --footprint, 0: all there is */
+    unsigned long server_pid;       /* --server-pid, 0: none */
+    const char *label;              /* --label, NULL: the transport's */
     const char *csv;                /* --csv */
     bool quick;                     /* --quick */
 };
@@ -355,6 +372,14 @@ usage(FILE *f)
         "  [--seconds S per point (default 2)]  [--window W outstanding ops"
         "\n"
         "  (default 16)]  [--conns C sockets (tcp; default: the backend's)]\n"
+        "  [--slice N bytes per slice of a large op (4K..1G; default: the\n"
+        "   backend's)]\n"
+        "  [--footprint N bytes of memory each side's window cycles through\n"
+        "   (default: size x window, up to the server's region)]\n"
+        "  [--server-pid PID: the serve process on this host; its CPU time\n"
+        "   joins ours in the Gbit per CPU-second figure]\n"
+        "  [--label NAME for the CSV's transport column (default: the\n"
+        "   transport's name)]\n"
         "  [--device DEV]  [--csv FILE (rows are appended)]\n"
         "  [--quick: both sides in this process on 127.0.0.1, sizes 4K,1M,\n"
         "   0.2 s per point; exit 77 with SKIP when the transport cannot "
@@ -372,11 +397,11 @@ usage(FILE *f)
         "\n"
         "Sizes are bytes with an optional K, M or G (powers of 1024).  CSV "
         "rows:\n"
-        "transport,op,size,gbps,lat_p50_us,lat_p99_us,copies_per_byte "
-        "(gbps:\n"
-        "10^9 bits/s; size: bytes; copies_per_byte: the client's CPU-copied"
-        "\n"
-        "payload bytes per byte moved).\n");
+        "transport,op,size,gbps,lat_p50_us,lat_p99_us,copies_per_byte,\n"
+        "gbit_per_cpu_s (gbps: 10^9 bits/s; size: bytes; copies_per_byte:\n"
+        "the client's CPU-copied payload bytes per byte moved;\n"
+        "gbit_per_cpu_s: 10^9 bits moved per CPU-second this process, and\n"
+        "the --server-pid process, used during the bandwidth point).\n");
 }
 
 static void
@@ -485,6 +510,27 @@ set_opt(struct opts *o, enum opt_id id, const char *name, const char *v)
         if (parse_uint(v, 1, 64, &u) < 0)
             die("%s: \"%s\" is not a count from 1 to 64", name, v);
         o->conns = (unsigned)u;
+        break;
+    case O_SLICE:
+        if (parse_size(v, &o->slice) < 0 || o->slice < 4096 ||
+            o->slice > MAX_SIZE)
+            die("%s: \"%s\" is not a size from 4K to 1G", name, v);
+        break;
+    case O_FOOTPRINT:
+        if (parse_size(v, &o->footprint) < 0 || o->footprint == 0)
+            die("%s: \"%s\" is not a size of at least 1 byte", name, v);
+        break;
+    case O_SERVER_PID:
+        if (parse_uint(v, 1, 4194304, &u) < 0)
+            die("%s: \"%s\" is not a process id from 1 to 4194304", name, v);
+        o->server_pid = u;
+        break;
+    case O_LABEL:
+        if (!*v || strlen(v) > 32 ||
+            strspn(v, "abcdefghijklmnopqrstuvwxyz"
+                      "0123456789-") != strlen(v))
+            die("%s: \"%s\" is not 1 to 32 of a-z, 0-9 and -", name, v);
+        o->label = v;
         break;
     case O_CSV:
         o->csv = v;
@@ -859,19 +905,21 @@ struct bench {
     struct agent_transport_region remote; /* the server's region */
     uint8_t *local;                       /* registered local buffer */
     uint64_t local_len;                   /* its bytes */
-    unsigned window;                      /* ops outstanding for bw */
-    struct slot *slots;                   /* window of them */
-    struct agent_transport_op **batch;    /* scratch for post */
-    struct slot **got;                    /* scratch for collect */
-    pthread_mutex_t lock;                 /* guards what follows */
-    pthread_cond_t cond;                  /* signalled per completion */
-    struct slot **ready;                  /* completed, not collected */
-    size_t nready;                        /* how many */
-    unsigned outstanding;                 /* posted, not completed */
-    uint64_t bytes;                       /* payload completed fine */
-    uint64_t last_done_ns;                /* latest completion */
-    int status;                           /* first op error, or 0 */
-    char error[AGENT_TRANSPORT_ERR_LEN];  /* its text */
+    uint64_t footprint;       /* bytes the window cycles through, 0: all */
+    unsigned long server_pid; /* serve process whose CPU counts, 0: none */
+    unsigned window;          /* ops outstanding for bw */
+    struct slot *slots;       /* window of them */
+    struct agent_transport_op **batch;   /* scratch for post */
+    struct slot **got;                   /* scratch for collect */
+    pthread_mutex_t lock;                /* guards what follows */
+    pthread_cond_t cond;                 /* signalled per completion */
+    struct slot **ready;                 /* completed, not collected */
+    size_t nready;                       /* how many */
+    unsigned outstanding;                /* posted, not completed */
+    uint64_t bytes;                      /* payload completed fine */
+    uint64_t last_done_ns;               /* latest completion */
+    int status;                          /* first op error, or 0 */
+    char error[AGENT_TRANSPORT_ERR_LEN]; /* its text */
 };
 
 static const char *
@@ -910,7 +958,17 @@ op_done(struct agent_transport_op *op, void *arg)
 static void
 prepare_slots(struct bench *b, uint64_t size, int opcode)
 {
-    uint64_t lslots = b->local_len / size, rslots = b->remote.len / size;
+    uint64_t lspan = b->local_len, rspan = b->remote.len;
+    uint64_t lslots, rslots;
+
+    /* --footprint: the window reuses that much memory on each side, as
+     * iperf3 reuses its one buffer per stream; at least one op's worth. */
+    if (b->footprint && b->footprint < lspan)
+        lspan = b->footprint;
+    if (b->footprint && b->footprint < rspan)
+        rspan = b->footprint;
+    lslots = lspan / size ? lspan / size : 1;
+    rslots = rspan / size ? rspan / size : 1;
 
     for (unsigned i = 0; i < b->window; i++) {
         struct agent_transport_op *op = &b->slots[i].op;
@@ -1035,13 +1093,73 @@ verify(struct bench *b, uint64_t size)
             size_label(size, lbl, sizeof lbl));
 }
 
-/* Keeps the window full for `seconds`, then drains it; GB/s including
- * the drain. */
+/* CPU seconds this process has used, every thread. */
 static double
-measure_bw(struct bench *b, uint64_t size, int opcode, double seconds)
+self_cpu_s(void)
+{
+    struct timespec ts;
+
+    if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts))
+        die("clock_gettime(CLOCK_PROCESS_CPUTIME_ID): %s", strerror(errno));
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* CPU seconds (user + system) process pid has used, from /proc, in
+ * *out; 0, or -errno when that cannot be read (-EPROTO: not parsed). */
+static int
+pid_cpu_s(unsigned long pid, double *out)
+{
+    char path[64], buf[1024];
+    unsigned long long ut, st;
+    const char *p;
+    size_t n;
+    FILE *f;
+
+    snprintf(path, sizeof path, "/proc/%lu/stat", pid);
+    f = fopen(path, "r");
+    if (!f)
+        return -errno;
+    n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    /* The command name may hold spaces and parentheses: skip past the
+     * last ')'.  Then state, five ids, flags and four fault counts. */
+    p = strrchr(buf, ')');
+    if (!p ||
+        sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+               &ut, &st) != 2)
+        return -EPROTO;
+    *out = (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+    return 0;
+}
+
+/* CPU seconds used so far by this process and, with --server-pid, by the
+ * server; the server gone is fatal, as its figure would be wrong. */
+static double
+cpu_now(const struct bench *b)
+{
+    double c = self_cpu_s(), srv;
+    int rc;
+
+    if (!b->server_pid)
+        return c;
+    rc = pid_cpu_s(b->server_pid, &srv);
+    if (rc < 0)
+        die("--server-pid %lu: cannot read /proc/%lu/stat (%s)", b->server_pid,
+            b->server_pid, strerror(-rc));
+    return c + srv;
+}
+
+/* Keeps the window full for `seconds`, then drains it; GB/s including
+ * the drain, and in *gbit_cpu the Gbit moved per CPU-second used (by this
+ * process and the server, see cpu_now) over the same span. */
+static double
+measure_bw(struct bench *b, uint64_t size, int opcode, double seconds,
+           double *gbit_cpu)
 {
     struct slot **all = b->got;
     uint64_t t0, end, bytes, t1;
+    double c0, c1;
     size_t n;
 
     prepare_slots(b, size, opcode);
@@ -1051,6 +1169,7 @@ measure_bw(struct bench *b, uint64_t size, int opcode, double seconds)
     /* got doubles as the list of every slot for the first post. */
     for (unsigned i = 0; i < b->window; i++)
         all[i] = &b->slots[i];
+    c0 = cpu_now(b);
     t0 = now_ns();
     end = t0 + (uint64_t)(seconds * 1e9);
     post_slots(b, all, b->window);
@@ -1070,10 +1189,12 @@ measure_bw(struct bench *b, uint64_t size, int opcode, double seconds)
         if (left == 0)
             break;
     }
+    c1 = cpu_now(b);
     pthread_mutex_lock(&b->lock);
     bytes = b->bytes;
     t1 = b->last_done_ns;
     pthread_mutex_unlock(&b->lock);
+    *gbit_cpu = c1 > c0 ? (double)bytes * 8 / 1e9 / (c1 - c0) : 0.0;
     return t1 > t0 ? (double)bytes / (double)(t1 - t0) : 0.0;
 }
 
@@ -1143,7 +1264,7 @@ csv_open(const char *path)
         die("--csv %s: %s", path, strerror(errno));
     if (ftell(f) == 0)
         fprintf(f, "transport,op,size,gbps,lat_p50_us,lat_p99_us,"
-                   "copies_per_byte\n");
+                   "copies_per_byte,gbit_per_cpu_s\n");
     return f;
 }
 
@@ -1162,11 +1283,15 @@ run_points(const struct opts *o, struct agent_transport *t,
            const struct agent_transport_region *remote)
 {
     static const int opcodes[] = {AGENT_TRANSPORT_WRITE, AGENT_TRANSPORT_READ};
-    struct bench b = {.t = t, .remote = *remote, .window = o->window};
+    struct bench b = {.t = t,
+                      .remote = *remote,
+                      .window = o->window,
+                      .footprint = o->footprint,
+                      .server_pid = o->server_pid};
     struct agent_transport_region mine;
     uint64_t maxsize = 0;
     pthread_condattr_t ca;
-    char err[256], lbl[32], lbl2[32];
+    char err[256], lbl[32], lbl2[32], lbl3[32];
     FILE *csv;
     int rc;
 
@@ -1208,15 +1333,29 @@ run_points(const struct opts *o, struct agent_transport *t,
         die("connecting to %s port %u: %s (%s)", peer->address, peer->port,
             err, strerror(-rc));
 
+    if (o->server_pid) {
+        double ignored;
+
+        rc = pid_cpu_s(o->server_pid, &ignored);
+        if (rc < 0)
+            die("--server-pid %lu: cannot read /proc/%lu/stat (%s)",
+                o->server_pid, o->server_pid, strerror(-rc));
+    }
     csv = csv_open(o->csv);
     printf("%s to %s port %u as \"%s\": window %u, %.2g s per point, "
-           "conns %s\n",
+           "conns %s, slice %s\n",
            agent_transport_name(t), peer->address, peer->port, o->node,
            o->window, o->seconds,
            o->conns ? (snprintf(lbl2, sizeof lbl2, "%u", o->conns), lbl2)
-                    : "default");
-    printf("%-6s %6s %9s %9s %10s %10s %8s %9s\n", "op", "size", "GB/s",
-           "Gbit/s", "p50 us", "p99 us", "samples", "copies/B");
+                    : "default",
+           o->slice ? size_label(o->slice, lbl3, sizeof lbl3) : "default");
+    printf(
+        "CPU: this process%s\n",
+        o->server_pid
+            ? (snprintf(lbl2, sizeof lbl2, " + pid %lu", o->server_pid), lbl2)
+            : " only (no --server-pid)");
+    printf("%-6s %6s %9s %9s %10s %10s %8s %9s %9s\n", "op", "size", "GB/s",
+           "Gbit/s", "p50 us", "p99 us", "samples", "copies/B", "Gb/cpu-s");
     fflush(stdout);
     for (size_t k = 0; k < 2; k++) {
         int opcode = opcodes[k];
@@ -1227,12 +1366,12 @@ run_points(const struct opts *o, struct agent_transport *t,
         for (size_t i = 0; i < o->nsizes; i++) {
             uint64_t size = o->sizes[i], moved;
             struct agent_transport_stats s0, s1;
-            double gbs, copies;
+            double gbs, copies, gbit_cpu;
             struct lat lat;
 
             verify(&b, size);
             agent_transport_stats(t, &s0);
-            gbs = measure_bw(&b, size, opcode, o->seconds);
+            gbs = measure_bw(&b, size, opcode, o->seconds, &gbit_cpu);
             measure_lat(&b, size, opcode, o->seconds, &lat);
             agent_transport_stats(t, &s1);
             moved = (s1.bytes_read + s1.bytes_written) -
@@ -1240,15 +1379,15 @@ run_points(const struct opts *o, struct agent_transport *t,
             copies = moved ? (double)(s1.cpu_copy_bytes - s0.cpu_copy_bytes) /
                                  (double)moved
                            : 0.0;
-            printf("%-6s %6s %9.3f %9.3f %10.1f %10.1f %8zu %9.3f\n",
+            printf("%-6s %6s %9.3f %9.3f %10.1f %10.1f %8zu %9.3f %9.2f\n",
                    opcode_name(opcode), size_label(size, lbl, sizeof lbl), gbs,
-                   gbs * 8, lat.p50_us, lat.p99_us, lat.n, copies);
+                   gbs * 8, lat.p50_us, lat.p99_us, lat.n, copies, gbit_cpu);
             fflush(stdout);
             if (csv)
-                fprintf(csv, "%s,%s,%llu,%.4f,%.2f,%.2f,%.4f\n",
-                        agent_transport_name(t), opcode_name(opcode),
-                        (unsigned long long)size, gbs * 8, lat.p50_us,
-                        lat.p99_us, copies);
+                fprintf(csv, "%s,%s,%llu,%.4f,%.2f,%.2f,%.4f,%.3f\n",
+                        o->label ? o->label : agent_transport_name(t),
+                        opcode_name(opcode), (unsigned long long)size, gbs * 8,
+                        lat.p50_us, lat.p99_us, copies, gbit_cpu);
         }
     }
     csv_close(csv, o->csv);
@@ -1292,6 +1431,7 @@ cmd_run(const struct opts *o)
     cfg.boot_id = boot_id_new();
     cfg.device = o->device;
     cfg.conns = o->conns;
+    cfg.slice = o->slice;
     t = create_or_skip(o->kind, &cfg);
     peer.node = SERVER_NODE;
     peer.address = addr;
@@ -1337,6 +1477,7 @@ cmd_quick(struct opts *o)
     ccfg.boot_id = boot_id_new();
     ccfg.device = o->device;
     ccfg.conns = o->conns;
+    ccfg.slice = o->slice;
     client = create_or_skip(o->kind, &ccfg);
     peer.node = SERVER_NODE;
     peer.address = "127.0.0.1";
@@ -1598,7 +1739,7 @@ cmd_pp(const struct opts *o)
                lat.p99_us, lat.n);
         fflush(stdout);
         if (csv)
-            fprintf(csv, "pingpong,read,%llu,%.4f,%.2f,%.2f,\n",
+            fprintf(csv, "pingpong,read,%llu,%.4f,%.2f,%.2f,,\n",
                     (unsigned long long)size, gbs * 8, lat.p50_us, lat.p99_us);
     }
     csv_close(csv, o->csv);

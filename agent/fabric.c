@@ -672,6 +672,10 @@ serve_alloc(struct agent_fabric *f, const Mcos__PeerRequest *q,
     h->next = f->hosted;
     f->hosted = h;
     f->counters.served_allocs++;
+    LOG_DBG("reserved %" PRIu64 " bytes in %s for object %016" PRIx64
+            " from %s (handle %" PRIu64 ")",
+            q->size, mcos_tier_name(h->tier), q->object_id, q->node,
+            h->handle);
 
     region_to_wire(h->tier == MCOS__TIER_KIND__TIER_HBM ? &f->hbm_reg[k].region
                                                         : &f->region[k],

@@ -82,7 +82,9 @@
 /* Hotness time is counted in 1/HOT_STEPS of a half-life. */
 #define HOT_STEPS 64
 /* Arrays at least this large are mmap'ed so they can use huge pages. */
-#define MMAP_MIN_BYTES       (2u << 20)
+#define MMAP_MIN_BYTES (2u << 20)
+/* They are laid out in whole 2 MiB pages, aligned. */
+#define HUGE_BYTES           (2u << 20)
 #define DEFAULT_HALF_LIFE_US 60000000ull
 #define DEFAULT_SEED         0x6d636f732d706978ull
 
@@ -452,30 +454,49 @@ shrink_holders(struct brain_prefix_index *idx, struct kslot *k, unsigned cls,
 
 /* --- arrays ------------------------------------------------------------ */
 
-/* Bytes an array of `bytes` takes: large ones are whole pages. */
+/* Bytes an array of `bytes` takes: large ones are whole huge pages. */
 static size_t
 array_bytes(size_t bytes)
 {
     if (bytes < MMAP_MIN_BYTES)
         return bytes;
-    return (bytes + 4095) & ~(size_t)4095;
+    return (bytes + HUGE_BYTES - 1) & ~(size_t)(HUGE_BYTES - 1);
+}
+
+/*
+ * A fresh mapping of `len` bytes (a multiple of HUGE_BYTES) that starts
+ * on a HUGE_BYTES boundary, so that all of it can be backed by 2 MiB
+ * pages: mmap() only promises 4 KiB alignment, and a huge page is only
+ * used where a whole aligned 2 MiB range lies inside the mapping.
+ */
+static void *
+huge_map(size_t len)
+{
+    size_t span = len + HUGE_BYTES;
+    char *p = mmap(NULL, span, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+    if (p == MAP_FAILED)
+        return NULL;
+    uintptr_t a =
+        ((uintptr_t)p + HUGE_BYTES - 1) & ~(uintptr_t)(HUGE_BYTES - 1);
+    size_t head = a - (uintptr_t)p;
+    if (head)
+        (void)munmap(p, head);
+    if (span - head > len)
+        (void)munmap((char *)a + len, span - head - len);
+    /* Random probes over GBs: 2 MiB pages spare most TLB misses. */
+    (void)madvise((void *)a, len, MADV_HUGEPAGE);
+    return (void *)a;
 }
 
 /* Zeroed memory: zero is an empty slot, so a new table needs no pass. */
 static void *
 array_alloc(size_t bytes)
 {
-    void *p;
-
     if (bytes < MMAP_MIN_BYTES)
         return calloc(1, bytes ? bytes : 1);
-    p = mmap(NULL, array_bytes(bytes), PROT_READ | PROT_WRITE,
-             MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED)
-        return NULL;
-    /* Random probes over GBs: 2 MiB pages spare most TLB misses. */
-    (void)madvise(p, array_bytes(bytes), MADV_HUGEPAGE);
-    return p;
+    return huge_map(array_bytes(bytes));
 }
 
 static void
@@ -491,8 +512,11 @@ array_free(void *p, size_t bytes)
 
 /*
  * Grows an array from `old` to `bytes` (bytes > old), keeping its
- * contents; large arrays are remapped, not copied.  NULL on failure, and
- * then the old array is untouched.
+ * contents; large arrays are remapped, not copied: in place if the
+ * address space after them is free, else moved to a new aligned range
+ * (a move to another offset within 2 MiB would split every huge page of
+ * the array into 4 KiB pages, as an unaligned MREMAP_MAYMOVE does).
+ * NULL on failure, and then the old array is untouched.
  */
 static void *
 array_grow(void *p, size_t old, size_t bytes)
@@ -509,10 +533,21 @@ array_grow(void *p, size_t old, size_t bytes)
             free(p);
         return np;
     }
-    np = mremap(p, array_bytes(old), array_bytes(bytes), MREMAP_MAYMOVE);
-    if (np == MAP_FAILED)
-        return NULL;
-    (void)madvise(np, array_bytes(bytes), MADV_HUGEPAGE);
+    size_t ob = array_bytes(old), nb = array_bytes(bytes);
+    if (nb == ob)
+        return p;
+    np = mremap(p, ob, nb, 0);
+    if (np == MAP_FAILED) {
+        void *dst = huge_map(nb);
+        if (!dst)
+            return NULL;
+        np = mremap(p, ob, nb, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
+        if (np == MAP_FAILED) {
+            munmap(dst, nb);
+            return NULL;
+        }
+    }
+    (void)madvise(np, nb, MADV_HUGEPAGE);
     return np;
 }
 

@@ -1508,31 +1508,13 @@ run_skip(struct brain_prefix_index *idx, struct cursor *c, size_t i)
     const uint64_t *ch = c->chain + i;
     size_t j;
 
-    /*
-     * The records share the namespace: the skip bits compare it.  Four
-     * records (a line) at a time, streaming RUN_AHEAD lines ahead.
-     */
-    for (j = 0; j + 4 <= d; j += 4) {
-        __builtin_prefetch(&k[j + 4 * RUN_AHEAD], 0, 3);
-        if (k[j].m != fmix64(ch[j] ^ c->salt))
-            goto out;
-        if (k[j + 1].m != fmix64(ch[j + 1] ^ c->salt)) {
-            j += 1;
-            goto out;
-        }
-        if (k[j + 2].m != fmix64(ch[j + 2] ^ c->salt)) {
-            j += 2;
-            goto out;
-        }
-        if (k[j + 3].m != fmix64(ch[j + 3] ^ c->salt)) {
-            j += 3;
-            goto out;
-        }
-    }
-    for (; j < d; j++)
+    /* The records share the namespace: the skip bits compare it. */
+    for (j = 0; j < d; j++) {
+        if (((p + 1 + j) & 3) == 0)
+            __builtin_prefetch(&k[j + 4 * RUN_AHEAD], 0, 3);
         if (k[j].m != fmix64(ch[j] ^ c->salt))
             break;
-out:
+    }
     c->pos = p + j;
     c->steps += j;
     c->skipped += j;

@@ -82,7 +82,9 @@
 /* Hotness time is counted in 1/HOT_STEPS of a half-life. */
 #define HOT_STEPS 64
 /* Arrays at least this large are mmap'ed so they can use huge pages. */
-#define MMAP_MIN_BYTES       (2u << 20)
+#define MMAP_MIN_BYTES (2u << 20)
+/* They are laid out in whole 2 MiB pages, aligned. */
+#define HUGE_BYTES           (2u << 20)
 #define DEFAULT_HALF_LIFE_US 60000000ull
 #define DEFAULT_SEED         0x6d636f732d706978ull
 
@@ -452,30 +454,49 @@ shrink_holders(struct brain_prefix_index *idx, struct kslot *k, unsigned cls,
 
 /* --- arrays ------------------------------------------------------------ */
 
-/* Bytes an array of `bytes` takes: large ones are whole pages. */
+/* Bytes an array of `bytes` takes: large ones are whole huge pages. */
 static size_t
 array_bytes(size_t bytes)
 {
     if (bytes < MMAP_MIN_BYTES)
         return bytes;
-    return (bytes + 4095) & ~(size_t)4095;
+    return (bytes + HUGE_BYTES - 1) & ~(size_t)(HUGE_BYTES - 1);
+}
+
+/*
+ * A fresh mapping of `len` bytes (a multiple of HUGE_BYTES) that starts
+ * on a HUGE_BYTES boundary, so that all of it can be backed by 2 MiB
+ * pages: mmap() only promises 4 KiB alignment, and a huge page is only
+ * used where a whole aligned 2 MiB range lies inside the mapping.
+ */
+static void *
+huge_map(size_t len)
+{
+    size_t span = len + HUGE_BYTES;
+    char *p = mmap(NULL, span, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+    if (p == MAP_FAILED)
+        return NULL;
+    uintptr_t a =
+        ((uintptr_t)p + HUGE_BYTES - 1) & ~(uintptr_t)(HUGE_BYTES - 1);
+    size_t head = a - (uintptr_t)p;
+    if (head)
+        (void)munmap(p, head);
+    if (span - head > len)
+        (void)munmap((char *)a + len, span - head - len);
+    /* Random probes over GBs: 2 MiB pages spare most TLB misses. */
+    (void)madvise((void *)a, len, MADV_HUGEPAGE);
+    return (void *)a;
 }
 
 /* Zeroed memory: zero is an empty slot, so a new table needs no pass. */
 static void *
 array_alloc(size_t bytes)
 {
-    void *p;
-
     if (bytes < MMAP_MIN_BYTES)
         return calloc(1, bytes ? bytes : 1);
-    p = mmap(NULL, array_bytes(bytes), PROT_READ | PROT_WRITE,
-             MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED)
-        return NULL;
-    /* Random probes over GBs: 2 MiB pages spare most TLB misses. */
-    (void)madvise(p, array_bytes(bytes), MADV_HUGEPAGE);
-    return p;
+    return huge_map(array_bytes(bytes));
 }
 
 static void
@@ -491,8 +512,11 @@ array_free(void *p, size_t bytes)
 
 /*
  * Grows an array from `old` to `bytes` (bytes > old), keeping its
- * contents; large arrays are remapped, not copied.  NULL on failure, and
- * then the old array is untouched.
+ * contents; large arrays are remapped, not copied: in place if the
+ * address space after them is free, else moved to a new aligned range
+ * (a move to another offset within 2 MiB would split every huge page of
+ * the array into 4 KiB pages, as an unaligned MREMAP_MAYMOVE does).
+ * NULL on failure, and then the old array is untouched.
  */
 static void *
 array_grow(void *p, size_t old, size_t bytes)
@@ -509,10 +533,21 @@ array_grow(void *p, size_t old, size_t bytes)
             free(p);
         return np;
     }
-    np = mremap(p, array_bytes(old), array_bytes(bytes), MREMAP_MAYMOVE);
-    if (np == MAP_FAILED)
-        return NULL;
-    (void)madvise(np, array_bytes(bytes), MADV_HUGEPAGE);
+    size_t ob = array_bytes(old), nb = array_bytes(bytes);
+    if (nb == ob)
+        return p;
+    np = mremap(p, ob, nb, 0);
+    if (np == MAP_FAILED) {
+        void *dst = huge_map(nb);
+        if (!dst)
+            return NULL;
+        np = mremap(p, ob, nb, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
+        if (np == MAP_FAILED) {
+            munmap(dst, nb);
+            return NULL;
+        }
+    }
+    (void)madvise(np, nb, MADV_HUGEPAGE);
     return np;
 }
 
@@ -1562,6 +1597,74 @@ end_log(struct brain_prefix_index *idx, unsigned t, uint64_t bits, uint32_t at)
 }
 
 /*
+ * a[t - 1] |= bit j for each holder h[j] (j < nh <= 64) holding its block
+ * in tier t or faster (t = 1..3): block 0's holders as results.  Four
+ * holders at a time: their tier masks are 4-bit fields of a word, folded
+ * so that bit 0 of each 16-bit lane says "tier t or faster", and a
+ * multiply gathers the four lane bits into four adjacent bits.
+ */
+static inline void
+tier_bits(const uint16_t *h, uint32_t nh, uint64_t a[3])
+{
+    uint32_t j = 0;
+
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    const uint64_t lane = 0x0001000100010001ull;
+    /* Lane k's bit 0 goes to bit 48 + k; no other product reaches 48..51. */
+    const uint64_t gather = 1ull << 48 | 1ull << 33 | 1ull << 18 | 1ull << 3;
+    for (; j + 4 <= nh; j += 4) {
+        uint64_t w;
+        memcpy(&w, h + j, sizeof(w));
+        uint64_t x = w >> 12 & 0x000f000f000f000full;
+        uint64_t x1 = x | x >> 1;
+        a[0] |= ((x & lane) * gather >> 48) << j;
+        a[1] |= ((x1 & lane) * gather >> 48) << j;
+        a[2] |= (((x1 | x >> 2) & lane) * gather >> 48) << j;
+    }
+#endif
+    for (; j < nh; j++) {
+        unsigned mk = H_MASK(h[j]);
+        a[0] |= (uint64_t)(mk & 1) << j;
+        a[1] |= (uint64_t)((mk & 3) != 0) << j;
+        a[2] |= (uint64_t)((mk & 7) != 0) << j;
+    }
+}
+
+/*
+ * Adds the results holding block h[0..nh-1] to the per-tier bitsets l[],
+ * when the results are block 0's holders h0[0..n0-1] themselves (result r
+ * is h0[r]; no dead nodes).  Both arrays are sorted by node, so each
+ * holder's result is found by a binary search of what is left of h0
+ * (a few holders) or by a merge (many), with no node map to fill.
+ */
+static inline void
+held_by(const uint16_t *h0, uint32_t n0, const uint16_t *h, uint32_t nh,
+        uint64_t l[4])
+{
+    bool few = nh * 8 < n0;
+    uint32_t r = 0;
+
+    for (uint32_t j = 0; j < nh; j++) {
+        uint16_t node = H_NODE(h[j]);
+        if (few)
+            r += holder_search(h0 + r, n0 - r, node);
+        else
+            while (r < n0 && H_NODE(h0[r]) < node)
+                r++;
+        if (r == n0)
+            return;
+        if (H_NODE(h0[r]) != node)
+            continue;
+        uint64_t bit = 1ull << r++;
+        unsigned m = H_MASK(h[j]);
+        l[0] |= bit & -(uint64_t)(m & 1);
+        l[1] |= bit & -(uint64_t)((m & 3) != 0);
+        l[2] |= bit & -(uint64_t)((m & 7) != 0);
+        l[3] |= bit;
+    }
+}
+
+/*
  * The chain walk of find_matches() for up to 64 results (the common
  * case), with the per-tier bitsets in registers.  a<t> holds the results
  * whose every block so far is in tier t or faster; l<t> the results
@@ -1571,12 +1674,14 @@ end_log(struct brain_prefix_index *idx, unsigned t, uint64_t bits, uint32_t at)
  * hold block 0 in tier t or faster.  Nothing is written per result:
  * each tier's log (idx->ends) gets one entry per block where some
  * results stop matching it, in block order, and emit() reads the answer
- * from the logs.
+ * from the logs.  With h0 (no dead nodes) the results are block 0's
+ * holders h0[0..nres-1] and holders are matched by held_by(); without,
+ * through the node map (rmap, this call's tag).
  */
 static void
 walk_one_word(struct brain_prefix_index *idx, struct cursor *c,
               const struct kslot *k0, size_t n, size_t nres, uint32_t tag,
-              const uint64_t a0[3])
+              const uint64_t a0[3], const uint16_t *h0)
 {
     uint64_t a1 = a0[0], a2 = a0[1], a3 = a0[2];
     uint64_t a4 = nres == 64 ? ~0ull : (1ull << nres) - 1;
@@ -1599,20 +1704,24 @@ walk_one_word(struct brain_prefix_index *idx, struct cursor *c,
         if (same_holders(idx, k, prev))
             continue;
         prev = k;
-        uint64_t l1 = 0, l2 = 0, l3 = 0, l4 = 0;
+        uint64_t l[4] = {0, 0, 0, 0};
         uint32_t nh;
         const uint16_t *h = holders_of(idx, k, &nh);
-        for (uint32_t j = 0; j < nh; j++) {
-            uint32_t e = idx->rmap[H_NODE(h[j])];
-            if ((e & ~RMAP_INDEX) != tag)
-                continue;
-            uint64_t bit = 1ull << (e & RMAP_INDEX);
-            unsigned m = H_MASK(h[j]);
-            l1 |= bit & -(uint64_t)(m & 1);
-            l2 |= bit & -(uint64_t)((m & 3) != 0);
-            l3 |= bit & -(uint64_t)((m & 7) != 0);
-            l4 |= bit;
-        }
+        if (h0)
+            held_by(h0, (uint32_t)nres, h, nh, l);
+        else
+            for (uint32_t j = 0; j < nh; j++) {
+                uint32_t e = idx->rmap[H_NODE(h[j])];
+                if ((e & ~RMAP_INDEX) != tag)
+                    continue;
+                uint64_t bit = 1ull << (e & RMAP_INDEX);
+                unsigned m = H_MASK(h[j]);
+                l[0] |= bit & -(uint64_t)(m & 1);
+                l[1] |= bit & -(uint64_t)((m & 3) != 0);
+                l[2] |= bit & -(uint64_t)((m & 7) != 0);
+                l[3] |= bit;
+            }
+        uint64_t l1 = l[0], l2 = l[1], l3 = l[2], l4 = l[3];
         uint64_t d1 = a1 & ~l1, d2 = a2 & ~l2, d3 = a3 & ~l3, d4 = a4 & ~l4;
         if (d1 | d2 | d3 | d4) {
             end_log(idx, 1, d1, (uint32_t)i);
@@ -1645,25 +1754,34 @@ walk_one_word(struct brain_prefix_index *idx, struct cursor *c,
  * the cost is one write per result plus a few word operations per group.
  */
 static size_t
-emit(const struct brain_prefix_index *idx, unsigned t, uint64_t set,
-     uint32_t *m, struct brain_prefix_match *out, size_t j, size_t cap)
+emit(const struct brain_prefix_index *idx, const uint16_t *nodes, unsigned t,
+     uint64_t set, uint32_t *m, struct brain_prefix_match *out, size_t j,
+     size_t cap)
 {
     if (t == 0) {
-        struct brain_prefix_match v = {
-            .matched = {0, m[1], m[2], m[3], m[4]},
-        };
-        for (; set && j < cap; set &= set - 1, j++) {
-            v.node = idx->rnode[__builtin_ctzll(set)];
-            out[j] = v;
+        /* A group shares matched[]: its first 16 bytes are two stores. */
+        const uint32_t v[4] = {0, m[1], m[2], m[3]}, m4 = m[4];
+        uint64_t w0, w1;
+        memcpy(&w0, v, 8);
+        memcpy(&w1, v + 2, 8);
+        size_t cnt = (size_t)__builtin_popcountll(set);
+        struct brain_prefix_match *o = out + j;
+        if (cnt > cap - j)
+            cnt = cap - j;
+        for (size_t e = 0; e < cnt; e++, set &= set - 1) {
+            memcpy(o[e].matched, &w0, 8);
+            memcpy(o[e].matched + 2, &w1, 8);
+            o[e].matched[4] = m4;
+            o[e].node = H_NODE(nodes[__builtin_ctzll(set)]);
         }
-        return j;
+        return j + cnt;
     }
     for (size_t e = idx->nends[t]; e-- > 0 && set && j < cap;) {
         uint64_t g = set & idx->ends[e][t].mask;
         if (!g)
             continue;
         m[t] = idx->ends[e][t].at;
-        j = emit(idx, t - 1, g, m, out, j, cap);
+        j = emit(idx, nodes, t - 1, g, m, out, j, cap);
         set &= ~g;
     }
     return j;
@@ -1889,7 +2007,17 @@ brain_prefix_index_find_matches(struct brain_prefix_index *idx, uint16_t ns,
     const uint16_t *h = holders_of(idx, (struct kslot *)k, &nh);
     /* a[t - 1]: results holding block 0 in tier t or faster (<= 64). */
     uint64_t a[3] = {0, 0, 0};
-    for (uint32_t j = 0; j < nh; j++) {
+    /*
+     * The common case: no dead nodes and at most 64 holders.  Then the
+     * results are block 0's holders in their order (by node): nothing is
+     * copied or mapped, the walk matches later holders against h itself.
+     */
+    const uint16_t *h0 = !idx->ndead && nh <= 64 ? h : NULL;
+    if (h0) {
+        tier_bits(h, nh, a);
+        nres = nh;
+    }
+    for (uint32_t j = 0; !h0 && j < nh; j++) {
         uint16_t node = H_NODE(h[j]);
         if (idx->ndead && is_dead(idx, node))
             continue;
@@ -1913,7 +2041,7 @@ brain_prefix_index_find_matches(struct brain_prefix_index *idx, uint16_t ns,
         for (size_t r = 0; nh > 64 && r < nres; r++)
             for (unsigned t = idx->cur[r]; t < BRAIN_PREFIX_TIER_MAX; t++)
                 a[t - 1] |= 1ull << r;
-        walk_one_word(idx, &c, k, n, nres, tag, a);
+        walk_one_word(idx, &c, k, n, nres, tag, a, h0);
     } else {
         walk_words(idx, &c, k, n, nres, tag);
     }
@@ -1928,13 +2056,14 @@ brain_prefix_index_find_matches(struct brain_prefix_index *idx, uint16_t ns,
         out[0] = (struct brain_prefix_match){
             .matched = {0, idx->ends[0][1].at, idx->ends[0][2].at,
                         idx->ends[0][3].at, idx->ends[0][4].at},
-            .node = idx->rnode[0],
+            .node = h0 ? H_NODE(h0[0]) : idx->rnode[0],
         };
         return 1;
     }
     if (nres <= 64) {
         uint32_t m[BRAIN_PREFIX_TIER_MAX + 1] = {0};
-        (void)emit(idx, BRAIN_PREFIX_TIER_MAX, ~0ull, m, out, 0, out_cap);
+        (void)emit(idx, h0 ? h0 : idx->rnode, BRAIN_PREFIX_TIER_MAX, ~0ull, m,
+                   out, 0, out_cap);
         return (int)nres;
     }
     size_t nout = nres < out_cap ? nres : out_cap;

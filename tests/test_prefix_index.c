@@ -1019,6 +1019,114 @@ START_TEST(test_long_chains)
 }
 END_TEST
 
+/*
+ * The results of a call whose block 0 has at most 64 live holders are
+ * those holders themselves, matched against later blocks' holders by a
+ * binary search (few holders) or a merge (many), and their tier bits
+ * are gathered four holders at a time; with a dead node anywhere the
+ * walk maps nodes instead.  Both must give the brute-force answer for
+ * every holder count around the four-holder groups and the 64-result
+ * word, every tier mask, and later blocks held by one, a few or many
+ * nodes, some of them not holding block 0.
+ */
+#define P_LEN   12
+#define P_NODES 80
+
+static void
+paths_check(struct brain_prefix_index *idx, const uint64_t *chain,
+            uint8_t mask[P_LEN][P_NODES], const bool *dead)
+{
+    struct brain_prefix_match got[P_NODES], want[P_NODES];
+    int w = 0;
+
+    for (size_t n = 1; n <= P_LEN; n++) {
+        w = 0;
+        for (int nd = 0; nd < P_NODES; nd++) {
+            if (dead[nd] || mask[0][nd] == 0)
+                continue;
+            struct brain_prefix_match r = {.node = (uint16_t)nd};
+            for (int t = 1; t <= 4; t++) {
+                uint32_t len = 0;
+                while (len < n && mask[len][nd] != 0 &&
+                       (unsigned)__builtin_ctz(mask[len][nd]) < (unsigned)t)
+                    len++;
+                r.matched[t] = len;
+            }
+            int j = w++;
+            while (j > 0) {
+                int t = 4;
+                while (t >= 1 && want[j - 1].matched[t] == r.matched[t])
+                    t--;
+                if (t < 1 || want[j - 1].matched[t] > r.matched[t])
+                    break;
+                want[j] = want[j - 1];
+                j--;
+            }
+            want[j] = r;
+        }
+        int r =
+            brain_prefix_index_find_matches(idx, 0, chain, n, got, P_NODES);
+        ck_assert_int_eq(r, w);
+        for (int j = 0; j < r; j++) {
+            ck_assert_uint_eq(got[j].node, want[j].node);
+            for (int t = 0; t <= 4; t++)
+                ck_assert_uint_eq(got[j].matched[t], want[j].matched[t]);
+        }
+    }
+}
+
+START_TEST(test_result_paths)
+{
+    static const int counts[] = {1, 2, 3, 4, 5, 7, 8, 9, 17, 33, 63, 64, 65};
+    static uint8_t mask[P_LEN][P_NODES];
+    bool dead[P_NODES] = {false};
+    uint64_t chain[P_LEN];
+
+    rng_state = 0x5eed + (uint64_t)_i;
+    for (size_t c = 0; c < sizeof(counts) / sizeof(counts[0]); c++) {
+        struct brain_prefix_index *idx = new_index(0, 0);
+        int nb0 = counts[c];
+        memset(mask, 0, sizeof(mask));
+        memset(dead, 0, sizeof(dead));
+        for (int i = 0; i < P_LEN; i++)
+            chain[i] = key_hash(500000 + 100 * (int)c + i);
+        /* Block 0: nb0 holders spread over the nodes, any tier mask. */
+        for (int j = 0; j < nb0; j++)
+            mask[0][j + j * 15 / 64] = (uint8_t)(1 + rnd() % 15);
+        /* Later blocks: one, two, a few, or many holders; some new. */
+        for (int i = 1; i < P_LEN; i++) {
+            int many = (int)(rnd() % 4);
+            for (int nd = 0; nd < P_NODES; nd++) {
+                bool hold = many == 0   ? rnd() % 40 == 0
+                            : many == 1 ? rnd() % 8 == 0
+                                        : rnd() % 8 != 0;
+                if (hold && (mask[0][nd] || rnd() % 4 == 0))
+                    mask[i][nd] = (uint8_t)(1 + rnd() % 15);
+            }
+        }
+        /* Stored chain by chain in node order, so runs and hints mix. */
+        for (int nd = 0; nd < P_NODES; nd++)
+            for (int i = 0; i < P_LEN; i++)
+                for (int t = 1; t <= 4; t++)
+                    if (mask[i][nd] & BIT(t))
+                        ck_assert_int_ge(brain_prefix_index_store(
+                                             idx, 0, (uint16_t)nd, (uint8_t)t,
+                                             chain[i], i ? chain[i - 1] : 0),
+                                         0);
+        paths_check(idx, chain, mask, dead);
+        /* A dead node (here one not holding block 0, then one that does):
+         * the walk maps nodes instead of searching block 0's holders. */
+        ck_assert_int_ge(brain_prefix_index_remove_node(idx, P_NODES - 1), 0);
+        dead[P_NODES - 1] = true;
+        paths_check(idx, chain, mask, dead);
+        ck_assert_int_ge(brain_prefix_index_remove_node(idx, 0), 0);
+        dead[0] = true;
+        paths_check(idx, chain, mask, dead);
+        brain_prefix_index_destroy(idx);
+    }
+}
+END_TEST
+
 /* --- the store's runs, continuation hints and compaction --------------- */
 
 static struct brain_prefix_index_stats
@@ -1623,6 +1731,7 @@ prefix_index_suite(void)
     tcase_add_test(tc, test_run_bits);
     tcase_add_test(tc, test_tag_collisions);
     tcase_add_test(tc, test_long_chains);
+    tcase_add_loop_test(tc, test_result_paths, 0, 3);
     tcase_add_loop_test(tc, test_chains_vs_reference, 0,
                         sizeof(chain_seeds) / sizeof(chain_seeds[0]));
     suite_add_tcase(s, tc);

@@ -611,15 +611,15 @@ timer_cb(uv_timer_t *t)
 static int
 copy_config(struct agent_config *dst, const struct agent_config *src)
 {
-    char **d[] = {&dst->api_listen,    &dst->shm_name,
-                  &dst->node,          &dst->brain,
-                  &dst->http_listen,   &dst->rack,
-                  &dst->zone,          &dst->nvme_dir,
-                  &dst->data_address,  &dst->cuda_lib,
-                  &dst->log_level,     &dst->etcd_endpoints,
-                  &dst->etcd_cacert,   &dst->etcd_cert,
-                  &dst->etcd_key,      &dst->data_transports,
-                  &dst->data_addresses};
+    char **d[] = {&dst->api_listen,     &dst->shm_name,
+                  &dst->node,           &dst->brain,
+                  &dst->http_listen,    &dst->rack,
+                  &dst->zone,           &dst->nvme_dir,
+                  &dst->data_address,   &dst->cuda_lib,
+                  &dst->log_level,      &dst->etcd_endpoints,
+                  &dst->etcd_cacert,    &dst->etcd_cert,
+                  &dst->etcd_key,       &dst->data_transports,
+                  &dst->data_addresses, &dst->api_group};
 
     *dst = *src;
     for (size_t i = 0; i < sizeof d / sizeof d[0]; i++) {
@@ -660,6 +660,27 @@ make_ipc_dir(const char *url, char *err, size_t errlen)
     return 0;
 }
 
+/* With api_group: the API's ipc socket becomes group read/write in it
+ * (connecting needs write permission), like the DRAM arena. */
+static int
+share_ipc_socket(const struct agent *a, char *err, size_t errlen)
+{
+    const char *path = a->cfg.api_listen + 6;
+
+    if (a->api_gid < 0 || strncmp(a->cfg.api_listen, "ipc://", 6)) {
+        return 0;
+    }
+    if (chown(path, (uid_t)-1, (gid_t)a->api_gid) || chmod(path, 0660)) {
+        int r = -errno;
+
+        snprintf(err, errlen,
+                 "api_group: cannot give group %lld the socket %s: %s",
+                 (long long)a->api_gid, path, strerror(-r));
+        return r;
+    }
+    return 0;
+}
+
 static int
 open_store(struct agent *a, char *err, size_t errlen)
 {
@@ -668,6 +689,7 @@ open_store(struct agent *a, char *err, size_t errlen)
     sc.node = a->cfg.node;
     sc.dram_bytes = a->cfg.dram_bytes;
     sc.shm_name = *a->cfg.shm_name ? a->cfg.shm_name : NULL;
+    sc.shm_gid = a->api_gid;
     sc.nvme_dir = a->cfg.nvme_dir;
     sc.nvme_bytes = a->cfg.nvme_bytes;
     /* A GPU's HBM tier needs the CUDA backend; emulation stands in when
@@ -808,6 +830,10 @@ agent_create(uv_loop_t *loop, const struct agent_config *cfg,
     if (r) {
         goto fail_cfg;
     }
+    r = agent_config_api_gid(cfg, &a->api_gid, err, errlen);
+    if (r) {
+        goto fail_cfg;
+    }
     a->boot_id = mcos_boot_id_new();
     a->interval_ms = cfg->report_interval_ms;
     a->start_us = a->last_contact_us = mcos_clock_now(clock);
@@ -842,6 +868,10 @@ agent_create(uv_loop_t *loop, const struct agent_config *cfg,
     }
     if (r) {
         goto fail_store;
+    }
+    r = share_ipc_socket(a, err, errlen);
+    if (r) {
+        goto fail_api;
     }
     r = mcos_bus_client_create(loop, a->brain_url, &a->bus, err, errlen);
     if (r) {

@@ -61,6 +61,7 @@ struct agent_config {
     uint64_t data_conns;         /* TCP sockets per peer */
     char *cuda_lib;              /* CUDA runtime to dlopen, "" for usual */
     char *api_listen;            /* local intent API (nng ipc URL) */
+    char *api_group;             /* group that may use it, "" for none */
     char *shm_name;              /* DRAM arena's shm name, "" for default */
     uint64_t bw_hbm;             /* bandwidth budgets, bytes/s, 0: none */
     uint64_t bw_dram;
@@ -85,6 +86,11 @@ void agent_brain_list_free(char **, size_t n);
 
 /* Checks values that depend on the machine or on each other. */
 int agent_config_check(const struct agent_config *, char *err, size_t errlen);
+
+/* The group id api_group names (a name from the group database or a
+ * number) in *gid, or -1 when it is "".  -EINVAL with the reason in err. */
+int agent_config_api_gid(const struct agent_config *, int64_t *gid, char *err,
+                         size_t errlen);
 
 /* Longest data address, with its NUL. */
 #define AGENT_DATA_ADDR_LEN 64
@@ -112,6 +118,7 @@ struct agent {
     uv_loop_t *loop;                /* our loop */
     const struct mcos_clock *clock; /* monotonic time */
     struct agent_config cfg;        /* configuration (owned copy) */
+    int64_t api_gid;                /* api_group's id, or -1 */
     struct mcos_boot_id boot_id;    /* this process */
     struct agent_gpus gpus;         /* GPUs found */
     struct agent_observe *obs;      /* telemetry sources */

@@ -1,6 +1,7 @@
 /* mcos-agent's settings: one table for the config file and the flags. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <grp.h>
 #include <inttypes.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -71,6 +72,10 @@ const struct mcos_cfg_opt agent_config_opts[] = {
     OPT("api_listen", "api", MCOS_CFG_STRING, api_listen, 0, 0,
         "ipc:///run/mcos/agent.sock",
         "local intent API for libmcos clients (nng ipc URL)"),
+    OPT("api_group", "api-group", MCOS_CFG_STRING, api_group, 0, 0, "",
+        "group (name or number) whose members may use the local API: the "
+        "ipc socket and the DRAM arena become mode 0660 in that group "
+        "(\"\": 0600, the agent's user only)"),
     OPT("tiers.dram.shm_name", "shm-name", MCOS_CFG_STRING, shm_name, 0, 0, "",
         "shared-memory name of the DRAM arena (default "
         "/mcos-NODE-dram)"),
@@ -105,6 +110,46 @@ label_ok(const char *s)
         }
     }
     return true;
+}
+
+int
+agent_config_api_gid(const struct agent_config *c, int64_t *gid, char *err,
+                     size_t errlen)
+{
+    const char *g = c->api_group;
+    struct group gr, *res = NULL;
+    char buf[4096], *end;
+    unsigned long long v;
+
+    *gid = -1;
+    if (!g || !*g) {
+        return 0;
+    }
+    if (*g >= '0' && *g <= '9') {
+        errno = 0;
+        v = strtoull(g, &end, 10);
+        if (*end || errno || v >= (gid_t)-1) {
+            snprintf(err, errlen, "api_group: bad group number '%s'", g);
+            return -EINVAL;
+        }
+        *gid = (int64_t)v;
+    } else if (getgrnam_r(g, &gr, buf, sizeof buf, &res) || !res) {
+        snprintf(err, errlen,
+                 "api_group: no group named '%s' (give a name from "
+                 "/etc/group or a number)",
+                 g);
+        return -EINVAL;
+    } else {
+        *gid = (int64_t)res->gr_gid;
+    }
+    if (*gid == 0) {
+        snprintf(err, errlen,
+                 "api_group: not the root group; name the group the "
+                 "applications run in");
+        *gid = -1;
+        return -EINVAL;
+    }
+    return 0;
 }
 
 int
@@ -217,6 +262,13 @@ agent_config_check(const struct agent_config *c, char *err, size_t errlen)
 
         if (agent_config_data_addresses(c, addrs, AGENT_TRANSPORT_MAX_NICS,
                                         err, errlen) < 0) {
+            return -EINVAL;
+        }
+    }
+    {
+        int64_t gid;
+
+        if (agent_config_api_gid(c, &gid, err, errlen)) {
             return -EINVAL;
         }
     }

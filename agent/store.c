@@ -2150,6 +2150,7 @@ agent_store_create(uv_loop_t *loop, const struct mcos_clock *clock,
         snprintf(shm, sizeof shm, "/mcos-%s-dram", cfg->node);
     }
     tc.shm_name = shm;
+    tc.shm_gid = cfg->shm_gid;
     /* Reserving every page at start would make a 64 GiB arena cost 64 GiB
      * of RAM before the first object; pages are taken as used. */
     tc.sparse = true;

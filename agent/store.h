@@ -35,6 +35,7 @@ struct agent_store_config {
     const char *node;                /* for the shm name */
     uint64_t dram_bytes;             /* DRAM arena */
     const char *shm_name;            /* NULL: "/mcos-<node>-dram" */
+    int64_t shm_gid;                 /* arena's group (mode 0660), or -1 */
     const char *nvme_dir;            /* NULL or "": no NVMe tier */
     uint64_t nvme_bytes;             /* NVMe capacity */
     uint64_t hbm_bytes;              /* HBM capacity to use (0: none) */

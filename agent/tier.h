@@ -67,6 +67,9 @@ typedef int (*agent_tier_recover_cb)(void *arg, uint64_t object_id,
 struct agent_tier_config {
     uint64_t capacity;    /* bytes the tier may hand out; required */
     const char *shm_name; /* DRAM: "/mcos-<node>-dram", NULL for memfd */
+    int64_t shm_gid;      /* DRAM, named: group given read/write (mode
+                             0660), or -1 (or 0 in a zeroed struct, the
+                             root group) for 0600 */
     bool sparse;          /* DRAM: do not reserve backing pages at init */
     uint64_t large_align; /* DRAM: objects this big get 4 KiB alignment;
                              0 means 64 KiB, UINT64_MAX disables */

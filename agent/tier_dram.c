@@ -162,6 +162,18 @@ dram_init(struct agent_tier *t, const struct agent_tier_config *cfg)
             goto fail_name;
         }
         d->fd = open_named(d->shm_name);
+        if (d->fd >= 0 && cfg->shm_gid > 0 &&
+            (fchown(d->fd, (uid_t)-1, (gid_t)cfg->shm_gid) ||
+             fchmod(d->fd, 0660))) {
+            rc = -errno;
+            agent_tier_log("dram", "cannot give group %lld the arena %s: %s",
+                           (long long)cfg->shm_gid, d->shm_name,
+                           strerror(-rc));
+            shm_unlink(d->shm_name);
+            close(d->fd);
+            d->fd = -1;
+            goto fail_open;
+        }
     } else {
         d->fd = memfd_create("mcos-dram", MFD_CLOEXEC | MFD_ALLOW_SEALING);
         if (d->fd < 0)

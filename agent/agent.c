@@ -142,11 +142,92 @@ switch_cb(uv_timer_t *t)
     agent_run(a);
 }
 
-/* Follows another brain: `url` (NULL: the next one in the configured
- * list) after `delay_ms`.  The switch itself runs from a timer, never from
- * inside a bus callback, because it closes the bus client. */
+static void follow_to(struct agent *a, const char *url, uint64_t delay_ms);
+
+/* A read of /mcos/leader in flight.  The agent may close first: then
+ * `a` is NULL and the answer is dropped. */
+struct leader_lookup {
+    struct agent *a;   /* who asked, NULL once it closed */
+    uint64_t delay_ms; /* for the switch that follows */
+};
+
+/* The leader's bus URL from /mcos/leader's value (brain/election.c
+ * writes {"name", "bus", "http"}), if it is one an agent can dial. */
+static bool
+leader_bus(const struct mcos_etcd_result *res, char *url, size_t len)
+{
+    static const char *const bus_schemes[] = {"tcp", "ipc", NULL};
+    json_t *doc;
+    const char *bus;
+    char err[256];
+    bool ok = false;
+
+    if (res->status || res->n_kvs != 1) {
+        return false;
+    }
+    doc = json_loadb(res->kvs[0].value, res->kvs[0].value_len, 0, NULL);
+    bus = json_string_value(json_object_get(doc, "bus"));
+    if (bus && !strstr(bus, "://0.0.0.0:") && !strstr(bus, "://[::]:") &&
+        mcos_check_url("leader", bus, bus_schemes, err, sizeof err) == 0 &&
+        strlen(bus) < len) {
+        snprintf(url, len, "%s", bus);
+        ok = true;
+    }
+    json_decref(doc);
+    return ok;
+}
+
+static void
+on_leader(const struct mcos_etcd_result *res, void *arg)
+{
+    struct leader_lookup *l = arg;
+    struct agent *a = l->a;
+    char url[512];
+
+    if (a) {
+        a->lookup = NULL;
+        if (leader_bus(res, url, sizeof url) && strcmp(url, a->brain_url)) {
+            LOG_INFO("etcd names the leading brain: %s", url);
+            follow_to(a, url, l->delay_ms);
+        } else {
+            follow_to(a, NULL, l->delay_ms);
+        }
+    }
+    free(l);
+}
+
+/* Follows another brain: `url`, or (NULL) the leader etcd names, else the
+ * next one in the configured list, after `delay_ms`. */
 static void
 follow(struct agent *a, const char *url, uint64_t delay_ms)
+{
+    struct leader_lookup *l;
+
+    if (url || !a->etcd || a->next_brain || a->lookup || a->closing) {
+        follow_to(a, url, delay_ms);
+        return;
+    }
+    /* With etcd, ask it first: the leader may be a brain the list does
+     * not name (replaced hosts, a list that went stale). */
+    l = calloc(1, sizeof *l);
+    if (l) {
+        l->a = a;
+        l->delay_ms = delay_ms;
+        if (mcos_etcd_get(a->etcd, "/mcos/leader", strlen("/mcos/leader"),
+                          false, on_leader, l) == 0) {
+            a->lookup = l;
+            return;
+        }
+        free(l);
+    }
+    follow_to(a, NULL, delay_ms);
+}
+
+/* Follows `url` (NULL: the next one in the configured list) after
+ * `delay_ms`.  The switch itself runs from a timer, never from inside a
+ * bus callback, because it closes the bus client. */
+static void
+follow_to(struct agent *a, const char *url, uint64_t delay_ms)
 {
     uint64_t since;
 
@@ -798,6 +879,15 @@ start_membership(struct agent *a, char *err, size_t errlen)
                           (int64_t)a->cfg.etcd_lease_ttl_s, &a->member, err,
                           errlen);
     free(s);
+    if (r == 0) {
+        /* Where to look for the leader when no brain answers. */
+        r = mcos_etcd_create(a->loop, a->cfg.etcd_endpoints, &eo, &a->etcd,
+                             err, errlen);
+        if (r) {
+            mcos_member_stop(a->member);
+            a->member = NULL;
+        }
+    }
     return r;
 }
 
@@ -958,6 +1048,12 @@ agent_close(struct agent *a)
     a->closing = 2; /* the two timers */
     mcos_member_stop(a->member);
     a->member = NULL;
+    if (a->lookup) {
+        a->lookup->a = NULL; /* its answer comes, to nobody */
+        a->lookup = NULL;
+    }
+    mcos_etcd_close(a->etcd);
+    a->etcd = NULL;
     mcos_http_server_close(a->http);
     /* The fabric, then the store: together they answer every request
      * still waiting on a copy while the API socket can still carry the

@@ -143,6 +143,8 @@ struct agent {
     int closing;                    /* handles still closing */
     struct agent_counters counters; /* for /metrics */
     struct mcos_member *member;     /* etcd registration, or NULL */
+    struct mcos_etcd *etcd;         /* reads /mcos/leader, or NULL */
+    struct leader_lookup *lookup;   /* the one in flight, or NULL */
     char **brains;                  /* the brains' bus URLs, from cfg */
     size_t n_brains;                /* how many */
     size_t cur_brain;               /* the one `bus` dials, if listed */

@@ -8,7 +8,8 @@
 #     refused, naming --etcd);
 #   - two brains: one leads (HTTP 200 on /v1/status), the other stands by
 #     (503, naming the leader); mcos-admin status shows both, and the etcd
-#     endpoints' health; agents given both URLs find the leader;
+#     endpoints' health; agents given both URLs find the leader, and one
+#     given only a dead brain's URL finds it in etcd (/mcos/leader);
 #   - the leader killed with kill -9: the standby leads within the lease
 #     TTL + one report interval (+ slack, below), the agents follow with
 #     their tables and objects, and generations keep increasing (the
@@ -232,6 +233,24 @@ wait_for 10 agents_run_at_least "$G1" || fail "agents not at $G1"
 [[ $(etcdctl_on e1 get /mcos/gen --print-value-only) == "$G1" ]] ||
     fail "/mcos/gen is $(etcdctl_on e1 get /mcos/gen --print-value-only), want $G1"
 ok "the agents run generation $G1 (= /mcos/gen); n1 holds 33 objects"
+
+step "an agent whose list names no live brain finds the leader in etcd"
+alloc_ports DEAD_BUS
+start_agent n4 --brain "tcp://127.0.0.1:$DEAD_BUS" --etcd "$EP" \
+    --etcd-lease-ttl-s 2
+wait_for 15 eval 'brain_check ".nodes[] | select(.name == \"n4\") | .state == \"alive\"" /v1/nodes' ||
+    fail "n4 never joined b1: $(brain_get /v1/nodes | jq -c '[.nodes[] | {name, state}]')"
+grep -q "etcd names the leading brain: $(bus_of b1)" "$TEST_DIR/n4.log" ||
+    fail "n4 did not log what etcd said"
+grep -q "following the brain at $(bus_of b1) (was tcp://127.0.0.1:$DEAD_BUS)" \
+    "$TEST_DIR/n4.log" || fail "n4 did not follow b1"
+ok "n4, given only a dead brain, read /mcos/leader and joined b1"
+daemon_stop n4
+# Its leaving compiles another generation: let it settle first.
+wait_for 10 node_state_is n4 failed || fail "n4 is $(node_state n4) after it stopped"
+admin sync --wait >/dev/null
+G1=$(brain_generation)
+wait_for 10 agents_run_at_least "$G1" || fail "agents not at $G1 after n4 left"
 
 step "kill -9 the leader: the standby leads within TTL + report interval"
 t0=$(now_ms)

@@ -151,15 +151,27 @@ struct leader_lookup {
     uint64_t delay_ms; /* for the switch that follows */
 };
 
+/* True if `url`, a leader's bus URL (from a standby's refusal or from
+ * etcd), is one an agent can dial.  A wildcard address names no host:
+ * that leader did not set its advertise URL. */
+static bool
+dialable_leader(const char *url)
+{
+    static const char *const bus_schemes[] = {"tcp", "ipc", NULL};
+    char err[256];
+
+    return url && *url && !strstr(url, "://0.0.0.0:") &&
+           !strstr(url, "://[::]:") &&
+           mcos_check_url("leader", url, bus_schemes, err, sizeof err) == 0;
+}
+
 /* The leader's bus URL from /mcos/leader's value (brain/election.c
  * writes {"name", "bus", "http"}), if it is one an agent can dial. */
 static bool
 leader_bus(const struct mcos_etcd_result *res, char *url, size_t len)
 {
-    static const char *const bus_schemes[] = {"tcp", "ipc", NULL};
     json_t *doc;
     const char *bus;
-    char err[256];
     bool ok = false;
 
     if (res->status || res->n_kvs != 1) {
@@ -167,9 +179,7 @@ leader_bus(const struct mcos_etcd_result *res, char *url, size_t len)
     }
     doc = json_loadb(res->kvs[0].value, res->kvs[0].value_len, 0, NULL);
     bus = json_string_value(json_object_get(doc, "bus"));
-    if (bus && !strstr(bus, "://0.0.0.0:") && !strstr(bus, "://[::]:") &&
-        mcos_check_url("leader", bus, bus_schemes, err, sizeof err) == 0 &&
-        strlen(bus) < len) {
+    if (dialable_leader(bus) && strlen(bus) < len) {
         snprintf(url, len, "%s", bus);
         ok = true;
     }
@@ -263,15 +273,8 @@ follow_to(struct agent *a, const char *url, uint64_t delay_ms)
 static void
 redirected(struct agent *a, const char *leader)
 {
-    static const char *const bus_schemes[] = {"tcp", "ipc", NULL};
-    char err[256];
-
     a->registered = false;
-    /* A wildcard address names no host: the leader did not set its
-     * advertise URL. */
-    if (leader && *leader && strcmp(leader, a->brain_url) &&
-        !strstr(leader, "://0.0.0.0:") && !strstr(leader, "://[::]:") &&
-        mcos_check_url("leader", leader, bus_schemes, err, sizeof err) == 0) {
+    if (dialable_leader(leader) && strcmp(leader, a->brain_url)) {
         follow(a, leader, 0);
     } else {
         /* Nobody leads yet, or only the brain we ask: look around, not

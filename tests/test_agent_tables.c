@@ -1,6 +1,7 @@
 /* Tests for agent/tables: apply through RCU while readers read. */
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 
 #include "tables.h"
@@ -70,6 +71,7 @@ END_TEST
 struct reader {
     struct agent_tables *t;
     atomic_bool *stop;
+    _Atomic uint64_t seen; /* newest generation read */
     uint64_t reads;
     bool monotonic;
     bool consistent;
@@ -97,6 +99,7 @@ reader_main(void *arg)
                 r->monotonic = false;
             }
             last = g;
+            atomic_store(&r->seen, g);
         }
         agent_tables_read_unlock(r->t);
         r->reads++;
@@ -118,12 +121,21 @@ START_TEST(test_concurrent_readers)
     agent_tables_register_thread();
     ck_assert_int_eq(agent_tables_create("n1", &t), 0);
     for (int i = 0; i < 3; i++) {
-        rd[i] = (struct reader){t, &stop, 0, true, true};
+        rd[i] = (struct reader){t, &stop, 0, 0, true, true};
         pthread_create(&th[i], NULL, reader_main, &rd[i]);
     }
     for (uint64_t g = 1; g <= 3000; g++) {
         ck_assert_int_eq(
             agent_tables_apply(t, make_update(g, g - 1), err, sizeof err), 0);
+    }
+    /* Each reader must come to see the last generation.  Waiting for it,
+     * rather than stopping at once, keeps the test true on a loaded
+     * machine where a reader is first scheduled after the writer is done
+     * (the tcase timeout bounds the wait). */
+    for (int i = 0; i < 3; i++) {
+        while (atomic_load(&rd[i].seen) != 3000) {
+            sched_yield();
+        }
     }
     atomic_store(&stop, true);
     for (int i = 0; i < 3; i++) {

@@ -609,11 +609,12 @@ send_report(struct agent *a)
     {
         struct agent_engine_load el;
 
-        agent_local_api_load(a->api, &el);
+        agent_local_api_load(a->api, mcos_clock_now(a->clock), &el);
         load.engines = el.engines;
         load.queued_requests = el.queued_requests;
         load.running_requests = el.running_requests;
         load.queued_prefill_blocks = el.queued_prefill_blocks;
+        load.sample_age_us = el.sample_age_us;
     }
 
     n_events = agent_observe_take_events(a->obs, AGENT_MAX_EVENTS_PER_REPORT,
@@ -956,8 +957,8 @@ agent_create(uv_loop_t *loop, const struct agent_config *cfg,
     }
     r = make_ipc_dir(cfg->api_listen, err, errlen);
     if (r == 0) {
-        r = agent_local_api_create(loop, cfg->api_listen, a->store, &a->api,
-                                   err, errlen);
+        r = agent_local_api_create(loop, a->clock, cfg->api_listen, a->store,
+                                   &a->api, err, errlen);
     }
     if (r) {
         goto fail_store;

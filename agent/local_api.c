@@ -26,11 +26,13 @@ struct engine {
     uint32_t queued_requests;       /* as reported */
     uint32_t running_requests;      /* as reported */
     uint64_t queued_prefill_blocks; /* as reported */
+    uint64_t at_us;                 /* when (the agent's clock) */
 };
 
 struct agent_local_api {
     struct mcos_bus_server *bus;              /* the ipc socket */
     struct agent_store *store;                /* where intents go */
+    const struct mcos_clock *clock;           /* stamps load reports */
     struct agent_local_api_counters counters; /* for /metrics */
     struct engine *engines;                   /* clients that report load */
     size_t n_engines, cap_engines;            /* ... count, room */
@@ -225,6 +227,7 @@ do_load(struct agent_local_api *api, struct mcos_bus_request *bus,
     e->queued_requests = q->queued_requests;
     e->running_requests = q->running_requests;
     e->queued_prefill_blocks = q->queued_prefill_blocks;
+    e->at_us = mcos_clock_now(api->clock);
     reply(api, bus, &rep);
 }
 
@@ -235,9 +238,11 @@ sat_add32(uint32_t a, uint32_t b)
 }
 
 void
-agent_local_api_load(const struct agent_local_api *api,
+agent_local_api_load(const struct agent_local_api *api, uint64_t now_us,
                      struct agent_engine_load *out)
 {
+    uint64_t oldest = now_us;
+
     memset(out, 0, sizeof *out);
     if (!api) {
         return;
@@ -251,7 +256,11 @@ agent_local_api_load(const struct agent_local_api *api,
         out->running_requests =
             sat_add32(out->running_requests, e->running_requests);
         out->queued_prefill_blocks += e->queued_prefill_blocks;
+        if (e->at_us < oldest) {
+            oldest = e->at_us;
+        }
     }
+    out->sample_age_us = now_us - oldest;
 }
 
 static void
@@ -337,9 +346,9 @@ on_peer_gone(uint32_t peer, void *arg)
 }
 
 int
-agent_local_api_create(uv_loop_t *loop, const char *url,
-                       struct agent_store *store, struct agent_local_api **out,
-                       char *err, size_t errlen)
+agent_local_api_create(uv_loop_t *loop, const struct mcos_clock *clock,
+                       const char *url, struct agent_store *store,
+                       struct agent_local_api **out, char *err, size_t errlen)
 {
     struct agent_local_api *api = calloc(1, sizeof *api);
     int r;
@@ -348,6 +357,7 @@ agent_local_api_create(uv_loop_t *loop, const char *url,
         return -ENOMEM;
     }
     api->store = store;
+    api->clock = clock;
     r = mcos_bus_server_create(loop, url, on_request, api, &api->bus, err,
                                errlen);
     if (r) {

@@ -25,8 +25,11 @@
 #include "store.h"
 
 struct agent_local_api;
+struct mcos_clock;
 
-int agent_local_api_create(uv_loop_t *, const char *url, struct agent_store *,
+/* `clock` stamps the engines' load reports. */
+int agent_local_api_create(uv_loop_t *, const struct mcos_clock *clock,
+                           const char *url, struct agent_store *,
                            struct agent_local_api **out, char *err,
                            size_t errlen);
 
@@ -50,9 +53,10 @@ struct agent_engine_load {
     uint32_t queued_requests;       /* summed (saturating) */
     uint32_t running_requests;      /* summed (saturating) */
     uint64_t queued_prefill_blocks; /* summed */
+    uint64_t sample_age_us; /* age of the oldest client's latest report */
 };
 
-void agent_local_api_load(const struct agent_local_api *,
+void agent_local_api_load(const struct agent_local_api *, uint64_t now_us,
                           struct agent_engine_load *out);
 
 /* Fills an ObjectInfo from an object (for the API and the HTTP views). */

@@ -231,8 +231,15 @@ on_report(struct brain *b, struct mcos_bus_request *req,
     }
     brain_kv_report(b->kv, res.node->idx, rep, mcos_clock_now(b->clock));
     brain_graph_report(b->graph, res.node->idx, rep);
-    res.node->routed = 0;
-    res.node->routed_blocks = 0;
+    if (rep->load && rep->load->engines) {
+        /* Its engines' queues, as old as the report says: the routes made
+         * long enough before are in them now. */
+        uint64_t now = mcos_clock_now(b->clock),
+                 age = rep->load->sample_age_us;
+
+        brain_routed_covered(&res.node->routed, age < now ? now - age : 0,
+                             b->cfg.route_transit_ms * 1000);
+    }
     if (res.topology_changed || res.replicas_done) {
         brain_schedule(b);
     }

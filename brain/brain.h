@@ -52,21 +52,23 @@ struct brain_config {
     uint64_t load_weight_milli;       /* routing: per queued request x1000 */
     uint64_t queue_block_milli;       /* routing: per queued block x1000 */
     uint64_t peer_fetch_milli;        /* routing: block copied x1000 */
-    uint64_t bound_eps_milli;         /* routing: bounded-load slack x1000 */
-    uint64_t rack_penalty_milli;      /* routing: other rack x1000 */
-    uint64_t repl_min_hotness_milli;  /* replication: hot enough x1000 */
-    uint64_t repl_copies;             /* replication: live holders wanted */
-    uint64_t repl_budget;             /* replication: new copies a round */
-    uint64_t repl_budget_bytes;       /* replication: bytes a round */
-    uint64_t repl_candidates;         /* replication: blocks per namespace */
-    uint64_t repl_interval_ms;        /* replication: round period */
-    uint64_t repl_drop_hits;          /* replication: hits a copy needs */
-    uint64_t repl_drop_after_ms;      /* replication: per this window */
-    uint64_t admit_pressure_milli;    /* placement: admission rise x1000 */
-    uint64_t prefetch_min_support;    /* prefetch: pair seen this often */
-    uint64_t prefetch_deadline_ms;    /* prefetch: rules' deadline */
-    uint64_t prefetch_max_rules;      /* prefetch: rules per node */
-    char *etcd_endpoints;             /* membership leases, "" for none */
+    uint64_t route_hold_ms;          /* routing: a route counts at most this */
+    uint64_t route_transit_ms;       /* routing: route to engine, at most */
+    uint64_t bound_eps_milli;        /* routing: bounded-load slack x1000 */
+    uint64_t rack_penalty_milli;     /* routing: other rack x1000 */
+    uint64_t repl_min_hotness_milli; /* replication: hot enough x1000 */
+    uint64_t repl_copies;            /* replication: live holders wanted */
+    uint64_t repl_budget;            /* replication: new copies a round */
+    uint64_t repl_budget_bytes;      /* replication: bytes a round */
+    uint64_t repl_candidates;        /* replication: blocks per namespace */
+    uint64_t repl_interval_ms;       /* replication: round period */
+    uint64_t repl_drop_hits;         /* replication: hits a copy needs */
+    uint64_t repl_drop_after_ms;     /* replication: per this window */
+    uint64_t admit_pressure_milli;   /* placement: admission rise x1000 */
+    uint64_t prefetch_min_support;   /* prefetch: pair seen this often */
+    uint64_t prefetch_deadline_ms;   /* prefetch: rules' deadline */
+    uint64_t prefetch_max_rules;     /* prefetch: rules per node */
+    char *etcd_endpoints;            /* membership leases, "" for none */
     bool etcd_required;        /* no etcd at start: exit, else embedded */
     uint64_t etcd_lease_ttl_s; /* the election lease's TTL */
     char *etcd_cacert;         /* TLS: CA bundle, "" for the system's */

@@ -18,6 +18,7 @@ node_free(struct brain_node *n)
         mcos__hello__free_unpacked(n->hello, NULL);
     }
     free(n->replicas);
+    brain_routed_destroy(&n->routed);
     free(n);
 }
 
@@ -184,4 +185,6 @@ brain_node_reset(struct brain_node *n)
     n->events_dropped = 0;
     n->stale = false;
     memset(n->tiers, 0, sizeof n->tiers);
+    /* A new boot's engines start with empty queues. */
+    brain_routed_clear(&n->routed);
 }

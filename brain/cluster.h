@@ -20,6 +20,7 @@
 #include "ids.h"
 #include "liveness.h"
 #include "mcos.pb-c.h"
+#include "routed.h"
 #include "table.h"
 
 /* Tier kinds indexed directly (TierKind values). */
@@ -68,11 +69,8 @@ struct brain_node {
     uint64_t watch_gen;             /* applied gen the watch carried */
     uint16_t idx;                   /* small id for the prefix index */
     bool kv_gone;                   /* its index entries were dropped */
-    uint32_t routed;                /* requests routed here since its
-                                       last report */
-    double routed_blocks;           /* ... and the blocks they will
-                                       prefill here, by the route's own
-                                       estimate */
+    struct brain_routed routed;     /* requests routed here that its
+                                       load reports do not show yet */
     struct brain_replica *replicas; /* tasks with this node as source */
     size_t n_replicas;              /* their count */
     uint64_t replicas_ver;          /* bumped when `replicas` changes */

@@ -59,6 +59,14 @@ const struct mcos_cfg_opt brain_config_opts[] = {
     OPT("routing.bound_eps_milli", "route-bound-eps-milli", MCOS_CFG_UINT,
         bound_eps_milli, 0, 100000, "250",
         "routing: bounded-load slack (no node above (1+eps) x mean load)"),
+    OPT("routing.route_hold_ms", "route-hold-ms", MCOS_CFG_MS, route_hold_ms,
+        100, 3600000, "5000",
+        "routing: how long a routed request counts as its node's load when "
+        "no engine load report shows it (about a request's life)"),
+    OPT("routing.route_transit_ms", "route-transit-ms", MCOS_CFG_MS,
+        route_transit_ms, 0, 60000, "50",
+        "routing: time a routed request takes to reach its engine; an engine "
+        "load report covers the routes made that long before it"),
     OPT("routing.rack_penalty_milli", "route-rack-penalty-milli",
         MCOS_CFG_UINT, rack_penalty_milli, 0, 100000000, "2000",
         "routing: cost of serving a request outside its rack, x1000"),
@@ -189,6 +197,8 @@ const char *const brain_config_live_keys[] = {
     "routing.rack_penalty_milli",
     "routing.queue_block_milli",
     "routing.peer_fetch_milli",
+    "routing.route_hold_ms",
+    "routing.route_transit_ms",
     "replication.min_hotness_milli",
     "replication.copies",
     "replication.budget",

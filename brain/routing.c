@@ -135,6 +135,7 @@ brain_routing_decide(struct brain *b, const char *ns_name,
     struct ranked *rk = NULL;
     size_t *holder = NULL;
     size_t cap = b->cluster.n + 1;
+    uint64_t now = mcos_clock_now(b->clock);
     int ns, best, found, r = 0;
 
     memset(out, 0, sizeof *out);
@@ -177,11 +178,12 @@ brain_routing_decide(struct brain *b, const char *ns_name,
         out->cand[out->n].name = nd->name;
         out->cand[out->n].rack =
             nd->hello->labels ? nd->hello->labels->rack : "";
+        brain_routed_expire(&nd->routed, now, b->cfg.route_hold_ms * 1000);
         out->cand[out->n].load = (double)nd->queued_requests +
                                  (double)nd->running_requests +
-                                 (double)nd->routed;
-        out->cand[out->n].queued_blocks =
-            (double)nd->queued_prefill_blocks + nd->routed_blocks;
+                                 (double)brain_routed_requests(&nd->routed);
+        out->cand[out->n].queued_blocks = (double)nd->queued_prefill_blocks +
+                                          brain_routed_blocks(&nd->routed);
         out->n++;
     }
     if (out->n == 0) {
@@ -209,8 +211,10 @@ brain_routing_decide(struct brain *b, const char *ns_name,
     out->best = (size_t)best;
     out->chain_len = n;
     order_copies(b, out, holder, chain);
-    who[best]->routed++;
-    who[best]->routed_blocks += out->score[best].prefill;
+    if (brain_routed_add(&who[best]->routed, now, out->score[best].prefill)) {
+        /* The decision stands; only its weight on the next ones is lost. */
+        LOG_WARN("out of memory counting a route to %s", who[best]->name);
+    }
     b->routes++;
     for (size_t i = 0; i < out->n; i++) {
         rk[i].i = i;

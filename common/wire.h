@@ -25,7 +25,7 @@
 #include "mcos.pb-c.h"
 
 #define MCOS_PROTO_MAJOR 1
-#define MCOS_PROTO_MINOR 1
+#define MCOS_PROTO_MINOR 2
 
 /* The policy table format the compiler emits and the agent applies. */
 #define MCOS_TABLE_FORMAT 1

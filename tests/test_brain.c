@@ -19,6 +19,7 @@ struct t {
     int status;             /* transport status of the last reply */
     struct mcos_wire_msg m; /* the last reply, decoded */
     bool have_msg;
+    struct mcos_fake_clock *fake; /* the brain's clock, if not monotonic */
 };
 
 static struct brain_config
@@ -39,6 +40,11 @@ config(const struct t *t)
     c.report_interval_ms = 100;
     c.suspect_after_ms = 300;
     c.fail_after_ms = 600;
+    if (t->fake) {
+        /* Time moves only when the test says: no node goes silent. */
+        c.suspect_after_ms = 3600000;
+        c.fail_after_ms = 7200000;
+    }
     return c;
 }
 
@@ -48,9 +54,11 @@ start_brain(struct t *t)
     struct brain_config c = config(t);
     char err[256];
 
-    ck_assert_msg(brain_create(&t->loop, &c, &mcos_clock_monotonic, &t->brain,
-                               err, sizeof err) == 0,
-                  "%s", err);
+    ck_assert_msg(
+        brain_create(&t->loop, &c,
+                     t->fake ? &t->fake->base : &mcos_clock_monotonic,
+                     &t->brain, err, sizeof err) == 0,
+        "%s", err);
     mcos_cfg_free(brain_config_opts, brain_n_config_opts, &c);
 }
 
@@ -65,18 +73,26 @@ stop_brain(struct t *t)
     }
 }
 
+/* A brain on `fake` (NULL: the monotonic clock). */
 static void
-setup_t(struct t *t)
+setup_clock(struct t *t, struct mcos_fake_clock *fake)
 {
     char err[256];
 
     memset(t, 0, sizeof *t);
+    t->fake = fake;
     t->dir = test_tmpdir();
     snprintf(t->url, sizeof t->url, "ipc://%s/brain.sock", t->dir);
     uv_loop_init(&t->loop);
     start_brain(t);
     ck_assert_int_eq(
         mcos_bus_client_create(&t->loop, t->url, &t->cli, err, sizeof err), 0);
+}
+
+static void
+setup_t(struct t *t)
+{
+    setup_clock(t, NULL);
 }
 
 static void
@@ -422,7 +438,7 @@ START_TEST(test_route_over_bus)
     ck_assert_str_eq(r->ranked[0]->node, "n1");
     ck_assert_double_eq_tol(r->ranked[0]->prefill_blocks, 3, 1e-9);
     ck_assert(strstr(r->explain, "n1: holds 0 of 3 blocks"));
-    /* The request routed to n1 counts as its load until it reports. */
+    /* The request routed to n1 counts as its load (test_routed_load). */
     r = route(&t, "", chain, 3);
     ck_assert_str_eq(r->node, "n2");
     r = route(&t, "bad ns", chain, 3);
@@ -433,6 +449,85 @@ START_TEST(test_route_over_bus)
                   "'blocks' must be a non-empty array of at most 4096 block "
                   "hashes");
     ck_assert_uint_eq(t.brain->routes, 2);
+    teardown_t(&t);
+}
+END_TEST
+
+/* A report from `node` (boot 7); with engines > 0 it carries their load,
+ * sampled `age_us` before it was sent. */
+static void
+report_load(struct t *t, const char *node, uint64_t seq, uint32_t engines,
+            uint32_t queued, uint64_t age_us)
+{
+    Mcos__Report rep = MCOS__REPORT__INIT;
+    Mcos__Load load = MCOS__LOAD__INIT;
+
+    rep.node = (char *)node;
+    rep.boot_id = 7;
+    rep.seq = seq;
+    if (engines) {
+        load.engines = engines;
+        load.queued_requests = queued;
+        load.sample_age_us = age_us;
+        rep.load = &load;
+    }
+    ck_assert_int_eq(rpc(t, MCOS__MSG_TYPE__MSG_REPORT, &rep.base)->status, 0);
+}
+
+/* What the brain routed to a node counts as its load until an engine
+ * report shows it (made routing.route_transit_ms after the route), or
+ * for routing.route_hold_ms -- not just until the node's next report. */
+START_TEST(test_routed_load)
+{
+    struct mcos_fake_clock fake;
+    struct t t;
+    uint64_t chain[3] = {11, 12, 13};
+    const struct brain_node *n1, *n2;
+
+    mcos_fake_clock_init(&fake, 1000000);
+    setup_clock(&t, &fake);
+    send_hello(&t, "n1", 7, 0);
+    send_hello(&t, "n2", 7, 0);
+    n1 = brain_cluster_find(&t.brain->cluster, "n1");
+    n2 = brain_cluster_find(&t.brain->cluster, "n2");
+    ck_assert_str_eq(route(&t, "", chain, 3)->node, "n1"); /* tie: n1 */
+    /* A report without engine load says nothing of that request. */
+    report_load(&t, "n1", 1, 0, 0, 0);
+    ck_assert_uint_eq(brain_routed_requests(&n1->routed), 1);
+    ck_assert_double_eq_tol(brain_routed_blocks(&n1->routed), 3, 1e-9);
+    ck_assert_str_eq(route(&t, "", chain, 3)->node, "n2");
+    ck_assert_str_eq(route(&t, "", chain, 3)->node, "n1");
+    ck_assert_uint_eq(brain_routed_requests(&n1->routed), 2);
+
+    /* Held for routing.route_hold_ms (5 s), then forgotten. */
+    mcos_fake_clock_advance(&fake, 4999999);
+    ck_assert_str_eq(route(&t, "", chain, 3)->node, "n2"); /* 2 vs 1 */
+    mcos_fake_clock_advance(&fake, 1);
+    /* The first three are 5 s old: only n2's newest counts. */
+    ck_assert_str_eq(route(&t, "", chain, 3)->node, "n1");
+    ck_assert_uint_eq(brain_routed_requests(&n1->routed), 1);
+    ck_assert_uint_eq(brain_routed_requests(&n2->routed), 1);
+
+    /* Engines on n1 report 10 ms after its route: too soon to have it
+     * (routing.route_transit_ms is 50 ms), so it still counts. */
+    mcos_fake_clock_advance(&fake, 10000);
+    report_load(&t, "n1", 2, 1, 0, 0);
+    ck_assert_uint_eq(brain_routed_requests(&n1->routed), 1);
+    /* 100 ms later: a report whose figures are 60 ms old covers it. */
+    mcos_fake_clock_advance(&fake, 100000);
+    report_load(&t, "n1", 3, 1, 0, 60000);
+    ck_assert_uint_eq(brain_routed_requests(&n1->routed), 0);
+    ck_assert_double_eq_tol(brain_routed_blocks(&n1->routed), 0, 1e-9);
+    /* ... but figures 100 ms old were sampled 10 ms after n2's route,
+     * within the transit time: they do not cover it. */
+    report_load(&t, "n2", 1, 1, 0, 100000);
+    ck_assert_uint_eq(brain_routed_requests(&n2->routed), 1);
+    ck_assert_str_eq(route(&t, "", chain, 3)->node, "n1");
+    /* The engines' own figures count in place of the routes they cover. */
+    mcos_fake_clock_advance(&fake, 100000);
+    report_load(&t, "n1", 4, 1, 5, 0);
+    ck_assert_uint_eq(brain_routed_requests(&n1->routed), 0);
+    ck_assert_str_eq(route(&t, "", chain, 3)->node, "n2");
     teardown_t(&t);
 }
 END_TEST
@@ -503,6 +598,7 @@ suite(void)
     tcase_add_test(tc, test_bad_input);
     tcase_add_test(tc, test_generations_survive_restart);
     tcase_add_test(tc, test_route_over_bus);
+    tcase_add_test(tc, test_routed_load);
     tcase_add_test(tc, test_route_teaches_residency);
     tcase_add_test(tc, test_config_check);
     suite_add_tcase(s, tc);

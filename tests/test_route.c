@@ -3,6 +3,7 @@
 #include <errno.h>
 
 #include "route.h"
+#include "routed.h"
 #include "testutil.h"
 
 static const struct brain_route_weights w = {
@@ -180,6 +181,62 @@ START_TEST(test_herding_spreads)
 }
 END_TEST
 
+/* Routed work: kept in order, dropped from the front by age or by a load
+ * report that covers it, sums exact, bounded. */
+START_TEST(test_routed)
+{
+    struct brain_routed r = {0};
+
+    ck_assert_uint_eq(brain_routed_requests(&r), 0);
+    ck_assert_double_eq(brain_routed_blocks(&r), 0);
+    brain_routed_expire(&r, 1000, 10);    /* empty: nothing to do */
+    brain_routed_covered(&r, 1000, 2000); /* before the clock's start */
+    for (uint64_t t = 100; t <= 4000; t += 100) {
+        ck_assert_int_eq(brain_routed_add(&r, t, 0.5), 0); /* 40 routes */
+    }
+    ck_assert_uint_eq(brain_routed_requests(&r), 40);
+    ck_assert_double_eq_tol(brain_routed_blocks(&r), 20, 1e-12);
+    /* Held 1000: at 1450 the routes of 100..400 are past it. */
+    brain_routed_expire(&r, 1450, 1000);
+    ck_assert_uint_eq(brain_routed_requests(&r), 36);
+    /* Exactly hold_us old goes too. */
+    brain_routed_expire(&r, 1500, 1000);
+    ck_assert_uint_eq(brain_routed_requests(&r), 35);
+    /* A report sampled at 2050 with 50 of transit covers up to 2000. */
+    brain_routed_covered(&r, 2050, 50);
+    ck_assert_uint_eq(brain_routed_requests(&r), 20);
+    ck_assert_double_eq_tol(brain_routed_blocks(&r), 10, 1e-12);
+    /* Older reports change nothing. */
+    brain_routed_covered(&r, 1000, 0);
+    ck_assert_uint_eq(brain_routed_requests(&r), 20);
+    /* The ring wraps while routes come and go; the sums stay exact. */
+    for (uint64_t t = 4100; t <= 40000; t += 100) {
+        ck_assert_int_eq(brain_routed_add(&r, t, 1.0), 0);
+        brain_routed_expire(&r, t, 1000);
+    }
+    ck_assert_uint_eq(brain_routed_requests(&r), 10); /* 39100..40000 */
+    ck_assert_double_eq_tol(brain_routed_blocks(&r), 10, 1e-9);
+    brain_routed_covered(&r, 50000, 0);
+    ck_assert_uint_eq(brain_routed_requests(&r), 0);
+    ck_assert_double_eq(brain_routed_blocks(&r), 0);
+    /* Bounded: past BRAIN_ROUTED_MAX the oldest stops counting. */
+    for (uint64_t i = 0; i < BRAIN_ROUTED_MAX + 3; i++) {
+        ck_assert_int_eq(brain_routed_add(&r, 60000 + i, 2.0), 0);
+    }
+    ck_assert_uint_eq(brain_routed_requests(&r), BRAIN_ROUTED_MAX);
+    ck_assert_uint_eq(r.overflow, 3);
+    ck_assert_uint_eq(r.v[r.head].at_us, 60003);
+    ck_assert_double_eq_tol(brain_routed_blocks(&r), 2.0 * BRAIN_ROUTED_MAX,
+                            1e-6);
+    brain_routed_clear(&r);
+    ck_assert_uint_eq(brain_routed_requests(&r), 0);
+    ck_assert_int_eq(brain_routed_add(&r, 70000, 1.0), 0);
+    ck_assert_uint_eq(brain_routed_requests(&r), 1);
+    brain_routed_destroy(&r);
+    brain_routed_destroy(&r); /* twice is harmless */
+}
+END_TEST
+
 static Suite *
 suite(void)
 {
@@ -191,6 +248,7 @@ suite(void)
     tcase_add_test(tc, test_peer_fetch);
     tcase_add_test(tc, test_queued_blocks);
     tcase_add_test(tc, test_herding_spreads);
+    tcase_add_test(tc, test_routed);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -287,6 +287,28 @@ get_metrics(struct mcos_http_request *req, void *arg)
           (now - a->last_contact_us) / 1e6);
     GAUGE("mcos_agent_gpus", "GPUs found through the CUDA runtime.", "%zu",
           a->gpus.n);
+    {
+        struct agent_engine_load el;
+
+        /* What the next report tells the brain of the engines' queues. */
+        agent_local_api_load(a->api, now, &el);
+        GAUGE("mcos_agent_engines",
+              "Clients whose mcos_report_load the reports sum.", "%" PRIu32,
+              el.engines);
+        GAUGE("mcos_agent_engine_queued_requests",
+              "Requests waiting in those engines, summed.", "%" PRIu32,
+              el.queued_requests);
+        GAUGE("mcos_agent_engine_running_requests",
+              "Requests those engines are serving, summed.", "%" PRIu32,
+              el.running_requests);
+        GAUGE("mcos_agent_engine_queued_prefill_blocks",
+              "KV blocks those engines must still prefill, summed.",
+              "%" PRIu64, el.queued_prefill_blocks);
+        GAUGE("mcos_agent_engine_load_age_seconds",
+              "Age of the oldest engine's latest load report (0 without "
+              "engines); the brain counts what it routed since on top.",
+              "%.3f", el.sample_age_us / 1e6);
+    }
     COUNTER("mcos_agent_hellos_sent_total", "Hellos sent.", hellos_sent);
     COUNTER("mcos_agent_reports_sent_total", "Reports sent.", reports_sent);
     COUNTER("mcos_agent_report_failures_total",

@@ -70,6 +70,23 @@ n2_loaded() {
 }
 wait_for 10 n2_loaded || fail "the brain never saw n2's engine load:
 $(brain_get /v1/nodes)"
+# The agent shows what it reports, and how old its engines' figures are
+# (the engine reported once: the age grows).
+engine_age() {
+    agent_get n2 /metrics | awk '$1 ~ /^mcos_agent_engine_load_age_seconds/ { print $2 }'
+}
+agent_get n2 /metrics >"$TEST_DIR/n2.metrics"
+for m in 'mcos_agent_engines{node="n2"} 1' \
+    'mcos_agent_engine_queued_requests{node="n2"} 3' \
+    'mcos_agent_engine_running_requests{node="n2"} 1' \
+    'mcos_agent_engine_queued_prefill_blocks{node="n2"} 40'; do
+    grep -qxF "$m" "$TEST_DIR/n2.metrics" || fail "n2 /metrics lacks '$m'"
+done
+age1=$(engine_age)
+sleep 0.3
+age2=$(engine_age)
+awk -v a="$age1" -v b="$age2" 'BEGIN { exit !(b >= a + 0.25 && b < 3.5) }' ||
+    fail "engine load age $age1 then $age2 s, 0.3 s apart"
 [[ $(route '{"ns":"llama","blocks":["a1","a2","a3","a4","a5","a6"]}') == 200 ]] ||
     fail "route: $(cat "$TEST_DIR/route.json")"
 # (n1 or n3: the routes made above still count as their load.)

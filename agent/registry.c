@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ids.h"
+
 /* Open addressing with linear probing over object pointers; ids are
  * hashes already, but engine block ids may be sequential, so mix them. */
 struct agent_registry {
@@ -13,18 +15,6 @@ struct agent_registry {
     struct agent_object *hot[AGENT_N_TIERS];  /* LRU heads (hot end) */
     struct agent_object *cold[AGENT_N_TIERS]; /* LRU tails (cold end) */
 };
-
-static uint64_t
-mix(uint64_t x)
-{
-    /* splitmix64's finaliser */
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ULL;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebULL;
-    x ^= x >> 31;
-    return x;
-}
 
 int
 agent_registry_create(struct agent_registry **out)
@@ -63,7 +53,7 @@ agent_registry_destroy(struct agent_registry *r)
 static size_t
 probe(const struct agent_registry *r, uint64_t id)
 {
-    size_t i = (size_t)mix(id) & (r->cap - 1);
+    size_t i = (size_t)mcos_mix64(id) & (r->cap - 1);
 
     while (r->slots[i] && r->slots[i]->id != id) {
         i = (i + 1) & (r->cap - 1);

@@ -27,6 +27,8 @@ node_json(const struct brain *b, const struct brain_node *n, uint64_t now)
     json_t *tiers = json_array(), *gpus = json_array(), *eps = json_array();
     json_t *regions = json_array();
     char boot[20];
+    size_t routed;
+    double routed_blocks;
 
     snprintf(boot, sizeof boot, "%016" PRIx64, n->boot_id.v);
     for (size_t i = 0; h && i < h->n_tiers; i++) {
@@ -69,10 +71,12 @@ node_json(const struct brain *b, const struct brain_node *n, uint64_t now)
                       "length", (json_int_t)g->length, "tier",
                       g->tier == MCOS__TIER_KIND__TIER_HBM ? "hbm" : "dram"));
     }
+    brain_routed_peek(&n->routed, now, b->cfg.route_hold_ms * 1000, &routed,
+                      &routed_blocks);
     return json_pack(
         "{s:s, s:s, s:s, s:I, s:I, s:b, s:s, s:s, s:s, s:s, s:I, s:b, s:I, "
-        "s:I, s:I, s:o, s:o, s:s, s:o, s:o, s:{s:i, s:i, s:f, s:I, s:i}, "
-        "s:s}",
+        "s:I, s:I, s:o, s:o, s:s, s:o, s:o, "
+        "s:{s:i, s:i, s:f, s:I, s:i, s:I, s:f}, s:s}",
         "name", n->name, "state", brain_liveness_name(n->live), "boot_id",
         boot, "applied_gen", (json_int_t)n->applied_gen, "desired_gen",
         (json_int_t)(n->desired ? mcos_table_gen(n->desired) : 0), "in_sync",
@@ -88,6 +92,7 @@ node_json(const struct brain *b, const struct brain_node *n, uint64_t now)
         (int)n->queued_requests, "running", (int)n->running_requests,
         "cpu_load", n->cpu_load_milli / 1000.0, "queued_prefill_blocks",
         (json_int_t)n->queued_prefill_blocks, "engines", (int)n->engines,
+        "routed", (json_int_t)routed, "routed_blocks", routed_blocks,
         "http_url", h ? h->http_url : "");
 }
 

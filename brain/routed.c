@@ -84,6 +84,22 @@ brain_routed_covered(struct brain_routed *r, uint64_t sampled_us,
 }
 
 void
+brain_routed_peek(const struct brain_routed *r, uint64_t now_us,
+                  uint64_t hold_us, size_t *requests, double *blocks)
+{
+    size_t i = 0;
+    double gone = 0;
+
+    while (i < r->n &&
+           r->v[(r->head + i) % r->cap].at_us + hold_us <= now_us) {
+        gone += r->v[(r->head + i) % r->cap].blocks;
+        i++;
+    }
+    *requests = r->n - i;
+    *blocks = *requests ? r->blocks - gone : 0.0;
+}
+
+void
 brain_routed_clear(struct brain_routed *r)
 {
     r->head = r->n = 0;

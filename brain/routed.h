@@ -71,6 +71,11 @@ brain_routed_blocks(const struct brain_routed *r)
     return r->n ? r->blocks : 0.0;
 }
 
+/* What a route decided at now_us would count (the routes made after
+ * now_us - hold_us), without dropping anything: for views. */
+void brain_routed_peek(const struct brain_routed *, uint64_t now_us,
+                       uint64_t hold_us, size_t *requests, double *blocks);
+
 /* Forgets every route (the node restarted or failed); keeps the memory. */
 void brain_routed_clear(struct brain_routed *);
 

@@ -141,6 +141,10 @@ done < <(jq -r .node "$TEST_DIR/burst.json")
 # stays within (1 + 0.25) x (mean + 1), with the mean at most 35 / 3
 # counting the earlier steps' routes.
 ((${got[n2]:-0} <= 15)) || fail "n2 got ${got[n2]} of 30, over the load bound"
+# /v1/nodes shows those routes as each node's routed load.
+brain_get /v1/nodes | jq -e --argjson n2 "${got[n2]:-0}" '.nodes[] |
+    select(.name == "n2") | .load.routed >= $n2 and .load.routed_blocks >= 0' \
+    >/dev/null || fail "n2's routed load: $(brain_get /v1/nodes/n2)"
 ok "n1=${got[n1]:-0} n2=${got[n2]:-0} n3=${got[n3]:-0}"
 
 step "malformed bodies: HTTP 400 with a message, the brain goes on"

@@ -206,6 +206,19 @@ START_TEST(test_routed)
     brain_routed_covered(&r, 2050, 50);
     ck_assert_uint_eq(brain_routed_requests(&r), 20);
     ck_assert_double_eq_tol(brain_routed_blocks(&r), 10, 1e-12);
+    /* A view sees what a route would count, and drops nothing. */
+    {
+        size_t n;
+        double b;
+
+        brain_routed_peek(&r, 4000, 1000, &n, &b); /* 2100..3000 gone */
+        ck_assert_uint_eq(n, 10);
+        ck_assert_double_eq_tol(b, 5, 1e-12);
+        brain_routed_peek(&r, 9000, 1000, &n, &b);
+        ck_assert_uint_eq(n, 0);
+        ck_assert_double_eq(b, 0);
+        ck_assert_uint_eq(brain_routed_requests(&r), 20);
+    }
     /* Older reports change nothing. */
     brain_routed_covered(&r, 1000, 0);
     ck_assert_uint_eq(brain_routed_requests(&r), 20);

@@ -10,11 +10,11 @@
  *     fetch    = dram_fetch * (blocks matched only in DRAM)
  *              + nvme_fetch * (blocks matched only on NVMe)
  *              + peer_fetch * (blocks only a peer holds: peer_i - matched_i)
- *     load     = load_weight * (queued + running + routed since its last
- *                               report)
+ *     load     = load_weight * (queued + running + routed, not yet
+ *                               reported: brain/routed.h)
  *              + queue_block_weight * (prefill blocks queued on it: what
  *                its engines report through mcos_report_load, plus the
- *                estimate for requests routed since that report)
+ *                estimate for the requests routed there, not yet reported)
  *     topology = rack_penalty if the request names a rack and i is not in it
  *     cost     = prefill + fetch + load + topology
  *
@@ -55,7 +55,7 @@ struct brain_route_node {
     uint32_t matched_hbm;  /* prefix held in HBM (or faster) */
     uint32_t matched_dram; /* prefix held in DRAM or faster */
     uint32_t matched;      /* prefix held anywhere (incl. NVMe) */
-    double load;           /* queued + running + routed since its report */
+    double load;           /* queued + running + routed, not yet reported */
     uint32_t matched_peer; /* prefix fetchable from a peer, 0 if none */
     double queued_blocks;  /* prefill blocks waiting there */
 };

@@ -711,11 +711,6 @@ start_remote(struct agent_store *s, struct agent_object *o, int dst,
                  "objects come back from the fabric into dram only");
         return -ENOTSUP;
     }
-    if (dst == MCOS__TIER_KIND__TIER_REMOTE && !tier_ok(o->tier)) {
-        snprintf(s->remote_err, sizeof s->remote_err,
-                 "the object is in no local tier");
-        return -EINVAL;
-    }
     if (!(m = calloc(1, sizeof *m))) {
         return -ENOMEM;
     }

@@ -666,6 +666,48 @@ START_TEST(test_remote_peer_gone)
 }
 END_TEST
 
+/* No room in DRAM for the staging copy: the evict is refused at once and
+ * nothing moves. */
+START_TEST(test_remote_no_staging_room)
+{
+    struct agent_store_counters k;
+    struct agent_store_req req = {0};
+    struct pair p;
+
+    pair_init(&p);
+    put_in(&p, 0x71, MCOS__TIER_KIND__TIER_HBM);
+    /* An object placed but not committed holds 1000 of the 1024 KiB, and
+     * demotion never moves it. */
+    req.op = MCOS__API_OP__API_PLACE;
+    req.id = 0x72;
+    req.size = 1000 * KiB;
+    req.cls = MCOS__OBJECT_CLASS__CLASS_OTHER;
+    pair_submit(&p, p.n1.s, &req);
+    ck_assert_msg(req.status == 0, "place: %s", req.error);
+    evict_to_remote(&p, 0x71, &req);
+    ck_assert_int_eq(req.status, -ENOSPC);
+    ck_assert_str_eq(req.error, "cannot demote to a peer: no room in dram to "
+                                "stage 65536 bytes from hbm");
+    ck_assert_int_eq(agent_store_find(p.n1.s, 0x71)->tier,
+                     MCOS__TIER_KIND__TIER_HBM);
+    ck_assert_int_eq(agent_store_find(p.n1.s, 0x71)->state,
+                     AGENT_OBJ_RESIDENT);
+    ck_assert_uint_eq(tier_used(p.n1.s, MCOS__TIER_KIND__TIER_DRAM),
+                      1000 * KiB);
+    agent_store_counters(p.n1.s, &k);
+    ck_assert_uint_eq(k.remote_demotions, 0);
+    ck_assert_uint_eq(k.move_failures, 0);
+    ck_assert_uint_eq(hosted(&p), 0);
+    memset(&req, 0, sizeof req);
+    req.op = MCOS__API_OP__API_ABORT;
+    req.id = 0x72;
+    pair_submit(&p, p.n1.s, &req);
+    ck_assert_int_eq(req.status, 0);
+    get_check(&p, 0x71);
+    pair_fini(&p);
+}
+END_TEST
+
 static Suite *
 suite(void)
 {
@@ -680,6 +722,7 @@ suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_remote_staged);
     tcase_add_test(tc, test_remote_peer_gone);
+    tcase_add_test(tc, test_remote_no_staging_room);
     suite_add_tcase(s, tc);
     return s;
 }

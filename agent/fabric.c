@@ -626,7 +626,8 @@ serve_alloc(struct agent_fabric *f, const Mcos__PeerRequest *q,
         if (h->ext.off + q->size <= f->hbm_reg[k].region.len) {
             h->tier = MCOS__TIER_KIND__TIER_HBM;
         } else {
-            /* Past the registered part (dma-buf covers whole pages). */
+            /* Past the registered part: the HBM tier allocates whole
+             * pages, so only a registration shorter than the region. */
             agent_tier_free(f->hbm, &h->ext);
         }
     }

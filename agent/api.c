@@ -381,6 +381,15 @@ get_metrics(struct mcos_http_request *req, void *arg)
         SCOUNTER("mcos_agent_remote_demotions_total",
                  "Objects demoted to a peer's memory, verified there.",
                  sc.remote_demotions);
+        SCOUNTER("mcos_agent_remote_demotions_staged_total",
+                 "Remote demotions sent from a dram staging copy of an hbm "
+                 "or nvme object, because the transport cannot reach it "
+                 "where it is.",
+                 sc.remote_staged);
+        SCOUNTER("mcos_agent_remote_demotions_from_hbm_total",
+                 "Remote demotions sent straight from the HBM region, "
+                 "unstaged.",
+                 sc.remote_from_hbm);
         SCOUNTER("mcos_agent_remote_fetches_total",
                  "Objects brought back from a peer, verified.",
                  sc.remote_fetches);

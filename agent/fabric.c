@@ -626,7 +626,8 @@ serve_alloc(struct agent_fabric *f, const Mcos__PeerRequest *q,
         if (h->ext.off + q->size <= f->hbm_reg[k].region.len) {
             h->tier = MCOS__TIER_KIND__TIER_HBM;
         } else {
-            /* Past the registered part (dma-buf covers whole pages). */
+            /* Past the registered part: the HBM tier allocates whole
+             * pages, so only a registration shorter than the region. */
             agent_tier_free(f->hbm, &h->ext);
         }
     }
@@ -983,7 +984,12 @@ post_op(struct xfer *x, struct peer *p)
 static void commit_cb(int status, const void *data, size_t len, void *arg);
 static void alloc_cb(int status, const void *data, size_t len, void *arg);
 static int send_alloc(struct xfer *x, struct peer *p);
+static bool direct_to(const struct agent_fabric *f, const struct peer *p,
+                      int tier, const struct agent_tier_extent *e);
 
+/* The next peer a picked put may go to: admitted, with a transport in
+ * common that reaches the put's source extent (any for DRAM; for HBM one
+ * that has our HBM region). */
 static struct peer *
 next_candidate(struct xfer *x)
 {
@@ -992,7 +998,7 @@ next_candidate(struct xfer *x)
     while (x->tried < f->n_peers) {
         struct peer *p = f->peers[(f->rr + x->tried++) % f->n_peers];
 
-        if (p->present && pick_transport(f, p)) {
+        if (p->present && direct_to(f, p, x->src_tier, &x->ext)) {
             return p;
         }
     }
@@ -1358,9 +1364,19 @@ bool
 agent_fabric_direct(const struct agent_fabric *f, const char *peer, int tier,
                     const struct agent_tier_extent *e)
 {
-    const struct peer *p = peer_find(f, peer);
+    const struct peer *p;
 
-    return p && p->present && direct_to(f, p, tier, e);
+    if (peer) {
+        p = peer_find(f, peer);
+        return p && p->present && direct_to(f, p, tier, e);
+    }
+    for (size_t i = 0; i < f->n_peers; i++) {
+        p = f->peers[i];
+        if (p->present && direct_to(f, p, tier, e)) {
+            return true;
+        }
+    }
+    return false;
 }
 
 size_t
@@ -1410,10 +1426,6 @@ agent_fabric_put_from(struct agent_fabric *f, const char *peer,
                  mcos_tier_name(src_tier));
         return -EINVAL;
     }
-    if (src_tier == MCOS__TIER_KIND__TIER_HBM && !peer) {
-        snprintf(err, errlen, "a put from hbm names its peer");
-        return -EINVAL;
-    }
     if (!(x = xfer_new(f, XFER_PUT, len, sum, e, cb, arg))) {
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
@@ -1442,6 +1454,13 @@ agent_fabric_put_from(struct agent_fabric *f, const char *peer,
         x->pick = true;
         f->rr++;
         p = next_candidate(x);
+        if (!p && src_tier == MCOS__TIER_KIND__TIER_HBM) {
+            snprintf(err, errlen,
+                     "no peer to send to from hbm: the brain has admitted "
+                     "none reached by a transport with our HBM region");
+            xfer_drop(x);
+            return -EHOSTUNREACH;
+        }
         if (!p) {
             snprintf(err, errlen,
                      "no peer to demote to: the brain has admitted none "

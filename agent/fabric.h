@@ -181,7 +181,8 @@ void agent_fabric_tick(struct agent_fabric *);
 
 /* True when a put to `peer` can send straight from extent e of our tier
  * `tier` (DRAM always; HBM when the transport the peer is reached by has
- * our HBM region registered and e lies inside it). */
+ * our HBM region registered and e lies inside it).  `peer` NULL: true
+ * when some admitted peer can, the ones a put that picks its peer tries. */
 bool agent_fabric_direct(const struct agent_fabric *, const char *peer,
                          int tier, const struct agent_tier_extent *e);
 
@@ -191,7 +192,9 @@ size_t agent_fabric_hbm(const struct agent_fabric *,
                         struct agent_fabric_hbm *out, size_t max);
 
 /* Like agent_fabric_put, from extent e of our tier src_tier (DRAM, or HBM
- * where agent_fabric_direct says so). */
+ * where agent_fabric_direct says so).  With `peer` NULL and src_tier HBM,
+ * only peers that agent_fabric_direct(f, peer, HBM, e) allows are
+ * tried. */
 int agent_fabric_put_from(struct agent_fabric *, const char *peer,
                           Mcos__PeerPurpose purpose, int tier,
                           const Mcos__PeerRequest *meta, int src_tier,

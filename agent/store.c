@@ -58,6 +58,11 @@ struct move {
     struct agent_store_req *waiters; /* requests to finish after */
     bool remote;                     /* over the fabric, not the executor */
     int from;                        /* tier it leaves (leaving[]) */
+    int dst;                         /* remote: REMOTE (demote) or DRAM
+                                        (fetch) */
+    bool staged;                     /* remote demotion: job copies the
+                                        object into a DRAM staging extent
+                                        (job.de), which is sent */
     struct agent_fabric_loc loc;     /* fetch: where the copy is */
 };
 
@@ -221,6 +226,26 @@ release_extent(struct agent_store *s, int kind, uint64_t id,
         LOG_ERR("object %016" PRIx64 ": cannot free its %s extent", id,
                 tname(kind));
     }
+}
+
+/* Submits `job` to copy object o, on the dataplane thread, into the DRAM
+ * extent job->de the caller allocated: a staging copy for the fabric,
+ * whose checksum `done` compares with the object's. */
+static int
+stage_submit(struct agent_store *s, struct agent_exec_job *job,
+             const struct agent_object *o, uint64_t deadline_us,
+             agent_exec_done_cb done, void *arg)
+{
+    job->deadline_us = deadline_us;
+    job->src_kind = o->tier;
+    job->dst_kind = MCOS__TIER_KIND__TIER_DRAM;
+    job->src = s->tiers[o->tier];
+    job->se = o->ext;
+    job->dst = s->tiers[MCOS__TIER_KIND__TIER_DRAM];
+    job->len = o->size;
+    job->done = done;
+    job->arg = arg;
+    return agent_exec_submit(s->exec, job);
 }
 
 static void rebalance(struct agent_store *s);
@@ -603,10 +628,14 @@ rebalance(struct agent_store *s)
 }
 
 /* ------------------------------------------------------------------------
- * Remote moves: one hop over the fabric, DRAM to a peer (demote) or back
- * (fetch).  The fabric verifies every byte before it reports success. */
+ * Remote moves: one hop over the fabric, to a peer (demote) or back into
+ * DRAM (fetch).  A demotion sends from where the object is when the
+ * transport reaches it (DRAM; HBM whose region it has registered), else
+ * from a verified DRAM staging copy.  The fabric verifies every byte
+ * before it reports success; only then is the source freed. */
 
 static void remote_done(const struct agent_fabric_result *res, void *arg);
+static void remote_staged(struct agent_exec_job *job, void *arg);
 
 /* What a peer learns of an object it receives: its intent. */
 static void
@@ -617,6 +646,49 @@ peer_meta(const struct agent_object *o, Mcos__PeerRequest *meta)
     meta->ns = (char *)o->ns;
     meta->parent_id = o->parent;
     meta->hotness_milli = o->hotness_milli;
+}
+
+/* Hands the bytes at `e` of `tier` (the object's own extent, or its
+ * staging copy in DRAM) to the fabric, which picks the peer. */
+static int
+remote_put(struct agent_store *s, struct move *m, const struct agent_object *o,
+           int tier, const struct agent_tier_extent *e)
+{
+    Mcos__PeerRequest meta = MCOS__PEER_REQUEST__INIT;
+
+    peer_meta(o, &meta);
+    return agent_fabric_put_from(s->fabric, NULL,
+                                 MCOS__PEER_PURPOSE__PURPOSE_HOSTED, 0, &meta,
+                                 tier, e, o->size, o->checksum, remote_done, m,
+                                 s->remote_err, sizeof s->remote_err);
+}
+
+/* The transport cannot reach the object where it is (NVMe; HBM over TCP,
+ * or not registered): the executor copies it into a DRAM staging extent
+ * first; remote_staged() checks the copy and sends it. */
+static int
+remote_stage(struct agent_store *s, struct move *m,
+             const struct agent_object *o)
+{
+    struct agent_tier *dram = s->tiers[MCOS__TIER_KIND__TIER_DRAM];
+    int r = agent_tier_alloc(dram, o->size, &m->job.de);
+
+    if (r) {
+        snprintf(s->remote_err, sizeof s->remote_err,
+                 "no room in dram to stage %" PRIu64 " bytes from %s", o->size,
+                 tname(o->tier));
+        return r;
+    }
+    r = stage_submit(s, &m->job, o, m->deadline_us, remote_staged, m);
+    if (r) {
+        snprintf(s->remote_err, sizeof s->remote_err,
+                 "cannot stage it from %s: %s", tname(o->tier),
+                 mcos_strerror(r));
+        agent_tier_free(dram, &m->job.de);
+        return r;
+    }
+    m->staged = true;
+    return 0;
 }
 
 static int
@@ -633,12 +705,10 @@ start_remote(struct agent_store *s, struct agent_object *o, int dst,
                  "this agent runs without the fabric");
         return -ENOTSUP;
     }
-    if ((o->tier == MCOS__TIER_KIND__TIER_REMOTE &&
-         dst != MCOS__TIER_KIND__TIER_DRAM) ||
-        (dst == MCOS__TIER_KIND__TIER_REMOTE &&
-         o->tier != MCOS__TIER_KIND__TIER_DRAM)) {
+    if (o->tier == MCOS__TIER_KIND__TIER_REMOTE &&
+        dst != MCOS__TIER_KIND__TIER_DRAM) {
         snprintf(s->remote_err, sizeof s->remote_err,
-                 "objects cross the fabric from and to dram only");
+                 "objects come back from the fabric into dram only");
         return -ENOTSUP;
     }
     if (!(m = calloc(1, sizeof *m))) {
@@ -649,17 +719,17 @@ start_remote(struct agent_store *s, struct agent_object *o, int dst,
     m->kind = kind;
     m->deadline_us = deadline_us;
     m->remote = true;
+    m->dst = dst;
     m->job.src_kind = o->tier;
     m->job.dst_kind = dst;
     m->job.se = o->ext;
-    if (dst == MCOS__TIER_KIND__TIER_REMOTE) {
-        Mcos__PeerRequest meta = MCOS__PEER_REQUEST__INIT;
-
-        peer_meta(o, &meta);
-        r = agent_fabric_put(s->fabric, NULL,
-                             MCOS__PEER_PURPOSE__PURPOSE_HOSTED, 0, &meta,
-                             &o->ext, o->size, o->checksum, remote_done, m,
-                             s->remote_err, sizeof s->remote_err);
+    if (dst == MCOS__TIER_KIND__TIER_REMOTE &&
+        (o->tier == MCOS__TIER_KIND__TIER_DRAM ||
+         agent_fabric_direct(s->fabric, NULL, o->tier, &o->ext))) {
+        /* DRAM, or HBM whose region a peer's transport reaches. */
+        r = remote_put(s, m, o, o->tier, &o->ext);
+    } else if (dst == MCOS__TIER_KIND__TIER_REMOTE) {
+        r = remote_stage(s, m, o);
     } else {
         r = agent_tier_alloc(dram, o->size, &m->job.de);
         if (r) {
@@ -683,6 +753,39 @@ start_remote(struct agent_store *s, struct agent_object *o, int dst,
     return moving(s, o, dst, m, out);
 }
 
+/* The staging copy is done: send it if its bytes are the object's. */
+static void
+remote_staged(struct agent_exec_job *job, void *arg)
+{
+    struct move *m = arg;
+    struct agent_store *s = m->s;
+    struct agent_object *o = agent_registry_find(s->reg, m->id);
+    struct agent_fabric_result res;
+
+    memset(&res, 0, sizeof res);
+    if (job->status) {
+        res.status = job->status;
+        snprintf(res.error, sizeof res.error, "staging out of %s: %s",
+                 tname(job->src_kind), mcos_strerror(job->status));
+    } else if (o && job->checksum != o->checksum) {
+        res.status = -EIO;
+        snprintf(res.error, sizeof res.error,
+                 "staging out of %s: checksum %016" PRIx64
+                 ", want %016" PRIx64,
+                 tname(job->src_kind), job->checksum, o->checksum);
+    } else if (o && !s->fabric) {
+        res.status = -ECANCELED;
+        snprintf(res.error, sizeof res.error, "the fabric is closed");
+    } else if (o) {
+        res.status = remote_put(s, m, o, MCOS__TIER_KIND__TIER_DRAM, &job->de);
+        if (res.status == 0) {
+            return; /* remote_done runs when the peer answers */
+        }
+        snprintf(res.error, sizeof res.error, "%s", s->remote_err);
+    }
+    remote_done(&res, m);
+}
+
 static void
 remote_done(const struct agent_fabric_result *res, void *arg)
 {
@@ -690,11 +793,15 @@ remote_done(const struct agent_fabric_result *res, void *arg)
     struct agent_store *s = m->s;
     struct agent_tier *dram = s->tiers[MCOS__TIER_KIND__TIER_DRAM];
     struct agent_object *o = agent_registry_find(s->reg, m->id);
-    int src = m->job.src_kind, dst = m->job.dst_kind;
+    int src = m->job.src_kind, dst = m->dst;
     int status = res->status;
     char why[260] = "";
 
     s->inflight--;
+    if (m->staged) {
+        /* The staging copy was only there to be sent. */
+        agent_tier_free(dram, &m->job.de);
+    }
     if (!o) {
         LOG_ERR("remote move of unknown object %016" PRIx64, m->id);
         if (dst == MCOS__TIER_KIND__TIER_DRAM) {
@@ -709,20 +816,28 @@ remote_done(const struct agent_fabric_result *res, void *arg)
         if (!loc) {
             agent_fabric_free(s->fabric, &res->loc, o->id);
             status = -ENOMEM;
-            snprintf(why, sizeof why, "out of memory");
+            snprintf(why, sizeof why, "out of memory; the object stays in %s",
+                     tname(src));
         } else {
             /* The peer holds a verified copy: ours may go. */
             *loc = res->loc;
-            release_extent(s, src, o->id, &m->job.se, false);
+            release_extent(s, src, o->id, &m->job.se,
+                           src == MCOS__TIER_KIND__TIER_NVME);
             o->remote = loc;
             o->ext.off = loc->offset;
             agent_registry_set_tier(s->reg, o, dst);
             s->counters.moves++;
             s->counters.remote_demotions++;
+            if (m->staged) {
+                s->counters.remote_staged++;
+            } else if (src == MCOS__TIER_KIND__TIER_HBM) {
+                s->counters.remote_from_hbm++;
+            }
             event(s, o, MCOS__EVENT_KIND__EVENT_DEMOTED, dst);
-            LOG_INFO("object %016" PRIx64 " (%" PRIu64
-                     " bytes) now lives on %s",
-                     o->id, o->size, loc->peer);
+            LOG_INFO("object %016" PRIx64 " (%" PRIu64 " bytes) now lives on "
+                     "%s, sent from %s%s",
+                     o->id, o->size, loc->peer, tname(src),
+                     m->staged ? " through a dram staging copy" : "");
         }
     } else if (status == 0) {
         /* Back in our DRAM, verified: the peer's copy may go. */
@@ -889,6 +1004,8 @@ replica_staged(struct agent_exec_job *job, void *arg)
                        tname(job->src_kind), job->checksum, c->checksum);
     } else if (!o) {
         replica_failed(c, -ENOENT, "the object is gone");
+    } else if (!s->fabric) {
+        replica_failed(c, -ECANCELED, "the fabric is closed");
     } else {
         replica_send(s, c, o, MCOS__TIER_KIND__TIER_DRAM, &job->de);
     }
@@ -935,16 +1052,7 @@ replica_start(struct agent_store *s, struct replica_task *t)
     }
     c->staged = true;
     s->counters.replicas_staged++;
-    c->job.deadline_us = UINT64_MAX;
-    c->job.src_kind = o->tier;
-    c->job.dst_kind = MCOS__TIER_KIND__TIER_DRAM;
-    c->job.src = s->tiers[o->tier];
-    c->job.se = o->ext;
-    c->job.dst = dram;
-    c->job.len = o->size;
-    c->job.done = replica_staged;
-    c->job.arg = c;
-    r = agent_exec_submit(s->exec, &c->job);
+    r = stage_submit(s, &c->job, o, UINT64_MAX, replica_staged, c);
     if (r) {
         replica_failed(c, r, "staging out of %s: %s", tname(o->tier),
                        mcos_strerror(r));
@@ -1761,13 +1869,6 @@ evict_to_remote(struct agent_store *s, struct agent_store_req *req,
                o->state == AGENT_OBJ_MOVING ? "moving" : "pinned");
         return;
     }
-    if (o->tier != MCOS__TIER_KIND__TIER_DRAM) {
-        finish(s, req, -ENOTSUP, o,
-               "demote_to_remote sends from dram; the object is in %s "
-               "(move it to dram first)",
-               tname(o->tier));
-        return;
-    }
     if (o->prefetched) {
         s->counters.prefetch_wasted++;
         event(s, o, MCOS__EVENT_KIND__EVENT_PREFETCH_WASTED, o->tier);
@@ -2226,6 +2327,9 @@ agent_store_close(struct agent_store *s)
     if (!s) {
         return;
     }
+    /* The fabric is closed before the store (agent.c): a staging copy
+     * that completes below must not send through it. */
+    s->fabric = NULL;
     /* Completes every queued move (with -ECANCELED), which finishes their
      * waiters, before the tiers go away. */
     agent_exec_close(s->exec);

@@ -135,6 +135,10 @@ struct agent_store_counters {
     uint64_t drops;               /* objects evicted by intent */
     uint64_t recovered;           /* objects found on NVMe at start */
     uint64_t remote_demotions;    /* objects sent to a peer's memory */
+    uint64_t remote_staged;       /* of those, sent from a dram staging
+                                     copy (they were in hbm or nvme) */
+    uint64_t remote_from_hbm;     /* of those, sent straight from the HBM
+                                     region, unstaged */
     uint64_t remote_fetches;      /* objects brought back from a peer */
     uint64_t remote_lost;         /* objects lost with a restarted peer */
     uint64_t replicas_sent;       /* replica tasks verified on the peer */

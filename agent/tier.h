@@ -287,10 +287,11 @@ int agent_tier_hbm_region(struct agent_tier *t, void **base, uint64_t *len,
 /* Exports the region as a dma-buf through the CUDA driver
  * (cuMemGetHandleForAddressRange), for ibv_reg_dmabuf_mr: *fd is the
  * caller's to close and covers [base, base + *len), the region rounded
- * down to whole host pages. -EINVAL if t is not an HBM tier, -ENOTSUP for
- * the emulated tier (host memory needs none), -EOPNOTSUPP when no driver
- * with the call loads or the device refuses, another -errno for a CUDA
- * failure; why says which. */
+ * up to whole host pages (the tier allocates it so; the rest of the last
+ * page holds no extent), so every extent is inside. -EINVAL if t is not an HBM
+ * tier, -ENOTSUP for the emulated tier (host memory needs none), -EOPNOTSUPP
+ * when no driver with the call loads or the device refuses, another -errno for
+ * a CUDA failure; why says which. */
 int agent_tier_hbm_dmabuf(struct agent_tier *t, int *fd, uint64_t *len,
                           char *why, size_t whylen);
 

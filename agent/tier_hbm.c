@@ -77,6 +77,9 @@ struct hbm_tier {
     int gpu;                  /* CUDA device ordinal */
     uint8_t *dev;             /* the region: device or host address */
     uint64_t capacity;        /* bytes the allocator hands out */
+    uint64_t region_len;      /* capacity rounded up to whole pages: what
+                                 is allocated, and what a dma-buf covers,
+                                 so a NIC reaches every extent */
     struct hbm_lane lane[LANE_COUNT]; /* write and read staging */
     uint64_t alloc_fail;              /* allocations refused with -ENOSPC */
     uint64_t io_errors;      /* failed CUDA copies; updated atomically */
@@ -233,24 +236,24 @@ region_alloc(struct hbm_tier *h)
 
     if (h->emulated) {
         /* Untouched pages cost nothing, like unused device memory. */
-        p = mmap(NULL, (size_t)h->capacity, PROT_READ | PROT_WRITE,
+        p = mmap(NULL, (size_t)h->region_len, PROT_READ | PROT_WRITE,
                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
         if (p == MAP_FAILED) {
             agent_tier_log(h->name, "cannot map %llu bytes: %s",
-                           (unsigned long long)h->capacity, strerror(errno));
+                           (unsigned long long)h->region_len, strerror(errno));
             return -ENOMEM;
         }
-        (void)madvise(p, (size_t)h->capacity, MADV_DONTDUMP);
+        (void)madvise(p, (size_t)h->region_len, MADV_DONTDUMP);
         h->dev = p;
         return 0;
     }
-    err = h->cuda.dev_malloc(&p, (size_t)h->capacity);
+    err = h->cuda.dev_malloc(&p, (size_t)h->region_len);
     if (err) {
         (void)h->cuda.mem_get_info(&free_b, &total_b);
         agent_tier_log(h->name,
                        "cudaMalloc of %llu bytes on GPU %d failed: %s "
                        "(cudaError %d; %zu of %zu bytes free)",
-                       (unsigned long long)h->capacity, h->gpu,
+                       (unsigned long long)h->region_len, h->gpu,
                        agent_cuda_strerror(&h->cuda, err), err, free_b,
                        total_b);
         return agent_cuda_errno(err);
@@ -265,7 +268,7 @@ region_free(struct hbm_tier *h)
     int err;
 
     if (h->emulated) {
-        munmap(h->dev, (size_t)h->capacity);
+        munmap(h->dev, (size_t)h->region_len);
         return;
     }
     err = h->cuda.dev_free(h->dev);
@@ -369,6 +372,10 @@ hbm_init(struct agent_tier *t, const struct agent_tier_config *cfg)
         return -EINVAL;
     }
     h->capacity = cfg->capacity & ~(uint64_t)(HBM_GRANULE - 1);
+    /* NICs register whole pages (a dma-buf export covers whole pages):
+     * allocating the tail page's rest too, unused, lets the
+     * registration cover the last extents as well. */
+    h->region_len = (h->capacity + HBM_PAGE - 1) & ~(uint64_t)(HBM_PAGE - 1);
     half = (size_t)(staging / 2) & ~(size_t)(HBM_PAGE - 1);
 
     rc = agent_tlsf_create(h->capacity, HBM_GRANULE, &h->alloc);
@@ -691,12 +698,9 @@ agent_tier_hbm_dmabuf(struct agent_tier *t, int *fd, uint64_t *len, char *why,
         snprintf(why, whylen, "the emulated HBM tier is host memory");
         return -ENOTSUP;
     }
-    /* dma-buf export works on whole pages. */
-    n = h->capacity & ~(uint64_t)(HBM_PAGE - 1);
-    if (n == 0) {
-        snprintf(why, whylen, "the region is smaller than a page");
-        return -EINVAL;
-    }
+    /* dma-buf export works on whole pages: the region was allocated
+     * rounded up to them. */
+    n = h->region_len;
     rc = agent_cuda_driver_open(&h->cuda, &drv);
     if (rc == -EOPNOTSUPP) {
         snprintf(why, whylen, "no CUDA driver API (%s not loadable)",

@@ -10,6 +10,10 @@
 #     it back intact (the peer's copy is then freed);
 #   - `mcos-admin replicate` makes n1 copy an object to n2's DRAM; the
 #     brain drops the task once n2 reports the object; its bytes match;
+#   - evict demote_to_remote of an object in n1's (emulated) HBM and of
+#     one on its NVMe: TCP reaches neither, so each is staged through a
+#     DRAM copy (mcos_agent_remote_demotions_staged_total), verified by
+#     the peer, and read back intact;
 #   - an object on n1's NVMe tier is replicated too: staged into DRAM,
 #     sent, n1's copy stays on NVMe;
 #   - a route for a prefix n1 holds while n1's engine is busy goes to
@@ -48,7 +52,8 @@ start_brain --host brain --ip "${IP[brain]}"
 for i in 1 2 3; do
     nvme=()
     if ((i == 1)); then
-        nvme=(--nvme-dir "$TEST_DIR/n1-nvme" --nvme-bytes 32MiB)
+        nvme=(--nvme-dir "$TEST_DIR/n1-nvme" --nvme-bytes 32MiB
+            --emulate-hbm 16MiB)
         mkdir -p "$TEST_DIR/n1-nvme"
     fi
     start_agent "n$i" --host "n$i" --ip "${IP[n$i]}" --data-transports tcp \
@@ -108,6 +113,32 @@ v=$(agent_metric n1 mcos_agent_remote_demotions_total)
 v=$(agent_metric n1 mcos_agent_remote_fetches_total)
 [[ $v == 1 ]] || fail "remote fetches: $v"
 ok "n1 counted 1 remote demotion and 1 remote fetch"
+
+# ---------------------------------------------------------------------------
+step "evict demote_to_remote from HBM and NVMe: staged through DRAM over tcp"
+SIZE_H=$((2 * 1024 * 1024 + 3))
+seed=21
+for t in 2 4; do
+    H=4b0$t
+    worker n1 put "$H" "$SIZE_H" $seed || fail "put $H on n1"
+    worker n1 move "$H" $t || fail "move $H to tier $t on n1"
+    worker n1 evict "$H" 3 || fail "evict $H demote_to_remote from tier $t"
+    st=$(worker n1 stat "$H")
+    [[ $st == "tier=5 state=2" ]] || fail "after demoting $H: $st"
+    [[ $(hosted) == 1 ]] || fail "peers host $(hosted) objects, want 1"
+    worker n1 check "$H" "$SIZE_H" $seed || fail "get of $H brought other bytes"
+    wait_for 5 eval '[[ $(hosted) == 0 ]]' || fail "a peer still hosts $H"
+    seed=$((seed + 1))
+done
+v=$(agent_metric n1 mcos_agent_remote_demotions_staged_total)
+[[ $v == 2 ]] || fail "remote demotions staged: $v"
+v=$(agent_metric n1 mcos_agent_remote_demotions_from_hbm_total)
+[[ $v == 0 ]] || fail "remote demotions from hbm over tcp: $v"
+v=$(agent_metric n1 mcos_agent_remote_demotions_total)
+[[ $v == 3 ]] || fail "remote demotions: $v"
+v=$(agent_metric n1 mcos_agent_move_failures_total)
+[[ $v == 0 ]] || fail "move failures: $v"
+ok "an HBM and an NVMe object went to a peer through a staging copy and came back"
 
 # ---------------------------------------------------------------------------
 step "mcos-admin replicate: n1 copies an object to n2, verified"

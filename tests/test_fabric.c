@@ -381,13 +381,19 @@ START_TEST(test_hbm_over_tcp)
     ck_assert(agent_fabric_direct(f, "n2", MCOS__TIER_KIND__TIER_DRAM, &e));
     ck_assert(!agent_fabric_direct(f, "n2", MCOS__TIER_KIND__TIER_HBM, &e));
     ck_assert(!agent_fabric_direct(f, "n9", MCOS__TIER_KIND__TIER_DRAM, &e));
-    ck_assert_int_eq(agent_fabric_put_from(f, NULL,
-                                           MCOS__PEER_PURPOSE__PURPOSE_REPLICA,
-                                           MCOS__TIER_KIND__TIER_HBM, NULL,
-                                           MCOS__TIER_KIND__TIER_HBM, &e, 4096,
-                                           0, NULL, NULL, err, sizeof err),
-                     -EINVAL);
-    ck_assert_str_eq(err, "a put from hbm names its peer");
+    /* Any peer (a put that picks one): the same answers. */
+    ck_assert(agent_fabric_direct(f, NULL, MCOS__TIER_KIND__TIER_DRAM, &e));
+    ck_assert(!agent_fabric_direct(f, NULL, MCOS__TIER_KIND__TIER_HBM, &e));
+    /* A picked put from HBM tries only peers that reach the region: none
+     * here, and nothing is sent. */
+    ck_assert_int_eq(
+        agent_fabric_put_from(f, NULL, MCOS__PEER_PURPOSE__PURPOSE_HOSTED, 0,
+                              NULL, MCOS__TIER_KIND__TIER_HBM, &e, 4096, 0,
+                              NULL, NULL, err, sizeof err),
+        -EHOSTUNREACH);
+    ck_assert_str_eq(err, "no peer to send to from hbm: the brain has "
+                          "admitted none reached by a transport with our "
+                          "HBM region");
     ck_assert_int_eq(
         agent_fabric_put_from(f, "n2", MCOS__PEER_PURPOSE__PURPOSE_REPLICA,
                               MCOS__TIER_KIND__TIER_HBM, NULL,

@@ -845,18 +845,24 @@ START_TEST(test_nic_region)
     ck_assert_str_eq(why, "cuMemGetHandleForAddressRange(DMA_BUF_FD) on GPU "
                           "0: operation not supported (CUresult 801)");
     ck_assert_int_eq(fd, -1);
-    /* Exported: an fd over whole pages of the region (the 256-byte tail
-     * is left out), the region's device memory still in use. */
+    /* Exported: an fd over the region rounded up to whole pages (the
+     * stand-in refuses a range past a live allocation, so the tier
+     * allocated the last page whole), the device memory still in use. */
     setenv("FAKE_CUDART_DMABUF", "memfd", 1);
     ck_assert_int_eq(agent_tier_hbm_dmabuf(t, &fd, &len, why, sizeof why), 0);
     unsetenv("FAKE_CUDART_DMABUF");
     ck_assert_int_ge(fd, 0);
-    ck_assert_uint_eq(len, 1 << 20);
+    ck_assert_uint_eq(len, (1 << 20) + 4096);
     ck_assert_int_eq(fstat(fd, &st), 0);
-    ck_assert_int_eq(st.st_size, 1 << 20);
+    ck_assert_int_eq(st.st_size, (1 << 20) + 4096);
     close(fd);
-    ck_assert_int_eq(agent_tier_alloc(t, 4096, &e), 0);
+    /* So every extent, the last one too, lies inside the export. */
+    ck_assert_int_eq(agent_tier_alloc(t, (1 << 20) + 256, &e), 0);
+    ck_assert_uint_le(e.off + e.len, len);
     put_pattern(t, &e, 5);
+    agent_tier_free(t, &e);
+    ck_assert_int_eq(agent_tier_alloc(t, 4096, &e), 0);
+    put_pattern(t, &e, 6);
     agent_tier_free(t, &e);
     agent_tier_destroy(dram);
     agent_tier_destroy(em);

@@ -208,9 +208,9 @@ int mcos_move(mcos_client_t *c, mcos_id_t id, enum mcos_tier src,
 /* Evicts per `policy`.  DROP deletes the object (the caller's intent);
  * DEMOTE moves it one tier down its demotion chain, and refuses (-ENOSPC)
  * rather than drop the only copy when there is no room below;
- * DEMOTE_TO_REMOTE places a DRAM object in an admitted peer's memory (the
- * peer verifies it before the local copy is freed; reads fetch it back),
- * -ENOTSUP for an object in another tier or on an agent without the
+ * DEMOTE_TO_REMOTE places the object (from DRAM, HBM or NVMe) in an
+ * admitted peer's memory (the peer verifies it before the local copy is
+ * freed; reads fetch it back into DRAM), -ENOTSUP on an agent without the
  * fabric. */
 int mcos_evict(mcos_client_t *c, mcos_id_t id, enum mcos_evict_policy policy);
 

@@ -14,6 +14,10 @@
 #   - an object in h1's HBM replicated into h2's HBM lands in h2's
 #     registered HBM region directly and is adopted there (tier 2), with
 #     no staging on either side;
+#   - evict demote_to_remote of an object in h1's HBM is written straight
+#     from the HBM region into h2's memory (0 staged, counted in
+#     mcos_agent_remote_demotions_from_hbm_total), verified by h2, and a
+#     get brings it back into h1's DRAM with its bytes;
 #   - h1 restarted with the stand-in CUDA runtime (a "real" HBM tier) whose
 #     driver exports a dma-buf the NIC refuses (FAKE_CUDART_DMABUF=memfd):
 #     the dma-buf registration fails, the agent logs why once, falls back
@@ -135,6 +139,33 @@ done
     fail "B was not sent from the HBM region"
 worker h2 check "$B" 2097152 12 || fail "h2's copy of B differs"
 log "ok: HBM -> peer HBM: landed in h2's HBM region, 0 staged, verified"
+
+# evict demote_to_remote of an object in h1's HBM: written straight from
+# the HBM region into h2's memory, verified there, h1's extent freed; a
+# get brings it back (into h1's DRAM) with its bytes.
+E=e5e5
+put_in_hbm "$E" 1048576 15
+worker h1 evict "$E" 3 || fail "evict $E demote_to_remote"
+tier_is h1 "$E" 5 || fail "E is not in the remote tier: $(worker h1 stat "$E")"
+[[ $(metric h1 mcos_agent_remote_demotions_total) == 1 ]] ||
+    fail "h1 did not count the remote demotion of E"
+[[ $(metric h1 mcos_agent_remote_demotions_from_hbm_total) == 1 ]] ||
+    fail "E was not sent straight from the HBM region"
+[[ $(metric h1 mcos_agent_remote_demotions_staged_total) == 0 ]] ||
+    fail "E was staged through DRAM"
+[[ $(metric h1 mcos_agent_fabric_hbm_puts_total) == 3 ]] ||
+    fail "the fabric did not send E from the HBM region"
+[[ $(metric h2 mcos_agent_fabric_hosted_objects) == 1 ]] ||
+    fail "h2 does not host E"
+[[ $(metric h2 mcos_agent_fabric_checksum_failures_total) == 0 ]] ||
+    fail "h2 saw a checksum mismatch"
+[[ $(metric h1 mcos_agent_replicas_staged_total) == 0 ]] ||
+    fail "h1 staged a copy"
+worker h1 check "$E" 1048576 15 || fail "the get of E brought other bytes"
+tier_is h1 "$E" 3 || fail "E did not come back to h1's DRAM"
+no_hosted() { [[ $(metric h2 mcos_agent_fabric_hosted_objects) == 0 ]]; }
+wait_until 30 no_hosted || fail "h2 still hosts E after it came back"
+log "ok: demote_to_remote from HBM: straight from the HBM region, 0 staged, verified, read back"
 
 # h1 again, on the stand-in CUDA runtime: its dma-buf is refused by the
 # NIC, and the device address is registered instead.

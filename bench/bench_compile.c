@@ -363,7 +363,7 @@ main(int argc, char **argv)
     }
     mcos_log_set_spec("warn");
     memset(&w, 0, sizeof w);
-    w.policy = (struct brain_policy){90, 75, 250, 1000};
+    w.policy = (struct brain_policy){90, 75, 250, 1000, 0};
     w.repl = (struct brain_repl_config){
         .min_hotness_milli = 2000,
         .copies = 2,

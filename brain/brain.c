@@ -692,6 +692,7 @@ derive(struct brain *b)
     b->policy.low_watermark_pct = (uint32_t)cfg->low_watermark_pct;
     b->policy.admit_min_hotness_milli = (uint32_t)cfg->admit_min_hotness_milli;
     b->policy.report_interval_ms = (uint32_t)cfg->report_interval_ms;
+    b->policy.demote_to_peers = cfg->demote_to_peers ? 1 : 0;
     b->weights.dram_fetch = (double)cfg->dram_fetch_milli / 1000.0;
     b->weights.nvme_fetch = (double)cfg->nvme_fetch_milli / 1000.0;
     b->weights.peer_fetch = (double)cfg->peer_fetch_milli / 1000.0;

@@ -47,6 +47,7 @@ struct brain_config {
     uint64_t high_watermark_pct;      /* tier policy */
     uint64_t low_watermark_pct;       /* tier policy */
     uint64_t admit_min_hotness_milli; /* tier policy */
+    bool demote_to_peers;             /* tier policy: chains end in peers */
     uint64_t dram_fetch_milli;        /* routing: DRAM block cost x1000 */
     uint64_t nvme_fetch_milli;        /* routing: NVMe block cost x1000 */
     uint64_t load_weight_milli;       /* routing: per queued request x1000 */

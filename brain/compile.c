@@ -173,6 +173,47 @@ add_tiers(struct rules *rs, const Mcos__Hello *h, const struct brain_policy *p,
     return 0;
 }
 
+/* A node with a data transport (TCP or verbs), not only control. */
+static bool
+has_fabric(const Mcos__Hello *h)
+{
+    for (size_t i = 0; h && i < h->n_endpoints; i++) {
+        if (h->endpoints[i]->transport == MCOS__TRANSPORT__TRANSPORT_TCP ||
+            h->endpoints[i]->transport == MCOS__TRANSPORT__TRANSPORT_VERBS) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/*
+ * policy.demote_to_peers: the end of the node's demotion chain (its
+ * slowest tier) demotes into peers' memory (TIER_REMOTE) when the node
+ * and at least one peer it is told of have a data transport, instead of
+ * ending there.
+ */
+static void
+chain_to_peers(struct rules *rs, const struct brain_cluster *c,
+               const struct brain_node *self)
+{
+    bool peer = false;
+
+    if (!has_fabric(self->hello)) {
+        return;
+    }
+    for (size_t i = 0; i < c->n && !peer; i++) {
+        const struct brain_node *n = c->nodes[i];
+
+        peer = n != self && n->live != BRAIN_FAILED && has_fabric(n->hello);
+    }
+    for (size_t k = 0; peer && k < rs->n; k++) {
+        if (rs->v[k]->rule_case == MCOS__RULE__RULE_DEMOTION &&
+            rs->v[k]->demotion->to == 0) {
+            rs->v[k]->demotion->to = MCOS__TIER_KIND__TIER_REMOTE;
+        }
+    }
+}
+
 static int
 add_peers(struct rules *rs, const struct brain_cluster *c,
           const struct brain_node *self)
@@ -391,6 +432,9 @@ brain_compile_node_decided(const struct brain_cluster *c,
     r = add_tiers(&rs, n->hello, p, d);
     if (r == 0) {
         r = add_peers(&rs, c, n);
+    }
+    if (r == 0 && p->demote_to_peers) {
+        chain_to_peers(&rs, c, n);
     }
     if (r == 0) {
         r = add_replicas(&rs, n, d);

@@ -41,6 +41,7 @@ struct brain_policy {
     uint32_t low_watermark_pct;       /* demote down to this */
     uint32_t admit_min_hotness_milli; /* admission threshold x 1000 */
     uint32_t report_interval_ms;      /* agents' report interval */
+    uint32_t demote_to_peers;         /* 1: chains end in peers' memory */
 };
 
 /* A learned prefetch: trigger -> objects into tier within deadline_ms. */

@@ -37,6 +37,10 @@ const struct mcos_cfg_opt brain_config_opts[] = {
     OPT("policy.admit_min_hotness_milli", "admit-min-hotness-milli",
         MCOS_CFG_UINT, admit_min_hotness_milli, 0, 1000000, "0",
         "hotness x1000 an object needs to enter a tier"),
+    OPT("policy.demote_to_peers", "demote-to-peers", MCOS_CFG_BOOL,
+        demote_to_peers, 0, 0, "false",
+        "the slowest tier of a node with a data transport demotes into "
+        "peers' memory instead of ending the chain"),
     OPT("routing.dram_fetch_milli", "route-dram-fetch-milli", MCOS_CFG_UINT,
         dram_fetch_milli, 0, 1000000, "50",
         "routing: cost of a prefix block held in DRAM, x1000 of computing "
@@ -190,6 +194,7 @@ const char *const brain_config_live_keys[] = {
     "policy.high_watermark_pct",
     "policy.low_watermark_pct",
     "policy.admit_min_hotness_milli",
+    "policy.demote_to_peers",
     "routing.dram_fetch_milli",
     "routing.nvme_fetch_milli",
     "routing.load_weight_milli",
@@ -213,6 +218,10 @@ const char *const brain_config_live_keys[] = {
     "prefetch.max_rules",
     NULL,
 };
+/* brain.live_from_etcd has a bit per live key. */
+_Static_assert(
+    sizeof brain_config_live_keys / sizeof brain_config_live_keys[0] - 1 <= 32,
+    "more live keys than bits in live_from_etcd");
 
 /* The option of live key `key`, or NULL with the reason in err. */
 static const struct mcos_cfg_opt *
@@ -255,6 +264,12 @@ brain_config_live_get(const struct brain_config *c, const char *key, char *buf,
     if (!o) {
         return code;
     }
+    if (o->type == MCOS_CFG_BOOL) {
+        snprintf(buf, len, "%s",
+                 *(const bool *)((const char *)c + o->offset) ? "true"
+                                                              : "false");
+        return 0;
+    }
     snprintf(buf, len, "%" PRIu64,
              *(const uint64_t *)((const char *)c + o->offset));
     return 0;
@@ -273,8 +288,9 @@ brain_config_live_set(struct brain_config *c, const char *key,
     if (!o) {
         return code;
     }
-    /* Live keys are numbers: a shallow copy to try the value on is safe
-     * (its strings are the original's, and it is never freed). */
+    /* Live keys are numbers and booleans: a shallow copy to try the value
+     * on is safe (its strings are the original's, and it is never
+     * freed). */
     tmp = *c;
     r = mcos_cfg_set(brain_config_opts, brain_n_config_opts, &tmp, key, value,
                      source, err, errlen);
@@ -284,7 +300,12 @@ brain_config_live_set(struct brain_config *c, const char *key,
     if (r) {
         return -EINVAL;
     }
-    *(uint64_t *)((char *)c + o->offset) =
-        *(const uint64_t *)((const char *)&tmp + o->offset);
+    if (o->type == MCOS_CFG_BOOL) {
+        *(bool *)((char *)c + o->offset) =
+            *(const bool *)((const char *)&tmp + o->offset);
+    } else {
+        *(uint64_t *)((char *)c + o->offset) =
+            *(const uint64_t *)((const char *)&tmp + o->offset);
+    }
     return brain_config_live_get(c, key, canon, canonlen, err, errlen);
 }

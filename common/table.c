@@ -99,8 +99,10 @@ mcos_table_rule_check(const Mcos__Rule *r, char *err, size_t errlen)
     case MCOS__RULE__RULE_DEMOTION: {
         const Mcos__DemotionRule *d = r->demotion;
 
+        /* A chain may end in peers' memory (TIER_REMOTE). */
         if (!tier_valid(d->from) ||
-            (d->to != 0 && (!tier_valid(d->to) || d->to == d->from))) {
+            (d->to != 0 && d->to != MCOS__TIER_KIND__TIER_REMOTE &&
+             (!tier_valid(d->to) || d->to == d->from))) {
             mcos_seterr(err, errlen, "rule %s: bad demotion %d -> %d", key,
                         d->from, d->to);
             return -EINVAL;

@@ -47,7 +47,7 @@ START_TEST(test_ack_bookkeeping)
 {
     struct brain_cluster c;
     struct brain_node *n;
-    struct brain_policy p = {90, 75, 0, 1000};
+    struct brain_policy p = {90, 75, 0, 1000, 0};
     struct mcos_table *t5, *t6;
     char err[200];
 

@@ -6,7 +6,7 @@
 #include "brainfix.h"
 #include "compile.h"
 
-static const struct brain_policy policy = {90, 75, 250, 1000};
+static const struct brain_policy policy = {90, 75, 250, 1000, 0};
 
 static void
 join(struct brain_cluster *c, Mcos__Hello *h)
@@ -101,6 +101,59 @@ START_TEST(test_no_hello)
 }
 END_TEST
 
+/* Where node's table sends objects demoted from `tier` under policy p. */
+static int
+next_of(struct brain_cluster *c, const char *node,
+        const struct brain_policy *p, int tier)
+{
+    struct mcos_table *t;
+    char err[200];
+    int next;
+
+    ck_assert_int_eq(brain_compile_node(c, brain_cluster_find(c, node), p, 1,
+                                        &t, err, sizeof err),
+                     0);
+    next = mcos_table_demotion_next(t, tier);
+    mcos_table_free(t);
+    return next;
+}
+
+/* policy.demote_to_peers: the slowest tier's chain ends in peers' memory
+ * when the node and a peer it is told of have a data transport. */
+START_TEST(test_demote_to_peers)
+{
+    enum {
+        HBM = MCOS__TIER_KIND__TIER_HBM,
+        DRAM = MCOS__TIER_KIND__TIER_DRAM,
+        NVME = MCOS__TIER_KIND__TIER_NVME,
+        REMOTE = MCOS__TIER_KIND__TIER_REMOTE,
+    };
+    struct brain_policy p = policy;
+    struct brain_cluster c;
+
+    make_cluster(&c, false);
+    /* Off (the default): chains end at the slowest local tier. */
+    ck_assert_int_eq(next_of(&c, "n1", &p, NVME), 0);
+    p.demote_to_peers = 1;
+    /* n1 (hbm, dram, nvme): nvme -> remote; n2 (dram only): dram. */
+    ck_assert_int_eq(next_of(&c, "n1", &p, HBM), DRAM);
+    ck_assert_int_eq(next_of(&c, "n1", &p, DRAM), NVME);
+    ck_assert_int_eq(next_of(&c, "n1", &p, NVME), REMOTE);
+    ck_assert_int_eq(next_of(&c, "n2", &p, DRAM), REMOTE);
+    /* n2 failed (n3 is): n1 has no peer left, its chain ends at nvme. */
+    brain_cluster_find(&c, "n2")->live = BRAIN_FAILED;
+    ck_assert_int_eq(next_of(&c, "n1", &p, NVME), 0);
+    brain_cluster_find(&c, "n2")->live = BRAIN_ALIVE;
+    /* A node with no data transport (control only) keeps its chain ... */
+    brain_cluster_find(&c, "n2")->hello->endpoints[0]->transport =
+        MCOS__TRANSPORT__TRANSPORT_CONTROL;
+    ck_assert_int_eq(next_of(&c, "n2", &p, DRAM), 0);
+    /* ... and so does a node whose only peer has none. */
+    ck_assert_int_eq(next_of(&c, "n1", &p, NVME), 0);
+    brain_cluster_destroy(&c);
+}
+END_TEST
+
 static Suite *
 suite(void)
 {
@@ -108,6 +161,7 @@ suite(void)
     TCase *tc = tcase_create("core");
 
     tcase_add_test(tc, test_golden);
+    tcase_add_test(tc, test_demote_to_peers);
     tcase_add_test(tc, test_deterministic);
     tcase_add_test(tc, test_no_hello);
     suite_add_tcase(s, tc);

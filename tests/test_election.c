@@ -201,6 +201,10 @@ START_TEST(test_live_config)
         {"routing.queue_block_milli", "2500", 0, "2500"},
         {"replication.budget_bytes", "1GiB", 0, "1073741824"},
         {"prefetch.max_rules", "0", 0, "0"},
+        {"policy.demote_to_peers", "yes", 0, "true"},
+        {"policy.demote_to_peers", "maybe", -EINVAL,
+         "config set: key 'policy.demote_to_peers': expected true or false, "
+         "got \"maybe\""},
         {"routing.rack_penalty_milli", "100000001", -EINVAL,
          "config set: key 'routing.rack_penalty_milli': 100000001 is out of "
          "range (0 to 100000000)"},
@@ -233,6 +237,7 @@ START_TEST(test_live_config)
     }
     ck_assert_uint_eq(c.high_watermark_pct, 80);
     ck_assert_uint_eq(c.low_watermark_pct, 80);
+    ck_assert(c.demote_to_peers);
 
     char v[32];
 
@@ -243,7 +248,7 @@ START_TEST(test_live_config)
     ck_assert_int_eq(
         brain_config_live_get(&c, "state_dir", v, sizeof v, err, sizeof err),
         -EPERM);
-    /* Every live key is a number the table knows. */
+    /* Every live key is a number or a boolean the table knows. */
     /* struct brain's live_from_etcd has a bit per live key. */
     {
         size_t n = 0;

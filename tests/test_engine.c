@@ -43,7 +43,7 @@ static void
 fix_init(struct fix *f)
 {
     memset(f, 0, sizeof *f);
-    f->policy = (struct brain_policy){90, 75, 250, 1000};
+    f->policy = (struct brain_policy){90, 75, 250, 1000, 0};
     f->repl = (struct brain_repl_config){
         .min_hotness_milli = 2000,
         .copies = 2,

@@ -228,6 +228,23 @@ START_TEST(test_build_and_dump)
     ck_assert_ptr_nonnull(mcos_table_find(t, "peer/n2"));
     ck_assert_ptr_null(mcos_table_find(t, "peer/n3"));
     mcos_table_free(t);
+
+    /* A chain that ends in peers' memory. */
+    {
+        struct rb b = {0};
+
+        add_dem(&b, "demotion/dram", MCOS__TIER_KIND__TIER_DRAM,
+                MCOS__TIER_KIND__TIER_REMOTE);
+        t = build(&b, "n1", 5);
+        ck_assert_int_eq(
+            mcos_table_demotion_next(t, MCOS__TIER_KIND__TIER_DRAM),
+            MCOS__TIER_KIND__TIER_REMOTE);
+        ck_assert_int_eq(mcos_table_dump(t, true, &dump), 0);
+        ck_assert_str_eq(dump, "# table node=n1 gen=5 format=1 rules=1\n"
+                               "demotion/dram dram -> remote\n");
+        free(dump);
+        mcos_table_free(t);
+    }
     mcos_table_free(NULL);
 }
 END_TEST
@@ -301,6 +318,11 @@ START_TEST(test_invalid_rules)
     BAD(add_dem(&b, "demotion/dram", MCOS__TIER_KIND__TIER_DRAM,
                 MCOS__TIER_KIND__TIER_DRAM),
         -EINVAL, "rule demotion/dram: bad demotion 3 -> 3");
+    /* A chain may end in peers' memory, but not start there. */
+    BAD(add_dem(&b, "demotion/remote", MCOS__TIER_KIND__TIER_REMOTE, 0),
+        -EINVAL, "rule demotion/remote: bad demotion 5 -> 0");
+    BAD(add_dem(&b, "demotion/dram", MCOS__TIER_KIND__TIER_DRAM, 6), -EINVAL,
+        "rule demotion/dram: bad demotion 3 -> 6");
     BAD(add_peer(&b, "peer/n2", "n2", "10.0.0.2", 0), -EINVAL,
         "rule peer/n2: bad endpoint 0");
     BAD(add_peer(&b, "peer/bad name", "bad name", "10.0.0.2", 1), -EINVAL,

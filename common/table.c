@@ -100,7 +100,8 @@ mcos_table_rule_check(const Mcos__Rule *r, char *err, size_t errlen)
         const Mcos__DemotionRule *d = r->demotion;
 
         if (!tier_valid(d->from) ||
-            (d->to != 0 && (!tier_valid(d->to) || d->to == d->from))) {
+            (d->to != 0 && d->to != MCOS__TIER_KIND__TIER_REMOTE &&
+             (!tier_valid(d->to) || d->to == d->from))) {
             mcos_seterr(err, errlen, "rule %s: bad demotion %d -> %d", key,
                         d->from, d->to);
             return -EINVAL;

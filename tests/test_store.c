@@ -585,14 +585,22 @@ get_check(struct pair *p, uint64_t id)
     ck_assert_int_eq(req.status, 0);
 }
 
+/* evict of object id on n1 with `policy` (2 demote, 3 demote_to_remote). */
 static void
-evict_to_remote(struct pair *p, uint64_t id, struct agent_store_req *req)
+evict_policy(struct pair *p, uint64_t id, uint32_t policy,
+             struct agent_store_req *req)
 {
     memset(req, 0, sizeof *req);
     req->op = MCOS__API_OP__API_EVICT;
     req->id = id;
-    req->policy = 3;
+    req->policy = policy;
     pair_submit(p, p->n1.s, req);
+}
+
+static void
+evict_to_remote(struct pair *p, uint64_t id, struct agent_store_req *req)
+{
+    evict_policy(p, id, 3, req);
 }
 
 static uint64_t
@@ -889,12 +897,14 @@ unfill_n2(struct pair *p)
  * 1 MiB of DRAM, tier/dram 50%/25%, demotion/dram dram -> remote: the 9th
  * 64 KiB object (576 KiB, 56%) crosses the high mark and the 5 coldest
  * (1..5) go to n2, verified there, until DRAM holds 256 KiB; their
- * extents are freed.  A get brings one back with its bytes.
+ * extents are freed.  A get brings one back with its bytes; evict demote
+ * of another sends it to n2 too.
  */
 START_TEST(test_wm_remote)
 {
     struct agent_store_counters k;
     struct agent_fabric_counters fc;
+    struct agent_store_req req;
     struct pair p;
 
     wm_pair(&p, 0);
@@ -920,6 +930,14 @@ START_TEST(test_wm_remote)
     agent_store_counters(p.n1.s, &k);
     ck_assert_uint_eq(k.remote_fetches, 1);
     ck_assert_uint_eq(k.remote_demotions, 5);
+    /* evict demote follows the same chain: to a peer. */
+    evict_policy(&p, 6, 2, &req);
+    ck_assert_msg(req.status == 0, "evict: %s", req.error);
+    check_in(&p, 6, 6, MCOS__TIER_KIND__TIER_REMOTE);
+    wait_hosted(&p, 5);
+    agent_store_counters(p.n1.s, &k);
+    ck_assert_uint_eq(k.remote_demotions, 6);
+    ck_assert_uint_eq(k.demotions, 5);
     pair_fini(&p);
 }
 END_TEST
@@ -1067,10 +1085,11 @@ tick_after(struct pair *p, uint64_t us)
  * pause for the pass's five), each logged once with why; no try before
  * the pause ends (1 s, then 2 s, then 4 s), one right after.  The objects
  * stay in DRAM, readable.  Room again: the demotion succeeds, which
- * resets the pause to 1 s.
+ * resets the pause to 1 s.  evict demote is refused at once, with why.
  */
 START_TEST(test_wm_remote_backoff)
 {
+    struct agent_store_req req;
     struct logcap l;
     struct pair p;
 
@@ -1087,6 +1106,11 @@ START_TEST(test_wm_remote_backoff)
                         "the next try in 1 s\n",
               1);
     check_in(&p, 1, 9, MCOS__TIER_KIND__TIER_DRAM);
+    evict_policy(&p, 1, 2, &req);
+    ck_assert_int_eq(req.status, -EHOSTUNREACH);
+    ck_assert_str_eq(req.error,
+                     "cannot demote to a peer: no peer to demote to: the "
+                     "brain has admitted none with a transport in common");
     tick_after(&p, 0);
     tick_after(&p, 999999);
     check_pauses(&p, 1, 0);

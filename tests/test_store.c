@@ -16,6 +16,13 @@
  * and an NVMe tier, n2 hosting.  TCP cannot reach HBM, so an HBM or NVMe
  * object is staged through DRAM, verified on n2, and comes back with its
  * bytes; a peer gone before the put leaves it in HBM, readable.
+ *
+ * The "wm_remote" cases: watermark demotion down a chain that ends in
+ * peers' memory (demotion/dram dram -> remote) on the same two agents,
+ * n1's store on a fake clock: by LRU, through hbm -> dram -> remote, by
+ * the residency rule, the pause after a failure (no admitted peer, a
+ * peer without room) walked second by second, and an agent without the
+ * fabric, where the chain ends before remote.
  */
 #include <errno.h>
 #include <inttypes.h>

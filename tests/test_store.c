@@ -1086,6 +1086,20 @@ tick_after(struct pair *p, uint64_t us)
 
 #define PAUSE_LOG "|store|WARN|watermark demotion to a peer failed"
 
+/* Two agents, n1's log captured in l and its table dram_to_remote() with
+ * no peer admitted; objects 1..9 in its DRAM, the 9th over the high mark:
+ * the pass it starts fails at once and pauses demotion to peers. */
+static void
+no_peer_pair(struct pair *p, struct logcap *l)
+{
+    pair_init(p);
+    log_begin(l);
+    dram_to_remote(p, 2, false, 0);
+    put_dram(p, 1, 9);
+    pair_settle(p);
+    check_pauses(p, 1, 0);
+}
+
 /*
  * A demotion to peers that fails pauses them: no admitted peer (the put
  * is refused at once), then a peer without room (every ALLOC refused, one
@@ -1100,12 +1114,7 @@ START_TEST(test_wm_remote_backoff)
     struct logcap l;
     struct pair p;
 
-    pair_init(&p);
-    log_begin(&l);
-    dram_to_remote(&p, 2, false, 0);
-    put_dram(&p, 1, 9);
-    pair_settle(&p);
-    check_pauses(&p, 1, 0);
+    no_peer_pair(&p, &l);
     check_log(&l,
               PAUSE_LOG " (object 0000000000000001 stays in dram): "
                         "no peer to demote to: the brain has "
@@ -1172,6 +1181,32 @@ START_TEST(test_wm_remote_backoff)
     get_check(&p, 7);
     get_check(&p, 2);
     unfill_n2(&p);
+    log_end(&l);
+    pair_fini(&p);
+}
+END_TEST
+
+/* With no peer admitted, every try fails at once: the pause doubles from
+ * 1 s and stops growing at 30 s. */
+START_TEST(test_wm_remote_backoff_cap)
+{
+    static const uint64_t holds[] = {1, 2, 4, 8, 16, 30, 30};
+    struct logcap l;
+    struct pair p;
+    char line[128];
+
+    no_peer_pair(&p, &l);
+    for (size_t i = 0; i + 1 < sizeof holds / sizeof holds[0]; i++) {
+        tick_after(&p, holds[i] * 1000000 - 1);
+        check_pauses(&p, i + 1, 0);
+        tick_after(&p, 1);
+        check_pauses(&p, i + 2, 0);
+        snprintf(line, sizeof line, "common; the next try in %" PRIu64 " s\n",
+                 holds[i + 1]);
+        /* Each hold once, but 30 s (from i = 4) once per pause since. */
+        check_log(&l, line, holds[i + 1] == 30 ? (int)i - 3 : 1);
+    }
+    check_in(&p, 1, 9, MCOS__TIER_KIND__TIER_DRAM);
     log_end(&l);
     pair_fini(&p);
 }
@@ -1247,6 +1282,7 @@ suite(void)
     tcase_add_test(tc, test_wm_remote_chain);
     tcase_add_test(tc, test_wm_remote_residency);
     tcase_add_test(tc, test_wm_remote_backoff);
+    tcase_add_test(tc, test_wm_remote_backoff_cap);
     tcase_add_test(tc, test_wm_remote_no_fabric);
     suite_add_tcase(s, tc);
     return s;

@@ -422,6 +422,11 @@ get_metrics(struct mcos_http_request *req, void *arg)
                  "Watermark demotions ordered by the brain's residency "
                  "rule (the least likely to be read again first).",
                  sc.residency_demotions);
+        SCOUNTER("mcos_agent_remote_demotion_backoffs_total",
+                 "Pauses of watermark demotion to peers after one failed "
+                 "(no admitted peer, no room on any, peer gone); 1 s "
+                 "doubling to 30 s, reset by a success.",
+                 sc.remote_demotion_backoffs);
         SCOUNTER("mcos_agent_api_requests_total", "Local API requests.",
                  ac.requests);
         SCOUNTER("mcos_agent_api_errors_total",

@@ -36,6 +36,14 @@ enum move_kind {
 #define REPLICA_BACKOFF_US     (1000 * 1000)
 #define REPLICA_BACKOFF_MAX_US (30 * 1000 * 1000)
 
+/* After a watermark demotion to a peer fails, no watermark demotion goes
+ * to a peer for this long, doubling with each failure up to the maximum;
+ * a demotion to a peer that succeeds resets it.  rebalance() runs after
+ * every move, so without the pause a cluster with no room would be asked
+ * again and again. */
+#define REMOTE_BACKOFF_US     (1000 * 1000)
+#define REMOTE_BACKOFF_MAX_US (30 * 1000 * 1000)
+
 /* One replica rule of the table, as this node carries it out. */
 struct replica_task {
     char key[128];    /* the rule's key */
@@ -64,6 +72,7 @@ struct move {
                                         object into a DRAM staging extent
                                         (job.de), which is sent */
     struct agent_fabric_loc loc;     /* fetch: where the copy is */
+    uint64_t epoch;                  /* remote: s->remote_epoch at start */
 };
 
 struct view {
@@ -95,6 +104,14 @@ struct agent_store {
     size_t n_tasks;                          /* their count */
     uint64_t reuse_stamp;                    /* demotion passes by the
                                                 residency rule */
+    uint64_t remote_hold_us;                 /* the last pause of watermark
+                                                demotion to peers, 0: none
+                                                since the last success */
+    uint64_t remote_until_us;                /* no watermark demotion to a
+                                                peer before this */
+    uint64_t remote_epoch;                   /* pauses begun: a failure of a
+                                                move started before the
+                                                pause in force is no news */
 };
 
 /* ------------------------------------------------------------------------
@@ -170,7 +187,9 @@ policy_tier(struct agent_store *s, int kind, uint32_t *hi, uint32_t *lo,
 }
 
 /* The next tier down from `kind` that this node has, per the table's
- * demotion chain or the default fastest-to-slowest order. */
+ * demotion chain or the default fastest-to-slowest order.  A chain that
+ * goes on to TIER_REMOTE (peers' memory) yields it when this agent has
+ * the fabric; without one the chain ends there. */
 static int
 policy_next(struct agent_store *s, int kind)
 {
@@ -194,6 +213,9 @@ policy_next(struct agent_store *s, int kind)
         }
     }
     agent_tables_read_unlock(s->tables);
+    if (next == MCOS__TIER_KIND__TIER_REMOTE) {
+        return s->fabric ? next : 0;
+    }
     return next && tier_ok(next) && s->tiers[next] ? next : 0;
 }
 
@@ -474,6 +496,53 @@ add_waiter(struct agent_object *o, struct agent_store_req *req)
     m->waiters = req;
 }
 
+/* True while watermark demotion to peers is paused after a failure. */
+static bool
+remote_paused(const struct agent_store *s)
+{
+    return s->remote_hold_us && now_us(s) < s->remote_until_us;
+}
+
+/* A watermark demotion of object `id` out of tier `from` to a peer failed
+ * (`why`): pauses watermark demotion to peers, and says so once per
+ * pause.  A failure of a move started before the pause in force (one of
+ * the same pass, answered later) starts no new one. */
+static void
+remote_pause(struct agent_store *s, uint64_t epoch, uint64_t id, int from,
+             const char *why)
+{
+    if (epoch != s->remote_epoch) {
+        return;
+    }
+    s->remote_hold_us =
+        s->remote_hold_us ? s->remote_hold_us * 2 : REMOTE_BACKOFF_US;
+    if (s->remote_hold_us > REMOTE_BACKOFF_MAX_US) {
+        s->remote_hold_us = REMOTE_BACKOFF_MAX_US;
+    }
+    s->remote_until_us = now_us(s) + s->remote_hold_us;
+    s->remote_epoch++;
+    s->counters.remote_demotion_backoffs++;
+    LOG_WARN("watermark demotion to a peer failed (object %016" PRIx64
+             " stays in %s): %s; the next try in %" PRIu64 " s",
+             id, tname(from), why, s->remote_hold_us / 1000000);
+}
+
+/* Starts the watermark demotion of o to `next`; a failure pauses
+ * demotion to peers when `next` is one. */
+static int
+demote(struct agent_store *s, struct agent_object *o, int next)
+{
+    int r;
+
+    s->remote_err[0] = '\0';
+    r = start_move(s, o, next, MOVE_WATERMARK, UINT64_MAX, NULL);
+    if (r && next == MCOS__TIER_KIND__TIER_REMOTE) {
+        remote_pause(s, s->remote_epoch, o->id, o->tier,
+                     *s->remote_err ? s->remote_err : mcos_strerror(r));
+    }
+    return r;
+}
+
 /* A demotion candidate under the residency rule. */
 struct cand {
     struct agent_object *o; /* the object */
@@ -568,7 +637,7 @@ rebalance_residency(struct agent_store *s, int kind, int next, uint64_t used,
     }
     qsort(c, n, sizeof *c, cand_cmp);
     for (size_t i = 0; i < n && used > target; i++) {
-        if (start_move(s, c[i].o, next, MOVE_WATERMARK, UINT64_MAX, NULL)) {
+        if (demote(s, c[i].o, next)) {
             break; /* the tier below is full: stop, drop nothing */
         }
         s->counters.residency_demotions++;
@@ -581,8 +650,10 @@ rebalance_residency(struct agent_store *s, int kind, int next, uint64_t used,
 /* Background demotion: a tier over its high watermark sends objects down
  * the chain until it is at its low watermark, as far as the tier below
  * has room: in the order of the table's residency rule when it has one,
- * else its coldest unpinned objects first (LRU).  Nothing is ever dropped
- * here. */
+ * else its coldest unpinned objects first (LRU).  Where the chain goes on
+ * to peers' memory, the objects go over the fabric (start_remote), except
+ * while a failure has paused that (remote_pause).  Nothing is ever
+ * dropped here. */
 static void
 rebalance(struct agent_store *s)
 {
@@ -605,7 +676,8 @@ rebalance(struct agent_store *s)
             continue;
         }
         next = policy_next(s, kind);
-        if (!next) {
+        if (!next ||
+            (next == MCOS__TIER_KIND__TIER_REMOTE && remote_paused(s))) {
             continue;
         }
         target = cap * lo / 100;
@@ -619,7 +691,7 @@ rebalance(struct agent_store *s)
                 o->tier != kind) {
                 continue;
             }
-            if (start_move(s, o, next, MOVE_WATERMARK, UINT64_MAX, NULL)) {
+            if (demote(s, o, next)) {
                 break; /* the tier below is full: stop, drop nothing */
             }
             used = used > o->size ? used - o->size : 0;
@@ -720,6 +792,7 @@ start_remote(struct agent_store *s, struct agent_object *o, int dst,
     m->deadline_us = deadline_us;
     m->remote = true;
     m->dst = dst;
+    m->epoch = s->remote_epoch;
     m->job.src_kind = o->tier;
     m->job.dst_kind = dst;
     m->job.se = o->ext;
@@ -746,7 +819,9 @@ start_remote(struct agent_store *s, struct agent_object *o, int dst,
         }
     }
     if (r) {
-        LOG_WARN("object %016" PRIx64 ": %s", o->id, s->remote_err);
+        if (kind != MOVE_WATERMARK) { /* else remote_pause() says why */
+            LOG_WARN("object %016" PRIx64 ": %s", o->id, s->remote_err);
+        }
         free(m);
         return r;
     }
@@ -828,6 +903,10 @@ remote_done(const struct agent_fabric_result *res, void *arg)
             agent_registry_set_tier(s->reg, o, dst);
             s->counters.moves++;
             s->counters.remote_demotions++;
+            s->counters.demotions += m->kind == MOVE_WATERMARK;
+            /* Peers take objects again. */
+            s->remote_hold_us = 0;
+            s->remote_until_us = 0;
             if (m->staged) {
                 s->counters.remote_staged++;
             } else if (src == MCOS__TIER_KIND__TIER_HBM) {
@@ -860,7 +939,11 @@ remote_done(const struct agent_fabric_result *res, void *arg)
         snprintf(why, sizeof why, "%.200s; the object stays in %s", res->error,
                  tname(src));
         s->counters.move_failures++;
-        LOG_WARN("object %016" PRIx64 ": %s", o->id, why);
+        if (m->kind == MOVE_WATERMARK) {
+            remote_pause(s, m->epoch, o->id, src, res->error);
+        } else {
+            LOG_WARN("object %016" PRIx64 ": %s", o->id, why);
+        }
     }
     move_end(s, m, o, status, why, false);
 }
@@ -1784,6 +1867,11 @@ move_common(struct agent_store *s, struct agent_store_req *req,
     if (r && o->tier == MCOS__TIER_KIND__TIER_REMOTE) {
         finish(s, req, r, o, "cannot fetch the object from its peer: %s",
                s->remote_err);
+        return;
+    }
+    if (r && dst == MCOS__TIER_KIND__TIER_REMOTE) {
+        /* evict demote where the chain goes on to peers' memory. */
+        finish(s, req, r, o, "cannot demote to a peer: %s", s->remote_err);
         return;
     }
     if (r) {

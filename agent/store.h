@@ -9,7 +9,9 @@
  * (length and checksum of the destination) before the source is freed,
  * and nothing is ever dropped except by an explicit evict-drop: demotion
  * down the chain (from the policy table, or the default hbm -> dram ->
- * nvme) stops when the tier below is full.
+ * nvme) stops when the tier below is full.  A table's chain may end in
+ * peers' memory (`-> remote`, with the fabric): a failed demotion there
+ * pauses it for a backoff (1 s doubling to 30 s, reset by a success).
  *
  * Requests that must wait for a copy (a get of an object not in DRAM, a
  * move that waits, a demotion) complete through their callback later;
@@ -149,6 +151,8 @@ struct agent_store_counters {
     uint64_t rule_prefetches;     /* moves started by prefetch/ rules */
     uint64_t residency_demotions; /* watermark demotions in the order of
                                      the table's residency rule */
+    uint64_t remote_demotion_backoffs; /* pauses of watermark demotion to
+                                          peers after a failure */
 };
 
 void agent_store_counters(const struct agent_store *,

@@ -367,7 +367,8 @@ get_metrics(struct mcos_http_request *req, void *arg)
                  sc.moves);
         SCOUNTER("mcos_agent_move_failures_total",
                  "Moves that failed or did not verify.", sc.move_failures);
-        SCOUNTER("mcos_agent_demotions_total", "Watermark demotions.",
+        SCOUNTER("mcos_agent_demotions_total",
+                 "Watermark demotions (down the chain, peers included).",
                  sc.demotions);
         SCOUNTER("mcos_agent_prefetch_hits_total",
                  "Prefetched objects then used.", sc.prefetch_hits);

@@ -17,6 +17,11 @@
 
 MCOS_LOG_MODULE(fabric);
 
+/* Warnings about peers' requests and failed transfers: at most 10 in 5 s
+ * each; the counters in /metrics count them all. */
+static struct mcos_ratelimit refused_rl = MCOS_RATELIMIT_INIT(5000, 10);
+static struct mcos_ratelimit xfer_rl = MCOS_RATELIMIT_INIT(5000, 10);
+
 /* How long a control call may take before the transfer fails. */
 #define CONTROL_TIMEOUT_MS 5000
 /* A reservation not committed within this is given back. */
@@ -824,8 +829,9 @@ on_request(struct mcos_bus_request *req, void *arg)
     }
     if (r) {
         f->counters.refused++;
-        LOG_WARN("peer request from %s refused: %s",
-                 q && q->node ? q->node : "?", err);
+        /* Peers' input: a misbehaving one must not flood the log. */
+        LOG_WARN_RL(&refused_rl, "peer request from %s refused: %s",
+                    q && q->node ? q->node : "?", err);
     }
     rep.status = r;
     rep.error = err;
@@ -1306,8 +1312,9 @@ xfer_finish(struct xfer *x)
         f->counters.get_failures += x->res.status != 0;
     }
     if (x->res.status) {
-        LOG_WARN("%s of object %016" PRIx64 " failed: %s",
-                 x->kind == XFER_PUT ? "put" : "get", x->id, x->res.error);
+        /* A full or departed peer fails a pass's transfers together. */
+        LOG_WARN_RL(&xfer_rl, "%s of object %016" PRIx64 " failed: %s",
+                    x->kind == XFER_PUT ? "put" : "get", x->id, x->res.error);
     }
     xfer_unlink(x);
     if (x->cb) {

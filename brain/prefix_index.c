@@ -1631,6 +1631,19 @@ tier_bits(const uint16_t *h, uint32_t nh, uint64_t a[3])
 }
 
 /*
+ * Adds result `bit` to the per-tier bitsets l[] of a block it holds with
+ * tier mask m: l[t - 1] when in tier t or faster (t = 1..3), l[3] always.
+ */
+static inline void
+held_bit(uint64_t l[4], uint64_t bit, unsigned m)
+{
+    l[0] |= bit & -(uint64_t)(m & 1);
+    l[1] |= bit & -(uint64_t)((m & 3) != 0);
+    l[2] |= bit & -(uint64_t)((m & 7) != 0);
+    l[3] |= bit;
+}
+
+/*
  * Adds the results holding block h[0..nh-1] to the per-tier bitsets l[],
  * when the results are block 0's holders h0[0..n0-1] themselves (result r
  * is h0[r]; no dead nodes).  Both arrays are sorted by node, so each
@@ -1655,12 +1668,47 @@ held_by(const uint16_t *h0, uint32_t n0, const uint16_t *h, uint32_t nh,
             return;
         if (H_NODE(h0[r]) != node)
             continue;
-        uint64_t bit = 1ull << r++;
-        unsigned m = H_MASK(h[j]);
-        l[0] |= bit & -(uint64_t)(m & 1);
-        l[1] |= bit & -(uint64_t)((m & 3) != 0);
-        l[2] |= bit & -(uint64_t)((m & 7) != 0);
-        l[3] |= bit;
+        held_bit(l, 1ull << r++, H_MASK(h[j]));
+    }
+}
+
+/* held_alive() is used while at most this many results still match. */
+#define FEW_ALIVE 8
+
+/*
+ * True when `set` has at most FEW_ALIVE bits (no popcount instruction is
+ * assumed: the build targets baseline x86-64, where it is a call).
+ */
+static inline bool
+few_bits(uint64_t set)
+{
+    for (unsigned b = 0; b < FEW_ALIVE && set; b++)
+        set &= set - 1;
+    return set == 0;
+}
+
+/*
+ * The same as held_by() when few results still match (`alive`, result r
+ * being h0[r]): each of them looks for its node among the holders h
+ * instead of each holder searching h0.  Results outside `alive` cannot
+ * change the answer (every a<t> is a subset of a4), so their bits are
+ * left clear.  Past block 1 or 2 of a chain whose block 0 many nodes
+ * hold, one to three results are left and a block has one to three
+ * holders: a few compares instead of a binary search of h0 per holder.
+ */
+static inline void
+held_alive(const uint16_t *h0, uint64_t alive, const uint16_t *h, uint32_t nh,
+           uint64_t l[4])
+{
+    for (; alive; alive &= alive - 1) {
+        unsigned r = (unsigned)__builtin_ctzll(alive);
+        uint16_t node = H_NODE(h0[r]);
+        uint32_t j = nh <= 8 ? 0 : holder_search(h, nh, node);
+        while (j < nh && H_NODE(h[j]) < node)
+            j++;
+        if (j == nh || H_NODE(h[j]) != node)
+            continue;
+        held_bit(l, 1ull << r, H_MASK(h[j]));
     }
 }
 
@@ -1707,19 +1755,16 @@ walk_one_word(struct brain_prefix_index *idx, struct cursor *c,
         uint64_t l[4] = {0, 0, 0, 0};
         uint32_t nh;
         const uint16_t *h = holders_of(idx, k, &nh);
-        if (h0)
+        if (h0 && few_bits(a4))
+            held_alive(h0, a4, h, nh, l);
+        else if (h0)
             held_by(h0, (uint32_t)nres, h, nh, l);
         else
             for (uint32_t j = 0; j < nh; j++) {
                 uint32_t e = idx->rmap[H_NODE(h[j])];
                 if ((e & ~RMAP_INDEX) != tag)
                     continue;
-                uint64_t bit = 1ull << (e & RMAP_INDEX);
-                unsigned m = H_MASK(h[j]);
-                l[0] |= bit & -(uint64_t)(m & 1);
-                l[1] |= bit & -(uint64_t)((m & 3) != 0);
-                l[2] |= bit & -(uint64_t)((m & 7) != 0);
-                l[3] |= bit;
+                held_bit(l, 1ull << (e & RMAP_INDEX), H_MASK(h[j]));
             }
         uint64_t l1 = l[0], l2 = l[1], l3 = l[2], l4 = l[3];
         uint64_t d1 = a1 & ~l1, d2 = a2 & ~l2, d3 = a3 & ~l3, d4 = a4 & ~l4;

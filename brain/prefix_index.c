@@ -1739,7 +1739,7 @@ held_alive(const uint16_t *h0, uint64_t alive, const uint16_t *h, uint32_t nh,
  * and the walk stops when none does.  a0[t - 1] holds the results that
  * hold block 0 in tier t or faster.  Nothing is written per result:
  * each tier's log (idx->ends) gets one entry per block where some
- * results stop matching it, in block order, and emit() reads the answer
+ * results stop matching it, in block order, and emit_all() reads the answer
  * from the logs.  With h0 (no dead nodes) the results are block 0's
  * holders h0[0..nres-1] and holders are matched by held_by(); without,
  * through the node map (rmap, this call's tag).
@@ -1807,47 +1807,83 @@ walk_one_word(struct brain_prefix_index *idx, struct cursor *c,
 }
 
 /*
- * Writes the results in `set` best first into out[j ..], up to out[cap -
- * 1], after a one-word walk; returns the next free index.  Each result is
- * in exactly one entry of each tier's log, and a log is in block order:
- * so tier t's entries, newest first, split the set into groups by
- * matched[t] descending, each group is split by tier t - 1 the same way,
- * and the groups of tier 1 are emitted in result (= node) order.  The
- * groups are few (a log has an entry only where some result stopped), so
- * the cost is one write per result plus a few word operations per group.
+ * Writes the results in `set` (result r being nodes[r]), which share
+ * matched[1..4] = m1..m4, into out[j ..] in result order, up to out[cap -
+ * 1]; returns the next free index.  A result is three 8-byte words built
+ * in registers (matched[0..1], matched[2..3], matched[4] with the node
+ * and the padding).
  */
-static size_t
-emit(const struct brain_prefix_index *idx, const uint16_t *nodes, unsigned t,
-     uint64_t set, uint32_t *m, struct brain_prefix_match *out, size_t j,
-     size_t cap)
+static inline size_t
+emit_group(const uint16_t *nodes, uint64_t set, uint32_t m1, uint32_t m2,
+           uint32_t m3, uint32_t m4, struct brain_prefix_match *out, size_t j,
+           size_t cap)
 {
-    if (t == 0) {
-        /* A group shares matched[]: its first 16 bytes are two stores. */
-        const uint32_t v[4] = {0, m[1], m[2], m[3]}, m4 = m[4];
-        uint64_t w0, w1;
-        memcpy(&w0, v, 8);
-        memcpy(&w1, v + 2, 8);
-        size_t cnt = (size_t)__builtin_popcountll(set);
-        struct brain_prefix_match *o = out + j;
-        if (cnt > cap - j)
-            cnt = cap - j;
-        for (size_t e = 0; e < cnt; e++, set &= set - 1) {
-            memcpy(o[e].matched, &w0, 8);
-            memcpy(o[e].matched + 2, &w1, 8);
-            o[e].matched[4] = m4;
-            o[e].node = H_NODE(nodes[__builtin_ctzll(set)]);
-        }
-        return j + cnt;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    const uint64_t w0 = (uint64_t)m1 << 32, w1 = m2 | (uint64_t)m3 << 32;
+    char *o = (char *)out;
+
+    for (; set && j < cap; j++, set &= set - 1) {
+        uint64_t w2 = m4 | (uint64_t)H_NODE(nodes[__builtin_ctzll(set)]) << 32;
+        memcpy(o + j * sizeof(*out), &w0, 8);
+        memcpy(o + j * sizeof(*out) + 8, &w1, 8);
+        memcpy(o + j * sizeof(*out) + 16, &w2, 8);
     }
-    for (size_t e = idx->nends[t]; e-- > 0 && set && j < cap;) {
-        uint64_t g = set & idx->ends[e][t].mask;
-        if (!g)
-            continue;
-        m[t] = idx->ends[e][t].at;
-        j = emit(idx, nodes, t - 1, g, m, out, j, cap);
-        set &= ~g;
-    }
+#else
+    for (; set && j < cap; j++, set &= set - 1)
+        out[j] = (struct brain_prefix_match){
+            .matched = {0, m1, m2, m3, m4},
+            .node = H_NODE(nodes[__builtin_ctzll(set)]),
+        };
+#endif
     return j;
+}
+
+/*
+ * Writes the answer of a one-word walk, best first, into out[0 ..
+ * cap - 1].  Each result is in exactly one entry of each tier's log, and
+ * a log is in block order: so tier 4's entries, newest first, split the
+ * results into groups by matched[4] descending, each group is split by
+ * tier 3's entries the same way, and so on, and the groups of tier 1 are
+ * written in result (= node) order.  The groups are few (a log has an
+ * entry only where some results stopped: ~3 for a call with 62
+ * results), so the cost is three stores per result plus a few word
+ * operations per group; four nested loops, not a recursion, so a group
+ * costs no call.
+ */
+static void
+emit_all(const struct brain_prefix_index *idx, const uint16_t *nodes,
+         struct brain_prefix_match *out, size_t cap)
+{
+    size_t j = 0;
+
+    for (unsigned e4 = idx->nends[4]; e4-- > 0;) {
+        uint64_t g4 = idx->ends[e4][4].mask;
+        uint32_t m4 = idx->ends[e4][4].at;
+        for (unsigned e3 = idx->nends[3]; g4 && e3-- > 0;) {
+            uint64_t g3 = g4 & idx->ends[e3][3].mask;
+            if (!g3)
+                continue;
+            g4 &= ~g3;
+            uint32_t m3 = idx->ends[e3][3].at;
+            for (unsigned e2 = idx->nends[2]; g3 && e2-- > 0;) {
+                uint64_t g2 = g3 & idx->ends[e2][2].mask;
+                if (!g2)
+                    continue;
+                g3 &= ~g2;
+                uint32_t m2 = idx->ends[e2][2].at;
+                for (unsigned e1 = idx->nends[1]; g2 && e1-- > 0;) {
+                    uint64_t g1 = g2 & idx->ends[e1][1].mask;
+                    if (!g1)
+                        continue;
+                    g2 &= ~g1;
+                    j = emit_group(nodes, g1, idx->ends[e1][1].at, m2, m3, m4,
+                                   out, j, cap);
+                    if (j == cap)
+                        return;
+                }
+            }
+        }
+    }
 }
 
 /* The same for more than 64 results, with the bitsets in idx. */
@@ -2124,9 +2160,7 @@ brain_prefix_index_find_matches(struct brain_prefix_index *idx, uint16_t ns,
         return 1;
     }
     if (nres <= 64) {
-        uint32_t m[BRAIN_PREFIX_TIER_MAX + 1] = {0};
-        (void)emit(idx, h0 ? h0 : idx->rnode, BRAIN_PREFIX_TIER_MAX, ~0ull, m,
-                   out, 0, out_cap);
+        emit_all(idx, h0 ? h0 : idx->rnode, out, out_cap);
         return (int)nres;
     }
     size_t nout = nres < out_cap ? nres : out_cap;

@@ -11,8 +11,9 @@
  * agent stores a request's new blocks in order) lie next to each other:
  * find_matches() checks whether chain[i + 1] is the record after
  * chain[i]'s and streams along such runs, going through the hash table
- * only where a run breaks.  The key is m = fmix64(hash ^ salt(ns)), a
- * bijection, so the hash itself is not stored.  The hash table holds
+ * only where a run breaks.  A record keeps the block hash itself, so the
+ * walk compares the chain's hashes as they are; the hash table is keyed
+ * by m = fmix64(hash ^ salt(ns)), computed only to probe it.  It holds
  * 8-byte slots (the top 32 bits of m and the store position), sorted by
  * that tag with the monotone home (tag * cap) >> 32: a miss stops at the
  * first larger tag, a rebuild is one streaming pass, and there is no
@@ -90,7 +91,7 @@
 
 /* A block's key record: what a lookup reads. */
 struct kslot {
-    uint64_t m;       /* fmix64(hash ^ salt(ns)); hash = inverse ^ salt */
+    uint64_t hash;    /* the block hash (its slot's tag is m's top bits) */
     uint16_t nsf;     /* ns + 1 (0 = hole) | NSF_OVERFLOW */
     uint16_t hold[3]; /* inline holders (0 = none, packed, by node),
                        * or with NSF_OVERFLOW: pool offset lo, hi, count */
@@ -206,18 +207,6 @@ fmix64(uint64_t k)
     k *= 0xff51afd7ed558ccdull;
     k ^= k >> 33;
     k *= 0xc4ceb9fe1a85ec53ull;
-    k ^= k >> 33;
-    return k;
-}
-
-/* Inverse of fmix64: iteration and lookup() give back the block hash. */
-static inline uint64_t
-unfmix64(uint64_t k)
-{
-    k ^= k >> 33;
-    k *= 0x9cb4b2f8129337dbull;
-    k ^= k >> 33;
-    k *= 0x4f74430c22a54005ull;
     k ^= k >> 33;
     return k;
 }
@@ -637,8 +626,8 @@ slot_rec(const struct brain_prefix_index *idx, const struct hslot *h)
  * 2^32 / probe length lookups.  Terminates on the empty last slot.
  */
 static inline size_t
-probe(const struct brain_prefix_index *idx, uint64_t m, uint16_t nsv,
-      bool *found)
+probe(const struct brain_prefix_index *idx, uint64_t m, uint64_t hash,
+      uint16_t nsv, bool *found)
 {
     uint32_t tag = tag_of(m);
     const struct hslot *h = idx->hs + home_of(idx->cap, tag);
@@ -647,7 +636,7 @@ probe(const struct brain_prefix_index *idx, uint64_t m, uint16_t nsv,
         h++;
     for (; h->pos1 != 0 && h->tag == tag; h++) {
         const struct kslot *k = slot_rec(idx, h);
-        if (k->m == m && (k->nsf & NS_MASK) == nsv) {
+        if (k->hash == hash && (k->nsf & NS_MASK) == nsv) {
             *found = true;
             return (size_t)(h - idx->hs);
         }
@@ -921,7 +910,9 @@ brain_prefix_index_sweep(struct brain_prefix_index *idx, size_t budget)
         struct kslot *k = &idx->ks[pos];
         if (k->nsf != 0 && purge_dead(idx, k) == 0) {
             bool found;
-            size_t s = probe(idx, k->m, k->nsf & NS_MASK, &found);
+            uint16_t nsv = k->nsf & NS_MASK;
+            size_t s = probe(idx, key_of(idx, (uint16_t)(nsv - 1), k->hash),
+                             k->hash, nsv, &found);
             /* Every record has its slot; a miss would be a bug. */
             if (found)
                 drop_rec(idx, s, pos);
@@ -1132,23 +1123,24 @@ del_holder(struct brain_prefix_index *idx, struct kslot *k, uint16_t node,
  * newest child wins; hints are only ever hints (the walk checks the key).
  */
 static bool
-link_parent(struct brain_prefix_index *idx, uint64_t pm, uint16_t nsv,
+link_parent(struct brain_prefix_index *idx, uint64_t parent, uint16_t nsv,
             size_t pos)
 {
     bool found;
 
-    if (pos > 0 && idx->ks[pos - 1].m == pm &&
+    if (pos > 0 && idx->ks[pos - 1].hash == parent &&
         (idx->ks[pos - 1].nsf & NS_MASK) == nsv)
         return true;
-    size_t s = probe(idx, pm, nsv, &found);
+    size_t s = probe(idx, key_of(idx, (uint16_t)(nsv - 1), parent), parent,
+                     nsv, &found);
     if (found)
         idx->nx[idx->hs[s].pos1 - 1] = (uint32_t)(pos + 1);
     return false;
 }
 
 static int
-do_store(struct brain_prefix_index *idx, uint64_t m, uint16_t nsv,
-         uint16_t node, uint8_t tier, uint64_t parent)
+do_store(struct brain_prefix_index *idx, uint64_t m, uint64_t hash,
+         uint16_t nsv, uint16_t node, uint8_t tier, uint64_t parent)
 {
     unsigned bit = BRAIN_PREFIX_TIER_BIT(tier);
     bool found;
@@ -1157,7 +1149,7 @@ do_store(struct brain_prefix_index *idx, uint64_t m, uint16_t nsv,
 
     if (idx->ndead && is_dead(idx, node))
         (void)brain_prefix_index_sweep(idx, SIZE_MAX);
-    s = probe(idx, m, nsv, &found);
+    s = probe(idx, m, hash, nsv, &found);
     if (found) {
         size_t pos = idx->hs[s].pos1 - 1;
         struct kslot *k = &idx->ks[pos];
@@ -1190,7 +1182,7 @@ do_store(struct brain_prefix_index *idx, uint64_t m, uint16_t nsv,
         r = grow(idx, idx->nentries + 1);
         if (r < 0)
             return r;
-        s = probe(idx, m, nsv, &found);
+        s = probe(idx, m, hash, nsv, &found);
     }
     /* Shift the rest of the cluster up by one to keep it sorted. */
     struct hslot *hs = idx->hs;
@@ -1201,20 +1193,19 @@ do_store(struct brain_prefix_index *idx, uint64_t m, uint16_t nsv,
         r = grow(idx, idx->nentries + 1);
         if (r < 0)
             return r;
-        return do_store(idx, m, nsv, node, tier, parent);
+        return do_store(idx, m, hash, nsv, node, tier, parent);
     }
     memmove(&hs[s + 1], &hs[s], (e - s) * sizeof(*hs));
     size_t pos = idx->used++;
     idx->nx[pos] = 0;
     hs[s] = (struct hslot){.tag = tag_of(m), .pos1 = (uint32_t)(pos + 1)};
-    idx->ks[pos] = (struct kslot){.m = m, .nsf = nsv};
+    idx->ks[pos] = (struct kslot){.hash = hash, .nsf = nsv};
     idx->ks[pos].hold[0] = H_MAKE(node, bit);
     idx->cs[pos] = (struct cslot){.parent = parent};
     /* The bits of the record before are clear (it was the last one, or
      * its successor was dropped): link them if this is its child. */
     rb_put(idx->rb, pos, false, false);
-    if (parent != 0 &&
-        link_parent(idx, fmix64(parent ^ ns_salt(idx, nsv - 1)), nsv, pos)) {
+    if (parent != 0 && link_parent(idx, parent, nsv, pos)) {
         rb_put(idx->rb, pos - 1, true, false);
         pair_update(idx, pos - 1);
     }
@@ -1225,8 +1216,8 @@ do_store(struct brain_prefix_index *idx, uint64_t m, uint16_t nsv,
 }
 
 static int
-do_remove(struct brain_prefix_index *idx, uint64_t m, uint16_t nsv,
-          uint16_t node, uint8_t tier)
+do_remove(struct brain_prefix_index *idx, uint64_t m, uint64_t hash,
+          uint16_t nsv, uint16_t node, uint8_t tier)
 {
     bool found, gone;
     size_t s;
@@ -1234,7 +1225,7 @@ do_remove(struct brain_prefix_index *idx, uint64_t m, uint16_t nsv,
 
     if (idx->ndead && is_dead(idx, node))
         return -ENOENT;
-    s = probe(idx, m, nsv, &found);
+    s = probe(idx, m, hash, nsv, &found);
     if (!found)
         return -ENOENT;
     size_t pos = idx->hs[s].pos1 - 1;
@@ -1255,10 +1246,11 @@ do_remove(struct brain_prefix_index *idx, uint64_t m, uint16_t nsv,
 }
 
 static int
-do_access(struct brain_prefix_index *idx, uint64_t m, uint16_t nsv, uint32_t q)
+do_access(struct brain_prefix_index *idx, uint64_t m, uint64_t hash,
+          uint16_t nsv, uint32_t q)
 {
     bool found;
-    size_t s = probe(idx, m, nsv, &found);
+    size_t s = probe(idx, m, hash, nsv, &found);
 
     if (!found)
         return -ENOENT;
@@ -1281,8 +1273,8 @@ brain_prefix_index_store(struct brain_prefix_index *idx, uint16_t ns,
     if (!idx || !valid_ns(ns) || node >= BRAIN_PREFIX_MAX_NODES ||
         !valid_tier(tier))
         return -EINVAL;
-    return do_store(idx, key_of(idx, ns, hash), (uint16_t)(ns + 1), node, tier,
-                    parent);
+    return do_store(idx, key_of(idx, ns, hash), hash, (uint16_t)(ns + 1), node,
+                    tier, parent);
 }
 
 int
@@ -1292,8 +1284,8 @@ brain_prefix_index_remove(struct brain_prefix_index *idx, uint16_t ns,
     if (!idx || !valid_ns(ns) || node >= BRAIN_PREFIX_MAX_NODES ||
         !valid_tier(tier))
         return -EINVAL;
-    return do_remove(idx, key_of(idx, ns, hash), (uint16_t)(ns + 1), node,
-                     tier);
+    return do_remove(idx, key_of(idx, ns, hash), hash, (uint16_t)(ns + 1),
+                     node, tier);
 }
 
 int
@@ -1302,7 +1294,7 @@ brain_prefix_index_access(struct brain_prefix_index *idx, uint16_t ns,
 {
     if (!idx || !valid_ns(ns) || node >= BRAIN_PREFIX_MAX_NODES)
         return -EINVAL;
-    return do_access(idx, key_of(idx, ns, hash), (uint16_t)(ns + 1),
+    return do_access(idx, key_of(idx, ns, hash), hash, (uint16_t)(ns + 1),
                      quantum_of(idx, now_us));
 }
 
@@ -1361,7 +1353,7 @@ brain_prefix_index_apply(struct brain_prefix_index *idx,
         size_t mid = i - EV_AHEAD / 2;
         if (i >= EV_AHEAD / 2 && mid < n) {
             bool found;
-            size_t s = probe(idx, mk[mid % EV_AHEAD],
+            size_t s = probe(idx, mk[mid % EV_AHEAD], ev[mid].hash,
                              (uint16_t)(ev[mid].ns + 1), &found);
             if (found) {
                 size_t pos = idx->hs[s].pos1 - 1;
@@ -1377,14 +1369,14 @@ brain_prefix_index_apply(struct brain_prefix_index *idx,
 
         switch (e->type) {
         case BRAIN_PREFIX_EV_STORED:
-            r = do_store(idx, m, nsv, e->node, e->tier, e->parent);
+            r = do_store(idx, m, e->hash, nsv, e->node, e->tier, e->parent);
             break;
         case BRAIN_PREFIX_EV_REMOVED:
-            r = do_remove(idx, m, nsv, e->node, e->tier);
+            r = do_remove(idx, m, e->hash, nsv, e->node, e->tier);
             r = r == 0 ? 1 : r;
             break;
         default:
-            r = do_access(idx, m, nsv, q);
+            r = do_access(idx, m, e->hash, nsv, q);
             r = r == 0 ? 1 : r;
             break;
         }
@@ -1530,7 +1522,7 @@ run_skip(struct brain_prefix_index *idx, struct cursor *c, size_t i)
     for (j = 0; j < d; j++) {
         if (((p + 1 + j) & 3) == 0)
             __builtin_prefetch(&k[j + 4 * RUN_AHEAD], 0, 3);
-        if (k[j].m != fmix64(ch[j] ^ c->salt))
+        if (k[j].hash != ch[j])
             break;
     }
     c->pos = p + j;
@@ -1543,14 +1535,14 @@ run_skip(struct brain_prefix_index *idx, struct cursor *c, size_t i)
 static inline struct kslot *
 cur_find(struct brain_prefix_index *idx, struct cursor *c, size_t i)
 {
-    uint64_t m = fmix64(c->chain[i] ^ c->salt);
+    uint64_t hash = c->chain[i];
     size_t p = c->pos + 1;
     bool found;
 
     c->steps++;
     if (p < idx->used) {
         struct kslot *k = &idx->ks[p];
-        if (k->m == m && (k->nsf & NS_MASK) == c->nsv) {
+        if (k->hash == hash && (k->nsf & NS_MASK) == c->nsv) {
             /* Keep the run streaming RUN_LINES lines ahead. */
             if (p % 4 == 0)
                 prefetch_run(idx, p + 4 * RUN_LINES, 1);
@@ -1562,7 +1554,7 @@ cur_find(struct brain_prefix_index *idx, struct cursor *c, size_t i)
     uint32_t q = idx->nx[c->pos];
     if (q != 0 && q - 1 < idx->used) {
         struct kslot *k = &idx->ks[q - 1];
-        if (k->m == m && (k->nsf & NS_MASK) == c->nsv) {
+        if (k->hash == hash && (k->nsf & NS_MASK) == c->nsv) {
             c->hints++;
             c->pos = q - 1;
             prefetch_landing(idx, c, c->pos, i);
@@ -1573,7 +1565,7 @@ cur_find(struct brain_prefix_index *idx, struct cursor *c, size_t i)
     /* Where one block was scattered, the next may be too. */
     if (i + 1 < c->n)
         prefetch_slots(idx, fmix64(c->chain[i + 1] ^ c->salt));
-    size_t s = probe(idx, m, c->nsv, &found);
+    size_t s = probe(idx, fmix64(hash ^ c->salt), hash, c->nsv, &found);
     if (!found)
         return NULL;
     c->pos = idx->hs[s].pos1 - 1;
@@ -2081,7 +2073,7 @@ brain_prefix_index_find_matches(struct brain_prefix_index *idx, uint16_t ns,
      */
     for (size_t i = 1; i < n && i <= START_SLOTS; i++)
         prefetch_slots(idx, fmix64(chain[i] ^ salt));
-    size_t s = probe(idx, fmix64(chain[0] ^ salt), nsv, &found);
+    size_t s = probe(idx, fmix64(chain[0] ^ salt), chain[0], nsv, &found);
     if (!found)
         return 0;
     struct cursor c = {
@@ -2218,11 +2210,10 @@ live_holders(struct brain_prefix_index *idx, struct kslot *k,
 }
 
 static void
-fill_block(const struct brain_prefix_index *idx, size_t pos, uint64_t salt,
-           uint16_t ns, uint32_t q, uint32_t live,
-           struct brain_prefix_block *b)
+fill_block(const struct brain_prefix_index *idx, size_t pos, uint16_t ns,
+           uint32_t q, uint32_t live, struct brain_prefix_block *b)
 {
-    b->hash = unfmix64(idx->ks[pos].m) ^ salt;
+    b->hash = idx->ks[pos].hash;
     b->parent = idx->cs[pos].parent;
     b->hotness = hot_at(idx, &idx->cs[pos], q);
     b->nholders = live;
@@ -2240,7 +2231,8 @@ brain_prefix_index_lookup(struct brain_prefix_index *idx, uint16_t ns,
     if (!idx || !valid_ns(ns) || (!holders && cap > 0))
         return -EINVAL;
     uint64_t salt = ns_salt(idx, ns);
-    size_t s = probe(idx, fmix64(hash ^ salt), (uint16_t)(ns + 1), &found);
+    size_t s =
+        probe(idx, fmix64(hash ^ salt), hash, (uint16_t)(ns + 1), &found);
     if (!found)
         return -ENOENT;
     size_t pos = idx->hs[s].pos1 - 1;
@@ -2251,7 +2243,7 @@ brain_prefix_index_lookup(struct brain_prefix_index *idx, uint16_t ns,
     if (holders)
         qsort(holders, live < cap ? live : cap, sizeof(*holders), holder_cmp);
     if (info)
-        fill_block(idx, pos, salt, ns, quantum_of(idx, now_us), live, info);
+        fill_block(idx, pos, ns, quantum_of(idx, now_us), live, info);
     return live > INT_MAX ? INT_MAX : (int)live;
 }
 
@@ -2315,7 +2307,6 @@ brain_prefix_index_top_k_hot(struct brain_prefix_index *idx, uint16_t ns,
 {
     if (!idx || !valid_ns(ns) || (!out && k > 0) || k > INT_MAX)
         return -EINVAL;
-    uint64_t salt = ns_salt(idx, ns);
     uint16_t nsv = (uint16_t)(ns + 1);
     uint32_t q = quantum_of(idx, now_us);
     size_t n = 0;
@@ -2332,7 +2323,7 @@ brain_prefix_index_top_k_hot(struct brain_prefix_index *idx, uint16_t ns,
         if (live == 0)
             continue;
         struct brain_prefix_block b;
-        fill_block(idx, i, salt, ns, q, live, &b);
+        fill_block(idx, i, ns, q, live, &b);
         if (n < k) {
             out[n] = b;
             heap_up(out, n++);
@@ -2358,7 +2349,6 @@ brain_prefix_index_for_each_hot(struct brain_prefix_index *idx, uint16_t ns,
 {
     if (!idx || !valid_ns(ns) || !cb)
         return -EINVAL;
-    uint64_t salt = ns_salt(idx, ns);
     uint16_t nsv = (uint16_t)(ns + 1);
     uint32_t q = quantum_of(idx, now_us);
     int calls = 0;
@@ -2372,7 +2362,7 @@ brain_prefix_index_for_each_hot(struct brain_prefix_index *idx, uint16_t ns,
         if (live == 0)
             continue;
         struct brain_prefix_block b;
-        fill_block(idx, i, salt, ns, q, live, &b);
+        fill_block(idx, i, ns, q, live, &b);
         int r = cb(&b, arg);
         if (r != 0)
             return r;

@@ -332,16 +332,21 @@ same_holders(const struct brain_prefix_index *idx, const struct kslot *a,
 static inline uint32_t
 holder_search(const uint16_t *h, uint32_t n, uint16_t node)
 {
-    uint32_t lo = 0, hi = n;
+    const uint16_t *b = h;
 
-    while (lo < hi) {
-        uint32_t mid = (lo + hi) / 2;
-        if (H_NODE(h[mid]) < node)
-            lo = mid + 1;
-        else
-            hi = mid;
+    if (n == 0)
+        return 0;
+    /*
+     * Halving without a branch on the data (a conditional move): the
+     * holders a chain walk looks up follow no pattern, and a
+     * mispredicted branch per step cost more than the search.
+     */
+    while (n > 1) {
+        uint32_t half = n / 2;
+        b = H_NODE(b[half]) < node ? b + half : b;
+        n -= half;
     }
-    return lo;
+    return (uint32_t)(b - h) + (H_NODE(*b) < node);
 }
 
 /* hot * 2^(-dq / HOT_STEPS), by table and exponent, without exp2(). */

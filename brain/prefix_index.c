@@ -1523,12 +1523,23 @@ run_skip(struct brain_prefix_index *idx, struct cursor *c, size_t i)
     const uint64_t *ch = c->chain + i;
     size_t j;
 
-    /* The records share the namespace: the skip bits compare it. */
-    for (j = 0; j < d; j++) {
-        if (((p + 1 + j) & 3) == 0)
-            __builtin_prefetch(&k[j + 4 * RUN_AHEAD], 0, 3);
-        if (k[j].hash != ch[j])
-            break;
+    /*
+     * The records share the namespace: the skip bits compare it.  A
+     * stretch of up to RUN_AHEAD lines was prefetched whole on landing,
+     * so only longer ones stream ahead, and the common loop carries no
+     * branch for it (it mispredicted at every line).
+     */
+    if (d <= 4 * RUN_AHEAD) {
+        for (j = 0; j < d; j++)
+            if (k[j].hash != ch[j])
+                break;
+    } else {
+        for (j = 0; j < d; j++) {
+            if (((p + 1 + j) & 3) == 0)
+                __builtin_prefetch(&k[j + 4 * RUN_AHEAD], 0, 3);
+            if (k[j].hash != ch[j])
+                break;
+        }
     }
     c->pos = p + j;
     c->steps += j;

@@ -1321,6 +1321,43 @@ START_TEST(test_run_bits)
 }
 END_TEST
 
+/*
+ * A stretch longer than the walk prefetches on landing (96 records) is
+ * compared by a second loop that streams ahead: a chain with a block
+ * replaced inside it, the later blocks kept, must still stop there, in
+ * either loop and at both ends of the first prefetch window.
+ */
+START_TEST(test_long_stretch)
+{
+    struct brain_prefix_index *idx = new_index(0, 0);
+    enum { L = 300 };
+    uint64_t x[L], v[L];
+    static const struct {
+        size_t n, at; /* chain length, replaced block (n: none) */
+    } cases[] = {{L, L},   {L, 40},  {L, 96},  {L, 97}, {L, 101},
+                 {L, 250}, {60, 30}, {97, 96}, {98, 97}};
+
+    for (int i = 0; i < L; i++)
+        x[i] = key_hash(30000 + i);
+    put(idx, 0, 1, HBM, x, 0, L);
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        size_t n = cases[c].n, at = cases[c].at;
+        uint32_t m = (uint32_t)at;
+        memcpy(v, x, sizeof(v));
+        if (at < n)
+            v[at] = key_hash(39999);
+        /* Blocks 1 .. at - 1 passed alike, block `at` probed, not found. */
+        if (at < n)
+            check_walk_skip(walk_of(idx, v, n, 1), at, 1, 0, at - 1);
+        else
+            check_walk_skip(walk_of(idx, v, n, 1), n - 1, 0, 0, n - 1);
+        check_matches(idx, 0, v, n, (const struct want[]){{1, {0, m, m, m}}},
+                      1);
+    }
+    brain_prefix_index_destroy(idx);
+}
+END_TEST
+
 START_TEST(test_run_split_and_compaction)
 {
     struct brain_prefix_index *idx = new_index(0, 0);
@@ -1729,6 +1766,7 @@ prefix_index_suite(void)
     tcase_add_test(tc, test_runs_and_hints);
     tcase_add_test(tc, test_run_split_and_compaction);
     tcase_add_test(tc, test_run_bits);
+    tcase_add_test(tc, test_long_stretch);
     tcase_add_test(tc, test_tag_collisions);
     tcase_add_test(tc, test_long_chains);
     tcase_add_loop_test(tc, test_result_paths, 0, 3);

@@ -51,6 +51,14 @@
 /* Pool arrays hold 4 << class entries; class 10 fits every node. */
 #define POOL_CLASSES 11
 #define POOL_NONE    UINT32_MAX
+/*
+ * Pool arrays of TIER_CACHE_MIN .. 64 holders (class 4: 64 entries, so
+ * at least three whole TIER_CACHE_SPAN-entry spans of the pool, each one
+ * word of pool_tiers) keep their tier bitsets for find_matches() there
+ * (see note_holders()): a chain's block 0 is often such a block.
+ */
+#define TIER_CACHE_MIN  33
+#define TIER_CACHE_SPAN 16
 /* Hash sizing: grow past 80 % load, by half; never below MIN_CAP. */
 #define LOAD_NUM 4
 #define LOAD_DEN 5
@@ -156,6 +164,10 @@ struct brain_prefix_index {
     uint16_t *pool;         /* holder arrays of overflowing blocks */
     size_t pool_len;        /* entries handed out (high-water mark) */
     size_t pool_cap;        /* entries allocated */
+    /* One word per TIER_CACHE_SPAN pool entries: for an array of
+     * TIER_CACHE_MIN .. 64 holders at offset o, the three words from
+     * tier_word(o) are tier_bits() of it. */
+    uint64_t *pool_tiers;
     uint32_t pool_free[POOL_CLASSES]; /* free list head per size class */
     size_t overflow_blocks;           /* records with NSF_OVERFLOW */
     uint64_t rehashes;                /* hash rebuilds, for stats */
@@ -402,6 +414,11 @@ pool_alloc(struct brain_prefix_index *idx, unsigned cls, uint32_t *off)
         if (!np)
             return -ENOMEM;
         idx->pool = np;
+        uint64_t *nt =
+            realloc(idx->pool_tiers, ncap / TIER_CACHE_SPAN * sizeof(*nt));
+        if (!nt)
+            return -ENOMEM;
+        idx->pool_tiers = nt;
         idx->pool_cap = ncap;
     }
     *off = (uint32_t)idx->pool_len;
@@ -762,12 +779,73 @@ pair_update(struct brain_prefix_index *idx, size_t p)
 }
 
 /* Record pos changed holders: its pairs with both neighbours may too. */
+/*
+ * a[t - 1] |= bit j for each holder h[j] (j < nh <= 64) holding its block
+ * in tier t or faster (t = 1..3): block 0's holders as results.  Four
+ * holders at a time: their tier masks are 4-bit fields of a word, folded
+ * so that bit 0 of each 16-bit lane says "tier t or faster", and a
+ * multiply gathers the four lane bits into four adjacent bits.
+ */
+static inline void
+tier_bits(const uint16_t *h, uint32_t nh, uint64_t a[3])
+{
+    uint32_t j = 0;
+
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    const uint64_t lane = 0x0001000100010001ull;
+    /* Lane k's bit 0 goes to bit 48 + k; no other product reaches 48..51. */
+    const uint64_t gather = 1ull << 48 | 1ull << 33 | 1ull << 18 | 1ull << 3;
+    for (; j + 4 <= nh; j += 4) {
+        uint64_t w;
+        memcpy(&w, h + j, sizeof(w));
+        uint64_t x = w >> 12 & 0x000f000f000f000full;
+        uint64_t x1 = x | x >> 1;
+        a[0] |= ((x & lane) * gather >> 48) << j;
+        a[1] |= ((x1 & lane) * gather >> 48) << j;
+        a[2] |= (((x1 | x >> 2) & lane) * gather >> 48) << j;
+    }
+#endif
+    for (; j < nh; j++) {
+        unsigned mk = H_MASK(h[j]);
+        a[0] |= (uint64_t)(mk & 1) << j;
+        a[1] |= (uint64_t)((mk & 3) != 0) << j;
+        a[2] |= (uint64_t)((mk & 7) != 0) << j;
+    }
+}
+
+/*
+ * The first pool_tiers word of the array at pool offset off: the first
+ * TIER_CACHE_SPAN-entry span wholly inside it (offsets are multiples of
+ * 4, an array of 64 entries holds three such spans from there, and no
+ * other array overlaps them).
+ */
+static inline size_t
+tier_word(uint32_t off)
+{
+    return (off + TIER_CACHE_SPAN - 1) / TIER_CACHE_SPAN;
+}
+
+/*
+ * After any change of record pos's holders: its run bits, and for a pool
+ * array of TIER_CACHE_MIN .. 64 holders its tier bitsets, which
+ * find_matches() reads instead of gathering them when the block is a
+ * chain's block 0 (a system prompt many nodes hold: every call's work).
+ */
 static void
 note_holders(struct brain_prefix_index *idx, size_t pos)
 {
+    const struct kslot *k = &idx->ks[pos];
+
     if (pos > 0)
         pair_update(idx, pos - 1);
     pair_update(idx, pos);
+    if ((k->nsf & NSF_OVERFLOW) && k->hold[2] >= TIER_CACHE_MIN &&
+        k->hold[2] <= 64) {
+        uint32_t off = slot_pool_off(k);
+        uint64_t a[3] = {0, 0, 0};
+        tier_bits(idx->pool + off, k->hold[2], a);
+        memcpy(&idx->pool_tiers[tier_word(off)], a, sizeof(a));
+    }
 }
 
 /* Live positions below old position p: its position after compaction. */
@@ -1008,6 +1086,7 @@ brain_prefix_index_destroy(struct brain_prefix_index *idx)
     array_free(idx->nx, idx->xcap * sizeof(*idx->nx));
     array_free(idx->rb, idx->bcap * sizeof(*idx->rb));
     free(idx->pool);
+    free(idx->pool_tiers);
     free(idx);
 }
 
@@ -1623,40 +1702,6 @@ end_log(struct brain_prefix_index *idx, unsigned t, uint64_t bits, uint32_t at)
 }
 
 /*
- * a[t - 1] |= bit j for each holder h[j] (j < nh <= 64) holding its block
- * in tier t or faster (t = 1..3): block 0's holders as results.  Four
- * holders at a time: their tier masks are 4-bit fields of a word, folded
- * so that bit 0 of each 16-bit lane says "tier t or faster", and a
- * multiply gathers the four lane bits into four adjacent bits.
- */
-static inline void
-tier_bits(const uint16_t *h, uint32_t nh, uint64_t a[3])
-{
-    uint32_t j = 0;
-
-#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    const uint64_t lane = 0x0001000100010001ull;
-    /* Lane k's bit 0 goes to bit 48 + k; no other product reaches 48..51. */
-    const uint64_t gather = 1ull << 48 | 1ull << 33 | 1ull << 18 | 1ull << 3;
-    for (; j + 4 <= nh; j += 4) {
-        uint64_t w;
-        memcpy(&w, h + j, sizeof(w));
-        uint64_t x = w >> 12 & 0x000f000f000f000full;
-        uint64_t x1 = x | x >> 1;
-        a[0] |= ((x & lane) * gather >> 48) << j;
-        a[1] |= ((x1 & lane) * gather >> 48) << j;
-        a[2] |= (((x1 | x >> 2) & lane) * gather >> 48) << j;
-    }
-#endif
-    for (; j < nh; j++) {
-        unsigned mk = H_MASK(h[j]);
-        a[0] |= (uint64_t)(mk & 1) << j;
-        a[1] |= (uint64_t)((mk & 3) != 0) << j;
-        a[2] |= (uint64_t)((mk & 7) != 0) << j;
-    }
-}
-
-/*
  * Adds result `bit` to the per-tier bitsets l[] of a block it holds with
  * tier mask m: l[t - 1] when in tier t or faster (t = 1..3), l[3] always.
  */
@@ -2121,7 +2166,11 @@ brain_prefix_index_find_matches(struct brain_prefix_index *idx, uint16_t ns,
      */
     const uint16_t *h0 = !idx->ndead && nh <= 64 ? h : NULL;
     if (h0) {
-        tier_bits(h, nh, a);
+        if ((k->nsf & NSF_OVERFLOW) && nh >= TIER_CACHE_MIN)
+            memcpy(a, &idx->pool_tiers[tier_word(slot_pool_off(k))],
+                   sizeof(a));
+        else
+            tier_bits(h, nh, a);
         nres = nh;
     }
     for (uint32_t j = 0; !h0 && j < nh; j++) {
@@ -2402,7 +2451,8 @@ brain_prefix_index_stats(const struct brain_prefix_index *idx,
         sizeof(*idx) + idx->nslots * sizeof(*idx->hs) +
         idx->kcap * sizeof(*idx->ks) + idx->ccap * sizeof(*idx->cs) +
         idx->xcap * sizeof(*idx->nx) + idx->bcap * sizeof(*idx->rb) +
-        idx->pool_cap * sizeof(*idx->pool);
+        idx->pool_cap * sizeof(*idx->pool) +
+        idx->pool_cap / TIER_CACHE_SPAN * sizeof(*idx->pool_tiers);
     out->rehashes = idx->rehashes;
     out->store_holes = idx->holes;
     out->compactions = idx->compactions;

@@ -1114,6 +1114,35 @@ START_TEST(test_result_paths)
                                              chain[i], i ? chain[i - 1] : 0),
                                          0);
         paths_check(idx, chain, mask, dead);
+        /*
+         * Block 0's holders change (a tier added, a tier taken away, a
+         * holder gone, a new one): block 0's pool array keeps its tier
+         * bitsets for the walk, so each change must reach them.
+         */
+        for (int step = 0; step < 8; step++) {
+            int nd = (int)(rnd() % P_NODES);
+            uint8_t t = (uint8_t)(1 + rnd() % 4), had = mask[0][nd];
+            if (step % 4 == 3 && had) {
+                for (uint8_t u = 1; u <= 4; u++)
+                    if (had & BIT(u))
+                        ck_assert_int_eq(
+                            brain_prefix_index_remove(idx, 0, (uint16_t)nd, u,
+                                                      chain[0]),
+                            0);
+                mask[0][nd] = 0;
+            } else if (had & BIT(t) && had != BIT(t)) {
+                ck_assert_int_eq(brain_prefix_index_remove(
+                                     idx, 0, (uint16_t)nd, t, chain[0]),
+                                 0);
+                mask[0][nd] &= (uint8_t)~BIT(t);
+            } else {
+                ck_assert_int_ge(brain_prefix_index_store(idx, 0, (uint16_t)nd,
+                                                          t, chain[0], 0),
+                                 0);
+                mask[0][nd] |= (uint8_t)BIT(t);
+            }
+            paths_check(idx, chain, mask, dead);
+        }
         /* A dead node (here one not holding block 0, then one that does):
          * the walk maps nodes instead of searching block 0's holders. */
         ck_assert_int_ge(brain_prefix_index_remove_node(idx, P_NODES - 1), 0);
@@ -1121,6 +1150,10 @@ START_TEST(test_result_paths)
         paths_check(idx, chain, mask, dead);
         ck_assert_int_ge(brain_prefix_index_remove_node(idx, 0), 0);
         dead[0] = true;
+        paths_check(idx, chain, mask, dead);
+        /* Swept: no dead nodes left, block 0's purged array is read
+         * through its tier bitsets again. */
+        ck_assert_int_eq(brain_prefix_index_sweep(idx, SIZE_MAX), 0);
         paths_check(idx, chain, mask, dead);
         brain_prefix_index_destroy(idx);
     }

@@ -778,7 +778,6 @@ pair_update(struct brain_prefix_index *idx, size_t p)
     rb_put(idx->rb, p, link, link && same_holders(idx, k, k + 1));
 }
 
-/* Record pos changed holders: its pairs with both neighbours may too. */
 /*
  * a[t - 1] |= bit j for each holder h[j] (j < nh <= 64) holding its block
  * in tier t or faster (t = 1..3): block 0's holders as results.  Four
@@ -826,10 +825,11 @@ tier_word(uint32_t off)
 }
 
 /*
- * After any change of record pos's holders: its run bits, and for a pool
- * array of TIER_CACHE_MIN .. 64 holders its tier bitsets, which
- * find_matches() reads instead of gathering them when the block is a
- * chain's block 0 (a system prompt many nodes hold: every call's work).
+ * After any change of record pos's holders: its pairs with both
+ * neighbours (the run bits) may change too, and so may the tier bitsets
+ * of a pool array of TIER_CACHE_MIN .. 64 holders, which find_matches()
+ * reads instead of gathering them when the block is a chain's block 0
+ * (a system prompt many nodes hold: work every call would repeat).
  */
 static void
 note_holders(struct brain_prefix_index *idx, size_t pos)

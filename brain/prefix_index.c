@@ -1538,11 +1538,8 @@ run_len(const struct brain_prefix_index *idx, size_t p, size_t which,
  * there at once, not one line after another: the stretch of records held
  * alike (up to RUN_AHEAD lines; the run bits say how long it is), the
  * record after it, and where the run ends as a run: that record and its
- * continuation hint, the likely way to the next run.  When the chain goes
- * on past the run's end, that hint is read (the landing before already
- * asked for it) and the next run's first lines, its end and its end's
- * hint are asked for too: the walk stays one run ahead of itself, so a
- * run's records arrive while the run before is walked instead of after.
+ * continuation hint, the likely way to the next run, so that following
+ * a hint costs one memory latency, not two.
  */
 static inline void
 prefetch_landing(const struct brain_prefix_index *idx, const struct cursor *c,
@@ -1565,23 +1562,8 @@ prefetch_landing(const struct brain_prefix_index *idx, const struct cursor *c,
         __builtin_prefetch(&idx->ks[p + q + 1], 0, 3);
     if (e != q)
         __builtin_prefetch(&idx->ks[p + e], 0, 3);
-    if (e < lim) {
-        /*
-         * Chase one run ahead: the run end's hint names where the chain
-         * most likely goes on (verified there, by its key), so that
-         * run's first lines, its end and its end's hint can be on their
-         * way while this run is walked.
-         */
-        uint32_t t1 = idx->nx[p + e];
-        if (t1 != 0 && t1 - 1 < idx->used) {
-            size_t t = t1 - 1, rem = lim - e - 1;
-            prefetch_run(idx, t, 2);
-            size_t e2 = run_len(idx, t, offsetof(struct runbits, link), rem);
-            __builtin_prefetch(&idx->ks[t + e2], 0, 3);
-            if (e2 < rem)
-                __builtin_prefetch(&idx->nx[t + e2], 0, 3);
-        }
-    }
+    if (e < lim)
+        __builtin_prefetch(&idx->nx[p + e], 0, 3);
 }
 
 /*

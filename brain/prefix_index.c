@@ -11,8 +11,9 @@
  * agent stores a request's new blocks in order) lie next to each other:
  * find_matches() checks whether chain[i + 1] is the record after
  * chain[i]'s and streams along such runs, going through the hash table
- * only where a run breaks.  The key is m = fmix64(hash ^ salt(ns)), a
- * bijection, so the hash itself is not stored.  The hash table holds
+ * only where a run breaks.  A record keeps the block hash itself, so the
+ * walk compares the chain's hashes as they are; the hash table is keyed
+ * by m = fmix64(hash ^ salt(ns)), computed only to probe it.  It holds
  * 8-byte slots (the top 32 bits of m and the store position), sorted by
  * that tag with the monotone home (tag * cap) >> 32: a miss stops at the
  * first larger tag, a rebuild is one streaming pass, and there is no
@@ -50,6 +51,14 @@
 /* Pool arrays hold 4 << class entries; class 10 fits every node. */
 #define POOL_CLASSES 11
 #define POOL_NONE    UINT32_MAX
+/*
+ * Pool arrays of TIER_CACHE_MIN .. 64 holders (class 4: 64 entries, so
+ * at least three whole TIER_CACHE_SPAN-entry spans of the pool, each one
+ * word of pool_tiers) keep their tier bitsets for find_matches() there
+ * (see note_holders()): a chain's block 0 is often such a block.
+ */
+#define TIER_CACHE_MIN  33
+#define TIER_CACHE_SPAN 16
 /* Hash sizing: grow past 80 % load, by half; never below MIN_CAP. */
 #define LOAD_NUM 4
 #define LOAD_DEN 5
@@ -90,7 +99,7 @@
 
 /* A block's key record: what a lookup reads. */
 struct kslot {
-    uint64_t m;       /* fmix64(hash ^ salt(ns)); hash = inverse ^ salt */
+    uint64_t hash;    /* the block hash (its slot's tag is m's top bits) */
     uint16_t nsf;     /* ns + 1 (0 = hole) | NSF_OVERFLOW */
     uint16_t hold[3]; /* inline holders (0 = none, packed, by node),
                        * or with NSF_OVERFLOW: pool offset lo, hi, count */
@@ -155,6 +164,10 @@ struct brain_prefix_index {
     uint16_t *pool;         /* holder arrays of overflowing blocks */
     size_t pool_len;        /* entries handed out (high-water mark) */
     size_t pool_cap;        /* entries allocated */
+    /* One word per TIER_CACHE_SPAN pool entries: for an array of
+     * TIER_CACHE_MIN .. 64 holders at offset o, the three words from
+     * tier_word(o) are tier_bits() of it. */
+    uint64_t *pool_tiers;
     uint32_t pool_free[POOL_CLASSES]; /* free list head per size class */
     size_t overflow_blocks;           /* records with NSF_OVERFLOW */
     uint64_t rehashes;                /* hash rebuilds, for stats */
@@ -206,18 +219,6 @@ fmix64(uint64_t k)
     k *= 0xff51afd7ed558ccdull;
     k ^= k >> 33;
     k *= 0xc4ceb9fe1a85ec53ull;
-    k ^= k >> 33;
-    return k;
-}
-
-/* Inverse of fmix64: iteration and lookup() give back the block hash. */
-static inline uint64_t
-unfmix64(uint64_t k)
-{
-    k ^= k >> 33;
-    k *= 0x9cb4b2f8129337dbull;
-    k ^= k >> 33;
-    k *= 0x4f74430c22a54005ull;
     k ^= k >> 33;
     return k;
 }
@@ -343,16 +344,21 @@ same_holders(const struct brain_prefix_index *idx, const struct kslot *a,
 static inline uint32_t
 holder_search(const uint16_t *h, uint32_t n, uint16_t node)
 {
-    uint32_t lo = 0, hi = n;
+    const uint16_t *b = h;
 
-    while (lo < hi) {
-        uint32_t mid = (lo + hi) / 2;
-        if (H_NODE(h[mid]) < node)
-            lo = mid + 1;
-        else
-            hi = mid;
+    if (n == 0)
+        return 0;
+    /*
+     * Halving without a branch on the data (a conditional move): the
+     * holders a chain walk looks up follow no pattern, and a
+     * mispredicted branch per step cost more than the search.
+     */
+    while (n > 1) {
+        uint32_t half = n / 2;
+        b = H_NODE(b[half]) < node ? b + half : b;
+        n -= half;
     }
-    return lo;
+    return (uint32_t)(b - h) + (H_NODE(*b) < node);
 }
 
 /* hot * 2^(-dq / HOT_STEPS), by table and exponent, without exp2(). */
@@ -408,6 +414,11 @@ pool_alloc(struct brain_prefix_index *idx, unsigned cls, uint32_t *off)
         if (!np)
             return -ENOMEM;
         idx->pool = np;
+        uint64_t *nt =
+            realloc(idx->pool_tiers, ncap / TIER_CACHE_SPAN * sizeof(*nt));
+        if (!nt)
+            return -ENOMEM;
+        idx->pool_tiers = nt;
         idx->pool_cap = ncap;
     }
     *off = (uint32_t)idx->pool_len;
@@ -637,8 +648,8 @@ slot_rec(const struct brain_prefix_index *idx, const struct hslot *h)
  * 2^32 / probe length lookups.  Terminates on the empty last slot.
  */
 static inline size_t
-probe(const struct brain_prefix_index *idx, uint64_t m, uint16_t nsv,
-      bool *found)
+probe(const struct brain_prefix_index *idx, uint64_t m, uint64_t hash,
+      uint16_t nsv, bool *found)
 {
     uint32_t tag = tag_of(m);
     const struct hslot *h = idx->hs + home_of(idx->cap, tag);
@@ -647,7 +658,7 @@ probe(const struct brain_prefix_index *idx, uint64_t m, uint16_t nsv,
         h++;
     for (; h->pos1 != 0 && h->tag == tag; h++) {
         const struct kslot *k = slot_rec(idx, h);
-        if (k->m == m && (k->nsf & NS_MASK) == nsv) {
+        if (k->hash == hash && (k->nsf & NS_MASK) == nsv) {
             *found = true;
             return (size_t)(h - idx->hs);
         }
@@ -767,13 +778,74 @@ pair_update(struct brain_prefix_index *idx, size_t p)
     rb_put(idx->rb, p, link, link && same_holders(idx, k, k + 1));
 }
 
-/* Record pos changed holders: its pairs with both neighbours may too. */
+/*
+ * a[t - 1] |= bit j for each holder h[j] (j < nh <= 64) holding its block
+ * in tier t or faster (t = 1..3): block 0's holders as results.  Four
+ * holders at a time: their tier masks are 4-bit fields of a word, folded
+ * so that bit 0 of each 16-bit lane says "tier t or faster", and a
+ * multiply gathers the four lane bits into four adjacent bits.
+ */
+static inline void
+tier_bits(const uint16_t *h, uint32_t nh, uint64_t a[3])
+{
+    uint32_t j = 0;
+
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    const uint64_t lane = 0x0001000100010001ull;
+    /* Lane k's bit 0 goes to bit 48 + k; no other product reaches 48..51. */
+    const uint64_t gather = 1ull << 48 | 1ull << 33 | 1ull << 18 | 1ull << 3;
+    for (; j + 4 <= nh; j += 4) {
+        uint64_t w;
+        memcpy(&w, h + j, sizeof(w));
+        uint64_t x = w >> 12 & 0x000f000f000f000full;
+        uint64_t x1 = x | x >> 1;
+        a[0] |= ((x & lane) * gather >> 48) << j;
+        a[1] |= ((x1 & lane) * gather >> 48) << j;
+        a[2] |= (((x1 | x >> 2) & lane) * gather >> 48) << j;
+    }
+#endif
+    for (; j < nh; j++) {
+        unsigned mk = H_MASK(h[j]);
+        a[0] |= (uint64_t)(mk & 1) << j;
+        a[1] |= (uint64_t)((mk & 3) != 0) << j;
+        a[2] |= (uint64_t)((mk & 7) != 0) << j;
+    }
+}
+
+/*
+ * The first pool_tiers word of the array at pool offset off: the first
+ * TIER_CACHE_SPAN-entry span wholly inside it (offsets are multiples of
+ * 4, an array of 64 entries holds three such spans from there, and no
+ * other array overlaps them).
+ */
+static inline size_t
+tier_word(uint32_t off)
+{
+    return (off + TIER_CACHE_SPAN - 1) / TIER_CACHE_SPAN;
+}
+
+/*
+ * After any change of record pos's holders: its pairs with both
+ * neighbours (the run bits) may change too, and so may the tier bitsets
+ * of a pool array of TIER_CACHE_MIN .. 64 holders, which find_matches()
+ * reads instead of gathering them when the block is a chain's block 0
+ * (a system prompt many nodes hold: work every call would repeat).
+ */
 static void
 note_holders(struct brain_prefix_index *idx, size_t pos)
 {
+    const struct kslot *k = &idx->ks[pos];
+
     if (pos > 0)
         pair_update(idx, pos - 1);
     pair_update(idx, pos);
+    if ((k->nsf & NSF_OVERFLOW) && k->hold[2] >= TIER_CACHE_MIN &&
+        k->hold[2] <= 64) {
+        uint32_t off = slot_pool_off(k);
+        uint64_t a[3] = {0, 0, 0};
+        tier_bits(idx->pool + off, k->hold[2], a);
+        memcpy(&idx->pool_tiers[tier_word(off)], a, sizeof(a));
+    }
 }
 
 /* Live positions below old position p: its position after compaction. */
@@ -921,7 +993,9 @@ brain_prefix_index_sweep(struct brain_prefix_index *idx, size_t budget)
         struct kslot *k = &idx->ks[pos];
         if (k->nsf != 0 && purge_dead(idx, k) == 0) {
             bool found;
-            size_t s = probe(idx, k->m, k->nsf & NS_MASK, &found);
+            uint16_t nsv = k->nsf & NS_MASK;
+            size_t s = probe(idx, key_of(idx, (uint16_t)(nsv - 1), k->hash),
+                             k->hash, nsv, &found);
             /* Every record has its slot; a miss would be a bug. */
             if (found)
                 drop_rec(idx, s, pos);
@@ -1012,6 +1086,7 @@ brain_prefix_index_destroy(struct brain_prefix_index *idx)
     array_free(idx->nx, idx->xcap * sizeof(*idx->nx));
     array_free(idx->rb, idx->bcap * sizeof(*idx->rb));
     free(idx->pool);
+    free(idx->pool_tiers);
     free(idx);
 }
 
@@ -1132,23 +1207,24 @@ del_holder(struct brain_prefix_index *idx, struct kslot *k, uint16_t node,
  * newest child wins; hints are only ever hints (the walk checks the key).
  */
 static bool
-link_parent(struct brain_prefix_index *idx, uint64_t pm, uint16_t nsv,
+link_parent(struct brain_prefix_index *idx, uint64_t parent, uint16_t nsv,
             size_t pos)
 {
     bool found;
 
-    if (pos > 0 && idx->ks[pos - 1].m == pm &&
+    if (pos > 0 && idx->ks[pos - 1].hash == parent &&
         (idx->ks[pos - 1].nsf & NS_MASK) == nsv)
         return true;
-    size_t s = probe(idx, pm, nsv, &found);
+    size_t s = probe(idx, key_of(idx, (uint16_t)(nsv - 1), parent), parent,
+                     nsv, &found);
     if (found)
         idx->nx[idx->hs[s].pos1 - 1] = (uint32_t)(pos + 1);
     return false;
 }
 
 static int
-do_store(struct brain_prefix_index *idx, uint64_t m, uint16_t nsv,
-         uint16_t node, uint8_t tier, uint64_t parent)
+do_store(struct brain_prefix_index *idx, uint64_t m, uint64_t hash,
+         uint16_t nsv, uint16_t node, uint8_t tier, uint64_t parent)
 {
     unsigned bit = BRAIN_PREFIX_TIER_BIT(tier);
     bool found;
@@ -1157,7 +1233,7 @@ do_store(struct brain_prefix_index *idx, uint64_t m, uint16_t nsv,
 
     if (idx->ndead && is_dead(idx, node))
         (void)brain_prefix_index_sweep(idx, SIZE_MAX);
-    s = probe(idx, m, nsv, &found);
+    s = probe(idx, m, hash, nsv, &found);
     if (found) {
         size_t pos = idx->hs[s].pos1 - 1;
         struct kslot *k = &idx->ks[pos];
@@ -1190,7 +1266,7 @@ do_store(struct brain_prefix_index *idx, uint64_t m, uint16_t nsv,
         r = grow(idx, idx->nentries + 1);
         if (r < 0)
             return r;
-        s = probe(idx, m, nsv, &found);
+        s = probe(idx, m, hash, nsv, &found);
     }
     /* Shift the rest of the cluster up by one to keep it sorted. */
     struct hslot *hs = idx->hs;
@@ -1201,20 +1277,19 @@ do_store(struct brain_prefix_index *idx, uint64_t m, uint16_t nsv,
         r = grow(idx, idx->nentries + 1);
         if (r < 0)
             return r;
-        return do_store(idx, m, nsv, node, tier, parent);
+        return do_store(idx, m, hash, nsv, node, tier, parent);
     }
     memmove(&hs[s + 1], &hs[s], (e - s) * sizeof(*hs));
     size_t pos = idx->used++;
     idx->nx[pos] = 0;
     hs[s] = (struct hslot){.tag = tag_of(m), .pos1 = (uint32_t)(pos + 1)};
-    idx->ks[pos] = (struct kslot){.m = m, .nsf = nsv};
+    idx->ks[pos] = (struct kslot){.hash = hash, .nsf = nsv};
     idx->ks[pos].hold[0] = H_MAKE(node, bit);
     idx->cs[pos] = (struct cslot){.parent = parent};
     /* The bits of the record before are clear (it was the last one, or
      * its successor was dropped): link them if this is its child. */
     rb_put(idx->rb, pos, false, false);
-    if (parent != 0 &&
-        link_parent(idx, fmix64(parent ^ ns_salt(idx, nsv - 1)), nsv, pos)) {
+    if (parent != 0 && link_parent(idx, parent, nsv, pos)) {
         rb_put(idx->rb, pos - 1, true, false);
         pair_update(idx, pos - 1);
     }
@@ -1225,8 +1300,8 @@ do_store(struct brain_prefix_index *idx, uint64_t m, uint16_t nsv,
 }
 
 static int
-do_remove(struct brain_prefix_index *idx, uint64_t m, uint16_t nsv,
-          uint16_t node, uint8_t tier)
+do_remove(struct brain_prefix_index *idx, uint64_t m, uint64_t hash,
+          uint16_t nsv, uint16_t node, uint8_t tier)
 {
     bool found, gone;
     size_t s;
@@ -1234,7 +1309,7 @@ do_remove(struct brain_prefix_index *idx, uint64_t m, uint16_t nsv,
 
     if (idx->ndead && is_dead(idx, node))
         return -ENOENT;
-    s = probe(idx, m, nsv, &found);
+    s = probe(idx, m, hash, nsv, &found);
     if (!found)
         return -ENOENT;
     size_t pos = idx->hs[s].pos1 - 1;
@@ -1255,10 +1330,11 @@ do_remove(struct brain_prefix_index *idx, uint64_t m, uint16_t nsv,
 }
 
 static int
-do_access(struct brain_prefix_index *idx, uint64_t m, uint16_t nsv, uint32_t q)
+do_access(struct brain_prefix_index *idx, uint64_t m, uint64_t hash,
+          uint16_t nsv, uint32_t q)
 {
     bool found;
-    size_t s = probe(idx, m, nsv, &found);
+    size_t s = probe(idx, m, hash, nsv, &found);
 
     if (!found)
         return -ENOENT;
@@ -1281,8 +1357,8 @@ brain_prefix_index_store(struct brain_prefix_index *idx, uint16_t ns,
     if (!idx || !valid_ns(ns) || node >= BRAIN_PREFIX_MAX_NODES ||
         !valid_tier(tier))
         return -EINVAL;
-    return do_store(idx, key_of(idx, ns, hash), (uint16_t)(ns + 1), node, tier,
-                    parent);
+    return do_store(idx, key_of(idx, ns, hash), hash, (uint16_t)(ns + 1), node,
+                    tier, parent);
 }
 
 int
@@ -1292,8 +1368,8 @@ brain_prefix_index_remove(struct brain_prefix_index *idx, uint16_t ns,
     if (!idx || !valid_ns(ns) || node >= BRAIN_PREFIX_MAX_NODES ||
         !valid_tier(tier))
         return -EINVAL;
-    return do_remove(idx, key_of(idx, ns, hash), (uint16_t)(ns + 1), node,
-                     tier);
+    return do_remove(idx, key_of(idx, ns, hash), hash, (uint16_t)(ns + 1),
+                     node, tier);
 }
 
 int
@@ -1302,7 +1378,7 @@ brain_prefix_index_access(struct brain_prefix_index *idx, uint16_t ns,
 {
     if (!idx || !valid_ns(ns) || node >= BRAIN_PREFIX_MAX_NODES)
         return -EINVAL;
-    return do_access(idx, key_of(idx, ns, hash), (uint16_t)(ns + 1),
+    return do_access(idx, key_of(idx, ns, hash), hash, (uint16_t)(ns + 1),
                      quantum_of(idx, now_us));
 }
 
@@ -1361,7 +1437,7 @@ brain_prefix_index_apply(struct brain_prefix_index *idx,
         size_t mid = i - EV_AHEAD / 2;
         if (i >= EV_AHEAD / 2 && mid < n) {
             bool found;
-            size_t s = probe(idx, mk[mid % EV_AHEAD],
+            size_t s = probe(idx, mk[mid % EV_AHEAD], ev[mid].hash,
                              (uint16_t)(ev[mid].ns + 1), &found);
             if (found) {
                 size_t pos = idx->hs[s].pos1 - 1;
@@ -1377,14 +1453,14 @@ brain_prefix_index_apply(struct brain_prefix_index *idx,
 
         switch (e->type) {
         case BRAIN_PREFIX_EV_STORED:
-            r = do_store(idx, m, nsv, e->node, e->tier, e->parent);
+            r = do_store(idx, m, e->hash, nsv, e->node, e->tier, e->parent);
             break;
         case BRAIN_PREFIX_EV_REMOVED:
-            r = do_remove(idx, m, nsv, e->node, e->tier);
+            r = do_remove(idx, m, e->hash, nsv, e->node, e->tier);
             r = r == 0 ? 1 : r;
             break;
         default:
-            r = do_access(idx, m, nsv, q);
+            r = do_access(idx, m, e->hash, nsv, q);
             r = r == 0 ? 1 : r;
             break;
         }
@@ -1508,12 +1584,23 @@ run_skip(struct brain_prefix_index *idx, struct cursor *c, size_t i)
     const uint64_t *ch = c->chain + i;
     size_t j;
 
-    /* The records share the namespace: the skip bits compare it. */
-    for (j = 0; j < d; j++) {
-        if (((p + 1 + j) & 3) == 0)
-            __builtin_prefetch(&k[j + 4 * RUN_AHEAD], 0, 3);
-        if (k[j].m != fmix64(ch[j] ^ c->salt))
-            break;
+    /*
+     * The records share the namespace: the skip bits compare it.  A
+     * stretch of up to RUN_AHEAD lines was prefetched whole on landing,
+     * so only longer ones stream ahead, and the common loop carries no
+     * branch for it (it mispredicted at every line).
+     */
+    if (d <= 4 * RUN_AHEAD) {
+        for (j = 0; j < d; j++)
+            if (k[j].hash != ch[j])
+                break;
+    } else {
+        for (j = 0; j < d; j++) {
+            if (((p + 1 + j) & 3) == 0)
+                __builtin_prefetch(&k[j + 4 * RUN_AHEAD], 0, 3);
+            if (k[j].hash != ch[j])
+                break;
+        }
     }
     c->pos = p + j;
     c->steps += j;
@@ -1525,14 +1612,14 @@ run_skip(struct brain_prefix_index *idx, struct cursor *c, size_t i)
 static inline struct kslot *
 cur_find(struct brain_prefix_index *idx, struct cursor *c, size_t i)
 {
-    uint64_t m = fmix64(c->chain[i] ^ c->salt);
+    uint64_t hash = c->chain[i];
     size_t p = c->pos + 1;
     bool found;
 
     c->steps++;
     if (p < idx->used) {
         struct kslot *k = &idx->ks[p];
-        if (k->m == m && (k->nsf & NS_MASK) == c->nsv) {
+        if (k->hash == hash && (k->nsf & NS_MASK) == c->nsv) {
             /* Keep the run streaming RUN_LINES lines ahead. */
             if (p % 4 == 0)
                 prefetch_run(idx, p + 4 * RUN_LINES, 1);
@@ -1544,7 +1631,7 @@ cur_find(struct brain_prefix_index *idx, struct cursor *c, size_t i)
     uint32_t q = idx->nx[c->pos];
     if (q != 0 && q - 1 < idx->used) {
         struct kslot *k = &idx->ks[q - 1];
-        if (k->m == m && (k->nsf & NS_MASK) == c->nsv) {
+        if (k->hash == hash && (k->nsf & NS_MASK) == c->nsv) {
             c->hints++;
             c->pos = q - 1;
             prefetch_landing(idx, c, c->pos, i);
@@ -1555,7 +1642,7 @@ cur_find(struct brain_prefix_index *idx, struct cursor *c, size_t i)
     /* Where one block was scattered, the next may be too. */
     if (i + 1 < c->n)
         prefetch_slots(idx, fmix64(c->chain[i + 1] ^ c->salt));
-    size_t s = probe(idx, m, c->nsv, &found);
+    size_t s = probe(idx, fmix64(hash ^ c->salt), hash, c->nsv, &found);
     if (!found)
         return NULL;
     c->pos = idx->hs[s].pos1 - 1;
@@ -1597,37 +1684,16 @@ end_log(struct brain_prefix_index *idx, unsigned t, uint64_t bits, uint32_t at)
 }
 
 /*
- * a[t - 1] |= bit j for each holder h[j] (j < nh <= 64) holding its block
- * in tier t or faster (t = 1..3): block 0's holders as results.  Four
- * holders at a time: their tier masks are 4-bit fields of a word, folded
- * so that bit 0 of each 16-bit lane says "tier t or faster", and a
- * multiply gathers the four lane bits into four adjacent bits.
+ * Adds result `bit` to the per-tier bitsets l[] of a block it holds with
+ * tier mask m: l[t - 1] when in tier t or faster (t = 1..3), l[3] always.
  */
 static inline void
-tier_bits(const uint16_t *h, uint32_t nh, uint64_t a[3])
+held_bit(uint64_t l[4], uint64_t bit, unsigned m)
 {
-    uint32_t j = 0;
-
-#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    const uint64_t lane = 0x0001000100010001ull;
-    /* Lane k's bit 0 goes to bit 48 + k; no other product reaches 48..51. */
-    const uint64_t gather = 1ull << 48 | 1ull << 33 | 1ull << 18 | 1ull << 3;
-    for (; j + 4 <= nh; j += 4) {
-        uint64_t w;
-        memcpy(&w, h + j, sizeof(w));
-        uint64_t x = w >> 12 & 0x000f000f000f000full;
-        uint64_t x1 = x | x >> 1;
-        a[0] |= ((x & lane) * gather >> 48) << j;
-        a[1] |= ((x1 & lane) * gather >> 48) << j;
-        a[2] |= (((x1 | x >> 2) & lane) * gather >> 48) << j;
-    }
-#endif
-    for (; j < nh; j++) {
-        unsigned mk = H_MASK(h[j]);
-        a[0] |= (uint64_t)(mk & 1) << j;
-        a[1] |= (uint64_t)((mk & 3) != 0) << j;
-        a[2] |= (uint64_t)((mk & 7) != 0) << j;
-    }
+    l[0] |= bit & -(uint64_t)(m & 1);
+    l[1] |= bit & -(uint64_t)((m & 3) != 0);
+    l[2] |= bit & -(uint64_t)((m & 7) != 0);
+    l[3] |= bit;
 }
 
 /*
@@ -1655,12 +1721,47 @@ held_by(const uint16_t *h0, uint32_t n0, const uint16_t *h, uint32_t nh,
             return;
         if (H_NODE(h0[r]) != node)
             continue;
-        uint64_t bit = 1ull << r++;
-        unsigned m = H_MASK(h[j]);
-        l[0] |= bit & -(uint64_t)(m & 1);
-        l[1] |= bit & -(uint64_t)((m & 3) != 0);
-        l[2] |= bit & -(uint64_t)((m & 7) != 0);
-        l[3] |= bit;
+        held_bit(l, 1ull << r++, H_MASK(h[j]));
+    }
+}
+
+/* held_alive() is used while at most this many results still match. */
+#define FEW_ALIVE 8
+
+/*
+ * True when `set` has at most FEW_ALIVE bits (no popcount instruction is
+ * assumed: the build targets baseline x86-64, where it is a call).
+ */
+static inline bool
+few_bits(uint64_t set)
+{
+    for (unsigned b = 0; b < FEW_ALIVE && set; b++)
+        set &= set - 1;
+    return set == 0;
+}
+
+/*
+ * The same as held_by() when few results still match (`alive`, result r
+ * being h0[r]): each of them looks for its node among the holders h
+ * instead of each holder searching h0.  Results outside `alive` cannot
+ * change the answer (every a<t> is a subset of a4), so their bits are
+ * left clear.  Past block 1 or 2 of a chain whose block 0 many nodes
+ * hold, one to three results are left and a block has one to three
+ * holders: a few compares instead of a binary search of h0 per holder.
+ */
+static inline void
+held_alive(const uint16_t *h0, uint64_t alive, const uint16_t *h, uint32_t nh,
+           uint64_t l[4])
+{
+    for (; alive; alive &= alive - 1) {
+        unsigned r = (unsigned)__builtin_ctzll(alive);
+        uint16_t node = H_NODE(h0[r]);
+        uint32_t j = nh <= 8 ? 0 : holder_search(h, nh, node);
+        while (j < nh && H_NODE(h[j]) < node)
+            j++;
+        if (j == nh || H_NODE(h[j]) != node)
+            continue;
+        held_bit(l, 1ull << r, H_MASK(h[j]));
     }
 }
 
@@ -1673,7 +1774,7 @@ held_by(const uint16_t *h0, uint32_t n0, const uint16_t *h, uint32_t nh,
  * and the walk stops when none does.  a0[t - 1] holds the results that
  * hold block 0 in tier t or faster.  Nothing is written per result:
  * each tier's log (idx->ends) gets one entry per block where some
- * results stop matching it, in block order, and emit() reads the answer
+ * results stop matching it, in block order, and emit_all() reads the answer
  * from the logs.  With h0 (no dead nodes) the results are block 0's
  * holders h0[0..nres-1] and holders are matched by held_by(); without,
  * through the node map (rmap, this call's tag).
@@ -1707,19 +1808,16 @@ walk_one_word(struct brain_prefix_index *idx, struct cursor *c,
         uint64_t l[4] = {0, 0, 0, 0};
         uint32_t nh;
         const uint16_t *h = holders_of(idx, k, &nh);
-        if (h0)
+        if (h0 && few_bits(a4))
+            held_alive(h0, a4, h, nh, l);
+        else if (h0)
             held_by(h0, (uint32_t)nres, h, nh, l);
         else
             for (uint32_t j = 0; j < nh; j++) {
                 uint32_t e = idx->rmap[H_NODE(h[j])];
                 if ((e & ~RMAP_INDEX) != tag)
                     continue;
-                uint64_t bit = 1ull << (e & RMAP_INDEX);
-                unsigned m = H_MASK(h[j]);
-                l[0] |= bit & -(uint64_t)(m & 1);
-                l[1] |= bit & -(uint64_t)((m & 3) != 0);
-                l[2] |= bit & -(uint64_t)((m & 7) != 0);
-                l[3] |= bit;
+                held_bit(l, 1ull << (e & RMAP_INDEX), H_MASK(h[j]));
             }
         uint64_t l1 = l[0], l2 = l[1], l3 = l[2], l4 = l[3];
         uint64_t d1 = a1 & ~l1, d2 = a2 & ~l2, d3 = a3 & ~l3, d4 = a4 & ~l4;
@@ -1744,47 +1842,83 @@ walk_one_word(struct brain_prefix_index *idx, struct cursor *c,
 }
 
 /*
- * Writes the results in `set` best first into out[j ..], up to out[cap -
- * 1], after a one-word walk; returns the next free index.  Each result is
- * in exactly one entry of each tier's log, and a log is in block order:
- * so tier t's entries, newest first, split the set into groups by
- * matched[t] descending, each group is split by tier t - 1 the same way,
- * and the groups of tier 1 are emitted in result (= node) order.  The
- * groups are few (a log has an entry only where some result stopped), so
- * the cost is one write per result plus a few word operations per group.
+ * Writes the results in `set` (result r being nodes[r]), which share
+ * matched[1..4] = m1..m4, into out[j ..] in result order, up to out[cap -
+ * 1]; returns the next free index.  A result is three 8-byte words built
+ * in registers (matched[0..1], matched[2..3], matched[4] with the node
+ * and the padding).
  */
-static size_t
-emit(const struct brain_prefix_index *idx, const uint16_t *nodes, unsigned t,
-     uint64_t set, uint32_t *m, struct brain_prefix_match *out, size_t j,
-     size_t cap)
+static inline size_t
+emit_group(const uint16_t *nodes, uint64_t set, uint32_t m1, uint32_t m2,
+           uint32_t m3, uint32_t m4, struct brain_prefix_match *out, size_t j,
+           size_t cap)
 {
-    if (t == 0) {
-        /* A group shares matched[]: its first 16 bytes are two stores. */
-        const uint32_t v[4] = {0, m[1], m[2], m[3]}, m4 = m[4];
-        uint64_t w0, w1;
-        memcpy(&w0, v, 8);
-        memcpy(&w1, v + 2, 8);
-        size_t cnt = (size_t)__builtin_popcountll(set);
-        struct brain_prefix_match *o = out + j;
-        if (cnt > cap - j)
-            cnt = cap - j;
-        for (size_t e = 0; e < cnt; e++, set &= set - 1) {
-            memcpy(o[e].matched, &w0, 8);
-            memcpy(o[e].matched + 2, &w1, 8);
-            o[e].matched[4] = m4;
-            o[e].node = H_NODE(nodes[__builtin_ctzll(set)]);
-        }
-        return j + cnt;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    const uint64_t w0 = (uint64_t)m1 << 32, w1 = m2 | (uint64_t)m3 << 32;
+    char *o = (char *)out;
+
+    for (; set && j < cap; j++, set &= set - 1) {
+        uint64_t w2 = m4 | (uint64_t)H_NODE(nodes[__builtin_ctzll(set)]) << 32;
+        memcpy(o + j * sizeof(*out), &w0, 8);
+        memcpy(o + j * sizeof(*out) + 8, &w1, 8);
+        memcpy(o + j * sizeof(*out) + 16, &w2, 8);
     }
-    for (size_t e = idx->nends[t]; e-- > 0 && set && j < cap;) {
-        uint64_t g = set & idx->ends[e][t].mask;
-        if (!g)
-            continue;
-        m[t] = idx->ends[e][t].at;
-        j = emit(idx, nodes, t - 1, g, m, out, j, cap);
-        set &= ~g;
-    }
+#else
+    for (; set && j < cap; j++, set &= set - 1)
+        out[j] = (struct brain_prefix_match){
+            .matched = {0, m1, m2, m3, m4},
+            .node = H_NODE(nodes[__builtin_ctzll(set)]),
+        };
+#endif
     return j;
+}
+
+/*
+ * Writes the answer of a one-word walk, best first, into out[0 ..
+ * cap - 1].  Each result is in exactly one entry of each tier's log, and
+ * a log is in block order: so tier 4's entries, newest first, split the
+ * results into groups by matched[4] descending, each group is split by
+ * tier 3's entries the same way, and so on, and the groups of tier 1 are
+ * written in result (= node) order.  The groups are few (a log has an
+ * entry only where some results stopped: ~3 for a call with 62
+ * results), so the cost is three stores per result plus a few word
+ * operations per group; four nested loops, not a recursion, so a group
+ * costs no call.
+ */
+static void
+emit_all(const struct brain_prefix_index *idx, const uint16_t *nodes,
+         struct brain_prefix_match *out, size_t cap)
+{
+    size_t j = 0;
+
+    for (unsigned e4 = idx->nends[4]; e4-- > 0;) {
+        uint64_t g4 = idx->ends[e4][4].mask;
+        uint32_t m4 = idx->ends[e4][4].at;
+        for (unsigned e3 = idx->nends[3]; g4 && e3-- > 0;) {
+            uint64_t g3 = g4 & idx->ends[e3][3].mask;
+            if (!g3)
+                continue;
+            g4 &= ~g3;
+            uint32_t m3 = idx->ends[e3][3].at;
+            for (unsigned e2 = idx->nends[2]; g3 && e2-- > 0;) {
+                uint64_t g2 = g3 & idx->ends[e2][2].mask;
+                if (!g2)
+                    continue;
+                g3 &= ~g2;
+                uint32_t m2 = idx->ends[e2][2].at;
+                for (unsigned e1 = idx->nends[1]; g2 && e1-- > 0;) {
+                    uint64_t g1 = g2 & idx->ends[e1][1].mask;
+                    if (!g1)
+                        continue;
+                    g2 &= ~g1;
+                    j = emit_group(nodes, g1, idx->ends[e1][1].at, m2, m3, m4,
+                                   out, j, cap);
+                    if (j == cap)
+                        return;
+                }
+            }
+        }
+    }
 }
 
 /* The same for more than 64 results, with the bitsets in idx. */
@@ -1982,7 +2116,7 @@ brain_prefix_index_find_matches(struct brain_prefix_index *idx, uint16_t ns,
      */
     for (size_t i = 1; i < n && i <= START_SLOTS; i++)
         prefetch_slots(idx, fmix64(chain[i] ^ salt));
-    size_t s = probe(idx, fmix64(chain[0] ^ salt), nsv, &found);
+    size_t s = probe(idx, fmix64(chain[0] ^ salt), chain[0], nsv, &found);
     if (!found)
         return 0;
     struct cursor c = {
@@ -2014,7 +2148,11 @@ brain_prefix_index_find_matches(struct brain_prefix_index *idx, uint16_t ns,
      */
     const uint16_t *h0 = !idx->ndead && nh <= 64 ? h : NULL;
     if (h0) {
-        tier_bits(h, nh, a);
+        if ((k->nsf & NSF_OVERFLOW) && nh >= TIER_CACHE_MIN)
+            memcpy(a, &idx->pool_tiers[tier_word(slot_pool_off(k))],
+                   sizeof(a));
+        else
+            tier_bits(h, nh, a);
         nres = nh;
     }
     for (uint32_t j = 0; !h0 && j < nh; j++) {
@@ -2061,9 +2199,7 @@ brain_prefix_index_find_matches(struct brain_prefix_index *idx, uint16_t ns,
         return 1;
     }
     if (nres <= 64) {
-        uint32_t m[BRAIN_PREFIX_TIER_MAX + 1] = {0};
-        (void)emit(idx, h0 ? h0 : idx->rnode, BRAIN_PREFIX_TIER_MAX, ~0ull, m,
-                   out, 0, out_cap);
+        emit_all(idx, h0 ? h0 : idx->rnode, out, out_cap);
         return (int)nres;
     }
     size_t nout = nres < out_cap ? nres : out_cap;
@@ -2121,11 +2257,10 @@ live_holders(struct brain_prefix_index *idx, struct kslot *k,
 }
 
 static void
-fill_block(const struct brain_prefix_index *idx, size_t pos, uint64_t salt,
-           uint16_t ns, uint32_t q, uint32_t live,
-           struct brain_prefix_block *b)
+fill_block(const struct brain_prefix_index *idx, size_t pos, uint16_t ns,
+           uint32_t q, uint32_t live, struct brain_prefix_block *b)
 {
-    b->hash = unfmix64(idx->ks[pos].m) ^ salt;
+    b->hash = idx->ks[pos].hash;
     b->parent = idx->cs[pos].parent;
     b->hotness = hot_at(idx, &idx->cs[pos], q);
     b->nholders = live;
@@ -2143,7 +2278,8 @@ brain_prefix_index_lookup(struct brain_prefix_index *idx, uint16_t ns,
     if (!idx || !valid_ns(ns) || (!holders && cap > 0))
         return -EINVAL;
     uint64_t salt = ns_salt(idx, ns);
-    size_t s = probe(idx, fmix64(hash ^ salt), (uint16_t)(ns + 1), &found);
+    size_t s =
+        probe(idx, fmix64(hash ^ salt), hash, (uint16_t)(ns + 1), &found);
     if (!found)
         return -ENOENT;
     size_t pos = idx->hs[s].pos1 - 1;
@@ -2154,7 +2290,7 @@ brain_prefix_index_lookup(struct brain_prefix_index *idx, uint16_t ns,
     if (holders)
         qsort(holders, live < cap ? live : cap, sizeof(*holders), holder_cmp);
     if (info)
-        fill_block(idx, pos, salt, ns, quantum_of(idx, now_us), live, info);
+        fill_block(idx, pos, ns, quantum_of(idx, now_us), live, info);
     return live > INT_MAX ? INT_MAX : (int)live;
 }
 
@@ -2218,7 +2354,6 @@ brain_prefix_index_top_k_hot(struct brain_prefix_index *idx, uint16_t ns,
 {
     if (!idx || !valid_ns(ns) || (!out && k > 0) || k > INT_MAX)
         return -EINVAL;
-    uint64_t salt = ns_salt(idx, ns);
     uint16_t nsv = (uint16_t)(ns + 1);
     uint32_t q = quantum_of(idx, now_us);
     size_t n = 0;
@@ -2235,7 +2370,7 @@ brain_prefix_index_top_k_hot(struct brain_prefix_index *idx, uint16_t ns,
         if (live == 0)
             continue;
         struct brain_prefix_block b;
-        fill_block(idx, i, salt, ns, q, live, &b);
+        fill_block(idx, i, ns, q, live, &b);
         if (n < k) {
             out[n] = b;
             heap_up(out, n++);
@@ -2261,7 +2396,6 @@ brain_prefix_index_for_each_hot(struct brain_prefix_index *idx, uint16_t ns,
 {
     if (!idx || !valid_ns(ns) || !cb)
         return -EINVAL;
-    uint64_t salt = ns_salt(idx, ns);
     uint16_t nsv = (uint16_t)(ns + 1);
     uint32_t q = quantum_of(idx, now_us);
     int calls = 0;
@@ -2275,7 +2409,7 @@ brain_prefix_index_for_each_hot(struct brain_prefix_index *idx, uint16_t ns,
         if (live == 0)
             continue;
         struct brain_prefix_block b;
-        fill_block(idx, i, salt, ns, q, live, &b);
+        fill_block(idx, i, ns, q, live, &b);
         int r = cb(&b, arg);
         if (r != 0)
             return r;
@@ -2299,7 +2433,8 @@ brain_prefix_index_stats(const struct brain_prefix_index *idx,
         sizeof(*idx) + idx->nslots * sizeof(*idx->hs) +
         idx->kcap * sizeof(*idx->ks) + idx->ccap * sizeof(*idx->cs) +
         idx->xcap * sizeof(*idx->nx) + idx->bcap * sizeof(*idx->rb) +
-        idx->pool_cap * sizeof(*idx->pool);
+        idx->pool_cap * sizeof(*idx->pool) +
+        idx->pool_cap / TIER_CACHE_SPAN * sizeof(*idx->pool_tiers);
     out->rehashes = idx->rehashes;
     out->store_holes = idx->holes;
     out->compactions = idx->compactions;

@@ -1114,6 +1114,35 @@ START_TEST(test_result_paths)
                                              chain[i], i ? chain[i - 1] : 0),
                                          0);
         paths_check(idx, chain, mask, dead);
+        /*
+         * Block 0's holders change (a tier added, a tier taken away, a
+         * holder gone, a new one): block 0's pool array keeps its tier
+         * bitsets for the walk, so each change must reach them.
+         */
+        for (int step = 0; step < 8; step++) {
+            int nd = (int)(rnd() % P_NODES);
+            uint8_t t = (uint8_t)(1 + rnd() % 4), had = mask[0][nd];
+            if (step % 4 == 3 && had) {
+                for (uint8_t u = 1; u <= 4; u++)
+                    if (had & BIT(u))
+                        ck_assert_int_eq(
+                            brain_prefix_index_remove(idx, 0, (uint16_t)nd, u,
+                                                      chain[0]),
+                            0);
+                mask[0][nd] = 0;
+            } else if (had & BIT(t) && had != BIT(t)) {
+                ck_assert_int_eq(brain_prefix_index_remove(
+                                     idx, 0, (uint16_t)nd, t, chain[0]),
+                                 0);
+                mask[0][nd] &= (uint8_t)~BIT(t);
+            } else {
+                ck_assert_int_ge(brain_prefix_index_store(idx, 0, (uint16_t)nd,
+                                                          t, chain[0], 0),
+                                 0);
+                mask[0][nd] |= (uint8_t)BIT(t);
+            }
+            paths_check(idx, chain, mask, dead);
+        }
         /* A dead node (here one not holding block 0, then one that does):
          * the walk maps nodes instead of searching block 0's holders. */
         ck_assert_int_ge(brain_prefix_index_remove_node(idx, P_NODES - 1), 0);
@@ -1121,6 +1150,10 @@ START_TEST(test_result_paths)
         paths_check(idx, chain, mask, dead);
         ck_assert_int_ge(brain_prefix_index_remove_node(idx, 0), 0);
         dead[0] = true;
+        paths_check(idx, chain, mask, dead);
+        /* Swept: no dead nodes left, block 0's purged array is read
+         * through its tier bitsets again. */
+        ck_assert_int_eq(brain_prefix_index_sweep(idx, SIZE_MAX), 0);
         paths_check(idx, chain, mask, dead);
         brain_prefix_index_destroy(idx);
     }
@@ -1317,6 +1350,43 @@ START_TEST(test_run_bits)
                                         {13, {0, 10, 10, 10}},
                                         {14, {0, 10, 10, 10}}},
                   4);
+    brain_prefix_index_destroy(idx);
+}
+END_TEST
+
+/*
+ * A stretch longer than the walk prefetches on landing (96 records) is
+ * compared by a second loop that streams ahead: a chain with a block
+ * replaced inside it, the later blocks kept, must still stop there, in
+ * either loop and at both ends of the first prefetch window.
+ */
+START_TEST(test_long_stretch)
+{
+    struct brain_prefix_index *idx = new_index(0, 0);
+    enum { L = 300 };
+    uint64_t x[L], v[L];
+    static const struct {
+        size_t n, at; /* chain length, replaced block (n: none) */
+    } cases[] = {{L, L},   {L, 40},  {L, 96},  {L, 97}, {L, 101},
+                 {L, 250}, {60, 30}, {97, 96}, {98, 97}};
+
+    for (int i = 0; i < L; i++)
+        x[i] = key_hash(30000 + i);
+    put(idx, 0, 1, HBM, x, 0, L);
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        size_t n = cases[c].n, at = cases[c].at;
+        uint32_t m = (uint32_t)at;
+        memcpy(v, x, sizeof(v));
+        if (at < n)
+            v[at] = key_hash(39999);
+        /* Blocks 1 .. at - 1 passed alike, block `at` probed, not found. */
+        if (at < n)
+            check_walk_skip(walk_of(idx, v, n, 1), at, 1, 0, at - 1);
+        else
+            check_walk_skip(walk_of(idx, v, n, 1), n - 1, 0, 0, n - 1);
+        check_matches(idx, 0, v, n, (const struct want[]){{1, {0, m, m, m}}},
+                      1);
+    }
     brain_prefix_index_destroy(idx);
 }
 END_TEST
@@ -1729,6 +1799,7 @@ prefix_index_suite(void)
     tcase_add_test(tc, test_runs_and_hints);
     tcase_add_test(tc, test_run_split_and_compaction);
     tcase_add_test(tc, test_run_bits);
+    tcase_add_test(tc, test_long_stretch);
     tcase_add_test(tc, test_tag_collisions);
     tcase_add_test(tc, test_long_chains);
     tcase_add_loop_test(tc, test_result_paths, 0, 3);

@@ -112,7 +112,7 @@ etcd_endpoints() {
 etcd_healthy() {
     # shellcheck disable=SC2046 # the TLS flags are separate words
     run_on "${ETCD_HOST[$1]}" curl -sf -m 1 $(_etcd_curl_tls "$1") \
-        "$(etcd_endpoint "$1")/health" | grep -q '"health":"true"'
+        "$(etcd_endpoint "$1")/health" | grep '"health":"true"' >/dev/null
 }
 
 etcdctl_on() {

@@ -485,6 +485,11 @@ _agent_up() {
     agent_get "$1" /v1/status
 }
 
+# With pipefail, a reader that stops early (grep -q, awk's exit) closes
+# the pipe under curl, which then fails ("curl: (23) Failed writing body")
+# and so does the pipeline, however the match went: read answers whole
+# (grep PATTERN >/dev/null; awk with an END block).
+
 # brain_get PATH: the brain's HTTP answer body; fails on HTTP errors.
 brain_get() {
     run_on "$BRAIN_HOST" curl -sSf --max-time 3 "$BRAIN_HTTP$1"
@@ -553,12 +558,12 @@ nodes_alive() {
 # table_has NODE RULE: the brain's compiled table for NODE has a line
 # starting with RULE (e.g. "peer/n2 ").
 table_has() {
-    admin tables "$1" | grep -q "^$2"
+    admin tables "$1" | grep "^$2" >/dev/null
 }
 
 # agent_table_has NAME RULE: the table the agent itself runs has RULE.
 agent_table_has() {
-    agent_get "$1" /v1/table | grep -q "^$2"
+    agent_get "$1" /v1/table | grep "^$2" >/dev/null
 }
 
 # ---------------------------------------------------------------------------

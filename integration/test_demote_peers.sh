@@ -104,7 +104,7 @@ step "without the knob, chains end at the slowest local tier"
 daemon_stop brain
 start_brain
 wait_for 15 nodes_alive 1 || fail "n1 did not join the new brain"
-wait_for 10 eval 'admin tables n1 | grep -qx "demotion/dram dram -> (end)"' ||
+wait_for 10 table_has n1 "demotion/dram dram -> (end)$" ||
     fail "n1's chain: $(admin tables n1 | grep '^demotion/')"
 ok "n1's table: $(admin tables n1 | grep '^demotion/')"
 

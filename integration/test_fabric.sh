@@ -227,7 +227,7 @@ ok "retried after backoff: the restarted n3 holds a verified copy"
 # ---------------------------------------------------------------------------
 step "a route that copies: a busy node's prefix goes to the node chosen"
 worker n1 kv llama e1,e2,e3,e4 || fail "kv blocks on n1"
-indexed() { brain_get /metrics | grep -q '^mcos_brain_index_blocks 4$'; }
+indexed() { brain_get /metrics | grep '^mcos_brain_index_blocks 4$' >/dev/null; }
 wait_for 10 indexed || fail "the index never held n1's 4 blocks"
 # n1's engine has 100 blocks of prefill queued: computing the last block
 # elsewhere and copying 4 (0.1 each) beats waiting there.

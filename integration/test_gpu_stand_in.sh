@@ -62,7 +62,7 @@ brain_check '[.regions[] | {transport, tier}] == [{"transport": "tcp",
     fail "regions: $(brain_get /v1/nodes/g1 | jq -c .regions)"
 admin node g1 | jq -e '.regions[0].length > 0' >/dev/null ||
     fail "mcos-admin node g1 shows no region"
-agent_get g1 /metrics | grep -qx \
+agent_get g1 /metrics | grep -x >/dev/null \
     'mcos_agent_fabric_hbm_registered{node="g1",transport="tcp",via=""} 0' ||
     fail "metrics: $(agent_get g1 /metrics | grep hbm_registered)"
 [[ $(grep -c "|fabric|INFO|HBM region not registered with tcp: tcp moves bytes with the CPU, which cannot reach GPU memory; HBM objects it carries are staged through DRAM$" \

@@ -269,7 +269,7 @@ ok "b2 leads ${took} ms after the kill (bound ${BOUND_MS} ms)"
 synced_on b2 "$G1"
 G2=$GEN
 agents_run_at_least "$G2" || fail "agents not at $G2"
-admin objects --node n1 | grep -q '^node n1: 33 objects$' ||
+admin objects --node n1 | grep '^node n1: 33 objects$' >/dev/null ||
     fail "n1's objects after the failover: $(admin objects --node n1 | head -1)"
 agent_table_has n1 "tier/dram high=90%" || fail "n1's table: $(agent_get n1 /v1/table)"
 for n in "${AGENTS[@]}"; do
@@ -341,7 +341,7 @@ LEADER=b2
 leads b2 || LEADER=b1
 synced_on "$LEADER" "$G3"
 G4=$GEN
-admin objects --node n1 | grep -q '^node n1: 33 objects$' || fail "objects lost"
+admin objects --node n1 | grep '^node n1: 33 objects$' >/dev/null || fail "objects lost"
 agent_table_has n1 "tier/dram high=80%" || fail "the config was lost"
 ok "$LEADER leads, generation $G3 -> $G4, objects and config intact"
 

@@ -30,9 +30,9 @@ W=$MCOS_BIN/libmcos_worker
 "$W" "ipc://$TEST_DIR/n3.api.sock" kv llama a1,a2 || fail "worker n3"
 # 7 STORED events (5 from n2, 2 from n3) over 5 distinct blocks.
 _indexed() {
-    brain_get /metrics | grep -q '^mcos_brain_index_blocks 5$' &&
+    brain_get /metrics | grep '^mcos_brain_index_blocks 5$' >/dev/null &&
         brain_get /metrics |
-        awk '$1 == "mcos_brain_index_events_total" { exit !($2 >= 7) }'
+        awk '$1 == "mcos_brain_index_events_total" { v = $2 } END { exit !(v >= 7) }'
 }
 wait_for 10 _indexed || fail "the index never held both nodes' blocks"
 ok "index holds the 5 blocks, from both nodes"

@@ -47,7 +47,7 @@ for h in h1 h2; do
         jq -r '[.endpoints[] | .transport] | join(" ")')
     [[ $eps == "control verbs" ]] || fail "$h announces '$eps'"
 done
-admin tables h1 | grep -q "^peer/h2 .*verbs:.* region=verbs:1:" ||
+admin tables h1 | grep "^peer/h2 .*verbs:.* region=verbs:1:" >/dev/null ||
     fail "h1's table lacks h2's verbs endpoint and region: $(admin tables h1)"
 log "ok: both announce verbs endpoints; h1's table has h2's verbs region"
 

@@ -828,6 +828,27 @@ start_remote(struct agent_store *s, struct agent_object *o, int dst,
     return moving(s, o, dst, m, out);
 }
 
+/* Whether a staging copy out of an object's tier holds its bytes (`want`
+ * is the object's checksum): 0, or the error with why in err. */
+static int
+staged_verified(const struct agent_exec_job *job, uint64_t want, char *err,
+                size_t errlen)
+{
+    if (job->status) {
+        snprintf(err, errlen, "staging out of %s: %s", tname(job->src_kind),
+                 mcos_strerror(job->status));
+        return job->status;
+    }
+    if (job->checksum != want) {
+        snprintf(err, errlen,
+                 "staging out of %s: checksum %016" PRIx64
+                 ", want %016" PRIx64,
+                 tname(job->src_kind), job->checksum, want);
+        return -EIO;
+    }
+    return 0;
+}
+
 /* The staging copy is done: send it if its bytes are the object's. */
 static void
 remote_staged(struct agent_exec_job *job, void *arg)
@@ -838,20 +859,14 @@ remote_staged(struct agent_exec_job *job, void *arg)
     struct agent_fabric_result res;
 
     memset(&res, 0, sizeof res);
-    if (job->status) {
-        res.status = job->status;
-        snprintf(res.error, sizeof res.error, "staging out of %s: %s",
-                 tname(job->src_kind), mcos_strerror(job->status));
-    } else if (o && job->checksum != o->checksum) {
-        res.status = -EIO;
-        snprintf(res.error, sizeof res.error,
-                 "staging out of %s: checksum %016" PRIx64
-                 ", want %016" PRIx64,
-                 tname(job->src_kind), job->checksum, o->checksum);
-    } else if (o && !s->fabric) {
+    if (job->status || o) {
+        res.status = staged_verified(job, o ? o->checksum : 0, res.error,
+                                     sizeof res.error);
+    }
+    if (res.status == 0 && o && !s->fabric) {
         res.status = -ECANCELED;
         snprintf(res.error, sizeof res.error, "the fabric is closed");
-    } else if (o) {
+    } else if (res.status == 0 && o) {
         res.status = remote_put(s, m, o, MCOS__TIER_KIND__TIER_DRAM, &job->de);
         if (res.status == 0) {
             return; /* remote_done runs when the peer answers */
@@ -1076,15 +1091,11 @@ replica_staged(struct agent_exec_job *job, void *arg)
     struct replica_ctx *c = arg;
     struct agent_store *s = c->s;
     struct agent_object *o = agent_registry_find(s->reg, c->object);
+    char err[200];
+    int r = staged_verified(job, c->checksum, err, sizeof err);
 
-    if (job->status) {
-        replica_failed(c, job->status, "staging out of %s: %s",
-                       tname(job->src_kind), mcos_strerror(job->status));
-    } else if (job->checksum != c->checksum) {
-        replica_failed(c, -EIO,
-                       "staging out of %s: checksum %016" PRIx64
-                       ", want %016" PRIx64,
-                       tname(job->src_kind), job->checksum, c->checksum);
+    if (r) {
+        replica_failed(c, r, "%s", err);
     } else if (!o) {
         replica_failed(c, -ENOENT, "the object is gone");
     } else if (!s->fabric) {

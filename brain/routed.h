@@ -68,7 +68,7 @@ brain_routed_requests(const struct brain_routed *r)
 static inline double
 brain_routed_blocks(const struct brain_routed *r)
 {
-    return r->n ? r->blocks : 0.0;
+    return r->blocks; /* exactly 0 whenever none is counted (pop()) */
 }
 
 /* What a route decided at now_us would count (the routes made after

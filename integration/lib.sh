@@ -91,12 +91,28 @@ ok() {
 # Print the tail of every daemon log (and any other *.log in the test dir)
 # so a failure in CI can be diagnosed without the temp dir.
 dump_logs() {
-    local f
+    local f why=${1:-} first=() rest=() name
     [[ -n $TEST_DIR && -d $TEST_DIR ]] || return 0
+    # What CI shows of a failure can be cut short: the telling logs come
+    # first (sanitizer reports, daemons that died, daemons the failure
+    # names), each to its last 80 lines.
+    for name in "${!PIDS[@]}"; do
+        daemon_running "$name" || echo "----- $name (pid ${PIDS[$name]}) is not running -----" >&2
+    done
     for f in "$TEST_DIR"/*.log; do
         [[ -e $f ]] || continue
-        echo "----- $f (last 150 lines) -----" >&2
-        tail -n 150 "$f" >&2 || true
+        name=$(basename "$f" .log)
+        if grep -Eq "$SANITIZER_PATTERN" "$f" ||
+            { [[ -n ${PIDS[$name]:-} ]] && ! daemon_running "$name"; } ||
+            [[ " $why " =~ [^[:alnum:]_-]${name}[^[:alnum:]_-] ]]; then
+            first+=("$f")
+        else
+            rest+=("$f")
+        fi
+    done
+    for f in "${first[@]}" "${rest[@]}"; do
+        echo "----- $f (last 80 lines) -----" >&2
+        tail -n 80 "$f" >&2 || true
     done
     echo "----- end of logs; test dir kept: $TEST_DIR -----" >&2
 }
@@ -108,7 +124,7 @@ fail() {
     {
         echo
         echo "FAIL: $TEST_NAME: $*"
-        dump_logs
+        dump_logs "$*"
     } >&9 2>&9
     _FAIL_REPORTED=1
     exit 1
@@ -553,6 +569,21 @@ brain_generation() {
 # nodes_alive N: the brain sees exactly N alive nodes and no others.
 nodes_alive() {
     brain_check ".nodes.alive == $1 and .nodes.total == $1" /v1/status
+}
+
+# not_alive NAME...: the names among NAME... that the brain does not list
+# as alive (for failure messages, which put those agents' logs first).
+not_alive() {
+    local body alive n out=""
+    body=$(brain_get /v1/nodes 2>&1) || {
+        echo "(the brain does not answer: $body)"
+        return 0
+    }
+    alive=$(jq -r '.nodes[] | select(.state == "alive") | .name' <<<"$body")
+    for n in "$@"; do
+        grep -qx "$n" <<<"$alive" || out+=" $n"
+    done
+    echo "${out# }"
 }
 
 # table_has NODE RULE: the brain's compiled table for NODE has a line

@@ -119,7 +119,7 @@ agent_gen() { agent_jq "$1" .applied_gen; }
 synced_on() {
     use_brain "$1"
     wait_for 15 nodes_alive "${#AGENTS[@]}" ||
-        fail "the agents did not follow $1: $(brain_get /v1/status)"
+        fail "the agents did not follow $1; not alive there: $(not_alive "${AGENTS[@]}")"
     admin sync --wait >/dev/null
     GEN=$(brain_generation)
     ((GEN > $2)) || fail "generation went from $2 to $GEN on $1"
@@ -215,7 +215,8 @@ start_agent n2 --brain "$(bus_of b2),$(bus_of b1)"
 # n3 knows only b2 (as behind a load balancer): it follows b1's own URL,
 # and must find its way back when b1 dies.
 start_agent n3 --brain "$(bus_of b2)"
-wait_for 15 nodes_alive 3 || fail "three nodes never alive on b1"
+wait_for 15 nodes_alive 3 ||
+    fail "three nodes never alive on b1; not alive there: $(not_alive "${AGENTS[@]}")"
 grep -q "hello: brain b2 is a standby; the leader is b1" "$TEST_DIR/n2.log" ||
     fail "n2 was not told who leads"
 grep -q "following the brain at $(bus_of b1)" "$TEST_DIR/n2.log" ||
@@ -354,7 +355,8 @@ if [[ $LEADER == b2 ]]; then
     wait_for 10 stands_by_for b2 b1 || fail "b2: $(status_of b2 .)"
 fi
 use_brain b1
-wait_for 10 nodes_alive 3 || fail "agents not on b1"
+wait_for 10 nodes_alive 3 ||
+    fail "agents not on b1; not alive there: $(not_alive "${AGENTS[@]}")"
 cut_relay
 t0=$(now_ms)
 t_down=0 t_up=0

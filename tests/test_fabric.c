@@ -308,9 +308,10 @@ START_TEST(test_hbm_over_tcp)
     ck_assert_int_eq(agent_tier_create(AGENT_TIER_DRAM, &dc, &dram), 0);
     ck_assert_int_eq(agent_tier_create(AGENT_TIER_HBM, &hc, &hbm), 0);
     fc.hbm = hbm;
-    /* Ports shared with whatever else runs here: try a few. */
+    /* Ports shared with whatever else runs here: try a few, below the
+     * integration tests' 27000-29999 (integration/lib.sh). */
     dup2(logfd, 2);
-    for (uint16_t port = 27653; r == -EADDRINUSE && port < 27853; port += 2) {
+    for (uint16_t port = 24653; r == -EADDRINUSE && port < 24853; port += 2) {
         fc.port = port;
         r = agent_fabric_create(&loop, &mcos_clock_monotonic, &fc, tables,
                                 dram, &hooks, &f, err, sizeof err);

@@ -456,8 +456,9 @@ node_init(struct pair *p, struct node *n, const char *name, bool hbm,
     fc.address = "127.0.0.1";
     fc.transports = "tcp";
     fc.hbm = agent_store_tier(n->s, MCOS__TIER_KIND__TIER_HBM);
-    /* Ports shared with whatever else runs here: try a few. */
-    for (uint16_t port = 29653; r == -EADDRINUSE && port < 29853; port += 2) {
+    /* Ports shared with whatever else runs here: try a few, below the
+     * integration tests' 27000-29999 (integration/lib.sh). */
+    for (uint16_t port = 25653; r == -EADDRINUSE && port < 25853; port += 2) {
         fc.port = port;
         r = agent_fabric_create(
             &p->loop, &mcos_clock_monotonic, &fc, n->tables,

@@ -735,6 +735,29 @@ remote_put(struct agent_store *s, struct move *m, const struct agent_object *o,
                                  s->remote_err, sizeof s->remote_err);
 }
 
+/* A DRAM staging copy (of an object the transport cannot reach where it
+ * is) lives only until its attempt ends: it counts as leaving DRAM, so a
+ * watermark pass meanwhile does not demote other objects to make up for
+ * it. */
+static int
+staging_alloc(struct agent_store *s, uint64_t size,
+              struct agent_tier_extent *e)
+{
+    int r = agent_tier_alloc(s->tiers[MCOS__TIER_KIND__TIER_DRAM], size, e);
+
+    if (r == 0) {
+        s->leaving[MCOS__TIER_KIND__TIER_DRAM] += e->len;
+    }
+    return r;
+}
+
+static void
+staging_free(struct agent_store *s, const struct agent_tier_extent *e)
+{
+    s->leaving[MCOS__TIER_KIND__TIER_DRAM] -= e->len;
+    agent_tier_free(s->tiers[MCOS__TIER_KIND__TIER_DRAM], e);
+}
+
 /* The transport cannot reach the object where it is (NVMe; HBM over TCP,
  * or not registered): the executor copies it into a DRAM staging extent
  * first; remote_staged() checks the copy and sends it. */
@@ -742,8 +765,7 @@ static int
 remote_stage(struct agent_store *s, struct move *m,
              const struct agent_object *o)
 {
-    struct agent_tier *dram = s->tiers[MCOS__TIER_KIND__TIER_DRAM];
-    int r = agent_tier_alloc(dram, o->size, &m->job.de);
+    int r = staging_alloc(s, o->size, &m->job.de);
 
     if (r) {
         snprintf(s->remote_err, sizeof s->remote_err,
@@ -756,7 +778,7 @@ remote_stage(struct agent_store *s, struct move *m,
         snprintf(s->remote_err, sizeof s->remote_err,
                  "cannot stage it from %s: %s", tname(o->tier),
                  mcos_strerror(r));
-        agent_tier_free(dram, &m->job.de);
+        staging_free(s, &m->job.de);
         return r;
     }
     m->staged = true;
@@ -890,7 +912,7 @@ remote_done(const struct agent_fabric_result *res, void *arg)
     s->inflight--;
     if (m->staged) {
         /* The staging copy was only there to be sent. */
-        agent_tier_free(dram, &m->job.de);
+        staging_free(s, &m->job.de);
     }
     if (!o) {
         LOG_ERR("remote move of unknown object %016" PRIx64, m->id);
@@ -1034,7 +1056,7 @@ replica_done(const struct agent_fabric_result *res, void *arg)
         tasks_compact(s);
     }
     if (c->staged) {
-        agent_tier_free(s->tiers[MCOS__TIER_KIND__TIER_DRAM], &c->job.de);
+        staging_free(s, &c->job.de);
     }
     free(c);
     if (o) {
@@ -1138,7 +1160,7 @@ replica_start(struct agent_store *s, struct replica_task *t)
      * TCP, or not registered): copy it into registered DRAM first (on
      * the dataplane thread, verified), send the copy, free it when the
      * attempt ends. */
-    r = agent_tier_alloc(dram, o->size, &c->job.de);
+    r = staging_alloc(s, o->size, &c->job.de);
     if (r) {
         replica_failed(c, r, "no room in dram to stage it from %s",
                        tname(o->tier));

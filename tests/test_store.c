@@ -503,7 +503,15 @@ pair_fini(struct pair *p)
     for (int i = 0; i < 2; i++) {
         agent_store_close(ns[i]->s);
     }
-    ck_assert_int_eq(uv_run(&p->loop, UV_RUN_DEFAULT), 0);
+    /* Bounded, and saying what is left, rather than the case's timeout. */
+    for (int i = 0; i < 10000 && uv_loop_alive(&p->loop); i++) {
+        uv_run(&p->loop, UV_RUN_NOWAIT);
+        usleep(1000);
+    }
+    if (uv_loop_alive(&p->loop)) {
+        uv_print_active_handles(&p->loop, stderr);
+        ck_abort_msg("the loop still has work 10 s after the close");
+    }
     ck_assert_int_eq(uv_loop_close(&p->loop), 0);
     for (int i = 0; i < 2; i++) {
         mcos_table_free(ns[i]->table);
@@ -609,6 +617,32 @@ static void
 evict_to_remote(struct pair *p, uint64_t id, struct agent_store_req *req)
 {
     evict_policy(p, id, 3, req);
+}
+
+/* evict demote_to_remote of object id on n1, not waited for: `done` is
+ * set when it ends (evict_wait()). */
+static void
+evict_to_remote_async(struct pair *p, uint64_t id, struct agent_store_req *req,
+                      bool *done)
+{
+    memset(req, 0, sizeof *req);
+    *done = false;
+    req->op = MCOS__API_OP__API_EVICT;
+    req->id = id;
+    req->policy = 3;
+    req->done = req_done;
+    req->arg = done;
+    agent_store_submit(p->n1.s, req);
+}
+
+static void
+evict_wait(struct pair *p, const bool *done)
+{
+    for (int i = 0; i < 5000 && !*done; i++) {
+        uv_run(&p->loop, UV_RUN_NOWAIT);
+        usleep(1000);
+    }
+    ck_assert(*done);
 }
 
 static uint64_t
@@ -725,22 +759,13 @@ START_TEST(test_remote_peer_gone)
 
     pair_init(&p);
     put_in(&p, 0x61, MCOS__TIER_KIND__TIER_HBM);
-    req.op = MCOS__API_OP__API_EVICT;
-    req.id = 0x61;
-    req.policy = 3;
-    req.done = req_done;
-    req.arg = &done;
-    agent_store_submit(p.n1.s, &req);
+    evict_to_remote_async(&p, 0x61, &req, &done);
     /* The staging copy runs on the dataplane thread; its completion waits
      * for the loop, so n2 is out of the table before the put. */
     ck_assert(!done);
     ck_assert_int_eq(agent_store_find(p.n1.s, 0x61)->state, AGENT_OBJ_MOVING);
     pair_table(&p.n1, NULL, 2);
-    for (int i = 0; i < 5000 && !done; i++) {
-        uv_run(&p.loop, UV_RUN_NOWAIT);
-        usleep(1000);
-    }
-    ck_assert(done);
+    evict_wait(&p, &done);
     ck_assert_int_eq(req.status, -EHOSTUNREACH);
     ck_assert_str_eq(req.error,
                      "no peer to demote to: the brain has admitted none with "
@@ -833,6 +858,49 @@ check_in(struct pair *p, uint64_t first, uint64_t last, int tier)
                       o->tier, (int)o->state, tier);
     }
 }
+
+/*
+ * A staging copy counts as leaving DRAM.  14 objects in n1's DRAM hold
+ * 896 KiB (87.5%, under the default 90% mark); an HBM object's staging
+ * copy takes DRAM to 960 KiB (93.75%) while it is sent.  A watermark pass
+ * meanwhile demotes nothing to NVMe for it, and DRAM is back at 896 KiB
+ * once the object lives on n2.
+ */
+START_TEST(test_remote_staging_leaves)
+{
+    struct agent_store_counters k;
+    struct agent_store_req req;
+    bool done;
+    struct pair p;
+
+    pair_init(&p);
+    for (uint64_t id = 0x81; id <= 0x8e; id++) {
+        put_in(&p, id, MCOS__TIER_KIND__TIER_DRAM);
+    }
+    put_in(&p, 0x8f, MCOS__TIER_KIND__TIER_HBM);
+    ck_assert_uint_eq(tier_used(p.n1.s, MCOS__TIER_KIND__TIER_DRAM),
+                      896 * KiB);
+    evict_to_remote_async(&p, 0x8f, &req, &done);
+    /* The copy is made on the dataplane thread; the loop has not run. */
+    ck_assert(!done);
+    ck_assert_uint_eq(tier_used(p.n1.s, MCOS__TIER_KIND__TIER_DRAM),
+                      960 * KiB);
+    agent_store_tick(p.n1.s);
+    evict_wait(&p, &done);
+    ck_assert_msg(req.status == 0, "evict: %s", req.error);
+    pair_settle(&p);
+    check_in(&p, 0x81, 0x8e, MCOS__TIER_KIND__TIER_DRAM);
+    check_in(&p, 0x8f, 0x8f, MCOS__TIER_KIND__TIER_REMOTE);
+    ck_assert_uint_eq(tier_used(p.n1.s, MCOS__TIER_KIND__TIER_DRAM),
+                      896 * KiB);
+    ck_assert_uint_eq(tier_used(p.n1.s, MCOS__TIER_KIND__TIER_NVME), 0);
+    agent_store_counters(p.n1.s, &k);
+    ck_assert_uint_eq(k.demotions, 0);
+    ck_assert_uint_eq(k.remote_staged, 1);
+    ck_assert_uint_eq(k.move_failures, 0);
+    pair_fini(&p);
+}
+END_TEST
 
 /* Puts objects first..last into n1's DRAM, one second apart (the clock
  * moves before each, so a pause that the last one starts is whole). */
@@ -1279,6 +1347,7 @@ suite(void)
     tcase_add_test(tc, test_remote_staged);
     tcase_add_test(tc, test_remote_peer_gone);
     tcase_add_test(tc, test_remote_no_staging_room);
+    tcase_add_test(tc, test_remote_staging_leaves);
     tcase_add_test(tc, test_wm_remote);
     tcase_add_test(tc, test_wm_remote_chain);
     tcase_add_test(tc, test_wm_remote_residency);

@@ -1386,6 +1386,20 @@ agent_fabric_direct(const struct agent_fabric *f, const char *peer, int tier,
     return false;
 }
 
+bool
+agent_fabric_staged_peers(const struct agent_fabric *f, int tier,
+                          const struct agent_tier_extent *e)
+{
+    for (size_t i = 0; i < f->n_peers; i++) {
+        const struct peer *p = f->peers[i];
+
+        if (p->present && pick_transport(f, p) && !direct_to(f, p, tier, e)) {
+            return true;
+        }
+    }
+    return false;
+}
+
 size_t
 agent_fabric_hbm(const struct agent_fabric *f, struct agent_fabric_hbm *out,
                  size_t max)

@@ -186,6 +186,13 @@ void agent_fabric_tick(struct agent_fabric *);
 bool agent_fabric_direct(const struct agent_fabric *, const char *peer,
                          int tier, const struct agent_tier_extent *e);
 
+/* True when some admitted peer has a transport in common with us but
+ * cannot take a put straight from extent e of our tier `tier`: one that a
+ * DRAM staging copy would reach where agent_fabric_put_from(..., NULL,
+ * tier, e, ...) does not try it. */
+bool agent_fabric_staged_peers(const struct agent_fabric *, int tier,
+                               const struct agent_tier_extent *e);
+
 /* Our HBM region per transport that runs here; returns how many entries
  * (0 without an HBM tier). */
 size_t agent_fabric_hbm(const struct agent_fabric *,

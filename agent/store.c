@@ -898,6 +898,35 @@ remote_staged(struct agent_exec_job *job, void *arg)
     remote_done(&res, m);
 }
 
+/* A put straight from HBM tries only the peers whose transport has our
+ * HBM region.  When it failed because none of them had room, a peer
+ * reached by another transport may take a DRAM staging copy: the move
+ * goes on that way (true), else it fails with the first error. */
+static bool
+remote_restage(struct agent_store *s, struct move *m, struct agent_object *o,
+               const struct agent_fabric_result *res)
+{
+    if (m->staged || m->dst != MCOS__TIER_KIND__TIER_REMOTE ||
+        m->job.src_kind != MCOS__TIER_KIND__TIER_HBM ||
+        (res->status != -ENOSPC && res->status != -EFBIG &&
+         res->status != -EEXIST) ||
+        !s->fabric ||
+        !agent_fabric_staged_peers(s->fabric, o->tier, &o->ext)) {
+        return false;
+    }
+    if (remote_stage(s, m, o)) {
+        LOG_WARN("object %016" PRIx64 ": %s; no staging copy for the other "
+                 "peers either: %s",
+                 o->id, res->error, s->remote_err);
+        return false;
+    }
+    LOG_INFO("object %016" PRIx64 ": %s; trying the peers without our HBM "
+             "region through a dram staging copy",
+             o->id, res->error);
+    s->inflight++;
+    return true;
+}
+
 static void
 remote_done(const struct agent_fabric_result *res, void *arg)
 {
@@ -920,6 +949,9 @@ remote_done(const struct agent_fabric_result *res, void *arg)
             agent_tier_free(dram, &m->job.de);
         }
         free(m);
+        return;
+    }
+    if (status && remote_restage(s, m, o, res)) {
         return;
     }
     if (status == 0 && dst == MCOS__TIER_KIND__TIER_REMOTE) {

@@ -100,6 +100,7 @@ struct agent_fabric {
     void *hbm_base;                     /* its region (device address) */
     uint64_t hbm_len;                   /* its bytes */
     bool hbm_device;                    /* GPU memory, not emulated */
+    bool closing;                       /* agent_fabric_close() runs */
     struct agent_fabric_hbm hbm_reg[3]; /* the HBM region, per kind */
     struct agent_fabric_hooks hooks;
     struct mcos_bus_server *ctl;             /* our control endpoint */
@@ -1270,6 +1271,12 @@ xfer_finish(struct xfer *x)
     struct agent_fabric *f = x->f;
     struct peer *p = peer_find(f, x->peer);
 
+    if (f->closing && x->res.status) {
+        /* Whatever broke, it is our own close that broke it. */
+        x->res.status = -ECANCELED;
+        snprintf(x->res.error, sizeof x->res.error,
+                 "the agent is shutting down");
+    }
     x->res.time_us = now_us(f) - x->res.time_us;
     x->res.bytes = x->res.status ? 0 : x->len;
     if (x->kind == XFER_PUT && x->res.status && x->res.loc.handle && p &&
@@ -1311,7 +1318,7 @@ xfer_finish(struct xfer *x)
         f->counters.gets++;
         f->counters.get_failures += x->res.status != 0;
     }
-    if (x->res.status) {
+    if (x->res.status && !f->closing) {
         /* A full or departed peer fails a pass's transfers together. */
         LOG_WARN_RL(&xfer_rl, "%s of object %016" PRIx64 " failed: %s",
                     x->kind == XFER_PUT ? "put" : "get", x->id, x->res.error);
@@ -1806,7 +1813,9 @@ agent_fabric_close(struct agent_fabric *f)
         return;
     }
     /* Disconnecting completes every one-sided op (with -ECANCELED), which
-     * queues its transfer; those and the rest fail now. */
+     * queues its transfer; those and the rest fail now, each with "the
+     * agent is shutting down" and nothing logged. */
+    f->closing = true;
     for (size_t i = 0; i < f->n_peers; i++) {
         peer_disconnect(f, f->peers[i]);
     }

@@ -1008,7 +1008,10 @@ remote_done(const struct agent_fabric_result *res, void *arg)
         snprintf(why, sizeof why, "%.200s; the object stays in %s", res->error,
                  tname(src));
         s->counters.move_failures++;
-        if (m->kind == MOVE_WATERMARK) {
+        if (m->kind == MOVE_WATERMARK && status == -ECANCELED) {
+            /* The agent is stopping: nothing to pause or to warn of. */
+            LOG_DBG("object %016" PRIx64 ": %s", o->id, why);
+        } else if (m->kind == MOVE_WATERMARK) {
             remote_pause(s, m->epoch, o->id, src, res->error);
         } else {
             LOG_WARN("object %016" PRIx64 ": %s", o->id, why);

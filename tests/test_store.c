@@ -1170,6 +1170,37 @@ no_peer_pair(struct pair *p, struct logcap *l)
 }
 
 /*
+ * Watermark demotions to a peer still under way when the agent stops (its
+ * fabric closes under them, answering "the agent is shutting down"):
+ * no pause and no warning from the store or the fabric (only counted as
+ * failed moves), and the objects stay in DRAM.
+ */
+START_TEST(test_wm_remote_shutdown)
+{
+    struct agent_store_counters k;
+    struct logcap l;
+    struct pair p;
+
+    pair_init(&p);
+    log_begin(&l);
+    dram_to_remote(&p, 2, true, 0);
+    put_dram(&p, 1, 9);
+    /* The pass the 9th started waits for n2's answers, which need the
+     * loop: none has come. */
+    agent_store_counters(p.n1.s, &k);
+    ck_assert_uint_eq(k.remote_demotions, 0);
+    node_close_fabric(&p.n1);
+    pair_settle(&p);
+    check_in(&p, 1, 9, MCOS__TIER_KIND__TIER_DRAM);
+    check_log(&l, PAUSE_LOG, 0);
+    check_log(&l, "|WARN|", 0);
+    check_pauses(&p, 0, 5);
+    log_end(&l);
+    pair_fini(&p);
+}
+END_TEST
+
+/*
  * A demotion to peers that fails pauses them: no admitted peer (the put
  * is refused at once), then a peer without room (every ALLOC refused, one
  * pause for the pass's five), each logged once with why; no try before
@@ -1352,6 +1383,7 @@ suite(void)
     tcase_add_test(tc, test_wm_remote_chain);
     tcase_add_test(tc, test_wm_remote_residency);
     tcase_add_test(tc, test_wm_remote_backoff);
+    tcase_add_test(tc, test_wm_remote_shutdown);
     tcase_add_test(tc, test_wm_remote_backoff_cap);
     tcase_add_test(tc, test_wm_remote_no_fabric);
     suite_add_tcase(s, tc);

@@ -235,8 +235,8 @@ wait_for() {
 # The next port to try.  A random start in 27000-29999 (outside Linux's
 # ephemeral range, 32768+) keeps two concurrent runs apart; port_in_use
 # then skips anything already bound or lingering in TIME_WAIT.  Unit tests
-# that need fixed ports stay below (unit_fabric 24653+, unit_store 25653+),
-# since ctest runs them beside an integration test.
+# that need fixed ports stay below (unit_fabric 24653-24852, unit_store
+# 25653-25852), since ctest runs them beside an integration test.
 _NEXT_PORT=$((27000 + (RANDOM % 290) * 10))
 
 port_in_use() {

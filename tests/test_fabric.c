@@ -308,11 +308,13 @@ START_TEST(test_hbm_over_tcp)
     ck_assert_int_eq(agent_tier_create(AGENT_TIER_DRAM, &dc, &dram), 0);
     ck_assert_int_eq(agent_tier_create(AGENT_TIER_HBM, &hc, &hbm), 0);
     fc.hbm = hbm;
-    /* Ports shared with whatever else runs here: try a few, below the
-     * integration tests' 27000-29999 (integration/lib.sh). */
+    /* Ports shared with whatever else runs here: 100 pairs from 24653,
+     * below the integration tests' 27000-29999 (integration/lib.sh),
+     * starting at one the process id picks so that two runs at once do
+     * not meet (nor take a port the other just closed). */
     dup2(logfd, 2);
-    for (uint16_t port = 24653; r == -EADDRINUSE && port < 24853; port += 2) {
-        fc.port = port;
+    for (int i = 0; r == -EADDRINUSE && i < 100; i++) {
+        fc.port = (uint16_t)(24653 + 2 * ((getpid() % 50 * 2 + i) % 100));
         r = agent_fabric_create(&loop, &mcos_clock_monotonic, &fc, tables,
                                 dram, &hooks, &f, err, sizeof err);
     }

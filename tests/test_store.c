@@ -456,10 +456,12 @@ node_init(struct pair *p, struct node *n, const char *name, bool hbm,
     fc.address = "127.0.0.1";
     fc.transports = "tcp";
     fc.hbm = agent_store_tier(n->s, MCOS__TIER_KIND__TIER_HBM);
-    /* Ports shared with whatever else runs here: try a few, below the
-     * integration tests' 27000-29999 (integration/lib.sh). */
-    for (uint16_t port = 25653; r == -EADDRINUSE && port < 25853; port += 2) {
-        fc.port = port;
+    /* Ports shared with whatever else runs here: 100 pairs from 25653,
+     * below the integration tests' 27000-29999 (integration/lib.sh),
+     * starting at one the process id picks so that two runs at once do
+     * not meet (nor take a port the other just closed). */
+    for (int i = 0; r == -EADDRINUSE && i < 100; i++) {
+        fc.port = (uint16_t)(25653 + 2 * ((getpid() % 50 * 2 + i) % 100));
         r = agent_fabric_create(
             &p->loop, &mcos_clock_monotonic, &fc, n->tables,
             agent_store_tier(n->s, MCOS__TIER_KIND__TIER_DRAM), &hooks, &n->f,

@@ -372,6 +372,7 @@ peer_update(struct agent_fabric *f, const Mcos__PeerRule *pr)
 {
     struct peer *p = peer_find(f, pr->node);
     struct agent_fabric_peer_verbs old;
+    uint16_t old_ctl;
     char why[300];
 
     if (!p) {
@@ -396,6 +397,7 @@ peer_update(struct agent_fabric *f, const Mcos__PeerRule *pr)
     p->boot_id = pr->boot_id;
     p->present = true;
     old = p->verbs;
+    old_ctl = p->ctl_port;
     memset(p->data_port, 0, sizeof p->data_port);
     memset(p->region, 0, sizeof p->region);
     p->ctl_port = 0;
@@ -403,7 +405,9 @@ peer_update(struct agent_fabric *f, const Mcos__PeerRule *pr)
         const Mcos__Endpoint *ep = pr->endpoints[i];
 
         if (ep->transport == MCOS__TRANSPORT__TRANSPORT_CONTROL) {
-            if (strcmp(p->address, ep->address) || p->ctl_port != ep->port) {
+            /* Only a peer that moved is dialled anew: every table change
+             * comes through here, and transfers are under way. */
+            if (strcmp(p->address, ep->address) || old_ctl != ep->port) {
                 peer_disconnect(f, p);
             }
             snprintf(p->address, sizeof p->address, "%s", ep->address);

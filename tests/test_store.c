@@ -788,6 +788,38 @@ START_TEST(test_remote_peer_gone)
 }
 END_TEST
 
+/* A new table that keeps n2 where it was (every report can bring one)
+ * leaves the transfer under way alone: the demotion completes.  Before,
+ * each table change dialled every peer anew and failed what was in
+ * flight ("peer n2 left during the transfer"). */
+START_TEST(test_remote_table_change)
+{
+    struct agent_store_counters k;
+    struct agent_store_req req;
+    bool done;
+    struct pair p;
+
+    pair_init(&p);
+    put_in(&p, 0x65, MCOS__TIER_KIND__TIER_DRAM);
+    evict_to_remote_async(&p, 0x65, &req, &done);
+    ck_assert(!done);
+    /* The ALLOC is out (it needs the loop to be answered). */
+    for (uint64_t gen = 2; gen <= 4; gen++) {
+        pair_table(&p.n1, &p.n2, gen);
+        uv_run(&p.loop, UV_RUN_NOWAIT);
+    }
+    evict_wait(&p, &done);
+    ck_assert_msg(req.status == 0, "evict: %s", req.error);
+    ck_assert_int_eq(agent_store_find(p.n1.s, 0x65)->tier,
+                     MCOS__TIER_KIND__TIER_REMOTE);
+    agent_store_counters(p.n1.s, &k);
+    ck_assert_uint_eq(k.remote_demotions, 1);
+    ck_assert_uint_eq(k.move_failures, 0);
+    get_check(&p, 0x65);
+    pair_fini(&p);
+}
+END_TEST
+
 /* No room in DRAM for the staging copy: the evict is refused at once and
  * nothing moves. */
 START_TEST(test_remote_no_staging_room)
@@ -1379,6 +1411,7 @@ suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_remote_staged);
     tcase_add_test(tc, test_remote_peer_gone);
+    tcase_add_test(tc, test_remote_table_change);
     tcase_add_test(tc, test_remote_no_staging_room);
     tcase_add_test(tc, test_remote_staging_leaves);
     tcase_add_test(tc, test_wm_remote);

@@ -24,7 +24,10 @@
 #     peer holds a verified copy;
 #   - bad input on the control endpoint (a node the brain never admitted,
 #     a wrong boot id, garbage bytes, an unknown op, an oversize alloc)
-#     is refused with a clear error.
+#     is refused with a clear error;
+#   - a peer killed while the DRAM staging copy of an HBM object is written
+#     to it: the evict fails with why, the object stays in HBM, intact,
+#     and the staging copy is freed.
 #
 # Needs root and namespaces; without them it prints SKIP and exits 77.
 
@@ -282,5 +285,76 @@ v=$(agent_metric n2 mcos_agent_fabric_refused_total)
 ((v >= 6)) || fail "n2 counted $v refusals"
 worker n2 check "$B" "$SIZE_B" 2 || fail "n2's replica changed"
 ok "n2 counted $v refusals; what it holds is intact"
+
+
+# ---------------------------------------------------------------------------
+step "a peer killed while an HBM object's staging copy is written to it"
+# evict demote_to_remote picks its peer: both links are slowed (40 Mbit/s:
+# a 12 MiB WRITE takes about 2.5 s) and whichever peer receives is killed.
+D=d0d0
+SIZE_D=$((12 * 1024 * 1024))
+worker n1 put "$D" "$SIZE_D" 5 || fail "put $D on n1"
+worker n1 move "$D" 2 || fail "move $D to n1's hbm"
+for port in p3 p4; do # n2, n3
+    ip netns exec "$NETNS_SWITCH" tc qdisc add dev $port root tbf rate 40mbit \
+        burst 64kbit latency 200ms || fail "tbf on $port"
+done
+served_by() {
+    agent_get "$1" /metrics | awk '/^mcos_agent_fabric_bytes_served/ { print $2 }'
+}
+dram_used() {
+    agent_get n1 /metrics |
+        awk '/^mcos_agent_tier_used_bytes\{node="n1",tier="dram"/ { print $2 }'
+}
+declare -A base=([n2]=$(served_by n2) [n3]=$(served_by n3))
+fails=$(agent_metric n1 mcos_agent_move_failures_total)
+staged=$(agent_metric n1 mcos_agent_remote_demotions_staged_total)
+dram_before=$(dram_used)
+worker n1 evict "$D" 3 >"$TEST_DIR/evict.out" 2>&1 &
+epid=$!
+victim=""
+_receiving() {
+    local n s
+    for n in n2 n3; do
+        s=$(served_by "$n") || return 1
+        if ((s > ${base[$n]} + 1048576)); then
+            victim=$n
+            return 0
+        fi
+    done
+    return 1
+}
+# Not through wait_for: its command runs in a subshell, and victim must
+# come back.
+deadline=$(($(now_ms) + 15000))
+until _receiving; do
+    (($(now_ms) < deadline)) || fail "the staged copy of $D never reached a peer"
+    sleep 0.05
+done
+daemon_kill9 "$victim"
+if wait "$epid"; then
+    fail "the evict of $D succeeded although $victim was killed: $(cat "$TEST_DIR/evict.out")"
+fi
+st=$(worker n1 stat "$D")
+[[ $st == "tier=2 state=2" ]] || fail "after the failed demotion $D is $st, want tier=2 state=2"
+grep -Eq "\|store\|WARN\|object 000000000000d0d0: .+; the object stays in hbm$" \
+    "$TEST_DIR/n1.log" || fail "n1 did not log why the demotion of $D failed"
+v=$(agent_metric n1 mcos_agent_move_failures_total)
+((v == fails + 1)) || fail "move failures went from $fails to $v"
+v=$(agent_metric n1 mcos_agent_remote_demotions_staged_total)
+((v == staged)) || fail "a staged demotion was counted: $staged -> $v"
+v=$(dram_used)
+((v == dram_before)) || fail "n1's DRAM holds $v bytes, $dram_before before: the staging copy was not freed"
+worker n1 check "$D" "$SIZE_D" 5 || fail "$D's bytes changed"
+ok "$victim killed mid-WRITE: the evict failed, $D stays in n1's hbm intact, staging copy freed"
+for port in p3 p4; do
+    ip netns exec "$NETNS_SWITCH" tc qdisc del dev $port root 2>/dev/null || true
+done
+start_agent "$victim" --host "$victim" --ip "${IP[$victim]}" --data-transports tcp
+wait_for 15 nodes_alive 3 || fail "$victim did not come back"
+G=$(brain_generation)
+admin wait --gen "$G" --timeout 15 >/dev/null 2>&1 ||
+    fail "the cluster did not converge on generation $G after $victim came back"
+ok "$victim restarted; the cluster converged on generation $G"
 
 finish

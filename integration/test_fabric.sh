@@ -202,12 +202,15 @@ worker n1 put "$C" "$SIZE_C" 3 || fail "put $C on n1"
 # were added in that order): the 24 MiB WRITE takes about 5 s.
 ip netns exec "$NETNS_SWITCH" tc qdisc add dev p4 root tbf rate 40mbit \
     burst 64kbit latency 200ms || fail "tbf towards n3"
-served() { agent_get n3 /metrics | awk '/^mcos_agent_fabric_bytes_served/ { print $2 }'; }
-base=$(served)
+# served_by NAME: the bytes NAME's fabric has taken in or served so far.
+served_by() {
+    agent_get "$1" /metrics | awk '/^mcos_agent_fabric_bytes_served/ { print $2 }'
+}
+base=$(served_by n3)
 admin replicate n1 "$C" n3 >/dev/null || fail "replicate $C to n3"
-writing() { local s; s=$(served) && ((s > base + 1048576)); }
+writing() { local s; s=$(served_by n3) && ((s > base + 1048576)); }
 wait_for 10 writing || fail "the transfer to n3 never started"
-got=$(($(served) - base))
+got=$(($(served_by n3) - base))
 daemon_kill9 n3
 ((got < SIZE_C)) || fail "the transfer finished before the kill ($got bytes)"
 ok "n3 killed after it had received $got of $SIZE_C bytes"
@@ -299,14 +302,11 @@ for port in p3 p4; do # n2, n3
     ip netns exec "$NETNS_SWITCH" tc qdisc add dev $port root tbf rate 40mbit \
         burst 64kbit latency 200ms || fail "tbf on $port"
 done
-served_by() {
-    agent_get "$1" /metrics | awk '/^mcos_agent_fabric_bytes_served/ { print $2 }'
-}
 dram_used() {
     agent_get n1 /metrics |
         awk '/^mcos_agent_tier_used_bytes\{node="n1",tier="dram"/ { print $2 }'
 }
-declare -A base=([n2]=$(served_by n2) [n3]=$(served_by n3))
+declare -A served0=([n2]=$(served_by n2) [n3]=$(served_by n3))
 fails=$(agent_metric n1 mcos_agent_move_failures_total)
 staged=$(agent_metric n1 mcos_agent_remote_demotions_staged_total)
 dram_before=$(dram_used)
@@ -317,7 +317,7 @@ _receiving() {
     local n s
     for n in n2 n3; do
         s=$(served_by "$n") || return 1
-        if ((s > ${base[$n]} + 1048576)); then
+        if ((s > ${served0[$n]} + 1048576)); then
             victim=$n
             return 0
         fi

@@ -70,8 +70,9 @@ struct cli {
     char *mc_nvme;         /* MCOS route weight nvme_fetch */
     char *mc_peer;         /* MCOS route weight peer_fetch */
     char *mc_load_w;       /* MCOS route weight load_weight */
+    char *mc_queue_w;      /* MCOS route weight queue_block_weight */
     char *mc_eps;          /* MCOS route weight bound_eps */
-    char *mc_load;         /* MCOS load: queue | inflight | blocks */
+    char *mc_load;         /* MCOS load: queue | inflight | blocks | brain */
     bool mc_fetch;         /* MCOS fetches prefixes from peers */
     bool mc_migrate;       /* MCOS drops cold copies after a fetch */
     char *mc_hot;          /* MCOS hotness of a shared block */
@@ -159,10 +160,14 @@ struct cli {
           0, "0.1", "mcos: route cost of a block fetched from a peer"),       \
         O("mcos_load_weight", "mcos-load-weight", MCOS_CFG_STRING, mc_load_w, \
           0, 0, "4.0", "mcos: route cost of one unit of load"),               \
+        O("mcos_queue_block_weight", "mcos-queue-block-weight",               \
+          MCOS_CFG_STRING, mc_queue_w, 0, 0, "1.0",                           \
+          "mcos: route cost of one queued prefill block (--mcos-load "        \
+          "brain)"),                                                          \
         O("mcos_bound_eps", "mcos-bound-eps", MCOS_CFG_STRING, mc_eps, 0, 0,  \
           "0.25", "mcos: bounded-load slack"),                                \
-        O("mcos_load", "mcos-load", MCOS_CFG_STRING, mc_load, 0, 0, "blocks", \
-          "mcos: load term: queue, inflight or blocks"),                      \
+        O("mcos_load", "mcos-load", MCOS_CFG_STRING, mc_load, 0, 0, "brain",  \
+          "mcos: load term: queue, inflight, blocks or brain"),               \
         O("mcos_fetch", "mcos-fetch", MCOS_CFG_BOOL, mc_fetch, 0, 0, "true",  \
           "mcos: fetch a prefix from a peer when faster than computing"),     \
         O("mcos_migrate", "mcos-migrate", MCOS_CFG_BOOL, mc_migrate, 0, 0,    \
@@ -379,6 +384,8 @@ cli_convert(const struct cli *c, struct sim_params *p, struct policy_knobs *k,
                            &k->mcos_peer_fetch, err, errlen)) ||
         (rc = parse_double("mcos-load-weight", c->mc_load_w, 0, 1e9,
                            &k->mcos_load_weight, err, errlen)) ||
+        (rc = parse_double("mcos-queue-block-weight", c->mc_queue_w, 0, 1e9,
+                           &k->mcos_queue_block_weight, err, errlen)) ||
         (rc = parse_double("mcos-bound-eps", c->mc_eps, 0, 1e9,
                            &k->mcos_bound_eps, err, errlen)) ||
         (rc = parse_double("mcos-hot", c->mc_hot, 0, 1e9, &k->mcos_hot, err,
@@ -391,10 +398,12 @@ cli_convert(const struct cli *c, struct sim_params *p, struct policy_knobs *k,
         k->mcos_load = POLICY_MCOS_LOAD_INFLIGHT;
     } else if (!strcmp(c->mc_load, "blocks")) {
         k->mcos_load = POLICY_MCOS_LOAD_BLOCKS;
+    } else if (!strcmp(c->mc_load, "brain")) {
+        k->mcos_load = POLICY_MCOS_LOAD_BRAIN;
     } else {
         mcos_seterr(err, errlen,
-                    "--mcos-load: expected queue, inflight or blocks, got "
-                    "'%s'",
+                    "--mcos-load: expected queue, inflight, blocks or brain, "
+                    "got '%s'",
                     c->mc_load);
         return -EINVAL;
     }

@@ -47,9 +47,10 @@ policy_knobs_default(struct policy_knobs *k)
     k->mcos_nvme_fetch = 0.25;
     k->mcos_peer_fetch = 0.1;
     k->mcos_load_weight = 4.0;
+    k->mcos_queue_block_weight = 1.0;
     k->mcos_bound_eps = 0.25;
     k->mcos_rack_penalty = 2.0;
-    k->mcos_load = POLICY_MCOS_LOAD_BLOCKS;
+    k->mcos_load = POLICY_MCOS_LOAD_BRAIN;
     k->mcos_fetch = true;
     k->mcos_migrate = true;
     k->mcos_hot = 4.0;
@@ -87,10 +88,10 @@ policy_knobs_validate(const struct policy_knobs *k, char *err, size_t errlen)
         return -EINVAL;
     }
     {
-        const double w[] = {k->mcos_dram_fetch, k->mcos_nvme_fetch,
-                            k->mcos_peer_fetch, k->mcos_load_weight,
-                            k->mcos_bound_eps,  k->mcos_rack_penalty,
-                            k->mcos_hot};
+        const double w[] = {k->mcos_dram_fetch,         k->mcos_nvme_fetch,
+                            k->mcos_peer_fetch,         k->mcos_load_weight,
+                            k->mcos_queue_block_weight, k->mcos_bound_eps,
+                            k->mcos_rack_penalty,       k->mcos_hot};
 
         for (size_t i = 0; i < sizeof w / sizeof w[0]; i++) {
             if (!(w[i] >= 0) || !isfinite(w[i])) {
@@ -102,9 +103,9 @@ policy_knobs_validate(const struct policy_knobs *k, char *err, size_t errlen)
         }
     }
     if (k->mcos_load < POLICY_MCOS_LOAD_QUEUE ||
-        k->mcos_load > POLICY_MCOS_LOAD_BLOCKS) {
+        k->mcos_load > POLICY_MCOS_LOAD_BRAIN) {
         mcos_seterr(err, errlen,
-                    "mcos load must be queue, inflight or blocks");
+                    "mcos load must be queue, inflight, blocks or brain");
         return -EINVAL;
     }
     if (k->mcos_replicate_bw && k->mcos_tick_ns < 1000000ULL) {

@@ -40,20 +40,22 @@ struct policy_knobs {
     uint64_t sg_eviction_ns;     /* SGLang eviction_interval */
     /* MCOS (policy_mcos.c): the brain's routing weights (brain/route.h;
      * defaults as in brain/options.c) and the adapter's levers. */
-    double mcos_dram_fetch;     /* cost of a DRAM-matched block */
-    double mcos_nvme_fetch;     /* cost of an NVMe-matched block */
-    double mcos_peer_fetch;     /* cost of a block fetched from a peer */
-    double mcos_load_weight;    /* cost per unit of load */
-    double mcos_bound_eps;      /* bounded-load slack */
-    double mcos_rack_penalty;   /* unused here: no racks in the model */
-    int mcos_load;              /* enum policy_mcos_load */
-    bool mcos_fetch;            /* FETCH prefixes from peers */
-    bool mcos_migrate;          /* drop the other copies of a cold block
-                                   once it was fetched */
-    double mcos_hot;            /* hotness (decayed accesses) from which a
-                                   block is kept on several nodes */
-    bool mcos_drop_partial;     /* drop a prompt's partial last block when
-                                   its request ends */
+    double mcos_dram_fetch;         /* cost of a DRAM-matched block */
+    double mcos_nvme_fetch;         /* cost of an NVMe-matched block */
+    double mcos_peer_fetch;         /* cost of a block fetched from a peer */
+    double mcos_load_weight;        /* cost per unit of load */
+    double mcos_queue_block_weight; /* cost per queued prefill block
+                                       (the brain's load only) */
+    double mcos_bound_eps;          /* bounded-load slack */
+    double mcos_rack_penalty;       /* unused here: no racks in the model */
+    int mcos_load;                  /* enum policy_mcos_load */
+    bool mcos_fetch;                /* FETCH prefixes from peers */
+    bool mcos_migrate;              /* drop the other copies of a cold block
+                                       once it was fetched */
+    double mcos_hot;                /* hotness (decayed accesses) from which a
+                                       block is kept on several nodes */
+    bool mcos_drop_partial;         /* drop a prompt's partial last block when
+                                       its request ends */
     bool mcos_promote;          /* PROMOTE a routed prefix held below HBM */
     bool mcos_residency;        /* evict by the brain's residency table
                                    (brain/residency.h), not LRU */
@@ -69,6 +71,9 @@ enum policy_mcos_load {
     POLICY_MCOS_LOAD_QUEUE = 0,    /* requests queued or prefilling */
     POLICY_MCOS_LOAD_INFLIGHT = 1, /* requests routed and not finished */
     POLICY_MCOS_LOAD_BLOCKS = 2,   /* estimated queued prefill blocks */
+    POLICY_MCOS_LOAD_BRAIN = 3,    /* as the brain feeds it: requests queued
+                                      or prefilling, and queued blocks
+                                      weighed apart */
 };
 
 /* The defaults: Dynamo's, SGLang's and the MCOS brain's own. */

@@ -10,11 +10,13 @@
  *     routed request counts as one ACCESSED event on the blocks of its
  *     chain the index knows, as the brain sees the chain in /v1/route.
  *   - Routing is brain_route_decide() (brain/route.h) over candidates
- *     built the way post_route() in brain/api.c builds them: matched_hbm,
- *     matched_dram and matched from brain_prefix_index_find_matches() and
- *     a load per node.  One input post_route() does not fill yet is
- *     matched_peer: the prefix another node holds, which this adapter can
- *     FETCH over the fabric (see "fetch" below).
+ *     built the way brain_routing_decide() (brain/routing.c, behind
+ *     /v1/route) builds them: matched_hbm, matched_dram and matched from
+ *     brain_prefix_index_find_matches(), matched_peer (the longest prefix
+ *     another node holds, at most BRAIN_ROUTE_MAX_COPY blocks past the
+ *     node's own), a load and the queued prefill blocks per node.  Where
+ *     the brain orders a replication task to copy that prefix, this
+ *     adapter orders the simulator's FETCH (see "fetch" below).
  *
  * Identifiers: trace block ids are prefix-chained already (the id at
  * position i names the whole prompt up to block i, and the simulator
@@ -24,21 +26,23 @@
  * index reads a parent of 0 as "none": id + 1 maps 0..2^63-1 one to one
  * onto 1..2^63.
  *
- * The load: brain_route_decide() adds load_weight x load to a cost
- * counted in blocks to compute.  Agents report queued and running
- * requests (proto Load), and POLICY_MCOS_LOAD_QUEUE feeds exactly that
- * (waiting + prefilling; the simulator's nodes are prefill servers, and
- * its state is exact, so nothing is "routed since the last report");
- * POLICY_MCOS_LOAD_INFLIGHT adds the decoding ones, as a colocated
- * engine's "running" would.  A request count says little about the wait,
- * though: one queued request may be 1 block of work or 250.  The default,
- * POLICY_MCOS_LOAD_BLOCKS, is the prefill work queued on the node in
- * blocks, in the cost's own unit: the rest of the running prefill (from
- * its end time) plus, for each request still waiting there, the blocks it
- * was routed to compute (its chain minus its match there).  The brain has
- * what it needs for this without new telemetry: it routed those requests
- * and knows their chains and matches, and the agent's queued count says
- * how many of them still wait.  docs/evaluation.md compares the three.
+ * The load: brain_route_decide() adds load_weight x load +
+ * queue_block_weight x queued_blocks to a cost counted in blocks to
+ * compute, and keeps requests off nodes whose load is over the bound.
+ * The default, POLICY_MCOS_LOAD_BRAIN, feeds them as the brain does with
+ * its own weights (4 and 1): load = the requests queued or prefilling
+ * (agents report them, proto Load; the simulator's nodes are prefill
+ * servers and its state is exact, so nothing is "routed since the last
+ * report"), queued_blocks = the prefill work queued on the node in
+ * blocks: the rest of the running prefill (from its end time) plus, for
+ * each request still waiting there, the blocks it was routed to compute
+ * (its chain minus its match there), as engines report it
+ * (queued_prefill_blocks) and the brain adds for routes not yet reported.
+ * The other modes put one figure in load and none in queued_blocks:
+ * POLICY_MCOS_LOAD_QUEUE the request count, POLICY_MCOS_LOAD_INFLIGHT
+ * the decoding ones too (as a colocated engine's "running" would), and
+ * POLICY_MCOS_LOAD_BLOCKS the queued blocks (so that the bound, too, is
+ * in blocks).  docs/evaluation.md compares them.
  *
  * The adapter's own levers, each a documented rule on top of the index
  * (each can be switched off; the flags are mcos-bench's --mcos-*):
@@ -92,7 +96,7 @@
 #include "policy.h"
 #include "prefix_index.h"
 #include "residency.h"
-#include "route.h"
+#include "routing.h"
 #include "u64map.h"
 
 /* The namespace of the simulated model. */
@@ -231,6 +235,7 @@ mc_create(const struct sim_policy_env *env, void **state, uint64_t *tick_ns,
     p->w.nvme_fetch = p->k.mcos_nvme_fetch;
     p->w.peer_fetch = p->k.mcos_peer_fetch;
     p->w.load_weight = p->k.mcos_load_weight;
+    p->w.queue_block_weight = p->k.mcos_queue_block_weight;
     p->w.bound_eps = p->k.mcos_bound_eps;
     p->w.rack_penalty = p->k.mcos_rack_penalty;
     p->nodes = n;
@@ -367,7 +372,7 @@ node_load(struct mcos *p, struct sim *sim, uint32_t n)
         return (double)l.inflight;
     case POLICY_MCOS_LOAD_BLOCKS:
         return queued_blocks(p, sim, n, &l);
-    default:
+    default: /* QUEUE, and BRAIN's request count */
         return (double)(l.waiting + l.serving);
     }
 }
@@ -548,6 +553,13 @@ mc_route(void *state, struct sim *sim, uint32_t id,
         c->matched_hbm = c->matched_dram = c->matched = 0;
         c->matched_peer = 0;
         c->load = node_load(p, sim, i);
+        c->queued_blocks = 0;
+        if (p->k.mcos_load == POLICY_MCOS_LOAD_BRAIN) {
+            struct sim_load l;
+
+            sim_load(sim, i, &l);
+            c->queued_blocks = queued_blocks(p, sim, i, &l);
+        }
     }
     if (n > 0) {
         if (chain_reserve(p, n)) {
@@ -592,8 +604,12 @@ mc_route(void *state, struct sim *sim, uint32_t id,
             int r = p->m[0].node == i && found > 1 ? 1 : 0;
 
             if (p->m[r].node != i) {
-                p->cand[i].matched_peer =
-                    p->m[r].matched[BRAIN_PREFIX_TIER_NVME];
+                uint32_t own = p->cand[i].matched;
+                uint32_t peer = p->m[r].matched[BRAIN_PREFIX_TIER_NVME];
+
+                p->cand[i].matched_peer = peer > own + BRAIN_ROUTE_MAX_COPY
+                                              ? own + BRAIN_ROUTE_MAX_COPY
+                                              : peer;
             }
         }
     }
@@ -617,7 +633,8 @@ mc_route(void *state, struct sim *sim, uint32_t id,
 
         sim_order(sim, &o);
     }
-    if (p->k.mcos_load == POLICY_MCOS_LOAD_BLOCKS &&
+    if ((p->k.mcos_load == POLICY_MCOS_LOAD_BLOCKS ||
+         p->k.mcos_load == POLICY_MCOS_LOAD_BRAIN) &&
         fifo_push(&p->q[best], n - (got < n ? got : n))) {
         return -ENOMEM;
     }

@@ -255,6 +255,8 @@ END_TEST
  * sees one request on each node: counted in requests the nodes tie and
  * R3 goes to node 0 (the first name), behind 800 ms of work; counted in
  * queued blocks node 0 has 200 and node 1 has 2, and R3 goes to node 1.
+ * The brain's load (the default) weighs both: node 0 costs 2 to prefill
+ * + 4 x 1 request + 1 x 200 queued blocks = 206, node 1 2 + 4 + 2 = 8.
  */
 START_TEST(test_load_units)
 {
@@ -275,9 +277,20 @@ START_TEST(test_load_units)
              ids(buf, sizeof buf, 1000, 200));
     t = trace_of(text);
     policy_knobs_default(&k);
-    ck_assert_int_eq(k.mcos_load, POLICY_MCOS_LOAD_BLOCKS);
+    ck_assert_int_eq(k.mcos_load, POLICY_MCOS_LOAD_BRAIN);
     s = run(&p, t, &k, &r);
     ck_assert_uint_eq(node_of(s, 0), 0);
+    ck_assert_uint_eq(node_of(s, 1), 1);
+    ck_assert_uint_eq(node_of(s, 2), 1);
+    sim_destroy(s);
+    /* Without the blocks term the brain's load is a request count. */
+    k.mcos_queue_block_weight = 0;
+    s = run(&p, t, &k, &r);
+    ck_assert_uint_eq(node_of(s, 2), 0);
+    sim_destroy(s);
+    k.mcos_queue_block_weight = 1;
+    k.mcos_load = POLICY_MCOS_LOAD_BLOCKS;
+    s = run(&p, t, &k, &r);
     ck_assert_uint_eq(node_of(s, 1), 1);
     ck_assert_uint_eq(node_of(s, 2), 1);
     sim_destroy(s);
@@ -446,10 +459,16 @@ START_TEST(test_knobs)
     ck_assert_double_eq(k.mcos_dram_fetch, 0.05);
     ck_assert_double_eq(k.mcos_nvme_fetch, 0.25);
     ck_assert_double_eq(k.mcos_load_weight, 4.0);
+    ck_assert_double_eq(k.mcos_queue_block_weight, 1.0);
     ck_assert_double_eq(k.mcos_bound_eps, 0.25);
+    ck_assert_int_eq(k.mcos_load, POLICY_MCOS_LOAD_BRAIN);
     ck_assert_double_eq(k.mcos_rack_penalty, 2.0);
     ck_assert_int_eq(policy_knobs_validate(&k, err, sizeof err), 0);
     k.mcos_load_weight = -1;
+    ck_assert_err(policy_knobs_validate(&k, err, sizeof err), -EINVAL, err,
+                  "mcos weights");
+    policy_knobs_default(&k);
+    k.mcos_queue_block_weight = -0.5;
     ck_assert_err(policy_knobs_validate(&k, err, sizeof err), -EINVAL, err,
                   "mcos weights");
     policy_knobs_default(&k);

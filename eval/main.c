@@ -709,6 +709,8 @@ cmd_replay(int argc, char **argv)
     }
     rep.params_text = params ? params : "";
     rep.block_tokens = p.block_tokens;
+    rep.nodes = p.nodes;
+    rep.hbm_blocks = p.capacity[SIM_TIER_HBM];
     rep.timing = c.timing;
     rep.traces = calloc(1, sizeof *rep.traces);
     if (!rep.traces) {
@@ -908,6 +910,8 @@ cmd_report(int argc, char **argv)
     fflush(stdout);
     rep.params_text = params ? params : "";
     rep.block_tokens = p.block_tokens;
+    rep.nodes = p.nodes;
+    rep.hbm_blocks = p.capacity[SIM_TIER_HBM];
     rep.timing = c.timing;
     rep.traces = calloc(n_paths, sizeof *rep.traces);
     paths = strdup(c.traces);

@@ -5,7 +5,8 @@
  *   - Markdown (eval.md): the parameters, then per trace one table with a
  *     row per policy (MCOS first, "not yet available" until its adapter
  *     is plugged in) and one for the infinite-cache bound, then the
- *     capacity sweep.
+ *     issue's goals (MCOS's figures beside the 97% target and the best
+ *     baseline's TTFT p99 and imbalance), then the capacity sweep.
  *   - CSV (eval.csv, eval_sweep.csv): the same figures, one row per trace
  *     and policy (and capacity), for scripts.
  *   - gnuplot scripts and data (eval_*.gp, eval_*.dat) that render
@@ -63,6 +64,8 @@ struct report {
     const char *params_text;     /* the parameters, one "flag = value" a
                                     line, rendered by the caller */
     uint32_t block_tokens;       /* tokens per block (for the sweep axis) */
+    uint32_t nodes;              /* nodes in the cluster (for the goals) */
+    uint64_t hbm_blocks;         /* HBM per node, blocks (for the goals) */
     struct report_trace *traces; /* per trace */
     size_t n_traces;             /* how many */
     struct report_sweep *sweep;  /* sweep points */

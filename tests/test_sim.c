@@ -765,6 +765,76 @@ START_TEST(test_deterministic)
 }
 END_TEST
 
+/* The report's goals: MCOS's figures beside the 97% target and the best
+ * baseline's, with the verdict worked out from the printed digits. */
+START_TEST(test_report_goals)
+{
+    struct report_row rows[3] = {0};
+    struct report_trace tr = {.rows = rows, .n_rows = 3};
+    struct report rep = {.params_text = "",
+                         .block_tokens = 512,
+                         .nodes = 8,
+                         .hbm_blocks = 5860,
+                         .traces = &tr,
+                         .n_traces = 1};
+    char *buf = NULL;
+    size_t len;
+    FILE *f;
+
+    snprintf(tr.name, sizeof tr.name, "t");
+    tr.infinite.hit_tokens = 1000;
+    tr.infinite.input_tokens = 4000;
+    snprintf(rows[0].policy, sizeof rows[0].policy, "mcos");
+    rows[0].available = true;
+    rows[0].r.hit_tokens = 975; /* 97.5% of the bound */
+    rows[0].r.input_tokens = 4000;
+    rows[0].r.ttft_p99_s = 9.4004;
+    rows[0].r.imbalance_p99 = 6.3;
+    snprintf(rows[1].policy, sizeof rows[1].policy, "kv_overlap");
+    rows[1].available = true;
+    rows[1].r.ttft_p99_s = 9.4001; /* prints as 9.400 too: a tie */
+    rows[1].r.imbalance_p99 = 5.29;
+    snprintf(rows[2].policy, sizeof rows[2].policy, "least_loaded");
+    rows[2].available = true;
+    rows[2].r.ttft_p99_s = 15.0;
+    rows[2].r.imbalance_p99 = 6.1;
+    f = open_memstream(&buf, &len);
+    report_write_md(f, &rep);
+    fclose(f);
+    ck_assert_ptr_nonnull(strstr(buf, "(this run: 8 nodes, 3.00 M tokens a "
+                                      "node)"));
+    ck_assert_ptr_nonnull(
+        strstr(buf, "| saves >= 97% of the infinite cache's saving "
+                    "(conversation) | 97.5% | | met |\n"));
+    ck_assert_ptr_nonnull(
+        strstr(buf, "better (synthetic) | 9.400 s | 9.400 s (kv_overlap) | "
+                    "ties |\n"));
+    ck_assert_ptr_nonnull(strstr(
+        buf, "better (synthetic) | 6.30 | 5.29 (kv_overlap) | **loses** |\n"));
+    free(buf);
+
+    rows[0].r.hit_tokens = 969;
+    rows[0].r.imbalance_p99 = 5.0;
+    rows[1].r.ttft_p99_s = 9.5;
+    f = open_memstream(&buf, &len);
+    report_write_md(f, &rep);
+    fclose(f);
+    ck_assert_ptr_nonnull(strstr(buf, "| 96.9% | | **not met** |\n"));
+    ck_assert_ptr_nonnull(
+        strstr(buf, "| 9.400 s | 9.500 s (kv_overlap) | wins |\n"));
+    ck_assert_ptr_nonnull(strstr(buf, "| 5.00 | 5.29 (kv_overlap) | wins |"));
+    free(buf);
+
+    /* Without an MCOS row there is nothing to state. */
+    rows[0].available = false;
+    f = open_memstream(&buf, &len);
+    report_write_md(f, &rep);
+    fclose(f);
+    ck_assert_ptr_null(strstr(buf, "Goals"));
+    free(buf);
+}
+END_TEST
+
 START_TEST(test_conservation)
 {
     /* On a generated workload with all tiers, every policy's figures add
@@ -816,6 +886,7 @@ suite(void)
     tcase_add_test(tc, test_bad_policy_and_params);
     tcase_add_test(tc, test_baseline_rules);
     tcase_add_test(tc, test_deterministic);
+    tcase_add_test(tc, test_report_goals);
     tcase_add_test(tc, test_conservation);
     suite_add_tcase(s, tc);
     return s;

@@ -1525,7 +1525,7 @@ parse_txn(json_t *doc, struct mcos_etcd_result *res, struct arena *a)
             ops[i].type = MCOS_ETCD_OP_RANGE;
             r = parse_range_body(v, &ops[i].kvs, &ops[i].n_kvs, &ops[i].count,
                                  &more, a);
-        } else if ((v = json_object_get(o, "response_put"))) {
+        } else if (json_object_get(o, "response_put")) {
             ops[i].type = MCOS_ETCD_OP_PUT;
         } else if ((v = json_object_get(o, "response_delete_range"))) {
             ops[i].type = MCOS_ETCD_OP_DELETE;

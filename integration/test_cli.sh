@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 #
 # integration/test_cli.sh: the command-line and configuration contract of
-# the three programs, and the HTTP API's error answers.
+# the programs, and the HTTP API's error answers.
 #
 #   mcos-admin: brain unreachable (exit 1, one line naming the URL), bad
 #   usage (exit 2, one line), `wait` timing out (exit 3), --help,
@@ -12,6 +12,10 @@
 #   timings, a missing NVMe directory); config file values overridden by
 #   flags; a second brain on a state dir in use exits 1.
 #   HTTP: unknown node 404 and bad node name 400, both JSON {"error": ...}.
+#   mcos-bench: exit 2 with one exact line for bad flags, values and
+#   config; exit 1 naming the file (and line) for a missing, empty or
+#   malformed trace and an output directory it cannot create; --on-error
+#   skip; gen's determinism and a replay of what it wrote.
 #
 # The exact error lines asserted here are the operator-facing contract:
 # change them only on purpose, together with this test.
@@ -308,5 +312,67 @@ expect_ok "$ADMIN" --brain "$BRAIN_HTTP" nodes
 grep -Eq '^n1 +alive +[0-9]+ ' "$TEST_DIR/out" ||
     fail "mcos-admin nodes: no 'n1 alive' row: $(cat "$TEST_DIR/out")"
 ok "mcos-admin nodes shows n1 alive"
+
+# ---------------------------------------------------------------------------
+step "mcos-bench: bad usage exits 2, a bad trace exits 1 naming file:line"
+BENCH=$MCOS_BIN/mcos-bench
+GOOD=$TEST_DIR/good.jsonl
+BAD=$TEST_DIR/bad.jsonl
+printf '{"timestamp": 0, "input_length": 1024, "output_length": 10, "hash_ids": [1, 2]}\n' >"$GOOD"
+{
+    cat "$GOOD"
+    printf '{"timestamp": 5, "input_length": 1024, "output_length": 10, "hash_ids": [1, -3]}\n'
+} >"$BAD"
+: >"$TEST_DIR/empty.jsonl"
+capture "$BENCH" frob
+((CAPTURED_RC == 2)) || fail "mcos-bench frob: exit $CAPTURED_RC, want 2"
+[[ $(head -1 "$TEST_DIR/err") == "mcos-bench: unknown command 'frob'" ]] ||
+    fail "mcos-bench frob: $(head -1 "$TEST_DIR/err")"
+ok "exit 2: mcos-bench frob: $(head -1 "$TEST_DIR/err")"
+expect_fail 2 "mcos-bench replay: --trace FILE is required" "$BENCH" replay
+expect_fail 2 "mcos-bench replay: unknown option '--frob' (see --help)" \
+    "$BENCH" replay --trace "$GOOD" --frob
+expect_fail 2 "mcos-bench replay: --mcos-load: expected queue, inflight, blocks or brain, got 'heavy'" \
+    "$BENCH" replay --trace "$GOOD" --mcos-load heavy
+expect_fail 2 "mcos-bench replay: --mcos-queue-block-weight: expected a number in 0..1e+09, got '-1'" \
+    "$BENCH" replay --trace "$GOOD" --mcos-queue-block-weight -1
+expect_fail 2 "mcos-bench replay: option --nodes: key 'nodes': 0 is out of range (1 to 4096)" \
+    "$BENCH" replay --trace "$GOOD" --nodes 0
+expect_fail 2 "mcos-bench replay: --policies: unknown policy 'nope' (known: mcos, round_robin, random, least_loaded, kv_overlap, cache_aware)" \
+    "$BENCH" replay --trace "$GOOD" --policies nope
+expect_fail 2 "mcos-bench replay: --on-error: expected refuse or skip, got 'maybe'" \
+    "$BENCH" replay --trace "$GOOD" --on-error maybe
+printf '{"nodes": "x"}\n' >"$TEST_DIR/bench.json"
+expect_fail 2 "mcos-bench replay: config file $TEST_DIR/bench.json: key 'nodes': expected a non-negative integer" \
+    "$BENCH" replay --config "$TEST_DIR/bench.json" --trace "$GOOD"
+expect_fail 2 "mcos-bench gen: option --requests: key 'requests': 0 is out of range (1 to 100000000)" \
+    "$BENCH" gen --requests 0 --out "$TEST_DIR/gen.jsonl"
+expect_fail 1 "mcos-bench replay: trace $TEST_DIR/missing.jsonl: cannot open: No such file or directory" \
+    "$BENCH" replay --trace "$TEST_DIR/missing.jsonl"
+expect_fail 1 "mcos-bench replay: trace $TEST_DIR/empty.jsonl: no requests (the file is empty)" \
+    "$BENCH" replay --trace "$TEST_DIR/empty.jsonl"
+expect_fail 1 "mcos-bench replay: $BAD:2: field 'hash_ids': element 1: expected a non-negative integer, got -3 (use --on-error skip to skip malformed lines)" \
+    "$BENCH" replay --trace "$BAD"
+expect_fail 1 "mcos-bench report: cannot create $TEST_DIR/no/such/dir: No such file or directory" \
+    "$BENCH" report --traces "$GOOD" --out "$TEST_DIR/no/such/dir"
+
+expect_ok "$BENCH" replay --trace "$BAD" --on-error skip --policies round_robin --timing=false
+grep -q "$BAD:2: skipped: field 'hash_ids'" "$TEST_DIR/err" ||
+    fail "--on-error skip: no warning naming line 2: $(cat "$TEST_DIR/err")"
+grep -q "^trace bad.jsonl: 1 requests, 1024 prompt tokens, 1 malformed lines skipped$" \
+    "$TEST_DIR/out" || fail "--on-error skip: $(cat "$TEST_DIR/out")"
+ok "--on-error skip: line 2 skipped and counted, line 1 replayed"
+
+# The generator and the replay end to end: the same seed gives the same
+# bytes, and every policy replays what it wrote.
+expect_ok "$BENCH" gen --requests 60 --seed 3 --out "$TEST_DIR/gen1.jsonl"
+expect_ok "$BENCH" gen --requests 60 --seed 3 --out "$TEST_DIR/gen2.jsonl"
+cmp -s "$TEST_DIR/gen1.jsonl" "$TEST_DIR/gen2.jsonl" ||
+    fail "mcos-bench gen: the same seed wrote different traces"
+expect_ok "$BENCH" replay --trace "$TEST_DIR/gen1.jsonl" --timing=false
+for pol in mcos round_robin random least_loaded kv_overlap cache_aware infinite; do
+    grep -q "^$pol " "$TEST_DIR/out" || fail "replay: no row for $pol: $(cat "$TEST_DIR/out")"
+done
+ok "gen is deterministic (60 requests, seed 3); replay has a row per policy and the bound"
 
 finish

@@ -144,6 +144,37 @@ switch_cb(uv_timer_t *t)
 
 static void follow_to(struct agent *a, const char *url, uint64_t delay_ms);
 
+static bool
+listed(const struct agent *a, const char *url)
+{
+    for (size_t i = 0; i < a->n_brains; i++) {
+        if (!strcmp(a->brains[i], url)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Remembers `url`, a leader some brain (or etcd) named, if the list does
+ * not name it: when every listed brain has stopped answering, the agent
+ * tries it before starting the list over (a list of one brain behind
+ * which the others were found, and that brain gone for good). */
+static void
+learn_leader(struct agent *a, const char *url)
+{
+    char *copy;
+
+    if (listed(a, url) ||
+        (a->learned_brain && !strcmp(a->learned_brain, url))) {
+        return;
+    }
+    copy = strdup(url);
+    if (copy) {
+        free(a->learned_brain);
+        a->learned_brain = copy;
+    }
+}
+
 /* A read of /mcos/leader in flight.  The agent may close first: then
  * `a` is NULL and the answer is dropped. */
 struct leader_lookup {
@@ -198,6 +229,7 @@ on_leader(const struct mcos_etcd_result *res, void *arg)
         a->lookup = NULL;
         if (leader_bus(res, url, sizeof url) && strcmp(url, a->brain_url)) {
             LOG_INFO("etcd names the leading brain: %s", url);
+            learn_leader(a, url);
             follow_to(a, url, l->delay_ms);
         } else {
             follow_to(a, NULL, l->delay_ms);
@@ -247,10 +279,23 @@ follow_to(struct agent *a, const char *url, uint64_t delay_ms)
     if (!url) {
         /* Back to the configured list after following a leader's own URL
          * (it may have died: a Service address is the stable way back),
-         * else the next brain of the list. */
+         * else the next brain of the list; at the list's end, the last
+         * leader a brain named that the list does not (the list may be
+         * one brain, gone for good, behind which the others were found),
+         * then the list again. */
         url = a->brains[a->cur_brain];
         if (!strcmp(url, a->brain_url)) {
-            url = a->brains[(a->cur_brain + 1) % a->n_brains];
+            size_t next = (a->cur_brain + 1) % a->n_brains;
+
+            url = a->brains[next];
+            if (next == 0 && a->learned_brain &&
+                strcmp(a->learned_brain, a->brain_url)) {
+                url = a->learned_brain;
+                a->cur_brain = 0; /* where the list starts over */
+                LOG_INFO("no brain of the list answers; trying %s, the "
+                         "leader a brain named last",
+                         url);
+            }
         }
     }
     if (!strcmp(url, a->brain_url)) {
@@ -275,6 +320,7 @@ redirected(struct agent *a, const char *leader)
 {
     a->registered = false;
     if (dialable_leader(leader) && strcmp(leader, a->brain_url)) {
+        learn_leader(a, leader);
         follow(a, leader, 0);
     } else {
         /* Nobody leads yet, or only the brain we ask: look around, not
@@ -1038,6 +1084,7 @@ closed_cb(uv_handle_t *h)
     agent_observe_destroy(a->obs);
     agent_brain_list_free(a->brains, a->n_brains);
     free(a->brain_url);
+    free(a->learned_brain);
     free(a->next_brain);
     mcos_cfg_free(agent_config_opts, agent_n_config_opts, &a->cfg);
     free(a);

@@ -147,8 +147,12 @@ struct agent {
     struct leader_lookup *lookup;   /* the one in flight, or NULL */
     char **brains;                  /* the brains' bus URLs, from cfg */
     size_t n_brains;                /* how many */
-    size_t cur_brain;               /* the one `bus` dials, if listed */
+    size_t cur_brain;               /* the one `bus` dials, if listed;
+                                       else the one to go back to */
     char *brain_url;                /* the URL `bus` dials now */
+    char *learned_brain;            /* the last leader a brain or etcd
+                                       named that the list does not, or
+                                       NULL */
     char *next_brain;               /* where to switch to, or NULL */
     uv_timer_t switch_timer;        /* runs the switch outside callbacks */
     uint64_t last_switch_us;        /* when we last did */

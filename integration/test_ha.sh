@@ -24,7 +24,8 @@
 #     relay the test kills): it steps down before the other brain leads, so
 #     no two brains ever push at once;
 #   - a leader stopped with SIGTERM revokes its lease: the standby leads
-#     well within the TTL.
+#     well within the TTL; an agent whose list names only that brain (and
+#     no etcd) goes to the leader the brain had sent it to earlier.
 
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR
@@ -384,9 +385,6 @@ wait_for 10 stands_by_for b1 b2 || fail "b1 after the relay is back: $(status_of
 ok "generation $G4 -> $G5 on b2; b1 back as a standby"
 
 step "a leader stopped cleanly hands over at once: it revokes its lease"
-# n3 knows only b2, which is going away for good.
-daemon_stop n3
-AGENTS=(n1 n2)
 t0=$(now_ms)
 daemon_stop b2
 wait_for 10 leads b1 || fail "b1 never led after b2 stopped"
@@ -396,6 +394,16 @@ grep -q 'lease [0-9a-f]* revoked: the leader key is free' "$TEST_DIR/b2.log" ||
     fail "b2 did not log giving its lease back"
 synced_on b1 "$G5"
 ok "b1 leads ${took} ms after b2's SIGTERM (under the ${TTL} s TTL); generation $G5 -> $GEN"
+
+step "an agent whose only brain is gone for good tries the leader it was sent to"
+# n3 knows only b2 (no etcd), and b2 is gone; b2 sent it to b1 when the
+# agents started, which n3 remembers.
+use_brain b1
+wait_for 15 nodes_alive 3 ||
+    fail "agents not on b1 after b2 left; not alive there: $(not_alive "${AGENTS[@]}")"
+grep -q "no brain of the list answers; trying $(bus_of b1), the leader a brain named last" \
+    "$TEST_DIR/n3.log" || fail "n3 did not say why it tried b1"
+ok "n3 joined b1 without b2: $(grep -c "following the brain at $(bus_of b1)" "$TEST_DIR/n3.log") switch(es) to b1 in its log"
 
 step "shutdown"
 for name in "${AGENTS[@]}" b1; do

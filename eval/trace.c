@@ -433,7 +433,10 @@ load(struct trace_reader *rd, struct trace **out, char *err, size_t errlen)
             }
             t->ids = p;
         }
-        memcpy(t->ids + ids_n, q.blocks, q.n_blocks * sizeof *q.blocks);
+        if (q.n_blocks) {
+            /* A prompt shorter than a block has no ids, and no buffer. */
+            memcpy(t->ids + ids_n, q.blocks, q.n_blocks * sizeof *q.blocks);
+        }
         /* Offsets for now; pointers once the pool stops moving. */
         q.blocks = (const uint64_t *)(uintptr_t)ids_n;
         ids_n += q.n_blocks;

@@ -165,6 +165,18 @@ START_TEST(test_tolerances)
     ck_assert_uint_eq(trace_prefix_tokens(&t->req[0], 1, 512), 512);
     ck_assert_uint_eq(trace_block_tokens(&t->req[1], 1, 512), 0);
     trace_destroy(t);
+    /* A prompt shorter than a block may come with no ids at all (one
+     * short of its one block); as the only request, its copy of no ids
+     * read from no buffer (UBSan's memcpy(NULL) until fixed; found by
+     * tests/fuzz/fuzz_trace.c). */
+    ck_assert_int_eq(load_text("{\"timestamp\": 9, \"input_length\": 4, "
+                               "\"output_length\": 9, \"hash_ids\": []}\n",
+                               NULL, &t),
+                     0);
+    ck_assert_uint_eq(t->n, 1);
+    ck_assert_uint_eq(t->req[0].n_blocks, 0);
+    ck_assert_uint_eq(trace_prefix_tokens(&t->req[0], 0, 512), 0);
+    trace_destroy(t);
 }
 END_TEST
 

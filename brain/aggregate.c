@@ -69,6 +69,13 @@ brain_hello_check(const Mcos__Hello *h, char *err, size_t errlen)
         mcos_seterr(err, errlen, "node %s: boot_id must not be 0", h->node);
         return -EINVAL;
     }
+    if (h->applied_gen > BRAIN_MAX_GEN) {
+        mcos_seterr(err, errlen,
+                    "node %s: applied_gen %" PRIu64 " is beyond the largest "
+                    "generation, %" PRIu64,
+                    h->node, h->applied_gen, BRAIN_MAX_GEN);
+        return -EINVAL;
+    }
     if (h->labels &&
         (!label_ok(h->labels->rack) || !label_ok(h->labels->zone) ||
          !label_ok(h->labels->host))) {
@@ -330,6 +337,14 @@ brain_aggregate_report(struct brain_cluster *c, const Mcos__Report *rep,
         }
     }
 
+    if (rep->applied_gen > BRAIN_MAX_GEN) {
+        mcos_seterr(err, errlen,
+                    "report from node %s: applied_gen %" PRIu64
+                    " is beyond the largest generation, %" PRIu64,
+                    rep->node, rep->applied_gen, BRAIN_MAX_GEN);
+        return -EINVAL;
+    }
+
     /* Valid: fold it in. */
     heard(n, now_us, res);
     n->last_seq = rep->seq;
@@ -455,6 +470,13 @@ brain_aggregate_watch(struct brain_cluster *c, const Mcos__Watch *w,
     r = lookup(c, w->node, w->boot_id, "watch", &n, err, errlen);
     if (r) {
         return r;
+    }
+    if (w->applied_gen > BRAIN_MAX_GEN) {
+        mcos_seterr(err, errlen,
+                    "watch from node %s: applied_gen %" PRIu64
+                    " is beyond the largest generation, %" PRIu64,
+                    w->node, w->applied_gen, BRAIN_MAX_GEN);
+        return -EINVAL;
     }
     heard(n, now_us, res);
     brain_node_ack(n, w->applied_gen);

@@ -25,6 +25,11 @@
 #define BRAIN_MAX_EVENTS    65536
 #define BRAIN_MAX_LABEL     63
 
+/* Largest generation an agent may say it runs.  A brain continues above
+ * the generation an agent claims and saves its counter as a JSON integer
+ * (at most INT64_MAX); this leaves room for 2^62 more generations. */
+#define BRAIN_MAX_GEN (UINT64_C(1) << 62)
+
 /* What an accepted message changed, for the decide step. */
 struct brain_agg_result {
     struct brain_node *node; /* the node it concerned */

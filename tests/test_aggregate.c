@@ -96,6 +96,15 @@ mut_region_tier(Mcos__Hello *h)
     add_region(h, MCOS__TIER_KIND__TIER_NVME);
 }
 
+/* A brain continues above the generation an agent claims and saves its
+ * counter as a JSON integer: a claim near 2^64 made it save one it could
+ * not read back at its next start (found by fuzz_brain_msgs). */
+static void
+mut_gen(Mcos__Hello *h)
+{
+    h->applied_gen = UINT64_MAX - 58;
+}
+
 static const struct {
     void (*mutate)(Mcos__Hello *);
     const char *msg;
@@ -112,6 +121,8 @@ static const struct {
     {mut_addr, "endpoint 0: bad address"},
     {mut_region_tier, "region 0: covers tier nvme; regions cover dram or "
                       "hbm"},
+    {mut_gen, "node n1: applied_gen 18446744073709551557 is beyond the "
+              "largest generation, 4611686018427387904"},
 };
 
 START_TEST(test_bad_hello)
@@ -229,6 +240,31 @@ START_TEST(test_reports)
     r.tiers = &tup;
     ck_assert_err(brain_aggregate_report(&c, &r, 1400, &res, err, sizeof err),
                   -EINVAL, err, "report from node n1: unknown tier 0");
+    /* A generation the brain could never have compiled (and could not
+     * show in JSON) is refused in reports and watches as in hellos. */
+    r = report("n1", 1, 6, UINT64_MAX);
+    ck_assert_err(brain_aggregate_report(&c, &r, 1400, &res, err, sizeof err),
+                  -EINVAL, err,
+                  "report from node n1: applied_gen 18446744073709551615 is "
+                  "beyond the largest generation, 4611686018427387904");
+    ck_assert_uint_eq(brain_cluster_find(&c, "n1")->applied_gen, 3);
+    {
+        Mcos__Watch w = MCOS__WATCH__INIT;
+
+        w.node = (char *)"n1";
+        w.boot_id = 1;
+        w.applied_gen = (UINT64_C(1) << 62) + 1;
+        ck_assert_err(
+            brain_aggregate_watch(&c, &w, 1500, &res, err, sizeof err),
+            -EINVAL, err,
+            "watch from node n1: applied_gen 4611686018427387905 is beyond "
+            "the largest generation, 4611686018427387904");
+        ck_assert_uint_eq(brain_cluster_find(&c, "n1")->applied_gen, 3);
+        w.applied_gen = 4;
+        ck_assert_int_eq(
+            brain_aggregate_watch(&c, &w, 1500, &res, err, sizeof err), 0);
+        ck_assert_uint_eq(brain_cluster_find(&c, "n1")->applied_gen, 4);
+    }
 }
 END_TEST
 

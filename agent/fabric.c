@@ -1,4 +1,5 @@
 #include "fabric.h"
+#include "fabric_internal.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -769,32 +770,23 @@ serve_free(struct agent_fabric *f, const Mcos__PeerRequest *q, char *err,
     return 0;
 }
 
-static void
-reply(struct mcos_bus_request *req, Mcos__PeerReply *rep)
+/* Encodes the reply into a malloc'd buffer. */
+static int
+reply(Mcos__PeerReply *rep, uint8_t **out, size_t *out_len)
 {
-    uint8_t *buf;
-    size_t len;
-
-    if (mcos_wire_encode(MCOS__MSG_TYPE__MSG_PEER_REPLY, &rep->base, &buf,
-                         &len)) {
-        mcos_bus_request_drop(req);
-        return;
-    }
-    mcos_bus_reply(req, buf, len);
-    free(buf);
+    return mcos_wire_encode(MCOS__MSG_TYPE__MSG_PEER_REPLY, &rep->base, out,
+                            out_len);
 }
 
-static void
-on_request(struct mcos_bus_request *req, void *arg)
+int
+agent_fabric_serve(struct agent_fabric *f, const void *data, size_t len,
+                   uint8_t **out, size_t *out_len)
 {
-    struct agent_fabric *f = arg;
     Mcos__PeerReply rep = MCOS__PEER_REPLY__INIT;
     Mcos__Region rg;
     struct mcos_wire_msg m;
     const Mcos__PeerRequest *q;
     char err[256] = "";
-    size_t len;
-    const void *data = mcos_bus_request_data(req, &len);
     int r;
 
     r = mcos_wire_decode(data, len, &m, err, sizeof err);
@@ -802,8 +794,7 @@ on_request(struct mcos_bus_request *req, void *arg)
         f->counters.refused++;
         rep.status = r;
         rep.error = err;
-        reply(req, &rep);
-        return;
+        return reply(&rep, out, out_len);
     }
     q = mcos_wire_peer_request(&m);
     if (!q) {
@@ -840,8 +831,25 @@ on_request(struct mcos_bus_request *req, void *arg)
     }
     rep.status = r;
     rep.error = err;
-    reply(req, &rep);
+    r = reply(&rep, out, out_len);
     mcos_wire_msg_free(&m);
+    return r;
+}
+
+static void
+on_request(struct mcos_bus_request *req, void *arg)
+{
+    const void *data;
+    uint8_t *buf;
+    size_t len;
+
+    data = mcos_bus_request_data(req, &len);
+    if (agent_fabric_serve(arg, data, len, &buf, &len)) {
+        mcos_bus_request_drop(req);
+        return;
+    }
+    mcos_bus_reply(req, buf, len);
+    free(buf);
 }
 
 /* ------------------------------------------------------------------------

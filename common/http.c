@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -448,7 +449,61 @@ mcos_http_respond_error(struct mcos_http_request *r, int status,
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    /* Not UTF-8, jansson would refuse it and the answer would be a 500
+     * "out of memory" instead of the error. */
+    mcos_utf8_sanitize(msg);
     mcos_http_respond_json(r, status, json_pack("{s:s}", "error", msg));
+}
+
+/* Length of the valid UTF-8 sequence at `s`, or 0. */
+static size_t
+utf8_len(const unsigned char *s)
+{
+    uint32_t v;
+    size_t n;
+
+    if (s[0] < 0x80) {
+        return 1;
+    }
+    if (s[0] >= 0xc2 && s[0] <= 0xdf) {
+        n = 2;
+        v = s[0] & 0x1f;
+    } else if (s[0] >= 0xe0 && s[0] <= 0xef) {
+        n = 3;
+        v = s[0] & 0x0f;
+    } else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+        n = 4;
+        v = s[0] & 0x07;
+    } else {
+        return 0;
+    }
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80) { /* the NUL ends it too */
+            return 0;
+        }
+        v = v << 6 | (s[i] & 0x3f);
+    }
+    if ((n == 3 && v < 0x800) || (n == 4 && v < 0x10000) || v > 0x10ffff ||
+        (v >= 0xd800 && v <= 0xdfff)) {
+        return 0;
+    }
+    return n;
+}
+
+size_t
+mcos_utf8_sanitize(char *s)
+{
+    size_t replaced = 0, n;
+
+    for (unsigned char *p = (unsigned char *)s; *p; p += n) {
+        n = utf8_len(p);
+        if (n == 0) {
+            *p = '?';
+            n = 1;
+            replaced++;
+        }
+    }
+    return replaced;
 }
 
 int

@@ -62,10 +62,18 @@ void mcos_http_respond(struct mcos_http_request *, int status,
 void mcos_http_respond_json(struct mcos_http_request *, int status,
                             json_t *doc);
 
-/* Answers {"error": message} with `status`. */
+/* Answers {"error": message} with `status`.  Messages quote requests (a
+ * path, a key, cut to fit), so the message is made valid UTF-8 first
+ * (mcos_utf8_sanitize): JSON strings must be. */
 void mcos_http_respond_error(struct mcos_http_request *, int status,
                              const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* Replaces, in place, every byte of `s` that is not part of a valid UTF-8
+ * sequence (as jansson checks it: no overlong forms, no surrogates,
+ * nothing above U+10FFFF, no character cut short) with '?'.  Returns how
+ * many bytes it replaced. */
+size_t mcos_utf8_sanitize(char *s);
 
 /* One blocking transaction.  `body` may be NULL for GET.  On success
  * *status is the HTTP status and *resp a NUL-terminated malloc'd body. */

@@ -277,6 +277,18 @@ check_http_error /v1/bogus 404
 check_http_error /v1/status 405 POST
 check_http_error /v1/sync 405 GET
 check_http_error /v1/nodes 405 DELETE
+# An error message that quotes the request stays JSON when it cuts a
+# character in two ('%.64s' of a key whose 64th byte starts 'é'): the cut
+# byte shows as '?' (it was 500 "out of memory": jansson refused the
+# message, which was not UTF-8).
+a63=$(printf 'a%.0s' {1..63})
+code=$(run_on "$BRAIN_HOST" curl -s -X POST -o "$TEST_DIR/body" \
+    -w '%{http_code}' "$BRAIN_HTTP/v1/route" -d "{\"${a63}é\": 1}")
+[[ $code == 400 ]] ||
+    fail "POST /v1/route, long key: HTTP $code, want 400: $(cat "$TEST_DIR/body")"
+[[ $(jq -r .error "$TEST_DIR/body") == "unknown key '${a63}?'" ]] ||
+    fail "POST /v1/route, long key: $(cat "$TEST_DIR/body")"
+ok "POST /v1/route, long key -> 400 $(jq -c . "$TEST_DIR/body")"
 
 expect_fail 1 "mcos-admin: no node named 'nope' (HTTP 404)" \
     "$ADMIN" --brain "$BRAIN_HTTP" node nope

@@ -38,6 +38,16 @@ post_echo(struct mcos_http_request *req, void *arg)
     mcos_http_respond(req, 200, "text/plain", body, len);
 }
 
+/* Refuses whatever it is sent, quoting it: request bytes in a message. */
+static void
+post_refuse(struct mcos_http_request *req, void *arg)
+{
+    size_t len;
+    const char *body = mcos_http_request_body(req, &len);
+
+    mcos_http_respond_error(req, 400, "bad thing '%.*s'", (int)len, body);
+}
+
 static void
 get_items(struct mcos_http_request *req, void *arg)
 {
@@ -82,6 +92,9 @@ setup(void)
                          0);
         ck_assert_int_eq(mcos_http_server_route(srv, "GET", "/items", true,
                                                 get_items, NULL),
+                         0);
+        ck_assert_int_eq(mcos_http_server_route(srv, "POST", "/refuse", false,
+                                                post_refuse, NULL),
                          0);
         r = mcos_http_server_start(srv, err, sizeof err);
         if (r) {
@@ -154,6 +167,49 @@ START_TEST(test_routes)
     ck_assert_int_eq(fetch("DELETE", "/items/x", NULL, 0, &status, &resp), 0);
     ck_assert_int_eq(status, 405);
     free(resp);
+
+    /* An error quoting bytes that are not UTF-8 is still the error, with
+     * '?' for them (it was a 500 "out of memory": jansson refused the
+     * message; found by tests/fuzz/fuzz_brain_http.c). */
+    ck_assert_int_eq(
+        fetch("POST", "/refuse", "n\xcf\xd0\xc3\xa9\xff", 6, &status, &resp),
+        0);
+    ck_assert_int_eq(status, 400);
+    ck_assert_str_eq(resp,
+                     "{\n  \"error\": \"bad thing 'n??\xc3\xa9?'\"\n}\n");
+    free(resp);
+}
+END_TEST
+
+START_TEST(test_utf8_sanitize)
+{
+    static const struct {
+        const char *in, *out;
+        size_t replaced;
+    } cases[] = {
+        {"plain ascii", "plain ascii", 0},
+        {"caf\xc3\xa9", "caf\xc3\xa9", 0}, /* U+00E9 */
+        {"\xe2\x82\xac \xf0\x9f\x98\x80", "\xe2\x82\xac \xf0\x9f\x98\x80", 0},
+        {"cut \xc3", "cut ?", 1}, /* at the end */
+        {"cut \xe2\x82", "cut ??", 2},
+        {"\xff\xfe", "??", 2},           /* never UTF-8 */
+        {"\xc0\xaf", "??", 2},           /* overlong '/' */
+        {"\xe0\x80\xaf", "???", 3},      /* overlong */
+        {"\xed\xa0\x80", "???", 3},      /* a surrogate */
+        {"\xf4\x90\x80\x80", "????", 4}, /* above U+10FFFF */
+        {"a\x80"
+         "b",
+         "a?b", 1}, /* a lone tail */
+        {"", "", 0},
+    };
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char buf[64];
+
+        snprintf(buf, sizeof buf, "%s", cases[i].in);
+        ck_assert_uint_eq(mcos_utf8_sanitize(buf), cases[i].replaced);
+        ck_assert_str_eq(buf, cases[i].out);
+    }
 }
 END_TEST
 
@@ -206,6 +262,7 @@ suite(void)
 
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_routes);
+    tcase_add_test(tc, test_utf8_sanitize);
     tcase_add_test(tc, test_oversize_body);
     tcase_add_test(tc, test_client_errors);
     suite_add_tcase(s, tc);

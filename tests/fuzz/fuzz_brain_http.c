@@ -10,8 +10,8 @@
  * server would (exact path, or a prefix route's subtree; otherwise 405 on
  * a path some other method serves, else 404) and hands to the callback.
  * The request accessors and the responders are replaced too, keeping the
- * real ones' behaviour (a responder frees the request).  The bus is
- * replaced as in fuzz_brain_msgs, so that agents can say hello.
+ * real ones' behaviour (a responder frees the request).  The brain is
+ * brain_rig.h's (its bus replaced too), so that agents can say hello.
  *
  * Input: byte 0 picks a route (below); the bytes after it up to the first
  * '\n' are appended to that route's path ('?' starts the query; for the
@@ -38,92 +38,14 @@
 #include <uv.h>
 
 #include "brain.h"
-#include "bus.h"
-#include "clock.h"
-#include "config.h"
+#include "brain_rig.h"
 #include "http.h"
 #include "log.h"
-#include "wire.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define RESET_EVERY  500
 #define HEALTH_EVERY 64
-
-/* ------------------------------------------------------------------------
- * The bus server, replaced: only the fixture's hellos and report. */
-
-struct mcos_bus_request {
-    uint8_t *data;
-    size_t len;
-};
-
-int __wrap_mcos_bus_server_create(uv_loop_t *, const char *url,
-                                  mcos_bus_request_cb cb, void *arg,
-                                  struct mcos_bus_server **out, char *err,
-                                  size_t errlen);
-void __wrap_mcos_bus_server_close(struct mcos_bus_server *);
-const void *__wrap_mcos_bus_request_data(const struct mcos_bus_request *,
-                                         size_t *len);
-int __wrap_mcos_bus_reply(struct mcos_bus_request *, const void *data,
-                          size_t len);
-void __wrap_mcos_bus_request_drop(struct mcos_bus_request *);
-
-static mcos_bus_request_cb bus_cb;
-static void *bus_arg;
-static int bus_token;
-static size_t bus_open;
-
-int
-__wrap_mcos_bus_server_create(uv_loop_t *loop, const char *url,
-                              mcos_bus_request_cb cb, void *arg,
-                              struct mcos_bus_server **out, char *err,
-                              size_t errlen)
-{
-    bus_cb = cb;
-    bus_arg = arg;
-    *out = (struct mcos_bus_server *)(void *)&bus_token;
-    return 0;
-}
-
-void
-__wrap_mcos_bus_server_close(struct mcos_bus_server *s)
-{
-    bus_cb = NULL;
-    bus_arg = NULL;
-}
-
-const void *
-__wrap_mcos_bus_request_data(const struct mcos_bus_request *req, size_t *len)
-{
-    *len = req->len;
-    return req->data;
-}
-
-static void
-bus_request_free(struct mcos_bus_request *req)
-{
-    if (!bus_open) {
-        abort();
-    }
-    bus_open--;
-    free(req->data);
-    free(req);
-}
-
-int
-__wrap_mcos_bus_reply(struct mcos_bus_request *req, const void *data,
-                      size_t len)
-{
-    bus_request_free(req);
-    return 0;
-}
-
-void
-__wrap_mcos_bus_request_drop(struct mcos_bus_request *req)
-{
-    bus_request_free(req);
-}
 
 /* ------------------------------------------------------------------------
  * The HTTP server, replaced. */
@@ -343,176 +265,33 @@ __wrap_mcos_http_respond_error(struct mcos_http_request *r, int status,
 }
 
 /* ------------------------------------------------------------------------
- * The brain. */
+ * The brain: brain_rig.h's, with its HTTP API on the replaced server. */
 
-static const char *const node_names[] = {"n1", "n2", "n3"};
-static const uint64_t node_boots[] = {0x1001, 0x1002, 0x1003};
-
-static uv_loop_t loop;
-static struct mcos_fake_clock clk;
-static struct brain *brain;
-static char state_dir[64];
 static unsigned inputs;
-
-static void
-deliver_msg(Mcos__MsgType type, const ProtobufCMessage *body)
-{
-    struct mcos_bus_request *req = calloc(1, sizeof *req);
-
-    if (!req || mcos_wire_encode(type, body, &req->data, &req->len)) {
-        abort();
-    }
-    bus_open++;
-    bus_cb(req, bus_arg);
-    uv_run(&loop, UV_RUN_NOWAIT);
-}
-
-static void
-hello(size_t i, const char *rack, bool hbm, bool nvme)
-{
-    Mcos__Hello h = MCOS__HELLO__INIT;
-    Mcos__Labels labels = MCOS__LABELS__INIT;
-    Mcos__TierInfo tiers[3], *tp[3];
-    Mcos__Endpoint ep = MCOS__ENDPOINT__INIT, *epp = &ep;
-    size_t n = 0;
-
-    for (int k = 0; k < 3; k++) {
-        mcos__tier_info__init(&tiers[k]);
-        tp[k] = &tiers[k];
-    }
-    if (hbm) {
-        tiers[n].kind = MCOS__TIER_KIND__TIER_HBM;
-        tiers[n].capacity_bytes = 16ULL << 30;
-        tiers[n++].available = true;
-    }
-    tiers[n].kind = MCOS__TIER_KIND__TIER_DRAM;
-    tiers[n].capacity_bytes = 64ULL << 30;
-    tiers[n++].available = true;
-    if (nvme) {
-        tiers[n].kind = MCOS__TIER_KIND__TIER_NVME;
-        tiers[n].capacity_bytes = 1ULL << 40;
-        tiers[n++].available = true;
-    }
-    labels.rack = (char *)rack;
-    labels.zone = "z1";
-    labels.host = (char *)node_names[i];
-    ep.transport = MCOS__TRANSPORT__TRANSPORT_TCP;
-    ep.address = "10.0.0.1";
-    ep.port = 7653 + (uint32_t)i;
-    h.node = (char *)node_names[i];
-    h.boot_id = node_boots[i];
-    h.labels = &labels;
-    h.n_tiers = n;
-    h.tiers = tp;
-    h.n_endpoints = 1;
-    h.endpoints = &epp;
-    h.version = "fuzz";
-    deliver_msg(MCOS__MSG_TYPE__MSG_HELLO, &h.base);
-}
-
-/* n1 holds a chain of four KV blocks of namespace "m" in HBM. */
-static void
-report_blocks(void)
-{
-    Mcos__Report r = MCOS__REPORT__INIT;
-    Mcos__ObjectEvent ev[4], *evp[4];
-
-    for (int k = 0; k < 4; k++) {
-        mcos__object_event__init(&ev[k]);
-        ev[k].kind = MCOS__EVENT_KIND__EVENT_STORED;
-        ev[k].object_id = 0xb10c0 + (uint64_t)k;
-        ev[k].parent_id = k ? 0xb10c0 + (uint64_t)k - 1 : 0;
-        ev[k].class_ = MCOS__OBJECT_CLASS__CLASS_KV_BLOCK;
-        ev[k].tier = MCOS__TIER_KIND__TIER_HBM;
-        ev[k].size_bytes = 1 << 20;
-        ev[k].ns = "m";
-        evp[k] = &ev[k];
-    }
-    r.node = (char *)node_names[0];
-    r.boot_id = node_boots[0];
-    r.seq = 1;
-    r.n_events = 4;
-    r.events = evp;
-    deliver_msg(MCOS__MSG_TYPE__MSG_REPORT, &r.base);
-}
 
 static void
 brain_stop(void)
 {
-    if (!brain) {
-        return;
-    }
-    brain_close(brain);
-    brain = NULL;
-    for (int i = 0; i < 10; i++) {
-        uv_run(&loop, UV_RUN_NOWAIT);
-    }
-    if (bus_open || n_routes) {
-        abort();
+    rig_stop();
+    if (n_routes) {
+        abort(); /* closing the brain closes its HTTP server */
     }
 }
 
 static void
 brain_start(void)
 {
-    struct brain_config c = {0};
-    char err[256];
-
-    if (mcos_cfg_defaults(brain_config_opts, brain_n_config_opts, &c, err,
-                          sizeof err)) {
-        abort();
+    rig_start("http://127.0.0.1:1"); /* never opened */
+    if (n_routes == 0) {
+        abort(); /* no API */
     }
-    free(c.listen);
-    free(c.http_listen);
-    free(c.state_dir);
-    c.listen = strdup("ipc:///nonexistent/fuzz"); /* never opened */
-    c.http_listen = strdup("http://127.0.0.1:1"); /* never opened */
-    c.state_dir = strdup(state_dir);
-    c.report_interval_ms = 100;
-    c.suspect_after_ms = 300;
-    c.fail_after_ms = 600;
-    if (brain_create(&loop, &c, &clk.base, &brain, err, sizeof err)) {
-        fprintf(stderr, "fuzz_brain_http: %s\n", err);
-        abort();
-    }
-    mcos_cfg_free(brain_config_opts, brain_n_config_opts, &c);
-    uv_timer_stop(&brain->tick);
-    hello(0, "r1", true, true);
-    hello(1, "r1", false, false);
-    hello(2, "r2", false, true);
-    report_blocks();
-    if (brain->counters.hellos != 3 || brain->counters.reports != 1 ||
-        brain->counters.bad_messages || n_routes == 0) {
-        abort(); /* the fixture itself was refused */
-    }
-}
-
-static void
-cleanup(void)
-{
-    char path[128];
-
-    brain_stop();
-    uv_loop_close(&loop);
-    snprintf(path, sizeof path, "%s/brain.json", state_dir);
-    unlink(path);
-    snprintf(path, sizeof path, "%s/brain.lock", state_dir);
-    unlink(path);
-    rmdir(state_dir);
 }
 
 static void
 init_once(void)
 {
-    mcos_log_set_spec("off");
     verbose = getenv("FUZZ_VERBOSE") != NULL;
-    snprintf(state_dir, sizeof state_dir, "/tmp/fuzz_brain_http.XXXXXX");
-    if (!mkdtemp(state_dir)) {
-        abort();
-    }
-    uv_loop_init(&loop);
-    mcos_fake_clock_init(&clk, 1000000);
-    atexit(cleanup);
+    rig_init("fuzz_brain_http");
 }
 
 /* ------------------------------------------------------------------------
@@ -585,7 +364,7 @@ serve(const char *method, const char *target, const char *body, size_t len)
     if (verbose) {
         fprintf(stderr, "%s %s -> %d\n", method, target, last_status);
     }
-    uv_run(&loop, UV_RUN_NOWAIT);
+    uv_run(&rig.loop, UV_RUN_NOWAIT);
     return last_status;
 }
 

@@ -361,19 +361,30 @@ queued_blocks(struct mcos *p, struct sim *sim, uint32_t n,
     return sum;
 }
 
-static double
-node_load(struct mcos *p, struct sim *sim, uint32_t n)
+/* Node n's route inputs for the load mode: its load, and (the brain's
+ * mode only) its queued prefill blocks apart. */
+static void
+node_load(struct mcos *p, struct sim *sim, uint32_t n,
+          struct brain_route_node *c)
 {
     struct sim_load l;
 
     sim_load(sim, n, &l);
+    c->queued_blocks = 0;
     switch (p->k.mcos_load) {
     case POLICY_MCOS_LOAD_INFLIGHT:
-        return (double)l.inflight;
+        c->load = (double)l.inflight;
+        break;
     case POLICY_MCOS_LOAD_BLOCKS:
-        return queued_blocks(p, sim, n, &l);
-    default: /* QUEUE, and BRAIN's request count */
-        return (double)(l.waiting + l.serving);
+        c->load = queued_blocks(p, sim, n, &l);
+        break;
+    case POLICY_MCOS_LOAD_BRAIN:
+        c->load = (double)(l.waiting + l.serving);
+        c->queued_blocks = queued_blocks(p, sim, n, &l);
+        break;
+    default:
+        c->load = (double)(l.waiting + l.serving);
+        break;
     }
 }
 
@@ -552,14 +563,7 @@ mc_route(void *state, struct sim *sim, uint32_t id,
 
         c->matched_hbm = c->matched_dram = c->matched = 0;
         c->matched_peer = 0;
-        c->load = node_load(p, sim, i);
-        c->queued_blocks = 0;
-        if (p->k.mcos_load == POLICY_MCOS_LOAD_BRAIN) {
-            struct sim_load l;
-
-            sim_load(sim, i, &l);
-            c->queued_blocks = queued_blocks(p, sim, i, &l);
-        }
+        node_load(p, sim, i, c);
     }
     if (n > 0) {
         if (chain_reserve(p, n)) {

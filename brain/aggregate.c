@@ -53,6 +53,22 @@ check_endpoint(const Mcos__Endpoint *ep, size_t i, char *err, size_t errlen)
     return 0;
 }
 
+/* A generation an agent says it runs (`what` says in which message):
+ * -EINVAL above BRAIN_MAX_GEN, which no brain compiles. */
+static int
+gen_check(const char *what, const char *node, uint64_t gen, char *err,
+          size_t errlen)
+{
+    if (gen <= BRAIN_MAX_GEN) {
+        return 0;
+    }
+    mcos_seterr(err, errlen,
+                "%snode %s: applied_gen %" PRIu64
+                " is beyond the largest generation, %" PRIu64,
+                what, node, gen, BRAIN_MAX_GEN);
+    return -EINVAL;
+}
+
 int
 brain_hello_check(const Mcos__Hello *h, char *err, size_t errlen)
 {
@@ -69,11 +85,7 @@ brain_hello_check(const Mcos__Hello *h, char *err, size_t errlen)
         mcos_seterr(err, errlen, "node %s: boot_id must not be 0", h->node);
         return -EINVAL;
     }
-    if (h->applied_gen > BRAIN_MAX_GEN) {
-        mcos_seterr(err, errlen,
-                    "node %s: applied_gen %" PRIu64 " is beyond the largest "
-                    "generation, %" PRIu64,
-                    h->node, h->applied_gen, BRAIN_MAX_GEN);
+    if (gen_check("", h->node, h->applied_gen, err, errlen)) {
         return -EINVAL;
     }
     if (h->labels &&
@@ -337,11 +349,7 @@ brain_aggregate_report(struct brain_cluster *c, const Mcos__Report *rep,
         }
     }
 
-    if (rep->applied_gen > BRAIN_MAX_GEN) {
-        mcos_seterr(err, errlen,
-                    "report from node %s: applied_gen %" PRIu64
-                    " is beyond the largest generation, %" PRIu64,
-                    rep->node, rep->applied_gen, BRAIN_MAX_GEN);
+    if (gen_check("report from ", rep->node, rep->applied_gen, err, errlen)) {
         return -EINVAL;
     }
 
@@ -471,11 +479,7 @@ brain_aggregate_watch(struct brain_cluster *c, const Mcos__Watch *w,
     if (r) {
         return r;
     }
-    if (w->applied_gen > BRAIN_MAX_GEN) {
-        mcos_seterr(err, errlen,
-                    "watch from node %s: applied_gen %" PRIu64
-                    " is beyond the largest generation, %" PRIu64,
-                    w->node, w->applied_gen, BRAIN_MAX_GEN);
+    if (gen_check("watch from ", w->node, w->applied_gen, err, errlen)) {
         return -EINVAL;
     }
     heard(n, now_us, res);
